@@ -1,0 +1,217 @@
+// Package workload starts the processes of cowtrace's copy-on-write
+// experiment: a worker parent that maps private anonymous memory, optionally
+// writes all of it, and forks children that read or write one byte per block.
+//
+// The worker is cowtrace's own binary re-executed (see RunIfWorker), so the
+// tracer's own page faults never count. Every process stops at a gate, a pipe
+// that the tracer holds, and touches memory only after the tracer has opened
+// its events: no sleeps, no races.
+package workload
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// Action is what a child does to each block.
+type Action int
+
+const (
+	// ActionRead reads the byte at Config.Offset of every block.
+	ActionRead Action = iota
+	// ActionWrite writes 'C' there, like the seed's second child.
+	ActionWrite
+)
+
+func (a Action) String() string {
+	if a == ActionWrite {
+		return "writer"
+	}
+	return "reader"
+}
+
+// Config describes one run of the experiment.
+type Config struct {
+	Blocks    int  // number of blocks in the region
+	BlockSize int  // bytes per block
+	Offset    int  // offset of the byte each child reads or writes
+	Touch     bool // write every byte before the fork (the seed's memset)
+	// Children are forked in this order; each waits at its own gate.
+	Children []Action
+}
+
+// Seed returns the seed program's experiment: 1000 blocks of 102400 bytes,
+// written before the fork, a reader child and a writer child at offset 10240.
+func Seed() Config {
+	return Config{Blocks: 1000, BlockSize: 102400, Offset: 10240, Touch: true,
+		Children: []Action{ActionRead, ActionWrite}}
+}
+
+// maxChildren bounds the gate descriptors handed to the worker.
+const maxChildren = 64
+
+// Validate reports the first bad setting as a one-line error.
+func (c Config) Validate() error {
+	switch {
+	case c.Blocks <= 0:
+		return fmt.Errorf("blocks must be positive, got %d", c.Blocks)
+	case c.BlockSize <= 0:
+		return fmt.Errorf("block size must be positive, got %d", c.BlockSize)
+	case c.Offset < 0 || c.Offset >= c.BlockSize:
+		return fmt.Errorf("offset %d is outside a block of %d bytes", c.Offset, c.BlockSize)
+	case len(c.Children) > maxChildren:
+		return fmt.Errorf("at most %d children, got %d", maxChildren, len(c.Children))
+	}
+	if uint64(c.Blocks)*uint64(c.BlockSize) > 1<<40 {
+		return fmt.Errorf("region of %d x %d bytes is too large", c.Blocks, c.BlockSize)
+	}
+	return nil
+}
+
+// Process is a started worker, parked at its first gate.
+type Process struct {
+	cmd   *exec.Cmd
+	ctl   *os.File   // read end of the message pipe
+	gates []*os.File // write ends: [0] the parent's, [i] Children[i-1]'s
+	buf   [msgSize]byte
+}
+
+// ErrExited means the worker ended before saying what the caller waited for.
+var ErrExited = errors.New("workload exited early")
+
+// Start re-executes the running binary as the worker. The caller must have
+// called RunIfWorker at the top of main (or TestMain).
+func Start(cfg Config) (p *Process, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable: %w", err)
+	}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	var toClose []*os.File // the worker's ends, closed here once it has them
+	defer func() {
+		for _, f := range toClose {
+			f.Close()
+		}
+	}()
+	p = &Process{}
+	defer func() {
+		if err != nil {
+			p.closeFiles()
+		}
+	}()
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p.ctl = ctlR
+	toClose = append(toClose, ctlW)
+	extra := []*os.File{ctlW}
+	for range len(cfg.Children) + 1 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		p.gates = append(p.gates, w)
+		toClose = append(toClose, r)
+		extra = append(extra, r)
+	}
+
+	cmd := exec.Command(exe, workerArg, string(js))
+	cmd.Stdout = os.Stderr // the worker prints nothing on success
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = extra
+	// GC off, one P and no asynchronous preemption: the parent's runtime
+	// stays quiet in the measured window (see runWorker).
+	cmd.Env = append(os.Environ(), "GOGC=off", "GOMAXPROCS=1", "GODEBUG=asyncpreemptoff=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,            // Close can kill the worker and its children together
+		Pdeathsig: syscall.SIGKILL, // a killed tracer leaves no workload behind
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start workload: %w", err)
+	}
+	p.cmd = cmd
+	return p, nil
+}
+
+// Pid is the worker parent's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Next returns the next message of the worker or its children, waiting at
+// most until deadline (zero: no limit).
+func (p *Process) Next(deadline time.Time) (Message, error) {
+	if err := p.ctl.SetReadDeadline(deadline); err != nil {
+		return Message{}, err
+	}
+	if _, err := io.ReadFull(p.ctl, p.buf[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return Message{}, fmt.Errorf("%w: %v", ErrExited, p.Wait())
+		}
+		return Message{}, fmt.Errorf("read from workload: %w", err)
+	}
+	return decodeMessage(p.buf[:])
+}
+
+// Release opens the gate of the parent (0) or of child i (1-based).
+func (p *Process) Release(child int) error {
+	if child < 0 || child >= len(p.gates) || p.gates[child] == nil {
+		return fmt.Errorf("no gate for child %d", child)
+	}
+	if _, err := p.gates[child].Write([]byte{1}); err != nil {
+		return fmt.Errorf("open gate %d: %w", child, err)
+	}
+	return nil
+}
+
+// Wait waits for the worker parent to exit.
+func (p *Process) Wait() error {
+	if p.cmd.ProcessState != nil {
+		if !p.cmd.ProcessState.Success() {
+			return fmt.Errorf("workload: %s", p.cmd.ProcessState)
+		}
+		return nil
+	}
+	if err := p.cmd.Wait(); err != nil {
+		return fmt.Errorf("workload: %w", err)
+	}
+	return nil
+}
+
+// Close kills whatever is left of the worker and its children and reaps the
+// worker. Closing the gates first lets children blocked on them leave by
+// themselves; the kill covers the ones already running.
+func (p *Process) Close() error {
+	p.closeFiles()
+	if p.cmd == nil || p.cmd.ProcessState != nil {
+		return nil
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	p.cmd.Wait()
+	return nil
+}
+
+func (p *Process) closeFiles() {
+	for i, g := range p.gates {
+		if g != nil {
+			g.Close()
+			p.gates[i] = nil
+		}
+	}
+	if p.ctl != nil {
+		p.ctl.Close()
+		p.ctl = nil
+	}
+}
