@@ -1,0 +1,497 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"syscall"
+
+	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
+)
+
+// cowtraceReport holds the fields of `cowtrace --format json` that the
+// checks look at; the rest of the document is ignored on purpose, so that
+// adding fields to cowtrace does not break the harness.
+type cowtraceReport struct {
+	SchemaVersion int               `json:"schema_version"`
+	Kernel        string            `json:"kernel"`
+	Scenario      string            `json:"scenario"`
+	Blocks        int64             `json:"blocks"`
+	Touched       bool              `json:"touched"`
+	CopyRoutine   string            `json:"copy_routine"`
+	KprobeMethod  string            `json:"kprobe_method"`
+	Methods       map[string]string `json:"methods"`
+	Unavailable   []struct {
+		What string `json:"what"`
+		Why  string `json:"why"`
+	} `json:"unavailable"`
+	LostRecords int64             `json:"lost_records"`
+	Processes   []cowtraceProcess `json:"processes"`
+}
+
+type cowtraceProcess struct {
+	Role           string           `json:"role"`
+	PID            int              `json:"pid"`
+	WPFaults       int64            `json:"wp_faults"`
+	Copies         *int64           `json:"copies"`
+	InferredCopies *int64           `json:"inferred_copies"`
+	InRegion       map[string]int64 `json:"in_region"`
+	Probes         map[string]int64 `json:"probes"`
+}
+
+func (r *cowtraceReport) process(role string) (*cowtraceProcess, error) {
+	for i := range r.Processes {
+		if r.Processes[i].Role == role {
+			return &r.Processes[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no %q process in the report", role)
+}
+
+// cowtraceCommand is one cowtrace run in every guest; checks refer to it by
+// Name.
+type cowtraceCommand struct {
+	Name   string
+	Args   []string
+	Signal syscall.Signal // sent once cowtrace reports that it attached
+}
+
+// attachedLine is what `cowtrace --pause-after-attach` prints to stderr once
+// every probe is in place.
+const attachedLine = "cowtrace: attached"
+
+var cowtraceCommands = []cowtraceCommand{
+	{Name: "touched", Args: []string{"--format", "json"}},
+	{Name: "no-touch", Args: []string{"--format", "json", "--no-touch"}},
+	{Name: "blocks-5000", Args: []string{"--format", "json", "--blocks", "5000"}},
+	{Name: "tracefs", Args: []string{"--format", "json", "--kprobe-method", "tracefs"}},
+	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT},
+	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM},
+}
+
+// guestRun is everything known about one guest when the checks run.
+type guestRun struct {
+	Boot     *bootResult
+	Manifest guest.Manifest
+	results  map[string]*guest.Result
+	reports  map[string]*cowtraceReport
+}
+
+func newGuestRun(b *bootResult, m guest.Manifest) *guestRun {
+	g := &guestRun{Boot: b, Manifest: m, results: map[string]*guest.Result{}, reports: map[string]*cowtraceReport{}}
+	for _, r := range b.Results {
+		g.results[r.Name] = r
+	}
+	return g
+}
+
+func (g *guestRun) result(name string) (*guest.Result, error) {
+	r := g.results[name]
+	if r == nil {
+		return nil, fmt.Errorf("no result for %q from the guest", name)
+	}
+	if r.Err != "" {
+		return r, fmt.Errorf("%s: %s", name, r.Err)
+	}
+	if r.TimedOut {
+		return r, fmt.Errorf("%s: timed out after %v", name, r.Duration.Round(1e6))
+	}
+	return r, nil
+}
+
+// report returns the decoded JSON of a cowtrace run that must have
+// succeeded.
+func (g *guestRun) report(name string) (*cowtraceReport, error) {
+	if rep := g.reports[name]; rep != nil {
+		return rep, nil
+	}
+	r, err := g.result(name)
+	if err != nil {
+		return nil, err
+	}
+	if r.Signaled != "" || r.ExitCode != 0 {
+		return nil, fmt.Errorf("%s: exit %d %s", name, r.ExitCode, r.Signaled)
+	}
+	var rep cowtraceReport
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		return nil, fmt.Errorf("%s: stdout is not the JSON report: %w", name, err)
+	}
+	if rep.SchemaVersion != 1 {
+		return nil, fmt.Errorf("%s: schema_version %d, want 1", name, rep.SchemaVersion)
+	}
+	g.reports[name] = &rep
+	return &rep, nil
+}
+
+// check is one assertion about a guest. Cmd names the command whose output
+// is shown when the check fails ("" for none).
+type check struct {
+	Name string
+	Cmd  string
+	Fn   func(g *guestRun) error
+}
+
+type checkResult struct {
+	Name    string `json:"name"`
+	Cmd     string `json:"cmd,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
+	Err     string `json:"err,omitempty"`
+}
+
+func (c checkResult) failed() bool { return c.Skipped == "" && c.Err != "" }
+
+var guestChecks = []check{
+	{Name: "guest finished and sent every result", Fn: checkGuestDone},
+	{Name: "kernel has the kprobe PMU and kprobe_events", Fn: checkKprobeSupport},
+}
+
+var cowtraceChecks = []check{
+	{Name: "touched: a kprobe counts copies", Cmd: "touched", Fn: checkCopyRoutine},
+	{Name: "touched: writer copies == blocks", Cmd: "touched", Fn: checkWriterCopiesBlocks},
+	{Name: "touched: reader copies == 0", Cmd: "touched", Fn: checkReaderNoCopies},
+	{Name: "touched: parent copies present", Cmd: "touched", Fn: checkParentCopies},
+	{Name: "touched: writer do_wp_page == wp_faults", Cmd: "touched", Fn: checkDoWPPage},
+	{Name: "touched: inferred copies == copies", Cmd: "touched", Fn: checkInferred},
+	{Name: "no-touch: writer copies nothing", Cmd: "no-touch", Fn: checkNoTouch},
+	{Name: "blocks 5000: writer copies 5000", Cmd: "blocks-5000", Fn: checkBlocks5000},
+	{Name: "tracefs kprobes agree with the PMU", Cmd: "tracefs", Fn: checkTracefsAgrees},
+	{Name: "SIGINT mid-run exits clean, no kprobe left", Cmd: "sigint", Fn: checkSignalClean("sigint")},
+	{Name: "SIGTERM mid-run exits clean, no kprobe left", Cmd: "sigterm", Fn: checkSignalClean("sigterm")},
+	{Name: "no run leaves kprobes or tracefs mounts", Fn: checkNoLeftovers},
+}
+
+func checkGuestDone(g *guestRun) error {
+	b := g.Boot
+	var errs []error
+	if b.QemuErr != nil {
+		errs = append(errs, fmt.Errorf("qemu: %w", b.QemuErr))
+	}
+	if b.TimedOut {
+		errs = append(errs, fmt.Errorf("guest did not power off within %v", b.Elapsed.Round(1e9)))
+	}
+	if b.Info == nil {
+		errs = append(errs, errors.New("no info frame from guestinit (did /init start?)"))
+	}
+	if !b.Done {
+		errs = append(errs, errors.New("no done marker from guestinit"))
+	} else if b.Sent != len(b.Results) {
+		errs = append(errs, fmt.Errorf("guest sent %d results, %d arrived", b.Sent, len(b.Results)))
+	}
+	for _, c := range g.Manifest.Commands {
+		if g.results[c.Name] == nil {
+			errs = append(errs, fmt.Errorf("no result for %q", c.Name))
+		}
+	}
+	for _, f := range b.Frames {
+		errs = append(errs, fmt.Errorf("frame: %s", f))
+	}
+	if b.Info != nil && len(b.Info.Errors) > 0 {
+		errs = append(errs, fmt.Errorf("guestinit: %s", strings.Join(b.Info.Errors, "; ")))
+	}
+	return errors.Join(errs...)
+}
+
+func checkKprobeSupport(g *guestRun) error {
+	i := g.Boot.Info
+	if i == nil {
+		return errors.New("no info from the guest")
+	}
+	if i.KprobePMUType < 0 {
+		return errors.New("no /sys/bus/event_source/devices/kprobe/type")
+	}
+	if !i.KprobeEvents {
+		return fmt.Errorf("tracefs has no kprobe_events %s", i.TracefsErr)
+	}
+	return nil
+}
+
+func checkCopyRoutine(g *guestRun) error {
+	rep, err := g.report("touched")
+	if err != nil {
+		return err
+	}
+	if rep.CopyRoutine == "" {
+		return errors.New("copy_routine is empty")
+	}
+	if m := rep.Methods["copies"]; !strings.HasPrefix(m, "kprobe:") {
+		return fmt.Errorf("methods.copies = %q, want kprobe:...", m)
+	}
+	return nil
+}
+
+func writerReader(g *guestRun, name string) (rep *cowtraceReport, w, r *cowtraceProcess, err error) {
+	if rep, err = g.report(name); err != nil {
+		return
+	}
+	if w, err = rep.process("writer"); err != nil {
+		return
+	}
+	r, err = rep.process("reader")
+	return
+}
+
+func copies(p *cowtraceProcess) (int64, error) {
+	if p.Copies == nil {
+		return 0, fmt.Errorf("%s copies is null", p.Role)
+	}
+	return *p.Copies, nil
+}
+
+func wantCopies(p *cowtraceProcess, want int64) error {
+	n, err := copies(p)
+	if err != nil {
+		return err
+	}
+	if n != want {
+		return fmt.Errorf("%s copies = %d, want %d", p.Role, n, want)
+	}
+	return nil
+}
+
+func checkWriterCopiesBlocks(g *guestRun) error {
+	rep, w, _, err := writerReader(g, "touched")
+	if err != nil {
+		return err
+	}
+	if rep.Blocks != 1000 {
+		return fmt.Errorf("blocks = %d, want the default 1000", rep.Blocks)
+	}
+	return wantCopies(w, rep.Blocks)
+}
+
+func checkReaderNoCopies(g *guestRun) error {
+	_, _, r, err := writerReader(g, "touched")
+	if err != nil {
+		return err
+	}
+	return wantCopies(r, 0)
+}
+
+func checkParentCopies(g *guestRun) error {
+	rep, err := g.report("touched")
+	if err != nil {
+		return err
+	}
+	p, err := rep.process("parent")
+	if err != nil {
+		return err
+	}
+	_, err = copies(p)
+	return err
+}
+
+func checkDoWPPage(g *guestRun) error {
+	_, w, _, err := writerReader(g, "touched")
+	if err != nil {
+		return err
+	}
+	n, ok := w.Probes["do_wp_page"]
+	if !ok {
+		return errors.New(`writer probes has no "do_wp_page"`)
+	}
+	if n != w.WPFaults {
+		return fmt.Errorf("writer do_wp_page = %d, wp_faults = %d", n, w.WPFaults)
+	}
+	return nil
+}
+
+func checkInferred(g *guestRun) error {
+	rep, err := g.report("touched")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range rep.Processes {
+		switch {
+		case p.Copies == nil || p.InferredCopies == nil:
+			errs = append(errs, fmt.Errorf("%s: copies %v, inferred_copies %v", p.Role, fmtp(p.Copies), fmtp(p.InferredCopies)))
+		case *p.Copies != *p.InferredCopies:
+			errs = append(errs, fmt.Errorf("%s: copies %d, inferred_copies %d", p.Role, *p.Copies, *p.InferredCopies))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func fmtp(p *int64) string {
+	if p == nil {
+		return "null"
+	}
+	return fmt.Sprint(*p)
+}
+
+func checkNoTouch(g *guestRun) error {
+	_, w, _, err := writerReader(g, "no-touch")
+	if err != nil {
+		return err
+	}
+	return errors.Join(wantCopies(w, 0), wantInRegionWP(w, 0))
+}
+
+func wantInRegionWP(p *cowtraceProcess, want int64) error {
+	n, ok := p.InRegion["wp"]
+	if !ok {
+		return fmt.Errorf("%s in_region has no wp", p.Role)
+	}
+	if n != want {
+		return fmt.Errorf("%s in_region.wp = %d, want %d", p.Role, n, want)
+	}
+	return nil
+}
+
+func checkBlocks5000(g *guestRun) error {
+	_, w, _, err := writerReader(g, "blocks-5000")
+	if err != nil {
+		return err
+	}
+	return errors.Join(wantCopies(w, 5000), wantInRegionWP(w, 5000))
+}
+
+func checkTracefsAgrees(g *guestRun) error {
+	rep, w, r, err := writerReader(g, "tracefs")
+	if err != nil {
+		return err
+	}
+	_, pw, pr, err := writerReader(g, "touched")
+	if err != nil {
+		return fmt.Errorf("nothing to compare with: %w", err)
+	}
+	var errs []error
+	if rep.KprobeMethod != "tracefs" {
+		errs = append(errs, fmt.Errorf("kprobe_method = %q, want tracefs", rep.KprobeMethod))
+	}
+	for _, pair := range [][2]*cowtraceProcess{{w, pw}, {r, pr}} {
+		a, err1 := copies(pair[0])
+		b, err2 := copies(pair[1])
+		if err := errors.Join(err1, err2); err != nil {
+			errs = append(errs, err)
+		} else if a != b {
+			errs = append(errs, fmt.Errorf("%s copies: tracefs %d, pmu %d", pair[0].Role, a, b))
+		}
+	}
+	errs = append(errs, leftovers(g, "tracefs"))
+	return errors.Join(errs...)
+}
+
+// panicRE finds the marks of a Go crash: a panic, a fatal runtime error, or
+// a goroutine dump.
+var panicRE = regexp.MustCompile(`(?m)^(panic: |fatal error: |goroutine \d+ \[|SIGSEGV|SIGBUS)`)
+
+// cleanSignalExits are the exit codes accepted after a signal: 0 (stopped
+// and reported) and the shell convention 128+signo (stopped, said so).
+// Being killed by the signal itself is not clean: it means no handler ran,
+// and tracefs kprobes would outlive the process.
+var cleanSignalExits = map[int]bool{0: true, 128 + int(syscall.SIGINT): true, 128 + int(syscall.SIGTERM): true}
+
+func checkSignalClean(name string) func(g *guestRun) error {
+	return func(g *guestRun) error {
+		r, err := g.result(name)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		if !r.WaitLineSeen {
+			errs = append(errs, fmt.Errorf("never printed %q on stderr, so no signal was sent", attachedLine))
+		} else if r.SignalSent == "" {
+			errs = append(errs, errors.New("the signal could not be sent"))
+		}
+		if r.Signaled != "" {
+			errs = append(errs, fmt.Errorf("killed by %s: no handler ran", r.Signaled))
+		} else if !cleanSignalExits[r.ExitCode] {
+			errs = append(errs, fmt.Errorf("exit code %d (want 0, 130 or 143)", r.ExitCode))
+		}
+		if panicRE.MatchString(r.Stderr) {
+			errs = append(errs, errors.New("stderr shows a Go panic or crash"))
+		}
+		errs = append(errs, leftovers(g, name))
+		return errors.Join(errs...)
+	}
+}
+
+// leftovers reports kprobes or tracefs mounts that a run left behind.
+func leftovers(g *guestRun, name string) error {
+	r := g.results[name]
+	if r == nil {
+		return fmt.Errorf("no result for %q", name)
+	}
+	t := r.Tracefs
+	if t == nil {
+		return fmt.Errorf("%s: tracefs was not inspected after the run", name)
+	}
+	var errs []error
+	if t.Err != "" {
+		errs = append(errs, fmt.Errorf("%s: inspecting tracefs: %s", name, t.Err))
+	}
+	if s := strings.TrimSpace(t.KprobeEvents); s != "" {
+		errs = append(errs, fmt.Errorf("%s: kprobe_events not empty afterwards:\n%s", name, s))
+	}
+	if len(t.StillMounted) > 0 {
+		errs = append(errs, fmt.Errorf("%s: tracefs left mounted on %s", name, strings.Join(t.StillMounted, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+func checkNoLeftovers(g *guestRun) error {
+	var errs []error
+	for _, c := range cowtraceCommands {
+		if _, ok := g.results[c.Name]; ok {
+			errs = append(errs, leftovers(g, c.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// testLineRE matches the per-test verdict lines of `go test -v`.
+var testLineRE = regexp.MustCompile(`(?m)^\s*--- (PASS|SKIP|FAIL): `)
+
+type testCounts struct{ Pass, Skip, Fail int }
+
+func countTests(out string) testCounts {
+	var c testCounts
+	for _, m := range testLineRE.FindAllStringSubmatch(out, -1) {
+		switch m[1] {
+		case "PASS":
+			c.Pass++
+		case "SKIP":
+			c.Skip++
+		case "FAIL":
+			c.Fail++
+		}
+	}
+	return c
+}
+
+func testBinaryCheck(name string) check {
+	return check{Name: "test binary " + name, Cmd: name, Fn: func(g *guestRun) error {
+		r, err := g.result(name)
+		if err != nil {
+			return err
+		}
+		if r.Signaled != "" || r.ExitCode != 0 {
+			c := countTests(r.Stdout)
+			return fmt.Errorf("exit %d %s (%d passed, %d failed, %d skipped)", r.ExitCode, r.Signaled, c.Pass, c.Fail, c.Skip)
+		}
+		return nil
+	}}
+}
+
+// runChecks runs every check; those whose command is not in the manifest
+// are skipped, with the reason.
+func runChecks(g *guestRun, checks []check) []checkResult {
+	inManifest := map[string]bool{}
+	for _, c := range g.Manifest.Commands {
+		inManifest[c.Name] = true
+	}
+	var out []checkResult
+	for _, c := range checks {
+		cr := checkResult{Name: c.Name, Cmd: c.Cmd}
+		if c.Cmd != "" && !inManifest[c.Cmd] {
+			cr.Skipped = fmt.Sprintf("%q was not run", c.Cmd)
+		} else if err := c.Fn(g); err != nil {
+			cr.Err = err.Error()
+		}
+		out = append(out, cr)
+	}
+	return out
+}

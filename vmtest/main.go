@@ -1,0 +1,412 @@
+// Command vmtest boots Debian's kprobe-enabled kernels under qemu and runs
+// cowtrace and its kernel-facing test binaries inside them. The development
+// and CI machines run a kernel without kprobes, so this is the only place
+// where cowtrace's kprobe paths meet a real kernel.
+//
+// Usage, from the module root:
+//
+//	go run ./vmtest [-kernels 6.1,6.12] [-kernel PATH] [-json FILE] [-readme README.md]
+//
+// It needs qemu-system-x86_64 (Debian: qemu-system-x86), and apt-get and
+// dpkg to fetch the kernels; cpio is not needed.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
+)
+
+type options struct {
+	cache      string
+	kernels    string
+	kernelPath string
+	pkgs       string
+	jsonOut    string
+	readme     string
+	workDir    string
+	keep       bool
+	verbose    bool
+	parallel   int
+	timeout    time.Duration
+	memMB      int
+	qemu       string
+	accel      string
+	cpu        string
+}
+
+func defaultCache() string {
+	dir := os.Getenv("XDG_CACHE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return filepath.Join(os.TempDir(), "cowtrace-vmtest")
+		}
+		dir = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(dir, "cowtrace-vmtest")
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.cache, "cache", defaultCache(), "`dir` for downloaded kernels")
+	flag.StringVar(&o.kernels, "kernels", "6.1,6.12", "comma-separated Debian kernel series to boot (6.1, 6.12); empty for none")
+	flag.StringVar(&o.kernelPath, "kernel", "", "boot this vmlinuz `path` too (with -kernels '' only it)")
+	flag.StringVar(&o.pkgs, "pkgs", "./perfevents,./workload,./experiment,./cmd/cowtrace", "comma-separated packages whose tests run in the guests")
+	flag.StringVar(&o.jsonOut, "json", "", "write every guest's results to `file`")
+	flag.StringVar(&o.readme, "readme", "", "replace the vmtest section of this markdown `file` with the results table")
+	flag.StringVar(&o.workDir, "work", "", "build into `dir` (default: a temporary one, removed afterwards)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary work dir (binaries, initramfs, console logs)")
+	flag.BoolVar(&o.verbose, "v", false, "copy each guest's console to stderr as it runs")
+	flag.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "guests to run at once (each takes one host core under TCG)")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "host-side limit for one guest, boot to power-off")
+	flag.IntVar(&o.memMB, "m", 2048, "guest memory in MiB")
+	flag.StringVar(&o.qemu, "qemu", "qemu-system-x86_64", "qemu binary")
+	// KVM is the fast choice where it works; the default stays TCG because
+	// nested KVM on the project's machines dies or hangs.
+	flag.StringVar(&o.accel, "accel", "tcg", "qemu accelerator")
+	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "vmtest: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
+		os.Exit(1)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+// built is what the build step produced for the initramfs.
+type built struct {
+	files    []initramfsFile
+	manifest guest.Manifest
+	tests    []string // names of the test binaries in the manifest
+	notes    []string // what was left out, and why
+	cowtrace bool
+}
+
+func run(ctx context.Context, o options) (bool, error) {
+	start := time.Now()
+	if err := haveTool(o.qemu); err != nil {
+		return false, err
+	}
+	var kernels []kernel
+	if o.kernels != "" {
+		ks, err := resolveKernels(ctx, o.cache, strings.Split(o.kernels, ","))
+		if err != nil {
+			return false, err
+		}
+		kernels = ks
+	}
+	if o.kernelPath != "" {
+		if _, err := os.Stat(o.kernelPath); err != nil {
+			return false, err
+		}
+		kernels = append(kernels, kernel{Label: o.kernelPath, Vmlinuz: o.kernelPath})
+	}
+	if len(kernels) == 0 {
+		return false, errors.New("no kernel to boot: give -kernels or -kernel")
+	}
+
+	work := o.workDir
+	if work == "" {
+		d, err := os.MkdirTemp("", "cowtrace-vmtest-")
+		if err != nil {
+			return false, err
+		}
+		work = d
+		if o.keep {
+			logf("work dir %s", work)
+		} else {
+			defer os.RemoveAll(work)
+		}
+	} else if err := os.MkdirAll(work, 0o755); err != nil {
+		return false, err
+	}
+
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return false, err
+	}
+	buildStart := time.Now()
+	b, err := buildAll(ctx, root, work, splitList(o.pkgs))
+	if err != nil {
+		return false, err
+	}
+	for _, n := range b.notes {
+		logf("%s", n)
+	}
+	man, err := json.MarshalIndent(b.manifest, "", "  ")
+	if err != nil {
+		return false, err
+	}
+	initrd := filepath.Join(work, "initramfs.cpio.gz")
+	if err := writeInitramfs(initrd, b.files, map[string][]byte{guest.ManifestPath: man}); err != nil {
+		return false, fmt.Errorf("initramfs: %w", err)
+	}
+	logf("built in %v: cowtrace %v, %d test binaries, %d commands per guest", time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands))
+
+	checks := append(append([]check{}, guestChecks...), cowtraceChecks...)
+	for _, t := range b.tests {
+		checks = append(checks, testBinaryCheck(t))
+	}
+
+	runs := make([]*kernelRun, len(kernels))
+	sem := make(chan struct{}, max(o.parallel, 1))
+	var wg sync.WaitGroup
+	var logMu sync.Mutex
+	for i, k := range kernels {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			logf("booting %s (%s)", k.Label, k.Vmlinuz)
+			consoleLog, err := os.Create(filepath.Join(work, fmt.Sprintf("console-%d.log", i)))
+			var console io.Writer = io.Discard
+			if err == nil {
+				defer consoleLog.Close()
+				console = consoleLog
+			}
+			if o.verbose {
+				console = io.MultiWriter(console, &prefixWriter{mu: &logMu, prefix: "[" + k.Label + "] ", w: os.Stderr})
+			}
+			br := boot(ctx, bootOptions{
+				Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB,
+				Vmlinuz: k.Vmlinuz, Initrd: initrd, Timeout: o.timeout, Console: console,
+			})
+			g := newGuestRun(br, b.manifest)
+			runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks), Tests: b.tests, Notes: b.notes}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+
+	allOK := true
+	for _, r := range runs {
+		if !r.ok() {
+			allOK = false
+			printFailure(os.Stdout, r)
+		}
+	}
+	fmt.Println()
+	for _, r := range runs {
+		fmt.Println(summaryLine(r))
+	}
+	fmt.Println()
+	table := resultsTable(runs)
+	fmt.Print(table)
+	fmt.Printf("\nvmtest: %d kernels in %v\n", len(runs), time.Since(start).Round(time.Second))
+
+	if o.jsonOut != "" {
+		if err := writeJSON(o.jsonOut, runs); err != nil {
+			return false, err
+		}
+	}
+	if o.readme != "" {
+		section := readmeSection(table, time.Now().UTC(), "go run ./vmtest "+strings.Join(os.Args[1:], " "), allOK)
+		if err := replaceReadmeSection(o.readme, section); err != nil {
+			return false, err
+		}
+	}
+	return allOK, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the cowtrace module: run from the repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// goCmd runs the go tool in the module root with cgo off: the initramfs has
+// no libc, so every binary in it must be static.
+func goCmd(ctx context.Context, root string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}
+
+// pkgInfo is what `go list` says about one package; an absent or empty
+// package is not an error here, since the packages are being written while
+// the harness exists.
+type pkgInfo struct {
+	Dir          string
+	Name         string
+	GoFiles      []string
+	TestGoFiles  []string
+	XTestGoFiles []string
+	Error        *struct{ Err string }
+}
+
+func listPkg(ctx context.Context, root, pkg string) (*pkgInfo, error) {
+	cmd := exec.CommandContext(ctx, "go", "list", "-e", "-json", pkg)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list %s: %w", pkg, err)
+	}
+	var p pkgInfo
+	if err := json.Unmarshal(out, &p); err != nil {
+		return nil, fmt.Errorf("go list %s: %w", pkg, err)
+	}
+	return &p, nil
+}
+
+// absent says why pkg cannot be built because it is not there yet, or ""
+// if it is there.
+func absent(p *pkgInfo, pkg string) string {
+	if st, err := os.Stat(p.Dir); p.Dir == "" || err != nil || !st.IsDir() {
+		return pkg + " does not exist"
+	}
+	if len(p.GoFiles) == 0 && len(p.TestGoFiles) == 0 && len(p.XTestGoFiles) == 0 {
+		return pkg + " has no Go files"
+	}
+	return ""
+}
+
+func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, error) {
+	b := &built{}
+	bin := filepath.Join(work, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return nil, err
+	}
+	gi := filepath.Join(bin, "guestinit")
+	if _, err := goCmd(ctx, root, "build", "-o", gi, "./vmtest/guestinit"); err != nil {
+		return nil, err
+	}
+	b.files = append(b.files, initramfsFile{Src: gi, Dst: "init", Perm: 0o755})
+	env := []string{"PATH=/bin:/tests", "HOME=/tmp", "TMPDIR=/tmp", "USER=root"}
+
+	p, err := listPkg(ctx, root, "./cmd/cowtrace")
+	if err != nil {
+		return nil, err
+	}
+	if why := absent(p, "./cmd/cowtrace"); why != "" {
+		b.notes = append(b.notes, "cowtrace checks skipped: "+why)
+	} else {
+		ct := filepath.Join(bin, "cowtrace")
+		if _, err := goCmd(ctx, root, "build", "-o", ct, "./cmd/cowtrace"); err != nil {
+			return nil, err
+		}
+		b.cowtrace = true
+		b.files = append(b.files, initramfsFile{Src: ct, Dst: "bin/cowtrace", Perm: 0o755})
+		for _, c := range cowtraceCommands {
+			cmd := guest.Command{
+				Name: c.Name, Argv: append([]string{"/bin/cowtrace"}, c.Args...), Env: env, Dir: "/tmp",
+				Timeout: 90 * time.Second, InspectTracefs: true,
+			}
+			if c.Signal != 0 {
+				cmd.WaitStderr, cmd.Signal = attachedLine, int(c.Signal)
+			}
+			b.manifest.Commands = append(b.manifest.Commands, cmd)
+		}
+	}
+
+	for _, pkg := range pkgs {
+		p, err := listPkg(ctx, root, pkg)
+		if err != nil {
+			return nil, err
+		}
+		if why := absent(p, pkg); why != "" {
+			b.notes = append(b.notes, "tests skipped: "+why)
+			continue
+		}
+		if len(p.TestGoFiles)+len(p.XTestGoFiles) == 0 {
+			b.notes = append(b.notes, "tests skipped: "+pkg+" has no tests")
+			continue
+		}
+		name := strings.ReplaceAll(strings.Trim(path.Clean(pkg), "./"), "/", "_")
+		exe := filepath.Join(bin, name+".test")
+		if _, err := goCmd(ctx, root, "test", "-c", "-o", exe, pkg); err != nil {
+			return nil, err
+		}
+		// A test binary runs with its package directory as the working
+		// directory, so testdata must sit beside it in the guest too.
+		dir := "/tests/" + name
+		b.files = append(b.files, initramfsFile{Src: exe, Dst: dir + "/" + name + ".test", Perm: 0o755})
+		if td := filepath.Join(p.Dir, "testdata"); isDir(td) {
+			fs, err := treeFiles(td, dir+"/testdata")
+			if err != nil {
+				return nil, err
+			}
+			b.files = append(b.files, fs...)
+		}
+		b.manifest.Commands = append(b.manifest.Commands, guest.Command{
+			Name: name + ".test", Argv: []string{dir + "/" + name + ".test", "-test.v", "-test.count=1"},
+			Env: env, Dir: dir, Timeout: 3 * time.Minute,
+		})
+		b.tests = append(b.tests, name+".test")
+	}
+	return b, nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// prefixWriter labels each console line with its kernel when several
+// guests stream to one terminal.
+type prefixWriter struct {
+	mu     *sync.Mutex
+	prefix string
+	w      io.Writer
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line != "" {
+			if _, err := io.WriteString(p.w, p.prefix+line); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(b), nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
+)
+
+// bootOptions is how one guest is started.
+type bootOptions struct {
+	Qemu    string
+	Accel   string
+	CPU     string
+	MemMB   int
+	Vmlinuz string
+	Initrd  string
+	Timeout time.Duration
+	Console io.Writer // a copy of the whole console, e.g. a log file
+}
+
+// bootResult is what came back from one guest.
+type bootResult struct {
+	Info     *guest.Info
+	Results  []*guest.Result
+	Done     bool
+	Sent     int
+	Console  string // the whole serial console
+	Elapsed  time.Duration
+	TimedOut bool
+	QemuErr  error
+	Frames   []string // framing problems
+}
+
+func qemuArgs(o bootOptions) []string {
+	return []string{
+		"-accel", o.Accel,
+		"-cpu", o.CPU,
+		"-m", fmt.Sprint(o.MemMB),
+		"-smp", "1",
+		// Only the serial port: no VGA, NIC or other default devices,
+		// which the guest never uses and which cost boot time under TCG.
+		"-nodefaults",
+		"-display", "none",
+		"-serial", "stdio",
+		"-kernel", o.Vmlinuz,
+		"-initrd", o.Initrd,
+		"-append", "console=ttyS0 quiet panic=-1",
+		"-no-reboot",
+	}
+}
+
+// boot runs one guest to its power-off (or the timeout) and decodes the
+// frames on its console.
+func boot(ctx context.Context, o bootOptions) *bootResult {
+	res := &bootResult{}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, o.Qemu, qemuArgs(o)...)
+	// qemu must not inherit a terminal: with -serial stdio it would put it
+	// into raw mode and read keystrokes into the guest.
+	cmd.Stdin = nil
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	cmd.Stderr = pw
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		res.QemuErr = err
+		return res
+	}
+	var console strings.Builder
+	dec := guest.NewDecoder()
+	scanDone := make(chan struct{})
+	go func() {
+		defer close(scanDone)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.Contains(line, guest.FramePrefix) {
+				console.WriteString(line + "\n")
+				if o.Console != nil {
+					fmt.Fprintln(o.Console, line)
+				}
+			}
+			m, err := dec.Line(line)
+			if err != nil {
+				res.Frames = append(res.Frames, err.Error())
+				continue
+			}
+			if m == nil {
+				continue
+			}
+			switch m.Kind {
+			case "info":
+				res.Info = m.Info
+			case "result":
+				res.Results = append(res.Results, m.Result)
+			case "done":
+				res.Done, res.Sent = true, m.Sent
+			}
+		}
+		// Drain so that qemu never blocks on a full pipe.
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Wait()
+	pw.Close()
+	<-scanDone
+	res.Elapsed = time.Since(start)
+	res.Console = console.String()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		res.TimedOut = true
+	}
+	if err != nil && !res.TimedOut {
+		res.QemuErr = err
+	}
+	for _, seq := range dec.Incomplete() {
+		res.Frames = append(res.Frames, fmt.Sprintf("message %d incomplete", seq))
+	}
+	return res
+}
+
+func haveTool(name string) error {
+	if _, err := exec.LookPath(name); err != nil {
+		return fmt.Errorf("%s not found (Debian: apt-get install -y qemu-system-x86): %w", name, err)
+	}
+	return nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "vmtest: "+format+"\n", args...)
+}

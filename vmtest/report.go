@@ -1,0 +1,274 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
+)
+
+// kernelRun is the outcome for one kernel.
+type kernelRun struct {
+	Kernel kernel
+	Guest  *guestRun
+	Checks []checkResult
+	Tests  []string
+	Notes  []string
+}
+
+func (r *kernelRun) ok() bool {
+	for _, c := range r.Checks {
+		if c.failed() {
+			return false
+		}
+	}
+	return true
+}
+
+// name is the kernel release the guest reported, which says more than
+// the series asked for.
+func (r *kernelRun) name() string {
+	if i := r.Guest.Boot.Info; i != nil && i.Release != "" {
+		return i.Release
+	}
+	return r.Kernel.Label
+}
+
+func (r *kernelRun) counts() (passed, failed, skipped int) {
+	for _, c := range r.Checks {
+		switch {
+		case c.Skipped != "":
+			skipped++
+		case c.Err != "":
+			failed++
+		default:
+			passed++
+		}
+	}
+	return
+}
+
+func summaryLine(r *kernelRun) string {
+	verdict := "PASS"
+	if !r.ok() {
+		verdict = "FAIL"
+	}
+	var parts []string
+	if rep := r.Guest.reports["touched"]; rep != nil {
+		parts = append(parts, "method "+methodName(rep), "copy routine "+rep.CopyRoutine)
+		if w, err := rep.process("writer"); err == nil {
+			parts = append(parts, "writer copies "+fmtp(w.Copies))
+		}
+		if rd, err := rep.process("reader"); err == nil {
+			parts = append(parts, "reader copies "+fmtp(rd.Copies))
+		}
+	} else if len(r.Guest.Manifest.Commands) > 0 && r.Guest.results["touched"] == nil {
+		parts = append(parts, "cowtrace not run")
+	}
+	passed, failed, skipped := r.counts()
+	c := fmt.Sprintf("%d checks passed", passed)
+	if failed > 0 {
+		c += fmt.Sprintf(", %d failed", failed)
+	}
+	if skipped > 0 {
+		c += fmt.Sprintf(", %d skipped", skipped)
+	}
+	parts = append(parts, c, fmt.Sprintf("%d test binaries%s", len(r.Tests), r.testCounts()))
+	parts = append(parts, fmt.Sprintf("%.0f s", r.Guest.Boot.Elapsed.Seconds()))
+	return fmt.Sprintf("%s: %s (%s)", r.name(), verdict, strings.Join(parts, ", "))
+}
+
+func (r *kernelRun) testCounts() string {
+	var total testCounts
+	for _, t := range r.Tests {
+		if res := r.Guest.results[t]; res != nil {
+			c := countTests(res.Stdout)
+			total.Pass += c.Pass
+			total.Skip += c.Skip
+			total.Fail += c.Fail
+		}
+	}
+	if len(r.Tests) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" [tests: %d pass, %d skip, %d fail]", total.Pass, total.Skip, total.Fail)
+}
+
+func methodName(rep *cowtraceReport) string {
+	if rep.KprobeMethod == "" {
+		return "no kprobes"
+	}
+	return "kprobe-" + rep.KprobeMethod
+}
+
+// resultsTable is the markdown table of the touched run on every kernel.
+func resultsTable(runs []*kernelRun) string {
+	var b strings.Builder
+	b.WriteString("| kernel | method | copy routine | writer copies | reader copies | do_wp_page (writer) | inferred copies (writer) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
+	for _, r := range runs {
+		row := []string{r.name(), "-", "-", "-", "-", "-", "-"}
+		if rep := r.Guest.reports["touched"]; rep != nil {
+			row[1], row[2] = methodName(rep), rep.CopyRoutine
+			if w, err := rep.process("writer"); err == nil {
+				row[3] = fmtp(w.Copies)
+				if n, ok := w.Probes["do_wp_page"]; ok {
+					row[5] = fmt.Sprint(n)
+				}
+				row[6] = fmtp(w.InferredCopies)
+			}
+			if rd, err := rep.process("reader"); err == nil {
+				row[4] = fmtp(rd.Copies)
+			}
+		} else if res := r.Guest.results["touched"]; res != nil {
+			row[1] = "cowtrace failed"
+		} else {
+			row[1] = "cowtrace not run"
+		}
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+// printFailure shows a failing guest's own output: the failed checks, the
+// output of the commands they name, and the tail of the console.
+func printFailure(w io.Writer, r *kernelRun) {
+	fmt.Fprintf(w, "==== %s (%s): FAIL\n", r.name(), r.Kernel.Vmlinuz)
+	shown := map[string]bool{}
+	for _, c := range r.Checks {
+		if !c.failed() {
+			continue
+		}
+		fmt.Fprintf(w, "--- FAIL: %s\n%s\n", c.Name, indent(c.Err))
+		if c.Cmd == "" || shown[c.Cmd] {
+			continue
+		}
+		shown[c.Cmd] = true
+		if res := r.Guest.results[c.Cmd]; res != nil {
+			printCommand(w, res)
+		}
+	}
+	fmt.Fprintf(w, "---- console (last 40 lines)\n%s\n", indent(tail(r.Guest.Boot.Console, 40)))
+}
+
+func printCommand(w io.Writer, res *guest.Result) {
+	fmt.Fprintf(w, "---- %s: %s (exit %d%s, %v)\n", res.Name, strings.Join(res.Argv, " "), res.ExitCode, map[bool]string{true: ", " + res.Signaled, false: ""}[res.Signaled != ""], res.Duration.Round(time.Millisecond))
+	if res.Err != "" {
+		fmt.Fprintf(w, "guest error: %s\n", res.Err)
+	}
+	fmt.Fprintf(w, "---- stdout (last 80 lines)\n%s\n", indent(tail(res.Stdout, 80)))
+	fmt.Fprintf(w, "---- stderr (last 80 lines)\n%s\n", indent(tail(res.Stderr, 80)))
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "    (empty)"
+	}
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
+
+type jsonRun struct {
+	Kernel    string          `json:"kernel"`
+	Series    string          `json:"series"`
+	Package   string          `json:"package,omitempty"`
+	Vmlinuz   string          `json:"vmlinuz"`
+	Pass      bool            `json:"pass"`
+	ElapsedS  float64         `json:"elapsed_s"`
+	TimedOut  bool            `json:"timed_out,omitempty"`
+	Info      *guest.Info     `json:"info"`
+	Checks    []checkResult   `json:"checks"`
+	Results   []*guest.Result `json:"results"`
+	Notes     []string        `json:"notes,omitempty"`
+	FrameErrs []string        `json:"frame_errors,omitempty"`
+}
+
+func writeJSON(file string, runs []*kernelRun) error {
+	var out []jsonRun
+	for _, r := range runs {
+		b := r.Guest.Boot
+		out = append(out, jsonRun{
+			Kernel: r.name(), Series: r.Kernel.Label, Package: r.Kernel.Package, Vmlinuz: r.Kernel.Vmlinuz,
+			Pass: r.ok(), ElapsedS: b.Elapsed.Seconds(), TimedOut: b.TimedOut, Info: b.Info,
+			Checks: r.Checks, Results: b.Results, Notes: r.Notes, FrameErrs: b.Frames,
+		})
+	}
+	js, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, append(js, '\n'), 0o644)
+}
+
+const (
+	readmeBegin = "<!-- vmtest:begin -->"
+	readmeEnd   = "<!-- vmtest:end -->"
+)
+
+func readmeSection(table string, when time.Time, command string, pass bool) string {
+	verdict := "every check passed"
+	if !pass {
+		verdict = "some checks FAILED"
+	}
+	return fmt.Sprintf("Measured %s with `%s` (%s):\n\n%s", when.Format("2006-01-02"), strings.TrimSpace(command), verdict, table)
+}
+
+// replaceSection puts body between the begin and end marker lines of doc,
+// leaving the markers and everything outside them as they were.
+func replaceSection(doc, body string) (string, error) {
+	lines := strings.SplitAfter(doc, "\n")
+	begin, end := -1, -1
+	for i, l := range lines {
+		switch strings.TrimSpace(l) {
+		case readmeBegin:
+			if begin >= 0 {
+				return "", errors.New("two " + readmeBegin + " lines")
+			}
+			begin = i
+		case readmeEnd:
+			if end >= 0 {
+				return "", errors.New("two " + readmeEnd + " lines")
+			}
+			end = i
+		}
+	}
+	if begin < 0 || end < 0 {
+		return "", fmt.Errorf("no %s ... %s lines to replace between", readmeBegin, readmeEnd)
+	}
+	if end < begin {
+		return "", fmt.Errorf("%s comes before %s", readmeEnd, readmeBegin)
+	}
+	if !strings.HasSuffix(lines[begin], "\n") {
+		return "", errors.New(readmeBegin + " is the last line")
+	}
+	body = strings.TrimRight(body, "\n") + "\n"
+	var b strings.Builder
+	for _, l := range lines[:begin+1] {
+		b.WriteString(l)
+	}
+	b.WriteString(body)
+	for _, l := range lines[end:] {
+		b.WriteString(l)
+	}
+	return b.String(), nil
+}
+
+func replaceReadmeSection(file, body string) error {
+	st, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	doc, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	out, err := replaceSection(string(doc), body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return os.WriteFile(file, []byte(out), st.Mode().Perm())
+}
