@@ -158,7 +158,8 @@ func (p *Process) Next(deadline time.Time) (Message, error) {
 	}
 	if _, err := io.ReadFull(p.ctl, p.buf[:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return Message{}, fmt.Errorf("%w: %v", ErrExited, p.Wait())
+			// Only the caller may Wait: it may be waiting already.
+			return Message{}, ErrExited
 		}
 		return Message{}, fmt.Errorf("read from workload: %w", err)
 	}

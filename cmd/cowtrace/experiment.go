@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/workload"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	if v == "" {
+		return fmt.Errorf("empty value")
+	}
+	*s = append(*s, v)
+	return nil
+}
+
+// newFlagSet returns a flag set that reports errors as one line through the
+// returned error instead of printing the whole usage.
+func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			fs.Usage()
+			return errHelp
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+const experimentUsage = `Usage: cowtrace [experiment] [flags]
+
+Runs the fork/copy-on-write experiment: a worker process maps BLOCKS blocks of
+BLOCK-SIZE bytes of private anonymous memory, writes all of it (unless
+--no-touch), forks a reader child and a writer child that read or write the
+byte at OFFSET of every block, and reads that byte itself at the end. Each
+process is counted from the moment it may touch the region.
+
+Flags:
+`
+
+func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	seed := workload.Seed()
+	fs := newFlagSet("cowtrace", experimentUsage, stdout)
+	blocks := fs.Int("blocks", seed.Blocks, "number of blocks")
+	blockSize := fs.Int("block-size", seed.BlockSize, "bytes per block")
+	offset := fs.Int("offset", seed.Offset, "offset of the byte read or written in each block")
+	noTouch := fs.Bool("no-touch", false, "do not write the memory before the fork (the seed's second run)")
+	format := fs.String("format", "table", "output format: table, json, csv or markdown")
+	method := fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none")
+	var probes stringList
+	fs.Var(&probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
+	pause := fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see cowtrace -h)", fs.Arg(0))
+	}
+	f, err := report.ParseFormat(*format)
+	if err != nil {
+		return usageError{err}
+	}
+	km, err := experiment.ParseKprobeMethod(*method)
+	if err != nil {
+		return usageError{err}
+	}
+	for _, p := range probes {
+		if !validFunctionName(p) {
+			return usagef("--probe %q is not a kernel function name", p)
+		}
+	}
+	cfg := seed
+	cfg.Blocks, cfg.BlockSize, cfg.Offset, cfg.Touch = *blocks, *blockSize, *offset, !*noTouch
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	scenario := "touched"
+	if !cfg.Touch {
+		scenario = "untouched"
+	}
+	opt := experiment.Options{Workload: cfg, Scenario: scenario, KprobeMethod: km, Probes: probes}
+	if *pause {
+		opt.AfterAttach = func(ctx context.Context) error {
+			fmt.Fprintln(stderr, "cowtrace: attached")
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
+	run, err := experiment.Run(ctx, opt)
+	if err != nil {
+		return err
+	}
+	return report.Write(stdout, run, f)
+}
+
+// validFunctionName accepts C identifiers and the compiler's suffixed
+// variants (foo.isra.0, foo.cold).
+func validFunctionName(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case (c >= '0' && c <= '9') || c == '.':
+			if i == 0 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,96 @@
+// Command cowtrace proves and measures copy-on-write after fork with
+// perf_event_open: page faults, write-protect faults and page copies per
+// process, with no BPF, kernel module or debug info.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cowtrace/cowtrace/workload"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // the run failed
+	exitUsage       = 2 // bad command line or input
+	exitInterrupted = 130
+)
+
+// usageError marks errors in what the user typed: exit code 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+func main() {
+	// The workload is this same binary re-executed: it must take over
+	// before anything else runs.
+	workload.RunIfWorker()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process around it, for tests.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err := dispatch(ctx, args, stdout, stderr)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errHelp):
+		return exitOK
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "cowtrace: interrupted; everything it opened in the kernel was removed")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "cowtrace: %v\n", err)
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	var c exitCoder
+	if errors.As(err, &c) {
+		return c.ExitCode()
+	}
+	return exitFailure
+}
+
+// exitCoder lets a subcommand choose the exit code (expectations, a traced
+// command's own status).
+type exitCoder interface{ ExitCode() int }
+
+var errHelp = errors.New("help requested")
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "experiment":
+			return cmdExperiment(ctx, args[1:], stdout, stderr)
+		case "help":
+			fmt.Fprint(stdout, topUsage)
+			return nil
+		}
+	}
+	return cmdExperiment(ctx, args, stdout, stderr)
+}
+
+const topUsage = `cowtrace proves and measures copy-on-write after fork with perf_event_open.
+
+Usage:
+  cowtrace [flags]              run the fork/copy-on-write experiment (as "experiment")
+  cowtrace experiment [flags]   the same
+  cowtrace help                 this text
+
+Run "cowtrace -h" for the experiment's flags.
+`

@@ -1,0 +1,364 @@
+package experiment
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	perf "github.com/elastic/go-perf"
+	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/perfevents"
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// sampleType is the smallest sample that answers the question: the event's
+// identifier (fault or allocation, both in one ring) and the tracepoint's raw
+// fields. Events are per task, so no pid, tid, time or CPU is needed.
+const sampleType = unix.PERF_SAMPLE_IDENTIFIER | unix.PERF_SAMPLE_RAW
+
+// ringPages is each task's ring: 512 KiB, the perf tool's default. The
+// reader drains it while the workload runs; lost records are counted.
+const ringPages = 128
+
+// tracer opens and reads the events of the processes of one run.
+type tracer struct {
+	caps     *capabilities
+	kp       kprober // nil: no kprobes
+	probeFns []string
+	reader   *perfevents.Reader // nil: no sampled tracepoint
+
+	mu      sync.Mutex
+	procs   []*proc
+	streams []*taskStream // by ring cookie
+	faultID map[uint64]bool
+	allocID map[uint64]bool
+	region  report.Region
+	// probeErrs remembers why a function could not be probed, once.
+	probeErrs map[string]error
+
+	// readDone is closed when readLoop returns, with its error in readErr.
+	readDone chan struct{}
+	readErr  error
+}
+
+// proc is one row: a process and the events on each of its tasks.
+type proc struct {
+	role, window string
+	pid          int
+	order        int // 0 for the parent, i for child i
+	tasks        []*taskEvents
+	counts       processCounts
+}
+
+type taskEvents struct {
+	tid          int
+	counters     []*perfevents.Event // page-faults, minor-faults, major-faults
+	fault, alloc *perfevents.Event
+	probes       map[string]*perfevents.Event
+}
+
+func (te *taskEvents) all() []*perfevents.Event {
+	evs := append([]*perfevents.Event{}, te.counters...)
+	if te.fault != nil {
+		evs = append(evs, te.fault)
+	}
+	if te.alloc != nil {
+		evs = append(evs, te.alloc)
+	}
+	for _, ev := range te.probes {
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+var counterKinds = []struct {
+	c     perf.SoftwareCounter
+	label string
+}{
+	{perf.PageFaults, "page-faults"},
+	{perf.MinorPageFaults, "minor-faults"},
+	{perf.MajorPageFaults, "major-faults"},
+}
+
+func newTracer(caps *capabilities, kp kprober, probeFns []string) (*tracer, error) {
+	t := &tracer{caps: caps, kp: kp, probeFns: probeFns,
+		faultID: map[uint64]bool{}, allocID: map[uint64]bool{}, probeErrs: map[string]error{}}
+	if caps.fault != nil {
+		r, err := perfevents.NewReader()
+		if err != nil {
+			return nil, err
+		}
+		t.reader = r
+		t.readDone = make(chan struct{})
+		go t.readLoop()
+	}
+	return t, nil
+}
+
+// addProcess opens every event on each of tids, the tasks of one process.
+func (t *tracer) addProcess(role, window string, pid, order int, tids []int) (*proc, error) {
+	p := &proc{role: role, window: window, pid: pid, order: order}
+	t.mu.Lock()
+	t.procs = append(t.procs, p)
+	t.mu.Unlock()
+	for _, tid := range tids {
+		if err := t.openTask(p, tid); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (t *tracer) openTask(p *proc, tid int) error {
+	te := &taskEvents{tid: tid, probes: map[string]*perfevents.Event{}}
+	p.tasks = append(p.tasks, te)
+	for _, k := range counterKinds {
+		ev, err := perfevents.Open(perfevents.SoftwareAttr(k.c, k.label), tid)
+		if err != nil {
+			return err
+		}
+		te.counters = append(te.counters, ev)
+	}
+	if t.caps.fault != nil {
+		if err := t.openSampled(p, te); err != nil {
+			return err
+		}
+	}
+	if t.kp != nil {
+		for _, fn := range t.probeFns {
+			t.mu.Lock()
+			known := t.probeErrs[fn]
+			t.mu.Unlock()
+			if known != nil {
+				continue
+			}
+			ev, err := t.kp.open(fn, tid)
+			if err != nil {
+				if !errors.Is(err, perfevents.ErrNotFound) && !errors.Is(err, perfevents.ErrNotProbeable) {
+					return err
+				}
+				t.mu.Lock()
+				t.probeErrs[fn] = err
+				t.mu.Unlock()
+				continue
+			}
+			te.probes[fn] = ev
+		}
+	}
+	return nil
+}
+
+// openSampled opens the fault tracepoint with a ring, and the allocation
+// tracepoint writing into that same ring: one stream per task, in the order
+// things happened, which is what lets an allocation be matched to its fault.
+func (t *tracer) openSampled(p *proc, te *taskEvents) error {
+	s := &perfevents.Sampling{SampleType: sampleType, Watermark: ringPages * 4096 / 4}
+	ev, err := perfevents.Open(perfevents.TracepointAttr(t.caps.fault.id, "tracepoint:exceptions:page_fault_user", s), te.tid)
+	if err != nil {
+		return err
+	}
+	te.fault = ev
+	t.mu.Lock()
+	cookie := len(t.streams)
+	t.streams = append(t.streams, &taskStream{counts: &p.counts})
+	t.faultID[ev.ID()] = true
+	t.mu.Unlock()
+	// The kernel redirects output only into a ring that is already mapped.
+	if err := t.reader.Add(ev.FD(), ringPages, cookie); err != nil {
+		return err
+	}
+	if t.caps.alloc == nil {
+		return nil
+	}
+	a, err := perfevents.Open(perfevents.TracepointAttr(t.caps.alloc.id, "tracepoint:kmem:mm_page_alloc", s), te.tid)
+	if err != nil {
+		return err
+	}
+	te.alloc = a
+	t.mu.Lock()
+	t.allocID[a.ID()] = true
+	t.mu.Unlock()
+	return a.SetOutput(ev)
+}
+
+// closeWindow stops every event of p: what p does after this is not counted.
+func (t *tracer) closeWindow(p *proc) error {
+	for _, te := range p.tasks {
+		for _, ev := range te.all() {
+			if err := ev.Disable(); err != nil {
+				return fmt.Errorf("disable %s: %w", ev.Label, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (t *tracer) setRegion(r report.Region) {
+	t.mu.Lock()
+	t.region = r
+	t.mu.Unlock()
+}
+
+func (t *tracer) readLoop() {
+	defer close(t.readDone)
+	t.readErr = t.read()
+}
+
+func (t *tracer) read() error {
+	var rec perfevents.Record
+	var s perfevents.Sample
+	fault, alloc := t.caps.fault, t.caps.alloc
+	for {
+		err := t.reader.ReadInto(&rec)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+		t.mu.Lock()
+		st := t.streams[rec.Cookie]
+		region := t.region
+		isFault, isAlloc := false, false
+		if rec.Type == unix.PERF_RECORD_SAMPLE {
+			if err := perfevents.DecodeSample(rec.Data, sampleType, &s); err != nil {
+				t.mu.Unlock()
+				return err
+			}
+			isFault, isAlloc = t.faultID[s.Identifier], t.allocID[s.Identifier]
+		}
+		t.mu.Unlock()
+
+		switch rec.Type {
+		case unix.PERF_RECORD_SAMPLE:
+			switch {
+			case isFault:
+				addr, err1 := fault.address.Uint(s.Raw)
+				code, err2 := fault.errorCode.Uint(s.Raw)
+				if err := errors.Join(err1, err2); err != nil {
+					return fmt.Errorf("page_fault_user sample: %w", err)
+				}
+				st.fault(addr, code, region)
+			case isAlloc:
+				order, err1 := alloc.order.Uint(s.Raw)
+				gfp, err2 := alloc.gfp.Uint(s.Raw)
+				if err := errors.Join(err1, err2); err != nil {
+					return fmt.Errorf("mm_page_alloc sample: %w", err)
+				}
+				st.alloc(order, gfp, alloc.rule)
+			}
+		case unix.PERF_RECORD_LOST:
+			if _, lost, err := perfevents.DecodeLost(rec.Data); err == nil {
+				st.counts.lost += lost
+			}
+		case unix.PERF_RECORD_THROTTLE:
+			st.counts.throttled++
+		}
+	}
+}
+
+// finish drains every ring once all the traced processes have exited, and
+// stops the reader.
+func (t *tracer) finish() error {
+	if t.reader == nil {
+		return nil
+	}
+	t.reader.SetDeadline(time.Now())
+	<-t.readDone
+	return t.readErr
+}
+
+// close closes every event and the reader. It must run before kprobe_events
+// entries are removed: the kernel refuses to remove a probe that is open.
+func (t *tracer) close() {
+	if t.reader != nil {
+		// Close wakes a blocked ReadInto, which then returns ErrClosed.
+		t.reader.Close()
+		<-t.readDone
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.procs {
+		for _, te := range p.tasks {
+			for _, ev := range te.all() {
+				ev.Close()
+			}
+		}
+	}
+}
+
+// row builds the report row of p from its counters and classified samples.
+func (t *tracer) row(p *proc, copyRoutine string) (report.Process, error) {
+	r := report.Process{Role: p.role, Pid: p.pid, Window: p.window}
+	sums := make([]uint64, len(counterKinds))
+	probes := map[string]uint64{}
+	for _, te := range p.tasks {
+		for i, ev := range te.counters {
+			v, err := ev.Count()
+			if err != nil {
+				return r, err
+			}
+			sums[i] += v
+		}
+		for fn, ev := range te.probes {
+			v, err := ev.Count()
+			if err != nil {
+				return r, err
+			}
+			probes[fn] += v
+		}
+	}
+	r.PageFaults, r.MinorFaults, r.MajorFaults = report.U64(sums[0]), report.U64(sums[1]), report.U64(sums[2])
+	if len(probes) > 0 {
+		r.Probes = probes
+	}
+	if t.caps.fault != nil {
+		in, out := p.counts.inRegion, p.counts.outside
+		r.InRegion, r.Outside = &in, &out
+		r.WPFaults = report.U64(in.WP + out.WP)
+		if t.caps.alloc != nil {
+			r.InferredCopies = report.U64(in.InferredCopies + out.InferredCopies)
+		}
+		r.LostRecords = p.counts.lost
+	}
+	if copyRoutine != "" {
+		if v, ok := probes[copyRoutine]; ok {
+			r.Copies = report.U64(v)
+		}
+	} else if r.InferredCopies != nil {
+		r.Copies = report.U64(*r.InferredCopies)
+	}
+	return r, nil
+}
+
+// probeNotes says which requested functions could not be probed, and why.
+func (t *tracer) probeNotes() []report.Unavailable {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []report.Unavailable
+	for fn, err := range t.probeErrs {
+		out = append(out, report.Unavailable{What: "kprobe:" + fn, Why: err.Error()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].What < out[j].What })
+	return out
+}
+
+// threads lists the tasks of process pid.
+func threads(pid int) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, fmt.Errorf("list threads of %d: %w", pid, err)
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}

@@ -1,0 +1,306 @@
+package report
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/renderer"
+	"github.com/olekukonko/tablewriter/tw"
+)
+
+// Format is an output format.
+type Format string
+
+const (
+	Table    Format = "table"
+	JSON     Format = "json"
+	CSV      Format = "csv"
+	Markdown Format = "markdown"
+)
+
+// ParseFormat validates a --format value.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Table, JSON, CSV, Markdown:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown format %q (want table, json, csv or markdown)", s)
+}
+
+// Write renders run in format f.
+func Write(w io.Writer, run *Run, f Format) error {
+	switch f {
+	case JSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(run)
+	case CSV:
+		return writeCSV(w, run)
+	case Markdown:
+		return writeText(w, run, true)
+	default:
+		return writeText(w, run, false)
+	}
+}
+
+// column is one measure of the table: its header, the method behind it (from
+// Run.Methods) and how to read it off a row.
+type column struct {
+	header, method string
+	value          func(p *Process) string
+}
+
+func columns(run *Run) []column {
+	num := func(v *uint64) string {
+		if v == nil {
+			return "-"
+		}
+		return strconv.FormatUint(*v, 10)
+	}
+	region := func(get func(f *FaultClasses) uint64) func(p *Process) string {
+		return func(p *Process) string {
+			if p.InRegion == nil {
+				return "-"
+			}
+			return strconv.FormatUint(get(p.InRegion), 10)
+		}
+	}
+	m := run.Methods
+	cols := []column{
+		{"role", "", func(p *Process) string { return p.Role }},
+		{"pid", "", func(p *Process) string { return strconv.Itoa(p.Pid) }},
+		{"page faults", m["page_faults"], func(p *Process) string { return num(p.PageFaults) }},
+		{"minor", m["minor_faults"], func(p *Process) string { return num(p.MinorFaults) }},
+		{"major", m["major_faults"], func(p *Process) string { return num(p.MajorFaults) }},
+	}
+	if m["wp_faults"] != "" {
+		cols = append(cols,
+			column{"wp faults", m["wp_faults"], func(p *Process) string { return num(p.WPFaults) }},
+			column{"wp in region", m["in_region"], region(func(f *FaultClasses) uint64 { return f.WP })},
+			column{"first writes in region", m["in_region"], region(func(f *FaultClasses) uint64 { return f.WriteNotPresent })},
+			column{"reads in region", m["in_region"], region(func(f *FaultClasses) uint64 { return f.Read })},
+		)
+	}
+	if m["copies"] != "" {
+		cols = append(cols, column{"copies", m["copies"], func(p *Process) string { return num(p.Copies) }})
+	}
+	if m["inferred_copies"] != "" && m["inferred_copies"] != m["copies"] {
+		cols = append(cols, column{"inferred copies", m["inferred_copies"], func(p *Process) string { return num(p.InferredCopies) }})
+	}
+	for _, fn := range probeNames(run) {
+		if fn == run.CopyRoutine {
+			continue // already the copies column
+		}
+		cols = append(cols, column{fn, "kprobe:" + fn, func(p *Process) string {
+			if v, ok := p.Probes[fn]; ok {
+				return strconv.FormatUint(v, 10)
+			}
+			return "-"
+		}})
+	}
+	cols = append(cols, column{"lost", "", func(p *Process) string { return strconv.FormatUint(p.LostRecords, 10) }})
+	return cols
+}
+
+func probeNames(run *Run) []string {
+	seen := map[string]bool{}
+	for _, p := range run.Processes {
+		for fn := range p.Probes {
+			seen[fn] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for fn := range seen {
+		names = append(names, fn)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// shortMethod is the tag under a column header.
+func shortMethod(method string) string {
+	switch {
+	case method == "":
+		return ""
+	case strings.HasPrefix(method, "counter:"):
+		return "[counter]"
+	case strings.HasPrefix(method, "tracepoint:"):
+		return "[tracepoint]"
+	case strings.HasPrefix(method, "kprobe:"):
+		return "[" + method + "]"
+	case strings.HasPrefix(method, "inferred:"):
+		return "[inferred]"
+	}
+	return "[" + method + "]"
+}
+
+func writeText(w io.Writer, run *Run, markdown bool) error {
+	cols := columns(run)
+	header := make([]string, len(cols))
+	for i, c := range cols {
+		header[i] = c.header
+		if tag := shortMethod(c.method); tag != "" {
+			if markdown {
+				header[i] += " " + tag
+			} else {
+				header[i] += "\n" + tag
+			}
+		}
+	}
+	bw := &errWriter{w: w}
+	title := Title(run)
+	if markdown {
+		fmt.Fprintf(bw, "**%s**\n\n", title)
+	} else {
+		fmt.Fprintf(bw, "%s\n", title)
+	}
+	for _, u := range run.Unavailable {
+		fmt.Fprintf(bw, "unavailable: %s: %s\n", u.What, u.Why)
+	}
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	if bw.err != nil {
+		return bw.err
+	}
+
+	opts := []tablewriter.Option{
+		tablewriter.WithHeaderAutoFormat(tw.Off),
+		tablewriter.WithHeaderAlignment(tw.AlignCenter),
+		tablewriter.WithRowAlignment(tw.AlignRight),
+	}
+	if markdown {
+		opts = append(opts, tablewriter.WithRenderer(renderer.NewMarkdown()))
+	}
+	t := tablewriter.NewTable(w, opts...)
+	t.Header(header)
+	for i := range run.Processes {
+		row := make([]string, len(cols))
+		for j, c := range cols {
+			row[j] = c.value(&run.Processes[i])
+		}
+		if err := t.Append(row); err != nil {
+			return err
+		}
+	}
+	if err := t.Render(); err != nil {
+		return err
+	}
+
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	fmt.Fprintln(bw, "methods:")
+	for _, line := range methodLines(run) {
+		fmt.Fprintf(bw, "  %s\n", line)
+	}
+	fmt.Fprintln(bw, "windows:")
+	seen := map[string]bool{}
+	for _, p := range run.Processes {
+		key := p.Role + p.Window
+		if !seen[key] {
+			seen[key] = true
+			fmt.Fprintf(bw, "  %s: %s\n", p.Role, p.Window)
+		}
+	}
+	if run.CopyRoutineCheck != "" {
+		fmt.Fprintf(bw, "copy routine check: %s\n", run.CopyRoutineCheck)
+	}
+	fmt.Fprintf(bw, "lost records: %d, throttled: %d\n", run.LostRecords, run.Throttled)
+	for _, n := range run.Notes {
+		fmt.Fprintf(bw, "note: %s\n", n)
+	}
+	return bw.err
+}
+
+// Title is the one-line description of what was run.
+func Title(run *Run) string {
+	touched := "written before fork"
+	if !run.Touched {
+		touched = "not touched before fork"
+	}
+	scenario := ""
+	if run.Scenario != "" {
+		scenario = " [" + run.Scenario + "]"
+	}
+	return fmt.Sprintf("cowtrace%s: kernel %s, %d blocks x %d bytes (%.1f MiB) %s, one byte per block at offset %d",
+		scenario, run.Kernel, run.Blocks, run.BlockSize,
+		float64(run.Blocks)*float64(run.BlockSize)/(1<<20), touched, run.Offset)
+}
+
+// methodLines explains each method once, in words.
+func methodLines(run *Run) []string {
+	var out []string
+	m := run.Methods
+	if m["page_faults"] != "" {
+		out = append(out, "page faults, minor, major: perf software counters page-faults, minor-faults, major-faults, per task")
+	}
+	if m["wp_faults"] != "" {
+		out = append(out, "wp faults, ... in region: tracepoint exceptions:page_fault_user, every fault sampled and classified by its x86 error code (wp = write to a present page, 0x7)")
+	}
+	if c := m["copies"]; strings.HasPrefix(c, "kprobe:") {
+		out = append(out, fmt.Sprintf("copies: kprobe (%s) hits on %s, the routine that copies pages on this kernel", run.KprobeMethod, strings.TrimPrefix(c, "kprobe:")))
+	}
+	if m["inferred_copies"] != "" {
+		label := "inferred copies"
+		if m["copies"] == m["inferred_copies"] {
+			label = "copies"
+		}
+		out = append(out, label+": inferred, not measured: wp faults followed in the same task by kmem:mm_page_alloc of one non-zeroed user page")
+	}
+	for _, fn := range probeNames(run) {
+		if fn != run.CopyRoutine {
+			out = append(out, fmt.Sprintf("%s: kprobe (%s) hits", fn, run.KprobeMethod))
+		}
+	}
+	return out
+}
+
+func writeCSV(w io.Writer, run *Run) error {
+	cols := columns(run)
+	cw := csv.NewWriter(w)
+	rec := []string{"kernel", "scenario"}
+	for _, c := range cols {
+		// CSV has no room for a legend: the method rides in the header.
+		h := strings.ReplaceAll(c.header, " ", "_")
+		if c.method != "" {
+			h += " (" + c.method + ")"
+		}
+		rec = append(rec, h)
+	}
+	if err := cw.Write(rec); err != nil {
+		return err
+	}
+	for i := range run.Processes {
+		rec = rec[:0]
+		rec = append(rec, run.Kernel, run.Scenario)
+		for _, c := range cols {
+			rec = append(rec, c.value(&run.Processes[i]))
+		}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(b []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(b)
+	e.err = err
+	return n, err
+}

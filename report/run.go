@@ -1,0 +1,110 @@
+// Package report holds what a cowtrace run measured and renders it: a table
+// for people (tablewriter), and JSON, CSV and markdown for machines and pull
+// requests. The JSON form is a stable contract (SchemaVersion): fields are
+// added, never renamed or removed, within a schema version.
+package report
+
+// SchemaVersion is the version of the JSON contract.
+const SchemaVersion = 1
+
+// Run is the result of one experiment (or one traced command).
+type Run struct {
+	SchemaVersion int    `json:"schema_version"`
+	Kernel        string `json:"kernel"`   // uname -r
+	Scenario      string `json:"scenario"` // e.g. "touched", "untouched"
+	Label         string `json:"label,omitempty"`
+
+	Blocks    int  `json:"blocks"`
+	BlockSize int  `json:"block_size"`
+	Offset    int  `json:"offset"`
+	Touched   bool `json:"touched"`
+	// Region is where the experiment's memory sat in the worker; faults
+	// are split by whether their address falls inside it.
+	Region *Region `json:"region,omitempty"`
+
+	// CopyRoutine is the kernel function behind Process.Copies when
+	// kprobes are available, and CopyRoutineCheck says how cowtrace made
+	// sure that this kernel's copy-on-write path really calls it.
+	CopyRoutine      string `json:"copy_routine"`
+	CopyRoutineCheck string `json:"copy_routine_check,omitempty"`
+	KprobeMethod     string `json:"kprobe_method"` // "pmu", "tracefs" or ""
+
+	// Methods says how each measure was obtained, by JSON field name:
+	// "counter:page-faults", "tracepoint:exceptions:page_fault_user",
+	// "kprobe:copy_mc_to_kernel", "inferred:kmem:mm_page_alloc".
+	Methods     map[string]string `json:"methods"`
+	Unavailable []Unavailable     `json:"unavailable"`
+	Notes       []string          `json:"notes,omitempty"`
+
+	LostRecords uint64 `json:"lost_records"`
+	Throttled   uint64 `json:"throttled"`
+
+	Processes []Process `json:"processes"`
+}
+
+// Region is the experiment's memory in the worker's address space.
+type Region struct {
+	Start  uint64 `json:"start"`
+	Length uint64 `json:"length"`
+}
+
+// Unavailable is a facility the run could not use, and why.
+type Unavailable struct {
+	What string `json:"what"`
+	Why  string `json:"why"`
+}
+
+// Process is one row: the parent, a child, or a traced process.
+type Process struct {
+	Role string `json:"role"` // "parent", "reader", "writer", ...
+	Pid  int    `json:"pid"`
+	// Window is the span of the process's life that the row covers.
+	Window string `json:"window"`
+
+	PageFaults  *uint64 `json:"page_faults"`
+	MinorFaults *uint64 `json:"minor_faults"`
+	MajorFaults *uint64 `json:"major_faults"`
+	// WPFaults are user write-protect faults (x86 error code present+write),
+	// the faults that copy-on-write takes; nil when not measured.
+	WPFaults *uint64 `json:"wp_faults"`
+	// Copies are pages the kernel copied for this process: kprobe hits
+	// on the copy routine, or else inferred from tracepoints.
+	Copies *uint64 `json:"copies"`
+	// InferredCopies is the tracepoint-only estimate, kept next to a kprobe
+	// count when both exist so that one validates the other.
+	InferredCopies *uint64 `json:"inferred_copies"`
+
+	InRegion *FaultClasses `json:"in_region"`
+	Outside  *FaultClasses `json:"outside"`
+
+	// Probes are kprobe hit counts by function name (the copy routine,
+	// do_wp_page, --probe functions).
+	Probes map[string]uint64 `json:"probes,omitempty"`
+
+	LostRecords uint64 `json:"lost_records"`
+}
+
+// FaultClasses counts user page faults by kind, from the x86 error code.
+type FaultClasses struct {
+	WP              uint64 `json:"wp"`                // write to a present read-only page (0x7)
+	WriteNotPresent uint64 `json:"write_not_present"` // first write (0x6)
+	Read            uint64 `json:"read"`              // read of a not-present or protected page
+	Exec            uint64 `json:"exec"`              // instruction fetch (0x10)
+	InferredCopies  uint64 `json:"inferred_copies"`   // wp faults that allocated a copy
+}
+
+// Total is the number of faults of every kind.
+func (f *FaultClasses) Total() uint64 { return f.WP + f.WriteNotPresent + f.Read + f.Exec }
+
+// Find returns the first process with the role, or nil.
+func (r *Run) Find(role string) *Process {
+	for i := range r.Processes {
+		if r.Processes[i].Role == role {
+			return &r.Processes[i]
+		}
+	}
+	return nil
+}
+
+// U64 is a convenience for filling optional counts.
+func U64(v uint64) *uint64 { return &v }
