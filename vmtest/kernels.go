@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -141,7 +142,7 @@ func findVmlinuz(dir string) (string, error) {
 // to the mirror): the newest cached package of that series, said out loud.
 func cachedImage(cache, name string) (string, error) {
 	dirs, _ := filepath.Glob(filepath.Join(cache, "kernels", "linux-image-"+name+"*"))
-	sort.Strings(dirs)
+	sort.Slice(dirs, func(i, j int) bool { return versionLess(dirs[i], dirs[j]) })
 	for i := len(dirs) - 1; i >= 0; i-- {
 		pkg := filepath.Base(dirs[i])
 		rest := strings.TrimPrefix(pkg, "linux-image-"+name)
@@ -191,4 +192,35 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// versionLess orders names with numbers by value, so that ABI 100 sorts
+// after ABI 99 as Debian's own ordering would.
+func versionLess(a, b string) bool {
+	for a != "" && b != "" {
+		na, ra := splitNum(a)
+		nb, rb := splitNum(b)
+		if na != "" && nb != "" {
+			ia, _ := strconv.Atoi(na)
+			ib, _ := strconv.Atoi(nb)
+			if ia != ib {
+				return ia < ib
+			}
+			a, b = ra, rb
+			continue
+		}
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) < len(b)
+}
+
+func splitNum(s string) (num, rest string) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i], s[i:]
 }

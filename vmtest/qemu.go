@@ -84,7 +84,9 @@ func boot(ctx context.Context, o bootOptions) *bootResult {
 		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 		for sc.Scan() {
 			line := sc.Text()
-			if !strings.Contains(line, guest.FramePrefix) {
+			// Frames start with a newline of their own, so blank lines
+			// are the guest's and not worth keeping.
+			if strings.TrimSpace(line) != "" && !strings.Contains(line, guest.FramePrefix) {
 				console.WriteString(line + "\n")
 				if o.Console != nil {
 					fmt.Fprintln(o.Console, line)

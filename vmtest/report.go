@@ -161,8 +161,8 @@ func printCommand(w io.Writer, res *guest.Result) {
 	if res.Err != "" {
 		fmt.Fprintf(w, "guest error: %s\n", res.Err)
 	}
-	fmt.Fprintf(w, "---- stdout (last 80 lines)\n%s\n", indent(tail(res.Stdout, 80)))
-	fmt.Fprintf(w, "---- stderr (last 80 lines)\n%s\n", indent(tail(res.Stderr, 80)))
+	fmt.Fprintf(w, "---- stdout (last 200 lines)\n%s\n", indent(tail(res.Stdout, 200)))
+	fmt.Fprintf(w, "---- stderr (last 200 lines)\n%s\n", indent(tail(res.Stderr, 200)))
 }
 
 func indent(s string) string {

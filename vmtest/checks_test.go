@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
+)
+
+// fakeReport builds a `cowtrace --format json` document in the shape of the
+// contract, for a writer that copied n blocks.
+func fakeReport(method string, blocks, n int64, touched bool) string {
+	i64 := func(v int64) *int64 { return &v }
+	wp := n
+	procs := []map[string]any{
+		{"role": "parent", "pid": 1, "wp_faults": 13, "copies": i64(13), "inferred_copies": i64(13),
+			"in_region": map[string]int64{"wp": 0}, "probes": map[string]int64{"do_wp_page": 13}},
+		{"role": "reader", "pid": 2, "wp_faults": 0, "copies": i64(0), "inferred_copies": i64(0),
+			"in_region": map[string]int64{"wp": 0}, "probes": map[string]int64{"do_wp_page": 0}},
+		{"role": "writer", "pid": 3, "wp_faults": wp, "copies": i64(n), "inferred_copies": i64(n),
+			"in_region": map[string]int64{"wp": wp}, "probes": map[string]int64{"do_wp_page": wp, "copy_mc_to_kernel": n}},
+	}
+	doc := map[string]any{
+		"schema_version": 1, "kernel": "6.1.0-56-amd64", "blocks": blocks, "touched": touched,
+		"copy_routine": "copy_mc_to_kernel", "kprobe_method": method,
+		"methods":   map[string]string{"copies": "kprobe:copy_mc_to_kernel"},
+		"processes": procs,
+	}
+	b, _ := json.Marshal(doc)
+	return string(b)
+}
+
+func fakeGuest() *guestRun {
+	var m guest.Manifest
+	var results []*guest.Result
+	add := func(name, stdout string, mod func(*guest.Result)) {
+		m.Commands = append(m.Commands, guest.Command{Name: name})
+		r := &guest.Result{Name: name, Stdout: stdout, Tracefs: &guest.TracefsState{}}
+		if mod != nil {
+			mod(r)
+		}
+		results = append(results, r)
+	}
+	add("touched", fakeReport("pmu", 1000, 1000, true), nil)
+	add("no-touch", fakeReport("pmu", 1000, 0, false), nil)
+	add("blocks-5000", fakeReport("pmu", 5000, 5000, true), nil)
+	add("tracefs", fakeReport("tracefs", 1000, 1000, true), nil)
+	for _, s := range []string{"sigint", "sigterm"} {
+		add(s, "", func(r *guest.Result) { r.WaitLineSeen, r.SignalSent, r.ExitCode = true, "interrupt", 130 })
+	}
+	add("perfevents.test", "--- PASS: TestX (0.00s)\nPASS\n", nil)
+	b := &bootResult{
+		Info:    &guest.Info{Release: "6.1.0-56-amd64", KprobePMUType: 6, KprobeEvents: true},
+		Results: results, Done: true, Sent: len(results),
+	}
+	return newGuestRun(b, m)
+}
+
+func allChecks() []check {
+	c := append(append([]check{}, guestChecks...), cowtraceChecks...)
+	return append(c, testBinaryCheck("perfevents.test"))
+}
+
+func TestChecksPassOnGoodGuest(t *testing.T) {
+	for _, r := range runChecks(fakeGuest(), allChecks()) {
+		if r.Err != "" || r.Skipped != "" {
+			t.Errorf("%s: err %q, skipped %q", r.Name, r.Err, r.Skipped)
+		}
+	}
+}
+
+func TestChecksCatchFailures(t *testing.T) {
+	for _, tc := range []struct {
+		check string // the check that must fail
+		want  string // in its error
+		spoil func(g *guestRun)
+	}{
+		{"touched: writer copies == blocks", "writer copies = 999", func(g *guestRun) {
+			g.results["touched"].Stdout = fakeReport("pmu", 1000, 999, true)
+		}},
+		{"touched: a kprobe counts copies", "copy_routine is empty", func(g *guestRun) {
+			g.results["touched"].Stdout = strings.Replace(g.results["touched"].Stdout, `"copy_routine":"copy_mc_to_kernel"`, `"copy_routine":""`, 1)
+		}},
+		{"touched: parent copies present", "parent copies is null", func(g *guestRun) {
+			g.results["touched"].Stdout = strings.Replace(g.results["touched"].Stdout, `"copies":13`, `"copies":null`, 1)
+		}},
+		{"touched: inferred copies == copies", "writer: copies 1000, inferred_copies 7", func(g *guestRun) {
+			g.results["touched"].Stdout = strings.Replace(g.results["touched"].Stdout, `"inferred_copies":1000`, `"inferred_copies":7`, 1)
+		}},
+		{"touched: writer copies == blocks", "exit 2", func(g *guestRun) {
+			g.results["touched"].ExitCode = 2
+		}},
+		{"tracefs kprobes agree with the PMU", "writer copies: tracefs 10, pmu 1000", func(g *guestRun) {
+			g.results["tracefs"].Stdout = fakeReport("tracefs", 1000, 10, true)
+		}},
+		{"tracefs kprobes agree with the PMU", "kprobe_events not empty", func(g *guestRun) {
+			g.results["tracefs"].Tracefs.KprobeEvents = "p:kprobes/cowtrace_1 copy_mc_to_kernel\n"
+		}},
+		{"SIGINT mid-run exits clean, no kprobe left", "killed by interrupt", func(g *guestRun) {
+			g.results["sigint"].Signaled = "interrupt"
+		}},
+		{"SIGTERM mid-run exits clean, no kprobe left", "Go panic", func(g *guestRun) {
+			g.results["sigterm"].Stderr = "panic: close of closed channel\n\ngoroutine 1 [running]:\n"
+		}},
+		{"SIGTERM mid-run exits clean, no kprobe left", "never printed", func(g *guestRun) {
+			g.results["sigterm"].WaitLineSeen = false
+		}},
+		{"no run leaves kprobes or tracefs mounts", "tracefs left mounted on /sys/kernel/tracing", func(g *guestRun) {
+			g.results["no-touch"].Tracefs.StillMounted = []string{"/sys/kernel/tracing"}
+		}},
+		{"guest finished and sent every result", "no done marker", func(g *guestRun) {
+			g.Boot.Done = false
+		}},
+		{"kernel has the kprobe PMU and kprobe_events", "no /sys/bus/event_source/devices/kprobe/type", func(g *guestRun) {
+			g.Boot.Info.KprobePMUType = -1
+		}},
+		{"test binary perfevents.test", "exit 1", func(g *guestRun) {
+			g.results["perfevents.test"].ExitCode = 1
+		}},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			g := fakeGuest()
+			tc.spoil(g)
+			found := false
+			for _, r := range runChecks(g, allChecks()) {
+				if r.Name != tc.check {
+					continue
+				}
+				found = true
+				if !strings.Contains(r.Err, tc.want) {
+					t.Errorf("%s: err %q, want it to contain %q", r.Name, r.Err, tc.want)
+				}
+			}
+			if !found {
+				t.Fatalf("no check named %q", tc.check)
+			}
+		})
+	}
+}
+
+func TestChecksSkipWithoutCowtrace(t *testing.T) {
+	g := fakeGuest()
+	g.Manifest.Commands = nil
+	for _, r := range runChecks(g, cowtraceChecks) {
+		if r.Cmd != "" && r.Skipped == "" {
+			t.Errorf("%s ran without its command", r.Name)
+		}
+	}
+}
