@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -63,7 +64,7 @@ func allChecks() []check {
 }
 
 func TestChecksPassOnGoodGuest(t *testing.T) {
-	for _, r := range runChecks(fakeGuest(), allChecks()) {
+	for _, r := range runChecks(fakeGuest(), allChecks(), nil) {
 		if r.Err != "" || r.Skipped != "" {
 			t.Errorf("%s: err %q, skipped %q", r.Name, r.Err, r.Skipped)
 		}
@@ -123,7 +124,7 @@ func TestChecksCatchFailures(t *testing.T) {
 			g := fakeGuest()
 			tc.spoil(g)
 			found := false
-			for _, r := range runChecks(g, allChecks()) {
+			for _, r := range runChecks(g, allChecks(), nil) {
 				if r.Name != tc.check {
 					continue
 				}
@@ -142,9 +143,27 @@ func TestChecksCatchFailures(t *testing.T) {
 func TestChecksSkipWithoutCowtrace(t *testing.T) {
 	g := fakeGuest()
 	g.Manifest.Commands = nil
-	for _, r := range runChecks(g, cowtraceChecks) {
+	for _, r := range runChecks(g, cowtraceChecks, nil) {
 		if r.Cmd != "" && r.Skipped == "" {
 			t.Errorf("%s ran without its command", r.Name)
 		}
+	}
+}
+
+func TestChecksSkipFlag(t *testing.T) {
+	g := fakeGuest()
+	g.results["touched"].Stdout = fakeReport("pmu", 1000, 999, true)
+	for _, r := range runChecks(g, allChecks(), regexp.MustCompile(`^touched: `)) {
+		if strings.HasPrefix(r.Name, "touched: ") && (r.Skipped == "" || r.failed()) {
+			t.Errorf("%s: not skipped (%+v)", r.Name, r)
+		}
+	}
+}
+
+func TestShellJoin(t *testing.T) {
+	got := shellJoin([]string{"go", "run", "./vmtest", "-kernels", "", "-skip", "^touched: (x|y)", "it's"})
+	want := `go run ./vmtest -kernels '' -skip '^touched: (x|y)' 'it'\''s'`
+	if got != want {
+		t.Errorf("shellJoin = %s, want %s", got, want)
 	}
 }

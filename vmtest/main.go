@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -48,6 +49,7 @@ type options struct {
 	qemu       string
 	accel      string
 	cpu        string
+	skip       string
 }
 
 func defaultCache() string {
@@ -74,13 +76,14 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary work dir (binaries, initramfs, console logs)")
 	flag.BoolVar(&o.verbose, "v", false, "copy each guest's console to stderr as it runs")
 	flag.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "guests to run at once (each takes one host core under TCG)")
-	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "host-side limit for one guest, boot to power-off")
+	flag.DurationVar(&o.timeout, "timeout", 0, "host-side limit for one guest, boot to power-off (default: the guest's command timeouts added up, plus 2m)")
 	flag.IntVar(&o.memMB, "m", 2048, "guest memory in MiB")
 	flag.StringVar(&o.qemu, "qemu", "qemu-system-x86_64", "qemu binary")
 	// KVM is the fast choice where it works; the default stays TCG because
 	// nested KVM on the project's machines dies or hangs.
 	flag.StringVar(&o.accel, "accel", "tcg", "qemu accelerator")
 	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
+	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "vmtest: unexpected arguments %q\n", flag.Args())
@@ -124,10 +127,18 @@ func run(ctx context.Context, o options) (bool, error) {
 		if _, err := os.Stat(o.kernelPath); err != nil {
 			return false, err
 		}
-		kernels = append(kernels, kernel{Label: o.kernelPath, Vmlinuz: o.kernelPath})
+		kernels = append(kernels, kernel{Label: filepath.Base(o.kernelPath), Vmlinuz: o.kernelPath})
 	}
 	if len(kernels) == 0 {
 		return false, errors.New("no kernel to boot: give -kernels or -kernel")
+	}
+	var skip *regexp.Regexp
+	if o.skip != "" {
+		re, err := regexp.Compile(o.skip)
+		if err != nil {
+			return false, fmt.Errorf("-skip: %w", err)
+		}
+		skip = re
 	}
 
 	work := o.workDir
@@ -168,6 +179,16 @@ func run(ctx context.Context, o options) (bool, error) {
 	}
 	logf("built in %v: cowtrace %v, %d test binaries, %d commands per guest", time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands))
 
+	timeout := o.timeout
+	if timeout <= 0 {
+		// Boot and power-off take seconds; the slack is for a slow host,
+		// where TCG can be several times slower than here.
+		timeout = 2 * time.Minute
+		for _, c := range b.manifest.Commands {
+			timeout += c.Timeout
+		}
+	}
+
 	checks := append(append([]check{}, guestChecks...), cowtraceChecks...)
 	for _, t := range b.tests {
 		checks = append(checks, testBinaryCheck(t))
@@ -195,10 +216,10 @@ func run(ctx context.Context, o options) (bool, error) {
 			}
 			br := boot(ctx, bootOptions{
 				Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB,
-				Vmlinuz: k.Vmlinuz, Initrd: initrd, Timeout: o.timeout, Console: console,
+				Vmlinuz: k.Vmlinuz, Initrd: initrd, Timeout: timeout, Console: console,
 			})
 			g := newGuestRun(br, b.manifest)
-			runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks), Tests: b.tests, Notes: b.notes}
+			runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks, skip), Tests: b.tests, Notes: b.notes}
 		}()
 	}
 	wg.Wait()
@@ -228,7 +249,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 	if o.readme != "" {
-		section := readmeSection(table, time.Now().UTC(), "go run ./vmtest "+strings.Join(os.Args[1:], " "), allOK)
+		section := readmeSection(table, time.Now().UTC(), shellJoin(append([]string{"go", "run", "./vmtest"}, os.Args[1:]...)), allOK)
 		if err := replaceReadmeSection(o.readme, section); err != nil {
 			return false, err
 		}
@@ -409,4 +430,18 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// shellJoin quotes args so that the command written to the README can be
+// pasted back into a shell.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=,:+@") == "" {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
 }
