@@ -1,0 +1,244 @@
+package perfevents
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	// ErrTruncated: a record body is shorter than its type and the
+	// attribute's sample_type or read_format say it must be.
+	ErrTruncated = errors.New("perfevents: truncated record")
+	// ErrUnsupportedFormat: sample_type or read_format has a bit whose field
+	// this package cannot skip, so the fields after it cannot be located.
+	ErrUnsupportedFormat = errors.New("perfevents: unsupported sample_type or read_format")
+)
+
+// Record is one record of a perf ring buffer.
+type Record struct {
+	// Cookie is the value given to [Reader.Add] for the ring it came from.
+	Cookie int
+	// Type is one of unix.PERF_RECORD_*.
+	Type uint32
+	Misc uint16
+	// Data is the record body after the 8-byte perf_event_header, copied out
+	// of the ring so that the kernel may reuse the space at once. It is
+	// overwritten by the next ReadInto with the same Record.
+	Data []byte
+}
+
+// Sample is a decoded PERF_RECORD_SAMPLE. Fields whose sample_type bit is
+// not set are zero.
+type Sample struct {
+	Identifier, IP uint64
+	Pid, Tid       uint32
+	Time, Addr     uint64
+	ID, StreamID   uint64
+	CPU            uint32
+	Period         uint64
+	// Raw aliases the record's Data. The kernel pads it so that the u32
+	// size and the data together end on an 8-byte boundary, so it may end
+	// with up to 7 padding bytes the producer never wrote.
+	Raw []byte
+}
+
+// decodeSampleBits are the sample_type bits DecodeSample understands. Every
+// other bit adds a field somewhere in the middle of the record (READ,
+// CALLCHAIN, BRANCH_STACK...) or after RAW, and the kernel gives no way to
+// skip a field without knowing its layout, so they are refused rather than
+// guessed.
+const decodeSampleBits = unix.PERF_SAMPLE_IDENTIFIER | unix.PERF_SAMPLE_IP |
+	unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_ADDR |
+	unix.PERF_SAMPLE_ID | unix.PERF_SAMPLE_STREAM_ID | unix.PERF_SAMPLE_CPU |
+	unix.PERF_SAMPLE_PERIOD | unix.PERF_SAMPLE_RAW
+
+// bodyDecoder walks a record body. It latches the first short read so that the
+// decoders can read every field unconditionally and check once at the end,
+// and it never panics on short input.
+type bodyDecoder struct {
+	buf       []byte
+	truncated bool
+}
+
+func (d *bodyDecoder) u64() uint64 {
+	if len(d.buf) < 8 {
+		d.truncated = true
+		d.buf = nil
+		return 0
+	}
+	v := binary.NativeEndian.Uint64(d.buf)
+	d.buf = d.buf[8:]
+	return v
+}
+
+func (d *bodyDecoder) u32() uint32 {
+	if len(d.buf) < 4 {
+		d.truncated = true
+		d.buf = nil
+		return 0
+	}
+	v := binary.NativeEndian.Uint32(d.buf)
+	d.buf = d.buf[4:]
+	return v
+}
+
+func (d *bodyDecoder) bytes(n uint32) []byte {
+	if uint64(len(d.buf)) < uint64(n) {
+		d.truncated = true
+		d.buf = nil
+		return nil
+	}
+	v := d.buf[:n:n]
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *bodyDecoder) err(what string, n int) error {
+	if d.truncated {
+		return fmt.Errorf("decode %s from %d bytes: %w", what, n, ErrTruncated)
+	}
+	return nil
+}
+
+// DecodeSample parses the body of a PERF_RECORD_SAMPLE written for an event
+// whose attr.sample_type is sampleType. It does not allocate; s.Raw aliases
+// data.
+func DecodeSample(data []byte, sampleType uint64, s *Sample) error {
+	*s = Sample{}
+	if extra := sampleType &^ decodeSampleBits; extra != 0 {
+		return fmt.Errorf("decode sample: sample_type bits %#x: %w", extra, ErrUnsupportedFormat)
+	}
+	d := bodyDecoder{buf: data}
+	if sampleType&unix.PERF_SAMPLE_IDENTIFIER != 0 {
+		s.Identifier = d.u64()
+	}
+	if sampleType&unix.PERF_SAMPLE_IP != 0 {
+		s.IP = d.u64()
+	}
+	if sampleType&unix.PERF_SAMPLE_TID != 0 {
+		s.Pid = d.u32()
+		s.Tid = d.u32()
+	}
+	if sampleType&unix.PERF_SAMPLE_TIME != 0 {
+		s.Time = d.u64()
+	}
+	if sampleType&unix.PERF_SAMPLE_ADDR != 0 {
+		s.Addr = d.u64()
+	}
+	if sampleType&unix.PERF_SAMPLE_ID != 0 {
+		s.ID = d.u64()
+	}
+	if sampleType&unix.PERF_SAMPLE_STREAM_ID != 0 {
+		s.StreamID = d.u64()
+	}
+	if sampleType&unix.PERF_SAMPLE_CPU != 0 {
+		s.CPU = d.u32()
+		d.u32() // res
+	}
+	if sampleType&unix.PERF_SAMPLE_PERIOD != 0 {
+		s.Period = d.u64()
+	}
+	if sampleType&unix.PERF_SAMPLE_RAW != 0 {
+		n := d.u32()
+		if !d.truncated {
+			s.Raw = d.bytes(n)
+		}
+	}
+	return d.err("sample", len(data))
+}
+
+// DecodeLost parses the body of a PERF_RECORD_LOST: the id of the event
+// whose samples were dropped and how many were.
+func DecodeLost(data []byte) (id, lost uint64, err error) {
+	d := bodyDecoder{buf: data}
+	id = d.u64()
+	lost = d.u64()
+	if err := d.err("lost record", len(data)); err != nil {
+		return 0, 0, err
+	}
+	return id, lost, nil
+}
+
+// DecodeThrottle parses the body of a PERF_RECORD_THROTTLE or
+// PERF_RECORD_UNTHROTTLE.
+func DecodeThrottle(data []byte) (time, id, streamID uint64, err error) {
+	d := bodyDecoder{buf: data}
+	time = d.u64()
+	id = d.u64()
+	streamID = d.u64()
+	if err := d.err("throttle record", len(data)); err != nil {
+		return 0, 0, 0, err
+	}
+	return time, id, streamID, nil
+}
+
+// DecodeFork parses the body of a PERF_RECORD_FORK or PERF_RECORD_EXIT,
+// which share one layout.
+func DecodeFork(data []byte) (pid, ppid, tid, ptid uint32, time uint64, err error) {
+	d := bodyDecoder{buf: data}
+	pid = d.u32()
+	ppid = d.u32()
+	tid = d.u32()
+	ptid = d.u32()
+	time = d.u64()
+	if err := d.err("fork/exit record", len(data)); err != nil {
+		return 0, 0, 0, 0, 0, err
+	}
+	return pid, ppid, tid, ptid, time, nil
+}
+
+// DecodeComm parses the body of a PERF_RECORD_COMM. comm aliases data and
+// stops before the first NUL: the kernel pads the name with NULs to an 8-byte
+// boundary and, with sample_id_all, puts the sample_id fields after the
+// padding.
+func DecodeComm(data []byte) (pid, tid uint32, comm []byte, err error) {
+	d := bodyDecoder{buf: data}
+	pid = d.u32()
+	tid = d.u32()
+	if err := d.err("comm record", len(data)); err != nil {
+		return 0, 0, nil, err
+	}
+	rest := d.buf
+	end := bytes.IndexByte(rest, 0)
+	if end < 0 {
+		// The kernel always writes the terminating NUL; without it the
+		// name's end, and so the record, is cut short.
+		return 0, 0, nil, fmt.Errorf("decode comm record: no NUL after %d name bytes: %w", len(rest), ErrTruncated)
+	}
+	return pid, tid, rest[:end:end], nil
+}
+
+// decodeReadBits are the read_format bits DecodeRead understands.
+// PERF_FORMAT_GROUP changes the layout to a list, and PERF_FORMAT_LOST adds
+// a count this signature has no place for.
+const decodeReadBits = unix.PERF_FORMAT_TOTAL_TIME_ENABLED |
+	unix.PERF_FORMAT_TOTAL_TIME_RUNNING | unix.PERF_FORMAT_ID
+
+// DecodeRead parses the body of a PERF_RECORD_READ (sent for inherit_stat
+// events when a child task exits) for a non-group attr.read_format.
+func DecodeRead(data []byte, readFormat uint64) (pid, tid uint32, value, timeEnabled, timeRunning, id uint64, err error) {
+	if extra := readFormat &^ decodeReadBits; extra != 0 {
+		return 0, 0, 0, 0, 0, 0, fmt.Errorf("decode read record: read_format bits %#x: %w", extra, ErrUnsupportedFormat)
+	}
+	d := bodyDecoder{buf: data}
+	pid = d.u32()
+	tid = d.u32()
+	value = d.u64()
+	if readFormat&unix.PERF_FORMAT_TOTAL_TIME_ENABLED != 0 {
+		timeEnabled = d.u64()
+	}
+	if readFormat&unix.PERF_FORMAT_TOTAL_TIME_RUNNING != 0 {
+		timeRunning = d.u64()
+	}
+	if readFormat&unix.PERF_FORMAT_ID != 0 {
+		id = d.u64()
+	}
+	if err := d.err("read record", len(data)); err != nil {
+		return 0, 0, 0, 0, 0, 0, err
+	}
+	return pid, tid, value, timeEnabled, timeRunning, id, nil
+}
