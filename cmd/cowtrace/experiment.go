@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -24,26 +25,30 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
-// newFlagSet returns a flag set that reports errors as one line through the
-// returned error instead of printing the whole usage.
-func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
+// newFlagSet returns a flag set whose messages go to a buffer: the flag
+// package prints the whole usage on every mistake, but a mistake deserves one
+// line (see parseFlags) and only -h the usage.
+func newFlagSet(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs.SetOutput(new(bytes.Buffer))
 	fs.Usage = func() {
-		fmt.Fprint(stdout, usage)
-		fs.SetOutput(stdout)
+		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
 	}
 	return fs
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			fs.Usage()
-			return errHelp
-		}
+// parseFlags parses args; -h prints the usage to stdout and returns errHelp,
+// a mistake returns a usageError of one line.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	err := fs.Parse(args)
+	buf := fs.Output().(*bytes.Buffer)
+	defer buf.Reset()
+	switch {
+	case err == flag.ErrHelp:
+		io.Copy(stdout, buf)
+		return errHelp
+	case err != nil:
 		return usageError{err}
 	}
 	return nil
@@ -62,7 +67,7 @@ Flags:
 
 func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	seed := workload.Seed()
-	fs := newFlagSet("cowtrace", experimentUsage, stdout)
+	fs := newFlagSet("cowtrace", experimentUsage)
 	blocks := fs.Int("blocks", seed.Blocks, "number of blocks")
 	blockSize := fs.Int("block-size", seed.BlockSize, "bytes per block")
 	offset := fs.Int("offset", seed.Offset, "offset of the byte read or written in each block")
@@ -72,7 +77,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var probes stringList
 	fs.Var(&probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
 	pause := fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

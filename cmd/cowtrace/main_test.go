@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/workload"
+)
+
+func TestMain(m *testing.M) {
+	workload.RunIfWorker()
+	os.Exit(m.Run())
+}
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestBadInput checks that every kind of bad input gets one line on stderr
+// and exit code 2, before anything is started.
+func TestBadInput(t *testing.T) {
+	for _, args := range [][]string{
+		{"--blocks", "0"},
+		{"--blocks", "-5"},
+		{"--blocks", "many"},
+		{"--block-size", "0"},
+		{"--offset", "102400"},
+		{"--format", "xml"},
+		{"--kprobe-method", "ebpf"},
+		{"--probe", "copy page"},
+		{"--probe", ""},
+		{"--no-such-flag"},
+		{"stray-argument"},
+	} {
+		code, stdout, stderr := runCLI(args...)
+		if code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, exitUsage, stderr)
+		}
+		if lines := strings.Count(stderr, "\n"); lines != 1 || !strings.HasPrefix(stderr, "cowtrace: ") {
+			t.Errorf("%v: stderr %q, want one line starting with \"cowtrace: \"", args, stderr)
+		}
+		if strings.Contains(stderr, "goroutine") || stdout != "" {
+			t.Errorf("%v: stdout %q stderr %q", args, stdout, stderr)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	code, stdout, _ := runCLI("-h")
+	if code != exitOK || !strings.Contains(stdout, "-blocks") || !strings.Contains(stdout, "-no-touch") {
+		t.Errorf("-h: exit %d, stdout %q", code, stdout)
+	}
+	code, stdout, _ = runCLI("help")
+	if code != exitOK || !strings.Contains(stdout, "Usage:") {
+		t.Errorf("help: exit %d, stdout %q", code, stdout)
+	}
+}
+
+// TestJSONContract runs the experiment through the command line and checks
+// the fields that CI users rely on.
+func TestJSONContract(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (tracefs mount, tracepoints on other processes)")
+	}
+	code, stdout, stderr := runCLI("--format", "json", "--blocks", "200")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(stdout), &raw); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, stdout)
+	}
+	for _, key := range []string{"schema_version", "kernel", "blocks", "block_size", "touched", "methods",
+		"unavailable", "lost_records", "processes", "copy_routine"} {
+		if _, ok := raw[key]; !ok {
+			t.Errorf("run lacks %q", key)
+		}
+	}
+	var r report.Run
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Blocks != 200 || !r.Touched || len(r.Processes) != 3 {
+		t.Fatalf("run: blocks %d touched %v processes %d", r.Blocks, r.Touched, len(r.Processes))
+	}
+	procs := raw["processes"].([]any)
+	for _, p := range procs {
+		m := p.(map[string]any)
+		for _, key := range []string{"role", "pid", "page_faults", "minor_faults", "major_faults", "wp_faults", "copies", "window"} {
+			if _, ok := m[key]; !ok {
+				t.Errorf("process %v lacks %q", m["role"], key)
+			}
+		}
+	}
+	for _, key := range []string{"page_faults", "copies"} {
+		if r.Methods[key] == "" {
+			t.Errorf("no method stated for %s: %v", key, r.Methods)
+		}
+	}
+	if w := r.Find("writer"); w == nil || w.InRegion == nil || w.InRegion.WP != 200 {
+		t.Errorf("writer row: %+v", w)
+	}
+}
+
+func TestTableOutput(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (tracefs mount, tracepoints on other processes)")
+	}
+	code, stdout, stderr := runCLI("--blocks", "20", "--no-touch")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"parent", "reader", "writer", "not touched before fork", "methods:", "windows:", "lost records: 0"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
