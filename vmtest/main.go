@@ -241,7 +241,14 @@ func run(ctx context.Context, o options) (bool, error) {
 	fmt.Println()
 	table := resultsTable(runs)
 	fmt.Print(table)
+	var passed, failed, skipped int
+	for _, r := range runs {
+		p, f, s := r.counts()
+		passed, failed, skipped = passed+p, failed+f, skipped+s
+	}
 	fmt.Printf("\nvmtest: %d kernels in %v\n", len(runs), time.Since(start).Round(time.Second))
+	// The plain closing line CI summaries look for.
+	fmt.Printf("vmtest: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 
 	if o.jsonOut != "" {
 		if err := writeJSON(o.jsonOut, runs); err != nil {
