@@ -1,0 +1,34 @@
+# cowtrace: see README.md. Kernel-facing tests and the experiment need root.
+GO      ?= go
+BIN     ?= bin/cowtrace
+PKGS    := ./...
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build run test test-short lint vmtest bench clean
+
+all: build
+
+# A static binary: no libc, nothing to install on the target.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/cowtrace
+
+# The seed's experiment on this machine's kernel.
+run: build
+	./$(BIN)
+
+# Every test; the kernel-facing ones skip, saying why, when not root.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 $(PKGS)
+
+# Unit tests only: no kernel, no root.
+test-short:
+	$(GO) test -count=1 -short $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+clean:
+	rm -rf bin
