@@ -93,6 +93,11 @@ func newKprober(method KprobeMethod, tfs *perfevents.Tracefs) (kprober, string, 
 		}
 	}
 	if tfs != nil && tfs.HasKprobeEvents() {
+		// A cowtrace killed with SIGKILL cannot remove its probes; the next
+		// run does, for every group whose process is gone.
+		if _, err := perfevents.RemoveStale(tfs); err != nil {
+			return nil, "", fmt.Errorf("remove stale kprobes: %w", err)
+		}
 		ke, err := perfevents.NewKprobeEvents(tfs)
 		if err != nil {
 			return nil, "", err
