@@ -237,6 +237,9 @@ func run(ctx context.Context, o options) (bool, error) {
 	fmt.Println()
 	for _, r := range runs {
 		fmt.Println(summaryLine(r))
+		for _, l := range r.testLines() {
+			fmt.Println("    " + l)
+		}
 	}
 	fmt.Println()
 	table := resultsTable(runs)
@@ -405,7 +408,9 @@ func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, er
 			b.files = append(b.files, fs...)
 		}
 		b.manifest.Commands = append(b.manifest.Commands, guest.Command{
-			Name: name + ".test", Argv: []string{dir + "/" + name + ".test", "-test.v", "-test.count=1"},
+			// The test binary's own timeout fires first, so a hang ends with
+			// Go's goroutine dump rather than the guest's silent SIGKILL.
+			Name: name + ".test", Argv: []string{dir + "/" + name + ".test", "-test.v", "-test.count=1", "-test.timeout=170s"},
 			Env: env, Dir: dir, Timeout: 3 * time.Minute,
 		})
 		b.tests = append(b.tests, name+".test")

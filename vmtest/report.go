@@ -99,6 +99,25 @@ func (r *kernelRun) testCounts() string {
 	return fmt.Sprintf(" [tests: %d pass, %d skip, %d fail]", total.Pass, total.Skip, total.Fail)
 }
 
+// testLines gives one line per test binary: its verdict counts and time.
+func (r *kernelRun) testLines() []string {
+	var out []string
+	for _, t := range r.Tests {
+		res := r.Guest.results[t]
+		if res == nil {
+			out = append(out, t+": no result")
+			continue
+		}
+		c := countTests(res.Stdout)
+		verdict := "ok"
+		if res.ExitCode != 0 || res.Signaled != "" || res.TimedOut || res.Err != "" {
+			verdict = "FAIL"
+		}
+		out = append(out, fmt.Sprintf("%s: %s, %d pass, %d skip, %d fail (%.1f s)", t, verdict, c.Pass, c.Skip, c.Fail, res.Duration.Seconds()))
+	}
+	return out
+}
+
 func methodName(rep *cowtraceReport) string {
 	if rep.KprobeMethod == "" {
 		return "no kprobes"
