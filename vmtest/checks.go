@@ -71,6 +71,10 @@ var cowtraceCommands = []cowtraceCommand{
 	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM},
 }
 
+// errNoResult marks checks that could not look at anything because the
+// guest never reported the command: one cause (the guest) shown once.
+var errNoResult = errors.New("no result from the guest for")
+
 // guestRun is everything known about one guest when the checks run.
 type guestRun struct {
 	Boot     *bootResult
@@ -90,7 +94,7 @@ func newGuestRun(b *bootResult, m guest.Manifest) *guestRun {
 func (g *guestRun) result(name string) (*guest.Result, error) {
 	r := g.results[name]
 	if r == nil {
-		return nil, fmt.Errorf("no result for %q from the guest", name)
+		return nil, fmt.Errorf("%w %q", errNoResult, name)
 	}
 	if r.Err != "" {
 		return r, fmt.Errorf("%s: %s", name, r.Err)
@@ -413,7 +417,7 @@ func checkSignalClean(name string) func(g *guestRun) error {
 func leftovers(g *guestRun, name string) error {
 	r := g.results[name]
 	if r == nil {
-		return fmt.Errorf("no result for %q", name)
+		return fmt.Errorf("%w %q", errNoResult, name)
 	}
 	t := r.Tracefs
 	if t == nil {
@@ -434,8 +438,8 @@ func leftovers(g *guestRun, name string) error {
 
 func checkNoLeftovers(g *guestRun) error {
 	var errs []error
-	for _, c := range cowtraceCommands {
-		if _, ok := g.results[c.Name]; ok {
+	for _, c := range g.Manifest.Commands {
+		if c.InspectTracefs {
 			errs = append(errs, leftovers(g, c.Name))
 		}
 	}

@@ -36,7 +36,7 @@ func fakeGuest() *guestRun {
 	var m guest.Manifest
 	var results []*guest.Result
 	add := func(name, stdout string, mod func(*guest.Result)) {
-		m.Commands = append(m.Commands, guest.Command{Name: name})
+		m.Commands = append(m.Commands, guest.Command{Name: name, InspectTracefs: !strings.HasSuffix(name, ".test")})
 		r := &guest.Result{Name: name, Stdout: stdout, Tracefs: &guest.TracefsState{}}
 		if mod != nil {
 			mod(r)

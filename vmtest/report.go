@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,8 +68,8 @@ func summaryLine(r *kernelRun) string {
 		if rd, err := rep.process("reader"); err == nil {
 			parts = append(parts, "reader copies "+fmtp(rd.Copies))
 		}
-	} else if len(r.Guest.Manifest.Commands) > 0 && r.Guest.results["touched"] == nil {
-		parts = append(parts, "cowtrace not run")
+	} else {
+		parts = append(parts, r.noReport())
 	}
 	passed, failed, skipped := r.counts()
 	c := fmt.Sprintf("%d checks passed", passed)
@@ -97,6 +98,18 @@ func (r *kernelRun) testCounts() string {
 		return ""
 	}
 	return fmt.Sprintf(" [tests: %d pass, %d skip, %d fail]", total.Pass, total.Skip, total.Fail)
+}
+
+// noReport says why there is no report of the touched run.
+func (r *kernelRun) noReport() string {
+	switch {
+	case r.Guest.results["touched"] != nil:
+		return "cowtrace failed"
+	case slices.ContainsFunc(r.Guest.Manifest.Commands, func(c guest.Command) bool { return c.Name == "touched" }):
+		return "no result from cowtrace"
+	default:
+		return "cowtrace not built"
+	}
 }
 
 // testLines gives one line per test binary: its verdict counts and time.
@@ -144,10 +157,8 @@ func resultsTable(runs []*kernelRun) string {
 			if rd, err := rep.process("reader"); err == nil {
 				row[4] = fmtp(rd.Copies)
 			}
-		} else if res := r.Guest.results["touched"]; res != nil {
-			row[1] = "cowtrace failed"
 		} else {
-			row[1] = "cowtrace not run"
+			row[1] = r.noReport()
 		}
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 	}
@@ -159,8 +170,13 @@ func resultsTable(runs []*kernelRun) string {
 func printFailure(w io.Writer, r *kernelRun) {
 	fmt.Fprintf(w, "==== %s (%s): FAIL\n", r.name(), r.Kernel.Vmlinuz)
 	shown := map[string]bool{}
+	noResult := 0
 	for _, c := range r.Checks {
 		if !c.failed() {
+			continue
+		}
+		if strings.HasPrefix(c.Err, errNoResult.Error()) {
+			noResult++
 			continue
 		}
 		fmt.Fprintf(w, "--- FAIL: %s\n%s\n", c.Name, indent(c.Err))
@@ -171,6 +187,9 @@ func printFailure(w io.Writer, r *kernelRun) {
 		if res := r.Guest.results[c.Cmd]; res != nil {
 			printCommand(w, res)
 		}
+	}
+	if noResult > 0 {
+		fmt.Fprintf(w, "--- FAIL: %d more checks: the guest never reported their commands\n", noResult)
 	}
 	fmt.Fprintf(w, "---- console (last 40 lines)\n%s\n", indent(tail(r.Guest.Boot.Console, 40)))
 }
