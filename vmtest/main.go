@@ -50,6 +50,7 @@ type options struct {
 	accel      string
 	cpu        string
 	skip       string
+	append     string
 }
 
 func defaultCache() string {
@@ -83,6 +84,7 @@ func main() {
 	// nested KVM on the project's machines dies or hangs.
 	flag.StringVar(&o.accel, "accel", "tcg", "qemu accelerator")
 	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
+	flag.StringVar(&o.append, "append", "", "more kernel command line, e.g. ignore_loglevel to see every kernel message on the console")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -216,7 +218,7 @@ func run(ctx context.Context, o options) (bool, error) {
 			}
 			br := boot(ctx, bootOptions{
 				Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB,
-				Vmlinuz: k.Vmlinuz, Initrd: initrd, Timeout: timeout, Console: console,
+				Vmlinuz: k.Vmlinuz, Initrd: initrd, Append: o.append, Timeout: timeout, Console: console,
 			})
 			g := newGuestRun(br, b.manifest)
 			runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks, skip), Tests: b.tests, Notes: b.notes}

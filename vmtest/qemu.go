@@ -22,6 +22,7 @@ type bootOptions struct {
 	MemMB   int
 	Vmlinuz string
 	Initrd  string
+	Append  string // extra kernel command line
 	Timeout time.Duration
 	Console io.Writer // a copy of the whole console, e.g. a log file
 }
@@ -52,7 +53,9 @@ func qemuArgs(o bootOptions) []string {
 		"-serial", "stdio",
 		"-kernel", o.Vmlinuz,
 		"-initrd", o.Initrd,
-		"-append", "console=ttyS0 quiet panic=-1",
+		// panic=-1 reboots at once on a panic (a crashed /init included),
+		// and -no-reboot turns that reboot into qemu exiting.
+		"-append", strings.TrimSpace("console=ttyS0 quiet panic=-1 " + o.Append),
 		"-no-reboot",
 	}
 }
