@@ -116,7 +116,7 @@ func (g *guestRun) report(name string) (*cowtraceReport, error) {
 		return nil, err
 	}
 	if r.Signaled != "" || r.ExitCode != 0 {
-		return nil, fmt.Errorf("%s: exit %d %s", name, r.ExitCode, r.Signaled)
+		return nil, fmt.Errorf("%s: %s", name, exitStatus(r))
 	}
 	var rep cowtraceReport
 	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
@@ -446,6 +446,13 @@ func checkNoLeftovers(g *guestRun) error {
 	return errors.Join(errs...)
 }
 
+func exitStatus(r *guest.Result) string {
+	if r.Signaled != "" {
+		return "killed by " + r.Signaled
+	}
+	return fmt.Sprintf("exit %d", r.ExitCode)
+}
+
 // testLineRE matches the per-test verdict lines of `go test -v`.
 var testLineRE = regexp.MustCompile(`(?m)^\s*--- (PASS|SKIP|FAIL): `)
 
@@ -474,7 +481,7 @@ func testBinaryCheck(name string) check {
 		}
 		if r.Signaled != "" || r.ExitCode != 0 {
 			c := countTests(r.Stdout)
-			return fmt.Errorf("exit %d %s (%d passed, %d failed, %d skipped)", r.ExitCode, r.Signaled, c.Pass, c.Fail, c.Skip)
+			return fmt.Errorf("%s (%d passed, %d failed, %d skipped)", exitStatus(r), c.Pass, c.Fail, c.Skip)
 		}
 		return nil
 	}}

@@ -195,7 +195,7 @@ func printFailure(w io.Writer, r *kernelRun) {
 }
 
 func printCommand(w io.Writer, res *guest.Result) {
-	fmt.Fprintf(w, "---- %s: %s (exit %d%s, %v)\n", res.Name, strings.Join(res.Argv, " "), res.ExitCode, map[bool]string{true: ", " + res.Signaled, false: ""}[res.Signaled != ""], res.Duration.Round(time.Millisecond))
+	fmt.Fprintf(w, "---- %s: %s (%s, %v)\n", res.Name, strings.Join(res.Argv, " "), exitStatus(res), res.Duration.Round(time.Millisecond))
 	if res.Err != "" {
 		fmt.Fprintf(w, "guest error: %s\n", res.Err)
 	}
