@@ -10,10 +10,14 @@ import (
 
 // capabilities is what this kernel offers cowtrace, found once per run.
 type capabilities struct {
-	kernel      string
-	tfs         *perfevents.Tracefs // nil when tracefs could not be had
-	fault       *faultTP            // exceptions:page_fault_user, nil if absent
-	alloc       *allocTP            // kmem:mm_page_alloc, nil if absent
+	kernel string
+	tfs    *perfevents.Tracefs // nil when tracefs could not be had
+	fault  *faultTP            // exceptions:page_fault_user, nil if absent
+	// kfault is exceptions:page_fault_kernel: a system call that writes to
+	// user memory (wait4's status, read(2) into a buffer) takes its
+	// copy-on-write fault in kernel mode, which page_fault_user never sees.
+	kfault      *faultTP
+	alloc       *allocTP // kmem:mm_page_alloc, nil if absent
 	unavailable []report.Unavailable
 }
 
@@ -52,6 +56,16 @@ func detect() (*capabilities, error) {
 			c.fault = &faultTP{id: f.ID, address: addr, errorCode: code}
 		} else {
 			c.note("tracepoint:exceptions:page_fault_user", "format lacks address or error_code")
+		}
+	}
+
+	if c.fault != nil {
+		if f, err := tfs.EventFormat("exceptions", "page_fault_kernel"); err != nil {
+			c.note("tracepoint:exceptions:page_fault_kernel", err.Error())
+		} else if addr, ok1 := f.Field("address"); ok1 {
+			if code, ok2 := f.Field("error_code"); ok2 {
+				c.kfault = &faultTP{id: f.ID, address: addr, errorCode: code}
+			}
 		}
 	}
 

@@ -86,17 +86,30 @@ type processCounts struct {
 	lost, throttled   uint64
 }
 
-func (s *taskStream) fault(address, errorCode uint64, region report.Region) {
+// fault counts one fault of the task. Faults taken in kernel mode count only
+// on user addresses (a system call writing into the process's memory); the
+// kernel's faults on its own addresses (vmalloc) are not the process's.
+func (s *taskStream) fault(address, errorCode uint64, region report.Region, kernelMode bool) {
+	if kernelMode && !userAddress(address) {
+		return
+	}
 	inside := address >= region.Start && address-region.Start < region.Length
 	class := Classify(errorCode)
+	f := &s.counts.outside
 	if inside {
-		class.add(&s.counts.inRegion)
-	} else {
-		class.add(&s.counts.outside)
+		f = &s.counts.inRegion
+	}
+	class.add(f)
+	if kernelMode {
+		f.KernelMode++
 	}
 	s.pending = class == FaultWP
 	s.inside = inside
 }
+
+// userAddress says whether an x86-64 address is in the user half, with 4- or
+// 5-level page tables.
+func userAddress(a uint64) bool { return a>>56 == 0 }
 
 func (s *taskStream) alloc(order, gfp uint64, rule copyAlloc) {
 	if !s.pending || !rule.match(order, gfp) {

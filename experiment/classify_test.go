@@ -35,25 +35,25 @@ func TestInference(t *testing.T) {
 	s := &taskStream{counts: &counts}
 
 	// A write-protect fault in the region that allocates a page to copy into.
-	s.fault(0x10010, 0x7, region)
+	s.fault(0x10010, 0x7, region, false)
 	s.alloc(0, movable, rule)
 	// A second allocation in the same fault is not a second copy.
 	s.alloc(0, movable, rule)
 	// A write-protect fault that reuses the page: no allocation.
-	s.fault(0x11000, 0x7, region)
+	s.fault(0x11000, 0x7, region, false)
 	// A first write allocates a zeroed page: no copy, and not a wp fault.
-	s.fault(0x12000, 0x6, region)
+	s.fault(0x12000, 0x6, region, false)
 	s.alloc(0, movable|rule.zero, rule)
 	// A wp fault on the zero page allocates a zeroed page: no copy.
-	s.fault(0x13000, 0x7, region)
+	s.fault(0x13000, 0x7, region, false)
 	s.alloc(0, movable|rule.zero, rule)
 	// A wp fault outside the region that copies, but the allocation is a
 	// kernel allocation first (page table, slab): only the user page counts.
-	s.fault(0x1000, 0x7, region)
+	s.fault(0x1000, 0x7, region, false)
 	s.alloc(0, 0xcc0, rule)
 	s.alloc(0, movable, rule)
 	// A huge allocation is not a base-page copy.
-	s.fault(0x14000, 0x7, region)
+	s.fault(0x14000, 0x7, region, false)
 	s.alloc(9, movable, rule)
 
 	want := processCounts{

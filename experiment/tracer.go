@@ -32,12 +32,13 @@ type tracer struct {
 	probeFns []string
 	reader   *perfevents.Reader // nil: no sampled tracepoint
 
-	mu      sync.Mutex
-	procs   []*proc
-	streams []*taskStream // by ring cookie
-	faultID map[uint64]bool
-	allocID map[uint64]bool
-	region  report.Region
+	mu       sync.Mutex
+	procs    []*proc
+	streams  []*taskStream // by ring cookie
+	faultID  map[uint64]bool
+	kfaultID map[uint64]bool
+	allocID  map[uint64]bool
+	region   report.Region
 	// probeErrs remembers why a function could not be probed, once.
 	probeErrs map[string]error
 
@@ -56,16 +57,19 @@ type proc struct {
 }
 
 type taskEvents struct {
-	tid          int
-	counters     []*perfevents.Event // page-faults, minor-faults, major-faults
-	fault, alloc *perfevents.Event
-	probes       map[string]*perfevents.Event
+	tid                  int
+	counters             []*perfevents.Event // page-faults, minor-faults, major-faults
+	fault, kfault, alloc *perfevents.Event
+	probes               map[string]*perfevents.Event
 }
 
 func (te *taskEvents) all() []*perfevents.Event {
 	evs := append([]*perfevents.Event{}, te.counters...)
 	if te.fault != nil {
 		evs = append(evs, te.fault)
+	}
+	if te.kfault != nil {
+		evs = append(evs, te.kfault)
 	}
 	if te.alloc != nil {
 		evs = append(evs, te.alloc)
@@ -87,7 +91,8 @@ var counterKinds = []struct {
 
 func newTracer(caps *capabilities, kp kprober, probeFns []string) (*tracer, error) {
 	t := &tracer{caps: caps, kp: kp, probeFns: probeFns,
-		faultID: map[uint64]bool{}, allocID: map[uint64]bool{}, probeErrs: map[string]error{}}
+		faultID: map[uint64]bool{}, kfaultID: map[uint64]bool{}, allocID: map[uint64]bool{},
+		probeErrs: map[string]error{}}
 	if caps.fault != nil {
 		r, err := perfevents.NewReader()
 		if err != nil {
@@ -172,6 +177,19 @@ func (t *tracer) openSampled(p *proc, te *taskEvents) error {
 	if err := t.reader.Add(ev.FD(), ringPages, cookie); err != nil {
 		return err
 	}
+	if kf := t.caps.kfault; kf != nil {
+		k, err := perfevents.Open(perfevents.TracepointAttr(kf.id, "tracepoint:exceptions:page_fault_kernel", s), te.tid)
+		if err != nil {
+			return err
+		}
+		te.kfault = k
+		t.mu.Lock()
+		t.kfaultID[k.ID()] = true
+		t.mu.Unlock()
+		if err := k.SetOutput(ev); err != nil {
+			return err
+		}
+	}
 	if t.caps.alloc == nil {
 		return nil
 	}
@@ -212,7 +230,7 @@ func (t *tracer) readLoop() {
 func (t *tracer) read() error {
 	var rec perfevents.Record
 	var s perfevents.Sample
-	fault, alloc := t.caps.fault, t.caps.alloc
+	fault, kfault, alloc := t.caps.fault, t.caps.kfault, t.caps.alloc
 	for {
 		err := t.reader.ReadInto(&rec)
 		if err != nil {
@@ -224,13 +242,13 @@ func (t *tracer) read() error {
 		t.mu.Lock()
 		st := t.streams[rec.Cookie]
 		region := t.region
-		isFault, isAlloc := false, false
+		isFault, isKfault, isAlloc := false, false, false
 		if rec.Type == unix.PERF_RECORD_SAMPLE {
 			if err := perfevents.DecodeSample(rec.Data, sampleType, &s); err != nil {
 				t.mu.Unlock()
 				return err
 			}
-			isFault, isAlloc = t.faultID[s.Identifier], t.allocID[s.Identifier]
+			isFault, isKfault, isAlloc = t.faultID[s.Identifier], t.kfaultID[s.Identifier], t.allocID[s.Identifier]
 		}
 		t.mu.Unlock()
 
@@ -243,7 +261,14 @@ func (t *tracer) read() error {
 				if err := errors.Join(err1, err2); err != nil {
 					return fmt.Errorf("page_fault_user sample: %w", err)
 				}
-				st.fault(addr, code, region)
+				st.fault(addr, code, region, false)
+			case isKfault:
+				addr, err1 := kfault.address.Uint(s.Raw)
+				code, err2 := kfault.errorCode.Uint(s.Raw)
+				if err := errors.Join(err1, err2); err != nil {
+					return fmt.Errorf("page_fault_kernel sample: %w", err)
+				}
+				st.fault(addr, code, region, true)
 			case isAlloc:
 				order, err1 := alloc.order.Uint(s.Raw)
 				gfp, err2 := alloc.gfp.Uint(s.Raw)

@@ -91,9 +91,13 @@ type FaultClasses struct {
 	Read            uint64 `json:"read"`              // read of a not-present or protected page
 	Exec            uint64 `json:"exec"`              // instruction fetch (0x10)
 	InferredCopies  uint64 `json:"inferred_copies"`   // wp faults that allocated a copy
+	// KernelMode counts the faults above that the kernel took on the
+	// process's memory in a system call (copy_to_user), not the process
+	// itself: exceptions:page_fault_kernel instead of page_fault_user.
+	KernelMode uint64 `json:"kernel_mode"`
 }
 
-// Total is the number of faults of every kind.
+// Total is the number of faults of every kind (KernelMode is a subset).
 func (f *FaultClasses) Total() uint64 { return f.WP + f.WriteNotPresent + f.Read + f.Exec }
 
 // Find returns the first process with the role, or nil.
