@@ -30,5 +30,11 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
+# Debian's 6.1 and 6.12 kernels (with kprobes) under qemu TCG: the experiment,
+# its variants and the kernel-facing test binaries in each (see vmtest/main.go).
+# make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels".
+vmtest:
+	$(GO) run ./vmtest $(VMTEST_FLAGS)
+
 clean:
 	rm -rf bin
