@@ -150,7 +150,11 @@ func TestReportNamesMethodsAndGaps(t *testing.T) {
 	requireTracing(t)
 	cfg := workload.Seed()
 	cfg.Blocks = 10
+	fdsBefore := countFDs(t)
 	r := run(t, cfg, KprobeAuto)
+	if got := countFDs(t); got != fdsBefore {
+		t.Errorf("%d descriptors open after the run, %d before", got, fdsBefore)
+	}
 	if r.Kernel != perfevents.KernelRelease() || r.Region == nil || r.Region.Length != 10*102400 {
 		t.Errorf("run header: kernel %q region %+v", r.Kernel, r.Region)
 	}
