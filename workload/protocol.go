@@ -30,6 +30,22 @@ const (
 	// at its gate once more so that the tracer can close the parent's
 	// window before the Go runtime's exit path faults.
 	KindParentDone
+	// KindForked (Config.Hold only): the parent has forked every child
+	// and waits at its gate; the children wait at theirs. Nobody has
+	// touched the region since the fork: the moment to look at it shared.
+	KindForked
+	// KindParentWorked (Config.Hold only): the parent has done what it
+	// does while the children live (ParentWritesDuring) and now waits for
+	// them; the children stay alive, each at its gate after
+	// KindChildDone, until the tracer opens those gates again.
+	KindParentWorked
+)
+
+// Message flags.
+const (
+	// FlagRegionMissing (KindChildDone): the region was not mapped in the
+	// child (MADV_DONTFORK), so it touched nothing.
+	FlagRegionMissing = 1 << iota
 )
 
 func (k Kind) String() string {
@@ -42,6 +58,10 @@ func (k Kind) String() string {
 		return "child-done"
 	case KindParentDone:
 		return "parent-done"
+	case KindForked:
+		return "forked"
+	case KindParentWorked:
+		return "parent-worked"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
@@ -52,6 +72,7 @@ type Message struct {
 	// Child is 0 for the worker parent, i for Config.Children[i-1].
 	Child int
 	Pid   int
+	Flags uint32 // FlagRegionMissing
 	Addr  uint64 // KindReady: start of the region
 	Value uint64 // KindReady: length of the region; done messages: byte sum
 }
@@ -60,6 +81,7 @@ func (m Message) encode(b *[msgSize]byte) {
 	binary.LittleEndian.PutUint32(b[0:], uint32(m.Kind))
 	binary.LittleEndian.PutUint32(b[4:], uint32(m.Child))
 	binary.LittleEndian.PutUint32(b[8:], uint32(m.Pid))
+	binary.LittleEndian.PutUint32(b[12:], m.Flags)
 	binary.LittleEndian.PutUint64(b[16:], m.Addr)
 	binary.LittleEndian.PutUint64(b[24:], m.Value)
 }
@@ -72,10 +94,11 @@ func decodeMessage(b []byte) (Message, error) {
 		Kind:  Kind(binary.LittleEndian.Uint32(b[0:])),
 		Child: int(binary.LittleEndian.Uint32(b[4:])),
 		Pid:   int(binary.LittleEndian.Uint32(b[8:])),
+		Flags: binary.LittleEndian.Uint32(b[12:]),
 		Addr:  binary.LittleEndian.Uint64(b[16:]),
 		Value: binary.LittleEndian.Uint64(b[24:]),
 	}
-	if m.Kind < KindReady || m.Kind > KindParentDone {
+	if m.Kind < KindReady || m.Kind > KindParentWorked {
 		return Message{}, fmt.Errorf("worker message of unknown kind %d", uint32(m.Kind))
 	}
 	return m, nil

@@ -54,18 +54,24 @@ func runWorker(cfg Config) error {
 	debug.SetGCPercent(-1)
 
 	size := cfg.Blocks * cfg.BlockSize
-	region, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	region, err := mapRegion(size, cfg.Huge)
 	if err != nil {
-		return fmt.Errorf("mmap %d bytes: %w", size, err)
-	}
-	// Transparent huge pages would turn 1000 faults on 4 KiB pages into a
-	// handful on 2 MiB ones on kernels where THP is "always" (Debian's):
-	// the experiment asks for base pages so every kernel counts the same.
-	if err := unix.Madvise(region, unix.MADV_NOHUGEPAGE); err != nil {
-		return fmt.Errorf("madvise(MADV_NOHUGEPAGE): %w", err)
+		return err
 	}
 	if cfg.Touch {
 		fill(region, '0')
+	}
+	if cfg.ReadBefore {
+		readSink = sumBlocks(region, cfg)
+	}
+	switch cfg.Advice {
+	case AdviceDontFork:
+		err = unix.Madvise(region, unix.MADV_DONTFORK)
+	case AdviceWipeOnFork:
+		err = unix.Madvise(region, unix.MADV_WIPEONFORK)
+	}
+	if err != nil {
+		return fmt.Errorf("madvise(%s): %w", cfg.Advice, err)
 	}
 
 	base := unsafe.Pointer(&region[0])
@@ -76,35 +82,178 @@ func runWorker(cfg Config) error {
 		return nil // the tracer went away: leave without touching anything
 	}
 
-	pids := make([]int, len(cfg.Children))
-	syscall.ForkLock.Lock()
-	for i, action := range cfg.Children {
-		pid, errno := forkChild(base, uintptr(cfg.Blocks), uintptr(cfg.BlockSize), uintptr(cfg.Offset),
-			uint64(i+1), action == ActionWrite, uintptr(firstChildFD+i))
-		if errno != 0 {
-			syscall.ForkLock.Unlock()
-			for _, p := range pids[:i] {
-				unix.Kill(p, unix.SIGKILL)
-			}
-			return fmt.Errorf("fork: %w", errno)
+	pids, stacks, err := startChildren(cfg, base)
+	defer func() {
+		for _, st := range stacks {
+			unix.Munmap(st)
 		}
-		pids[i] = int(pid)
+	}()
+	if err != nil {
+		return err
 	}
-	syscall.ForkLock.Unlock()
 
+	if cfg.Hold {
+		if err := send(Message{Kind: KindForked, Pid: os.Getpid(), Value: uint64(len(pids))}); err != nil {
+			return err
+		}
+		if !waitGate(parentGateFD) {
+			return abandon(pids)
+		}
+	}
+	if cfg.ParentWrites == ParentWritesDuring {
+		writeBlocks(region, cfg, 'P')
+	}
+	if cfg.Hold {
+		if err := send(Message{Kind: KindParentWorked, Pid: os.Getpid()}); err != nil {
+			return err
+		}
+	}
 	for _, pid := range pids {
 		if err := reap(pid); err != nil {
 			return err
 		}
 	}
+	if cfg.ParentWrites == ParentWritesAfterExit {
+		writeBlocks(region, cfg, 'P')
+	}
+	if err := send(Message{Kind: KindParentDone, Pid: os.Getpid(), Value: sumBlocks(region, cfg)}); err != nil {
+		return err
+	}
+	waitGate(parentGateFD)
+	return nil
+}
+
+// readSink keeps the reads before the fork from being optimised away.
+var readSink uint64
+
+func sumBlocks(region []byte, cfg Config) uint64 {
 	var sum uint64
 	for i := 0; i < cfg.Blocks; i++ {
 		sum += uint64(region[i*cfg.BlockSize+cfg.Offset])
 	}
-	if err := send(Message{Kind: KindParentDone, Pid: os.Getpid(), Value: sum}); err != nil {
-		return err
+	return sum
+}
+
+func writeBlocks(region []byte, cfg Config, c byte) {
+	for i := 0; i < cfg.Blocks; i++ {
+		region[i*cfg.BlockSize+cfg.Offset] = c
 	}
-	waitGate(parentGateFD)
+}
+
+// hugePage is the size of an x86-64 transparent huge page (a PMD).
+const hugePage = 2 << 20
+
+// mapRegion maps size bytes of private anonymous memory. Transparent huge
+// pages would turn 1000 faults on 4 KiB pages into a handful on 2 MiB ones on
+// kernels where THP is "always" (Debian's): unless huge is asked for, the
+// region gets base pages so that every kernel counts the same. A huge region
+// starts on a 2 MiB boundary and spans whole huge pages, or the kernel could
+// not back it with any.
+func mapRegion(size int, huge bool) ([]byte, error) {
+	if !huge {
+		region, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
+		}
+		if err := unix.Madvise(region, unix.MADV_NOHUGEPAGE); err != nil {
+			return nil, fmt.Errorf("madvise(MADV_NOHUGEPAGE): %w", err)
+		}
+		return region, nil
+	}
+	length := (uintptr(size) + hugePage - 1) &^ (hugePage - 1)
+	p, err := unix.MmapPtr(-1, 0, nil, length+hugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %d bytes: %w", length+hugePage, err)
+	}
+	addr := uintptr(p)
+	aligned := (addr + hugePage - 1) &^ (hugePage - 1)
+	// Give back the unaligned head and tail so that the region is a VMA
+	// of its own.
+	if aligned > addr {
+		if err := unix.MunmapPtr(p, aligned-addr); err != nil {
+			return nil, fmt.Errorf("munmap: %w", err)
+		}
+	}
+	if tail := addr + length + hugePage - (aligned + length); tail > 0 {
+		if err := unix.MunmapPtr(unsafe.Add(p, aligned+length-addr), tail); err != nil {
+			return nil, fmt.Errorf("munmap: %w", err)
+		}
+	}
+	whole := unsafe.Slice((*byte)(unsafe.Add(p, aligned-addr)), length)
+	if err := unix.Madvise(whole, unix.MADV_HUGEPAGE); err != nil {
+		return nil, fmt.Errorf("madvise(MADV_HUGEPAGE): %w", err)
+	}
+	return whole[:size], nil
+}
+
+// childStackSize is the stack of a clone-vm child: it runs only the nosplit
+// child code, a few hundred bytes deep.
+const childStackSize = 64 << 10
+
+// startChildren creates the children; for clone-vm also their stacks, which
+// the caller unmaps once the children are reaped.
+func startChildren(cfg Config, base unsafe.Pointer) (pids []int, stacks [][]byte, err error) {
+	syscall.ForkLock.Lock()
+	defer syscall.ForkLock.Unlock()
+	for i, action := range cfg.Children {
+		var flags uintptr
+		if action == ActionWrite {
+			flags |= childWrite
+		}
+		if cfg.Hold {
+			flags |= childHold
+		}
+		args := [childArgs]uintptr{uintptr(base), uintptr(cfg.Blocks), uintptr(cfg.BlockSize), uintptr(cfg.Offset),
+			uintptr(i + 1), flags, uintptr(firstChildFD + i)}
+		var pid uintptr
+		var errno syscall.Errno
+		switch cfg.Clone {
+		case CloneFork:
+			pid, errno = forkChild(base, args[1], args[2], args[3], args[4], args[5], args[6])
+		case CloneVfork:
+			pid, errno = cloneShared(unix.CLONE_VM|unix.CLONE_VFORK|uintptr(unix.SIGCHLD), 0, &args)
+		case CloneVM:
+			st, err := unix.Mmap(-1, 0, childStackSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK)
+			if err != nil {
+				errno = err.(syscall.Errno)
+				break
+			}
+			stacks = append(stacks, st)
+			// The child starts with its stack pointer at the arguments,
+			// which cloneShared passes on to childMain; the stack grows
+			// down from there.
+			top := len(st) - 256
+			*(*[childArgs]uintptr)(unsafe.Pointer(&st[top])) = args
+			pid, errno = cloneShared(unix.CLONE_VM|uintptr(unix.SIGCHLD), uintptr(unsafe.Pointer(&st[top])), &args)
+		}
+		if errno != 0 {
+			for _, p := range pids {
+				unix.Kill(p, unix.SIGKILL)
+				reap(p)
+			}
+			return nil, stacks, fmt.Errorf("clone (%s): %w", cloneName(cfg.Clone), errno)
+		}
+		pids = append(pids, int(pid))
+	}
+	return pids, stacks, nil
+}
+
+func cloneName(c Clone) string {
+	if c == CloneFork {
+		return "fork"
+	}
+	return string(c)
+}
+
+// abandon kills and reaps the children when the tracer went away while they
+// were held.
+func abandon(pids []int) error {
+	for _, p := range pids {
+		unix.Kill(p, unix.SIGKILL)
+	}
+	for _, p := range pids {
+		reap(p)
+	}
 	return nil
 }
 
@@ -169,23 +318,38 @@ func reap(pid int) error {
 	return nil
 }
 
+// Flags of childMain.
+const (
+	childWrite = 1 << iota // write each block (else read it)
+	childHold              // after reporting, wait at the gate again before exiting
+)
+
+// childArgs is the number of words childMain takes; cloneShared passes them
+// on the stack.
+const childArgs = 7
+
 // forkChild forks with a raw clone. In the child only this thread exists and
 // there is no working Go runtime: it may only store to memory and make raw
 // system calls, and it must not grow its stack, hence nosplit all the way
 // down. The child never returns from here.
 //
 //go:nosplit
-func forkChild(base unsafe.Pointer, blocks, blockSize, offset uintptr, child uint64, write bool, gate uintptr) (uintptr, syscall.Errno) {
+func forkChild(base unsafe.Pointer, blocks, blockSize, offset, child, flags, gate uintptr) (uintptr, syscall.Errno) {
 	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 	if errno != 0 || pid != 0 {
 		return pid, errno
 	}
-	childMain(base, blocks, blockSize, offset, child, write, gate)
+	childMain(base, blocks, blockSize, offset, child, flags, gate)
 	return 0, 0 // unreachable: childMain exits
 }
 
+// childMain is the child's whole life. It is called from forkChild in a
+// forked child, and from cloneShared's assembly in a child that shares the
+// parent's address space; all its arguments are words so that both calling
+// conventions agree.
+//
 //go:nosplit
-func childMain(base unsafe.Pointer, blocks, blockSize, offset uintptr, child uint64, write bool, gate uintptr) {
+func childMain(base unsafe.Pointer, blocks, blockSize, offset, child, flags, gate uintptr) {
 	// The Go signal handlers cannot run here; with every signal blocked a
 	// stray SIGPIPE or SIGURG cannot land in them (SIGKILL still works).
 	mask := ^uint64(0)
@@ -194,7 +358,7 @@ func childMain(base unsafe.Pointer, blocks, blockSize, offset uintptr, child uin
 	pid, _, _ := syscall.RawSyscall(syscall.SYS_GETPID, 0, 0, 0)
 	// The message layout of Message.encode, as little-endian words.
 	var msg [msgSize / 8]uint64
-	msg[0] = uint64(KindAtGate) | child<<32
+	msg[0] = uint64(KindAtGate) | uint64(child)<<32
 	msg[1] = uint64(pid)
 	// This write and the read below dirty every stack page the child will
 	// use, so their copy-on-write copies happen before the tracer opens
@@ -206,17 +370,27 @@ func childMain(base unsafe.Pointer, blocks, blockSize, offset uintptr, child uin
 		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
 	}
 
+	// Under MADV_DONTFORK the child has no mapping there and a touch
+	// would kill it; mincore of the first page says so without faulting.
 	var sum uint64
-	for i := uintptr(0); i < blocks; i++ {
-		p := (*byte)(unsafe.Add(base, i*blockSize+offset))
-		if write {
-			*p = 'C'
+	_, _, errno := syscall.RawSyscall(syscall.SYS_MINCORE, uintptr(base), 1, uintptr(unsafe.Pointer(&b[0])))
+	if errno == syscall.ENOMEM {
+		msg[1] |= uint64(FlagRegionMissing) << 32
+	} else {
+		for i := uintptr(0); i < blocks; i++ {
+			p := (*byte)(unsafe.Add(base, i*blockSize+offset))
+			if flags&childWrite != 0 {
+				*p = 'C'
+			}
+			sum += uint64(*p)
 		}
-		sum += uint64(*p)
 	}
 
-	msg[0] = uint64(KindChildDone) | child<<32
+	msg[0] = uint64(KindChildDone) | uint64(child)<<32
 	msg[3] = sum
 	syscall.RawSyscall(syscall.SYS_WRITE, ctlFD, uintptr(unsafe.Pointer(&msg[0])), msgSize)
+	if flags&childHold != 0 {
+		syscall.RawSyscall(syscall.SYS_READ, gate, uintptr(unsafe.Pointer(&b[0])), 1)
+	}
 	syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
 }

@@ -36,7 +36,9 @@ func (a Action) String() string {
 	return "reader"
 }
 
-// Config describes one run of the experiment.
+// Config describes one run of the experiment. The zero values of the fields
+// after Children give the seed's experiment; the scenarios (package
+// scenario) set them.
 type Config struct {
 	Blocks    int  // number of blocks in the region
 	BlockSize int  // bytes per block
@@ -44,7 +46,54 @@ type Config struct {
 	Touch     bool // write every byte before the fork (the seed's memset)
 	// Children are forked in this order; each waits at its own gate.
 	Children []Action
+
+	// ReadBefore reads the byte of every block before the fork. Without
+	// Touch that maps the kernel's shared zero page there.
+	ReadBefore bool `json:",omitempty"`
+	// Huge puts the region on a 2 MiB boundary and asks for transparent
+	// huge pages (MADV_HUGEPAGE); otherwise it gets MADV_NOHUGEPAGE.
+	Huge bool `json:",omitempty"`
+	// Advice is applied to the region with madvise before the fork.
+	Advice Advice `json:",omitempty"`
+	// ParentWrites says when the parent writes 'P' to every block.
+	ParentWrites ParentWrites `json:",omitempty"`
+	// Clone is how the children are created.
+	Clone Clone `json:",omitempty"`
+	// Hold keeps every process alive at two more gates, so that the
+	// tracer can look at all of them together: right after the fork
+	// (KindForked) and after everyone's work (KindParentWorked plus each
+	// child's KindChildDone), before anyone exits.
+	Hold bool `json:",omitempty"`
 }
+
+// Advice is an madvise(2) advice for the region.
+type Advice string
+
+const (
+	AdviceNone       Advice = ""
+	AdviceDontFork   Advice = "dontfork"   // MADV_DONTFORK: children get no mapping at all
+	AdviceWipeOnFork Advice = "wipeonfork" // MADV_WIPEONFORK: children get the mapping, empty
+)
+
+// ParentWrites is when the parent writes the region after the fork.
+type ParentWrites string
+
+const (
+	ParentWritesNever     ParentWrites = ""
+	ParentWritesDuring    ParentWrites = "during"     // while the children live (needs Hold)
+	ParentWritesAfterExit ParentWrites = "after-exit" // once every child has been reaped
+)
+
+// Clone is how the children are created.
+type Clone string
+
+const (
+	CloneFork  Clone = ""      // clone(SIGCHLD): a fork, the address space copied on write
+	CloneVfork Clone = "vfork" // clone(CLONE_VM|CLONE_VFORK): the parent's address space, parent suspended
+	CloneVM    Clone = "clone-vm"
+	// CloneVM is clone(CLONE_VM) with a stack of the child's own: the
+	// parent's address space, both running.
+)
 
 // Seed returns the seed program's experiment: 1000 blocks of 102400 bytes,
 // written before the fork, a reader child and a writer child at offset 10240.
@@ -67,6 +116,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("offset %d is outside a block of %d bytes", c.Offset, c.BlockSize)
 	case len(c.Children) > maxChildren:
 		return fmt.Errorf("at most %d children, got %d", maxChildren, len(c.Children))
+	case c.Advice != AdviceNone && c.Advice != AdviceDontFork && c.Advice != AdviceWipeOnFork:
+		return fmt.Errorf("unknown advice %q", c.Advice)
+	case c.ParentWrites != ParentWritesNever && c.ParentWrites != ParentWritesDuring && c.ParentWrites != ParentWritesAfterExit:
+		return fmt.Errorf("unknown parent-writes mode %q", c.ParentWrites)
+	case c.Clone != CloneFork && c.Clone != CloneVfork && c.Clone != CloneVM:
+		return fmt.Errorf("unknown clone mode %q", c.Clone)
+	case c.ParentWrites == ParentWritesDuring && !c.Hold:
+		// Without the holds a child may have exited before the parent
+		// writes, and whether the parent copies would be a race.
+		return fmt.Errorf("the parent writing while the children live needs Hold")
+	case c.Clone == CloneVfork && c.Hold:
+		return fmt.Errorf("vfork suspends the parent until the child exits: it cannot hold its children")
 	}
 	if uint64(c.Blocks)*uint64(c.BlockSize) > 1<<40 {
 		return fmt.Errorf("region of %d x %d bytes is too large", c.Blocks, c.BlockSize)

@@ -31,9 +31,15 @@ func drive(t *testing.T, cfg Config) []Message {
 		}
 		got = append(got, m)
 		switch m.Kind {
-		case KindReady, KindParentDone:
+		case KindReady, KindParentDone, KindForked:
 			if err := p.Release(0); err != nil {
 				t.Fatal(err)
+			}
+		case KindChildDone:
+			if cfg.Hold {
+				if err := p.Release(m.Child); err != nil {
+					t.Fatal(err)
+				}
 			}
 		case KindAtGate:
 			if err := p.Release(m.Child); err != nil {
@@ -102,6 +108,9 @@ func TestValidate(t *testing.T) {
 		{Config{Blocks: 1, BlockSize: 10, Offset: 10}, "outside a block"},
 		{Config{Blocks: 1, BlockSize: 10, Offset: -1}, "outside a block"},
 		{Config{Blocks: 1 << 30, BlockSize: 1 << 20}, "too large"},
+		{Config{Blocks: 1, BlockSize: 1, ParentWrites: ParentWritesDuring}, "needs Hold"},
+		{Config{Blocks: 1, BlockSize: 1, Clone: CloneVfork, Hold: true}, "cannot hold"},
+		{Config{Blocks: 1, BlockSize: 1, Advice: "free"}, "unknown advice"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -125,5 +134,74 @@ func TestWorkerDiesWithClosedGates(t *testing.T) {
 	p.Close()
 	if err := syscall.Kill(pid, 0); err == nil {
 		t.Errorf("worker %d still alive after Close", pid)
+	}
+}
+
+// sums returns the byte sums by child (0: the parent) and the flags of the
+// children's done messages.
+func sums(msgs []Message) (map[int]uint64, map[int]uint32) {
+	sums, flags := map[int]uint64{}, map[int]uint32{}
+	for _, m := range msgs {
+		if m.Kind == KindChildDone || m.Kind == KindParentDone {
+			sums[m.Child] = m.Value
+			flags[m.Child] = m.Flags
+		}
+	}
+	return sums, flags
+}
+
+// TestSharedAddressSpace checks that vfork and clone-vm children write the
+// parent's own memory: the parent reads back the writer's 'C'.
+func TestSharedAddressSpace(t *testing.T) {
+	for _, c := range []Clone{CloneVfork, CloneVM} {
+		t.Run(string(c), func(t *testing.T) {
+			cfg := Seed()
+			cfg.Blocks, cfg.Clone = 50, c
+			got, _ := sums(drive(t, cfg))
+			want := map[int]uint64{0: 50 * 'C', 1: 50 * '0', 2: 50 * 'C'}
+			if c == CloneVM {
+				// Reader and writer run at once on the same memory: the
+				// reader sees some of the writer's bytes.
+				delete(want, 1)
+			}
+			for child, w := range want {
+				if got[child] != w {
+					t.Errorf("child %d: byte sum %d, want %d", child, got[child], w)
+				}
+			}
+		})
+	}
+}
+
+func TestScenarioKnobs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mod    func(*Config)
+		want   map[int]uint64
+		flags1 uint32
+	}{
+		// The children get the region empty: zeroes to read, their own 'C'.
+		{"wipeonfork", func(c *Config) { c.Advice = AdviceWipeOnFork }, map[int]uint64{0: 20 * '0', 1: 0, 2: 20 * 'C'}, 0},
+		// The children have no region at all and say so.
+		{"dontfork", func(c *Config) { c.Advice = AdviceDontFork }, map[int]uint64{0: 20 * '0', 1: 0, 2: 0}, FlagRegionMissing},
+		{"parent-during", func(c *Config) { c.ParentWrites, c.Hold = ParentWritesDuring, true }, map[int]uint64{0: 20 * 'P', 1: 20 * '0', 2: 20 * 'C'}, 0},
+		{"parent-after", func(c *Config) { c.ParentWrites = ParentWritesAfterExit }, map[int]uint64{0: 20 * 'P', 1: 20 * '0', 2: 20 * 'C'}, 0},
+		{"huge", func(c *Config) { c.Huge = true }, map[int]uint64{0: 20 * '0', 1: 20 * '0', 2: 20 * 'C'}, 0},
+		{"zero-page", func(c *Config) { c.Touch, c.ReadBefore = false, true }, map[int]uint64{0: 0, 1: 0, 2: 20 * 'C'}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Seed()
+			cfg.Blocks = 20
+			tc.mod(&cfg)
+			got, flags := sums(drive(t, cfg))
+			for child, w := range tc.want {
+				if got[child] != w {
+					t.Errorf("child %d: byte sum %d, want %d", child, got[child], w)
+				}
+			}
+			if flags[1] != tc.flags1 {
+				t.Errorf("reader flags %#x, want %#x", flags[1], tc.flags1)
+			}
+		})
 	}
 }
