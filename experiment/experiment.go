@@ -19,6 +19,8 @@ type Options struct {
 	Workload     workload.Config
 	Scenario     string
 	KprobeMethod KprobeMethod
+	// Mode is how faults are measured; "" is ModeClassify.
+	Mode Mode
 	// Probes are extra kernel functions to count per process.
 	Probes []string
 	// AfterAttach, when set, runs once every event of every process is
@@ -86,7 +88,10 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 		probeFns = uniq(append([]string{routine.name, wpFunction}, opt.Probes...))
 	}
 
-	tr, err := newTracer(caps, kp, probeFns)
+	if opt.Mode == "" {
+		opt.Mode = ModeClassify
+	}
+	tr, err := newTracer(caps, kp, probeFns, opt.Mode)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +151,13 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 	}
 	run.Unavailable = append(run.Unavailable, tr.probeNotes()...)
 	fillMethods(run, caps, routine.name, probeFns)
+	if tr.mode == ModeCount && caps.fault != nil {
+		tr.countMethods(run.Methods)
+		run.Notes = append(run.Notes, countNote)
+	}
+	if tr.fallback != "" {
+		run.Notes = append(run.Notes, tr.fallback)
+	}
 	return run, nil
 }
 

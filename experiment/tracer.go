@@ -31,6 +31,10 @@ type tracer struct {
 	kp       kprober // nil: no kprobes
 	probeFns []string
 	reader   *perfevents.Reader // nil: no sampled tracepoint
+	mode     Mode
+	fallback string // why count mode fell back to sampling, if it did
+	// allocFilter is count mode's filter of copy-shaped allocations.
+	allocFilter string
 
 	mu       sync.Mutex
 	procs    []*proc
@@ -60,6 +64,7 @@ type taskEvents struct {
 	tid                  int
 	counters             []*perfevents.Event // page-faults, minor-faults, major-faults
 	fault, kfault, alloc *perfevents.Event
+	counted              []*perfevents.Event // by countKind in count mode; nil where not opened
 	probes               map[string]*perfevents.Event
 }
 
@@ -73,6 +78,11 @@ func (te *taskEvents) all() []*perfevents.Event {
 	}
 	if te.alloc != nil {
 		evs = append(evs, te.alloc)
+	}
+	for _, ev := range te.counted {
+		if ev != nil {
+			evs = append(evs, ev)
+		}
 	}
 	for _, ev := range te.probes {
 		evs = append(evs, ev)
@@ -89,20 +99,28 @@ var counterKinds = []struct {
 	{perf.MajorPageFaults, "major-faults"},
 }
 
-func newTracer(caps *capabilities, kp kprober, probeFns []string) (*tracer, error) {
-	t := &tracer{caps: caps, kp: kp, probeFns: probeFns,
+func newTracer(caps *capabilities, kp kprober, probeFns []string, mode Mode) (*tracer, error) {
+	t := &tracer{caps: caps, kp: kp, probeFns: probeFns, mode: mode,
 		faultID: map[uint64]bool{}, kfaultID: map[uint64]bool{}, allocID: map[uint64]bool{},
 		probeErrs: map[string]error{}}
-	if caps.fault != nil {
-		r, err := perfevents.NewReader()
-		if err != nil {
+	if caps.fault != nil && mode != ModeCount {
+		if err := t.startSampling(); err != nil {
 			return nil, err
 		}
-		t.reader = r
-		t.readDone = make(chan struct{})
-		go t.readLoop()
 	}
 	return t, nil
+}
+
+// startSampling creates the reader of the sampled events' rings.
+func (t *tracer) startSampling() error {
+	r, err := perfevents.NewReader()
+	if err != nil {
+		return err
+	}
+	t.reader = r
+	t.readDone = make(chan struct{})
+	go t.readLoop()
+	return nil
 }
 
 // addProcess opens every event on each of tids, the tasks of one process.
@@ -130,7 +148,7 @@ func (t *tracer) openTask(p *proc, tid int) error {
 		te.counters = append(te.counters, ev)
 	}
 	if t.caps.fault != nil {
-		if err := t.openSampled(p, te); err != nil {
+		if err := t.openFaults(p, te); err != nil {
 			return err
 		}
 	}
@@ -342,7 +360,11 @@ func (t *tracer) row(p *proc, copyRoutine string) (report.Process, error) {
 	if len(probes) > 0 {
 		r.Probes = probes
 	}
-	if t.caps.fault != nil {
+	if t.caps.fault != nil && t.mode == ModeCount {
+		if err := t.countedRow(&r, p); err != nil {
+			return r, err
+		}
+	} else if t.caps.fault != nil {
 		in, out := p.counts.inRegion, p.counts.outside
 		r.InRegion, r.Outside = &in, &out
 		r.WPFaults = report.U64(in.WP + out.WP)

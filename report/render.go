@@ -241,7 +241,9 @@ func methodLines(run *Run) []string {
 	if m["page_faults"] != "" {
 		out = append(out, "page faults, minor, major: perf software counters page-faults, minor-faults, major-faults, per task")
 	}
-	if m["wp_faults"] != "" {
+	if strings.HasPrefix(m["wp_faults"], "counter:") {
+		out = append(out, "wp faults, ... in region: tracepoint exceptions:page_fault_user counted in the kernel behind filters on the x86 error code (wp = 0x7) and the region's addresses, no sampling")
+	} else if m["wp_faults"] != "" {
 		out = append(out, "wp faults, ... in region: tracepoint exceptions:page_fault_user, every fault sampled and classified by its x86 error code (wp = write to a present page, 0x7)")
 	}
 	if c := m["copies"]; strings.HasPrefix(c, "kprobe:") {
@@ -252,7 +254,11 @@ func methodLines(run *Run) []string {
 		if m["copies"] == m["inferred_copies"] {
 			label = "copies"
 		}
-		out = append(out, label+": inferred, not measured: wp faults followed in the same task by kmem:mm_page_alloc of one non-zeroed user page")
+		if strings.HasPrefix(m["inferred_copies"], "counter:") {
+			out = append(out, label+": inferred, not measured: kmem:mm_page_alloc of one non-zeroed user page in the process, counted in the kernel behind a filter")
+		} else {
+			out = append(out, label+": inferred, not measured: wp faults followed in the same task by kmem:mm_page_alloc of one non-zeroed user page")
+		}
 	}
 	for _, fn := range probeNames(run) {
 		if fn != run.CopyRoutine {

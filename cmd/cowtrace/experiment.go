@@ -74,6 +74,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	noTouch := fs.Bool("no-touch", false, "do not write the memory before the fork (the seed's second run)")
 	format := fs.String("format", "table", "output format: table, json, csv or markdown")
 	method := fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none")
+	mode := fs.String("mode", "classify", "classify: sample and classify every fault; count: in-kernel filtered counters only, no sampling")
 	var probes stringList
 	fs.Var(&probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
 	pause := fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")
@@ -91,6 +92,10 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return usageError{err}
 	}
+	md, err := experiment.ParseMode(*mode)
+	if err != nil {
+		return usageError{err}
+	}
 	for _, p := range probes {
 		if !validFunctionName(p) {
 			return usagef("--probe %q is not a kernel function name", p)
@@ -105,7 +110,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if !cfg.Touch {
 		scenario = "untouched"
 	}
-	opt := experiment.Options{Workload: cfg, Scenario: scenario, KprobeMethod: km, Probes: probes}
+	opt := experiment.Options{Workload: cfg, Scenario: scenario, KprobeMethod: km, Probes: probes, Mode: md}
 	if *pause {
 		opt.AfterAttach = func(ctx context.Context) error {
 			fmt.Fprintln(stderr, "cowtrace: attached")
