@@ -81,6 +81,9 @@ type Process struct {
 	// do_wp_page, --probe functions).
 	Probes map[string]uint64 `json:"probes,omitempty"`
 
+	// Pagemap is the physical-frame evidence of --proof pagemap (children).
+	Pagemap *Pagemap `json:"pagemap,omitempty"`
+
 	LostRecords uint64 `json:"lost_records"`
 }
 
