@@ -1,0 +1,405 @@
+// Command bench measures what cowtrace costs the workload it measures, side
+// by side with the tools a user would pick instead (perf stat, perf record,
+// bpftrace), and prints a markdown table. Run it as root: go run ./bench.
+//
+// Every tool runs the same workload: cowtrace's own experiment worker
+// (package workload), 1 GiB of private memory written before the fork and a
+// writer child that writes one byte in every 4 KiB page. cowtrace drives the
+// worker itself; for the untraced baseline and the external tools this
+// binary drives it, with the same gates opened at once (see untraced.go).
+// Tools run in interleaved rounds (A B C A B C ...), so that a change of the
+// machine's load hits every tool alike; ratios are paired, per round.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cowtrace/cowtrace/workload"
+)
+
+func main() {
+	workload.RunIfWorker()
+	if len(os.Args) > 1 && os.Args[1] == untracedArg {
+		if err := runUntraced(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: untraced workload: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// tool is one way of running the workload.
+type tool struct {
+	name string
+	argv func(w workloadArgs) []string
+	// check reads what the tool reported after a round: records lost and
+	// throttled (-1: not applicable) and the writer's wp faults it saw.
+	check func(out []byte, tmp string) (lost, throttled int64, wp uint64, err error)
+	times []time.Duration
+	lost  int64
+	thr   int64
+	wp    []uint64
+	rss   int64 // peak RSS of the tool's own process, KiB; 0 = not measured
+}
+
+type workloadArgs struct {
+	self, cowtrace, tmp string
+	blocks              int
+}
+
+func (w workloadArgs) untraced() []string {
+	return []string{w.self, untracedArg, strconv.Itoa(w.blocks)}
+}
+
+func (w workloadArgs) cowtraceArgs(mode string) []string {
+	return []string{w.cowtrace, "--blocks", strconv.Itoa(w.blocks), "--block-size", "4096", "--offset", "0",
+		"--mode", mode, "--format", "json"}
+}
+
+const bpftraceProgram = `tracepoint:exceptions:page_fault_user /args->error_code == 7/ { @[pid] = count(); }`
+
+func tools(names string) ([]*tool, error) {
+	all := []*tool{
+		{name: "untraced", argv: workloadArgs.untraced},
+		{name: "cowtrace --mode count", argv: func(w workloadArgs) []string { return w.cowtraceArgs("count") },
+			check: checkCowtrace},
+		{name: "cowtrace --mode classify", argv: func(w workloadArgs) []string { return w.cowtraceArgs("classify") },
+			check: checkCowtrace},
+		{name: "perf stat -e page-faults", argv: func(w workloadArgs) []string {
+			return append([]string{"perf", "stat", "-x", ",", "-e", "page-faults", "-o", filepath.Join(w.tmp, "stat.txt"), "--"}, w.untraced()...)
+		}, check: checkPerfStat},
+		{name: "perf record -e exceptions:page_fault_user -c 1", argv: func(w workloadArgs) []string {
+			return append([]string{"perf", "record", "-q", "-e", "exceptions:page_fault_user", "-c", "1", "-o", filepath.Join(w.tmp, "perf.data"), "--"}, w.untraced()...)
+		}, check: checkPerfRecord},
+		{name: "bpftrace (error_code == 7 by pid, in kernel)", argv: func(w workloadArgs) []string {
+			return []string{"bpftrace", "-e", bpftraceProgram, "-c", strings.Join(w.untraced(), " ")}
+		}, check: checkBpftrace},
+	}
+	if names == "" {
+		return all, nil
+	}
+	var out []*tool
+	for _, n := range strings.Split(names, ",") {
+		i := slices.IndexFunc(all, func(t *tool) bool { return strings.HasPrefix(t.name, n) })
+		if i < 0 {
+			return nil, fmt.Errorf("no tool named %q", n)
+		}
+		out = append(out, all[i])
+	}
+	if out[0].name != "untraced" {
+		out = append([]*tool{all[0]}, out...)
+	}
+	return out, nil
+}
+
+func run() error {
+	rounds := flag.Int("rounds", 10, "interleaved rounds of every tool")
+	blocks := flag.Int("blocks", 262144, "4 KiB pages the writer child writes (262144: 1 GiB)")
+	only := flag.String("tools", "", "comma-separated name prefixes of the tools to run (default all; untraced always runs)")
+	startRounds := flag.Int("startup-rounds", 20, "interleaved rounds of the start-up measurement")
+	flag.Parse()
+	if *rounds < 1 || *blocks < 1 {
+		return fmt.Errorf("-rounds and -blocks must be positive")
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root: cowtrace, perf and bpftrace open tracepoints on other processes")
+	}
+	ts, err := tools(*only)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if a := t.argv(workloadArgs{}); !strings.HasPrefix(t.name, "untraced") && !strings.HasPrefix(t.name, "cowtrace") {
+			if _, err := exec.LookPath(a[0]); err != nil {
+				return fmt.Errorf("%s is not installed (apt-get install -y linux-perf bpftrace)", a[0])
+			}
+		}
+	}
+
+	tmp, err := os.MkdirTemp("", "cowtrace-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cow := filepath.Join(tmp, "cowtrace")
+	build := exec.Command("go", "build", "-trimpath", "-o", cow, "./cmd/cowtrace")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build cowtrace (run from the module root): %w", err)
+	}
+	st, err := os.Stat(cow)
+	if err != nil {
+		return err
+	}
+	w := workloadArgs{self: self, cowtrace: cow, tmp: tmp, blocks: *blocks}
+
+	loadStart := loadavg()
+	var loads []float64
+	started := time.Now()
+	for r := 0; r < *rounds; r++ {
+		loads = append(loads, load1())
+		for _, t := range ts {
+			d, out, err := timed(t.argv(w))
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
+			}
+			t.times = append(t.times, d)
+			if t.check != nil {
+				lost, thr, wp, err := t.check(out, tmp)
+				if err != nil {
+					return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
+				}
+				t.lost += lost
+				t.thr += thr
+				t.wp = append(t.wp, wp)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "bench: round %d/%d done (load %.2f)\n", r+1, *rounds, loads[len(loads)-1])
+	}
+	loadEnd := loadavg()
+	elapsed := time.Since(started)
+
+	for _, t := range ts[1:] {
+		kb, err := peakRSS(t.argv(w))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: peak RSS of %s: %v\n", t.name, err)
+			continue
+		}
+		t.rss = kb
+	}
+
+	starts, startNote, err := startup(w, *startRounds)
+	if err != nil {
+		return err
+	}
+
+	out := os.Stdout
+	fmt.Fprintf(out, "Measured %s on kernel %s, %d CPUs; load average at start %s, at end %s, 1-min load at each round %.2f-%.2f; %d interleaved rounds in %s.\n\n",
+		started.UTC().Format("2006-01-02 15:04 MST"), kernel(), runtime.NumCPU(), loadStart, loadEnd,
+		slices.Min(loads), slices.Max(loads), *rounds, elapsed.Round(time.Second))
+	fmt.Fprintf(out, "Workload: %d MiB of private memory written before the fork, a writer child writing one byte in each of %d 4 KiB pages (%d copy-on-write faults) and a reader child reading them.\n\n",
+		*blocks*4096>>20, *blocks, *blocks)
+	writeTable(out, ts)
+	fmt.Fprintf(out, "\nStart-up (median of %d interleaved rounds, wall time of the whole command)%s:\n\n", *startRounds, startNote)
+	fmt.Fprintln(out, "| command | median ms | min-max ms |\n|---|---:|---:|")
+	for _, s := range starts {
+		fmt.Fprintf(out, "| `%s` | %.1f | %.1f-%.1f |\n", s.label, ms(median(s.times)), ms(slices.Min(s.times)), ms(slices.Max(s.times)))
+	}
+	fmt.Fprintf(out, "\ncowtrace static binary (CGO_ENABLED=0, -trimpath): %.1f MB (%d bytes).\n", float64(st.Size())/1e6, st.Size())
+	return nil
+}
+
+func writeTable(out io.Writer, ts []*tool) {
+	base := ts[0].times
+	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | writer wp faults seen | lost | throttled | peak RSS MB |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, t := range ts {
+		var ratios, added []float64
+		for i, d := range t.times {
+			ratios = append(ratios, d.Seconds()/base[i].Seconds())
+			added = append(added, (d - base[i]).Seconds())
+		}
+		lost, thr, rss, wp := "-", "-", "-", "-"
+		if t.check != nil {
+			if t.lost >= 0 {
+				lost = strconv.FormatInt(t.lost, 10)
+			}
+			if t.thr >= 0 {
+				thr = strconv.FormatInt(t.thr, 10)
+			}
+			wp = fmt.Sprintf("%d-%d", slices.Min(t.wp), slices.Max(t.wp))
+		}
+		if t.rss > 0 {
+			rss = fmt.Sprintf("%.1f", float64(t.rss)/1024)
+		}
+		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %s | %s | %s | %s |\n", t.name,
+			median(t.times).Seconds(), slices.Min(t.times).Seconds(), slices.Max(t.times).Seconds(),
+			medianF(ratios), medianF(added), wp, lost, thr, rss)
+	}
+}
+
+// timed runs argv and returns its wall time (fork to reaped) and stdout.
+func timed(argv []string) (time.Duration, []byte, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	t0 := time.Now()
+	err := cmd.Run()
+	d := time.Since(t0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, lastLine(stderr.String()))
+	}
+	return d, append(stdout.Bytes(), stderr.Bytes()...), nil
+}
+
+type startupCmd struct {
+	label string
+	argv  []string
+	times []time.Duration
+}
+
+// startup times commands that trace `true`: what a tool costs before it
+// measures anything. cowtrace's run subcommand is used when this build has
+// it; otherwise the smallest experiment stands in, and the note says so.
+func startup(w workloadArgs, rounds int) ([]*startupCmd, string, error) {
+	cow := &startupCmd{label: "cowtrace run -- true", argv: []string{w.cowtrace, "run", "--", "true"}}
+	note := ""
+	if err := exec.Command(cow.argv[0], cow.argv[1:]...).Run(); err != nil {
+		cow = &startupCmd{label: "cowtrace --blocks 1 --block-size 4096 --offset 0 --mode count",
+			argv: []string{w.cowtrace, "--blocks", "1", "--block-size", "4096", "--offset", "0", "--mode", "count"}}
+		note = "; this cowtrace has no `run` subcommand, so its smallest experiment stands in (a worker re-exec, three processes)"
+	}
+	cmds := []*startupCmd{
+		{label: "true", argv: []string{"/usr/bin/true"}},
+		cow,
+		{label: "perf stat -e page-faults -- true", argv: []string{"perf", "stat", "-e", "page-faults", "-o", os.DevNull, "--", "true"}},
+		{label: "perf record -e exceptions:page_fault_user -c 1 -- true", argv: []string{"perf", "record", "-q", "-e", "exceptions:page_fault_user", "-c", "1", "-o", filepath.Join(w.tmp, "start.data"), "--", "true"}},
+		{label: "bpftrace -e '...' -c true", argv: []string{"bpftrace", "-e", bpftraceProgram, "-c", "/usr/bin/true"}},
+	}
+	for r := 0; r < rounds; r++ {
+		for _, c := range cmds {
+			d, _, err := timed(c.argv)
+			if err != nil {
+				return nil, "", err
+			}
+			c.times = append(c.times, d)
+		}
+	}
+	return cmds, note, nil
+}
+
+func checkCowtrace(out []byte, _ string) (lost, thr int64, wp uint64, err error) {
+	var r struct {
+		LostRecords int64 `json:"lost_records"`
+		Throttled   int64 `json:"throttled"`
+		Processes   []struct {
+			Role     string  `json:"role"`
+			WPFaults *uint64 `json:"wp_faults"`
+		} `json:"processes"`
+	}
+	// stdout (the JSON) comes first; stderr after it is not JSON.
+	if err := json.NewDecoder(bytes.NewReader(out)).Decode(&r); err != nil {
+		return 0, 0, 0, fmt.Errorf("cowtrace output: %w", err)
+	}
+	for _, p := range r.Processes {
+		if p.Role == "writer" && p.WPFaults != nil {
+			wp = *p.WPFaults
+		}
+	}
+	return r.LostRecords, r.Throttled, wp, nil
+}
+
+func checkPerfStat(_ []byte, tmp string) (lost, thr int64, wp uint64, err error) {
+	b, err := os.ReadFile(filepath.Join(tmp, "stat.txt"))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	// perf stat counts every page fault of the whole process tree; the
+	// writer's are not told apart, so "wp faults seen" is the total.
+	m := regexp.MustCompile(`(?m)^(\d+),[^,]*,page-faults`).FindSubmatch(b)
+	if m == nil {
+		return 0, 0, 0, fmt.Errorf("no page-faults count in %q", b)
+	}
+	n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+	return -1, -1, n, nil
+}
+
+func checkPerfRecord(_ []byte, tmp string) (lost, thr int64, wp uint64, err error) {
+	b, err := exec.Command("perf", "report", "-i", filepath.Join(tmp, "perf.data"), "--stats").CombinedOutput()
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("perf report --stats: %w: %s", err, lastLine(string(b)))
+	}
+	get := func(what string) int64 {
+		m := regexp.MustCompile(`(?m)^\s*` + what + ` events:\s+(\d+)`).FindSubmatch(b)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		return n
+	}
+	// Samples of every fault of the tree (first touches too): "seen" is
+	// the number of samples.
+	return get("LOST"), get("THROTTLE"), uint64(get("SAMPLE")), nil
+}
+
+func checkBpftrace(out []byte, _ string) (lost, thr int64, wp uint64, err error) {
+	// Maps count in the kernel: nothing to lose. The writer is the pid with
+	// the most write-protect faults.
+	for _, m := range regexp.MustCompile(`(?m)^@\[\d+\]: (\d+)$`).FindAllSubmatch(out, -1) {
+		n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+		wp = max(wp, n)
+	}
+	if wp == 0 {
+		return 0, 0, 0, fmt.Errorf("no @[pid] counts in bpftrace's output: %s", lastLine(string(out)))
+	}
+	return -1, -1, wp, nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianF(fs []float64) float64 {
+	s := slices.Clone(fs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func load1() float64 {
+	f, _ := strconv.ParseFloat(strings.Fields(loadavg() + " 0")[0], 64)
+	return f
+}
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
