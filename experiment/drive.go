@@ -16,6 +16,15 @@ type hooks struct {
 	ready      func(m workload.Message) error // parent mapped the region; no child yet
 	atGate     func(m workload.Message) error // child m.Child exists, has not touched the region
 	parentDone func(m workload.Message) error // parent finished its final read
+	childDone  func(m workload.Message) error // child m.Child finished touching the region
+
+	// hold: the workload runs with workload.Config.Hold. Children are
+	// then released together once the parent has forked them all and
+	// each is at its gate (after forked), and kept alive after their work
+	// until the parent has done its own (after worked).
+	hold   bool
+	forked func() error // every process alive, nobody touched the region since the fork
+	worked func() error // every process did its work, nobody exited
 }
 
 type message struct {
@@ -44,6 +53,26 @@ func drive(ctx context.Context, p *workload.Process, nchildren int, h hooks) ([]
 	}()
 
 	sums := make([]uint64, nchildren+1)
+	var gated []int // hold: children at their first gate
+	forked, worked, done, releasedAll := false, false, 0, false
+	// releaseAll opens the gate of every child (and with parent, the
+	// parent's) once the moment of hook has come.
+	releaseAll := func(hook func() error, parent bool) error {
+		if hook != nil {
+			if err := hook(); err != nil {
+				return err
+			}
+		}
+		for c := 1; c <= nchildren; c++ {
+			if err := p.Release(c); err != nil {
+				return err
+			}
+		}
+		if parent {
+			return p.Release(0)
+		}
+		return nil
+	}
 	for {
 		var mm message
 		select {
@@ -74,12 +103,38 @@ func drive(ctx context.Context, p *workload.Process, nchildren int, h hooks) ([]
 			if h.atGate != nil {
 				err = h.atGate(m)
 			}
-			if err == nil {
+			switch {
+			case err != nil:
+			case h.hold:
+				gated = append(gated, m.Child)
+				if forked && len(gated) == nchildren {
+					err = releaseAll(h.forked, true)
+				}
+			default:
 				err = p.Release(m.Child)
+			}
+		case workload.KindForked:
+			forked = true
+			if len(gated) == nchildren {
+				err = releaseAll(h.forked, true)
 			}
 		case workload.KindChildDone:
 			if m.Child >= 1 && m.Child <= nchildren {
 				sums[m.Child] = m.Value
+			}
+			if h.childDone != nil {
+				err = h.childDone(m)
+			}
+			done++
+			if err == nil && h.hold && worked && done == nchildren && !releasedAll {
+				releasedAll = true
+				err = releaseAll(h.worked, false)
+			}
+		case workload.KindParentWorked:
+			worked = true
+			if done == nchildren && !releasedAll {
+				releasedAll = true
+				err = releaseAll(h.worked, false)
 			}
 		case workload.KindParentDone:
 			sums[0] = m.Value

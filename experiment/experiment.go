@@ -23,6 +23,9 @@ type Options struct {
 	Mode Mode
 	// Probes are extra kernel functions to count per process.
 	Probes []string
+	// Proof adds physical-frame evidence (ProofPagemap). It holds the
+	// workload's processes (workload.Config.Hold) to look at them alive.
+	Proof Proof
 	// AfterAttach, when set, runs once every event of every process is
 	// open, before the last child is released. Tests use it to interrupt a
 	// run at its most loaded moment.
@@ -40,6 +43,12 @@ const (
 func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 	if opt.KprobeMethod == "" {
 		opt.KprobeMethod = KprobeAuto
+	}
+	if opt.Proof != "" {
+		if opt.Workload.Clone == workload.CloneVfork {
+			return nil, fmt.Errorf("--proof %s needs the parent and its children alive together, and vfork suspends the parent", opt.Proof)
+		}
+		opt.Workload.Hold = true
 	}
 	if err := opt.Workload.Validate(); err != nil {
 		return nil, err
@@ -106,8 +115,10 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 	var parent *proc
 	nchildren := len(opt.Workload.Children)
 	released := 0
+	x := newExtras(opt.Workload, opt.Proof)
 	_, err = drive(ctx, p, nchildren, hooks{
 		ready: func(m workload.Message) error {
+			x.ready(m)
 			tr.setRegion(report.Region{Start: m.Addr, Length: m.Value})
 			run.Region = &report.Region{Start: m.Addr, Length: m.Value}
 			tids, err := threads(m.Pid)
@@ -119,6 +130,7 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 		},
 		atGate: func(m workload.Message) error {
 			role := roleName(opt.Workload.Children, m.Child)
+			x.atGate(m)
 			if _, err := tr.addProcess(role, childWindow, m.Pid, m.Child, []int{m.Pid}); err != nil {
 				return err
 			}
@@ -129,6 +141,13 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 			return nil
 		},
 		parentDone: func(workload.Message) error { return tr.closeWindow(parent) },
+		childDone: func(m workload.Message) error {
+			x.childDone(roleName(opt.Workload.Children, m.Child), m)
+			return nil
+		},
+		hold:   opt.Workload.Hold,
+		forked: x.forked,
+		worked: x.worked,
 	})
 	if err != nil {
 		return nil, err
@@ -151,6 +170,7 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 	}
 	run.Unavailable = append(run.Unavailable, tr.probeNotes()...)
 	fillMethods(run, caps, routine.name, probeFns)
+	x.apply(run)
 	if tr.mode == ModeCount && caps.fault != nil {
 		tr.countMethods(run.Methods)
 		run.Notes = append(run.Notes, countNote)

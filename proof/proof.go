@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/cowtrace/cowtrace/report"
 )
@@ -95,4 +96,29 @@ func Compare(parent, child Frames) report.FrameSharing {
 		}
 	}
 	return s
+}
+
+// HugeKiB returns how much of the mapping that contains addr in process
+// pid is backed by transparent huge pages (AnonHugePages in smaps, KiB).
+func HugeKiB(pid int, addr uint64) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, err
+	}
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		var lo, hi uint64
+		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 {
+			in = addr >= lo && addr < hi
+			continue
+		}
+		if in && strings.HasPrefix(line, "AnonHugePages:") {
+			var kib uint64
+			if _, err := fmt.Sscanf(strings.TrimPrefix(line, "AnonHugePages:"), "%d kB", &kib); err != nil {
+				return 0, fmt.Errorf("smaps: %q: %w", line, err)
+			}
+			return kib, nil
+		}
+	}
+	return 0, fmt.Errorf("smaps of %d: no mapping at %#x with AnonHugePages", pid, addr)
 }
