@@ -10,6 +10,7 @@ import (
 
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
 )
 
@@ -77,6 +78,12 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	mode := fs.String("mode", "classify", "classify: sample and classify every fault; count: in-kernel filtered counters only, no sampling")
 	var probes stringList
 	fs.Var(&probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
+	scenarioName := fs.String("scenario", "", "run the named scenario (see cowtrace matrix -h): "+strings.Join(scenario.Names(), ", "))
+	writers := fs.Int("writers", scenario.DefaultWriters, "number of writer children of --scenario many-writers")
+	var expects stringList
+	fs.Var(&expects, "expect", "exit 1 unless `EXPR` holds, e.g. 'writer.copies == 1000' (repeatable)")
+	proofName := fs.String("proof", "", "add physical-frame evidence: pagemap (/proc/PID/pagemap right after fork and after the writes)")
+	label := fs.String("label", "", "label of this run in the report (and in cowtrace compare)")
 	pause := fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -106,11 +113,25 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
-	scenario := "touched"
+	scenarioLabel := "touched"
 	if !cfg.Touch {
-		scenario = "untouched"
+		scenarioLabel = "untouched"
 	}
-	opt := experiment.Options{Workload: cfg, Scenario: scenario, KprobeMethod: km, Probes: probes, Mode: md}
+	if *scenarioName != "" || flagSet(fs, "writers") {
+		if cfg, err = scenarioWorkload(fs, *scenarioName, cfg, *writers); err != nil {
+			return err
+		}
+		scenarioLabel = *scenarioName
+	}
+	es, err := parseExpectations(expects)
+	if err != nil {
+		return err
+	}
+	pf, err := experiment.ParseProof(*proofName)
+	if err != nil {
+		return usageError{err}
+	}
+	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: km, Probes: probes, Mode: md, Proof: pf}
 	if *pause {
 		opt.AfterAttach = func(ctx context.Context) error {
 			fmt.Fprintln(stderr, "cowtrace: attached")
@@ -122,7 +143,11 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	return report.Write(stdout, run, f)
+	run.Label = *label
+	if err := report.Write(stdout, run, f); err != nil {
+		return err
+	}
+	return checkExpectations(run, es)
 }
 
 // validFunctionName accepts C identifiers and the compiler's suffixed

@@ -77,6 +77,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		switch args[0] {
 		case "experiment":
 			return cmdExperiment(ctx, args[1:], stdout, stderr)
+		case "matrix":
+			return cmdMatrix(ctx, args[1:], stdout, stderr)
+		case "compare":
+			return cmdCompare(args[1:], stdout)
 		case "help":
 			fmt.Fprint(stdout, topUsage)
 			return nil
@@ -90,6 +94,8 @@ const topUsage = `cowtrace proves and measures copy-on-write after fork with per
 Usage:
   cowtrace [flags]              run the fork/copy-on-write experiment (as "experiment")
   cowtrace experiment [flags]   the same
+  cowtrace matrix [flags]       every scenario of the experiment in one table
+  cowtrace compare A.json B.json ...  runs side by side, differences marked
   cowtrace help                 this text
 
 Run "cowtrace -h" for the experiment's flags.

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/scenario"
+	"github.com/cowtrace/cowtrace/workload"
+)
+
+const matrixUsage = `Usage: cowtrace matrix [flags]
+
+Runs every scenario of the experiment (or those of --only) and prints one
+table, a row per scenario and process, then the outcome each scenario states
+and whether it held on this kernel. Scenarios:
+
+%s
+Flags:
+`
+
+func scenarioHelp() string {
+	var b strings.Builder
+	for _, s := range scenario.All() {
+		fmt.Fprintf(&b, "  %-13s %s.\n  %-13s Expect: %s, because %s.\n", s.Name, s.Does, "", s.Outcome, s.Why)
+	}
+	return b.String()
+}
+
+// flagSet says whether the flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// scenarioWorkload turns the layout flags into the named scenario's workload.
+func scenarioWorkload(fs *flag.FlagSet, name string, cfg workload.Config, writers int) (workload.Config, error) {
+	if name == "" {
+		return cfg, usagef("--writers applies to --scenario many-writers only")
+	}
+	s, err := scenario.Lookup(name)
+	if err != nil {
+		return cfg, usageError{err}
+	}
+	if flagSet(fs, "no-touch") {
+		return cfg, usagef("--no-touch and --scenario: the scenario says what is touched (untouched is --scenario untouched)")
+	}
+	if flagSet(fs, "writers") && name != "many-writers" {
+		return cfg, usagef("--writers applies to --scenario many-writers only")
+	}
+	if writers < 1 || writers > 64 {
+		return cfg, usagef("--writers must be between 1 and 64, got %d", writers)
+	}
+	c := s.Workload(cfg.Blocks, cfg.BlockSize, cfg.Offset, writers)
+	if err := c.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
+	return c, nil
+}
+
+func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	seed := workload.Seed()
+	fs := newFlagSet("cowtrace matrix", fmt.Sprintf(matrixUsage, scenarioHelp()))
+	blocks := fs.Int("blocks", seed.Blocks, "number of blocks")
+	blockSize := fs.Int("block-size", seed.BlockSize, "bytes per block")
+	offset := fs.Int("offset", seed.Offset, "offset of the byte read or written in each block")
+	writers := fs.Int("writers", scenario.DefaultWriters, "number of writer children of many-writers")
+	format := fs.String("format", "table", "output format: table, json or markdown")
+	method := fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none")
+	only := fs.String("only", "", "comma-separated `NAMES` of the scenarios to run (default: all)")
+	strict := fs.Bool("strict", false, "exit 1 when a scenario's stated outcome does not hold")
+	label := fs.String("label", "", "label of every run (shown by cowtrace compare)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see cowtrace matrix -h)", fs.Arg(0))
+	}
+	f, err := report.ParseFormat(*format)
+	if err != nil || f == report.CSV {
+		return usagef("unknown matrix format %q (want table, json or markdown)", *format)
+	}
+	km, err := experiment.ParseKprobeMethod(*method)
+	if err != nil {
+		return usageError{err}
+	}
+	if *writers < 1 || *writers > 64 {
+		return usagef("--writers must be between 1 and 64, got %d", *writers)
+	}
+	scenarios := scenario.All()
+	if *only != "" {
+		scenarios = nil
+		for _, name := range strings.Split(*only, ",") {
+			s, err := scenario.Lookup(strings.TrimSpace(name))
+			if err != nil {
+				return usageError{err}
+			}
+			scenarios = append(scenarios, s)
+		}
+	}
+	// Every workload is checked before the first one runs.
+	cfgs := make([]workload.Config, len(scenarios))
+	for i, s := range scenarios {
+		cfgs[i] = s.Workload(*blocks, *blockSize, *offset, *writers)
+		if err := cfgs[i].Validate(); err != nil {
+			return usagef("scenario %s: %v", s.Name, err)
+		}
+	}
+
+	m := &report.Matrix{SchemaVersion: report.SchemaVersion}
+	allHeld := true
+	for i, s := range scenarios {
+		run, err := experiment.Run(ctx, experiment.Options{Workload: cfgs[i], Scenario: s.Name, KprobeMethod: km})
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", s.Name, err)
+		}
+		run.Label = *label
+		m.Kernel = run.Kernel
+		e := report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why, Held: true, Run: run}
+		for _, x := range s.Expectations(*writers) {
+			r := report.ExpectResult{Expect: x.Text, Held: true}
+			if err := x.Check(run); err != nil {
+				r.Held, r.Detail, e.Held = false, err.Error(), false
+			}
+			e.Expectations = append(e.Expectations, r)
+		}
+		allHeld = allHeld && e.Held
+		m.Scenarios = append(m.Scenarios, e)
+	}
+	if err := report.WriteMatrix(stdout, m, f); err != nil {
+		return err
+	}
+	if *strict && !allHeld {
+		return exitError{exitFailure, fmt.Errorf("a scenario's stated outcome did not hold (see DIFFERS above)")}
+	}
+	return nil
+}
+
+// exitError is an error with its own exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) ExitCode() int { return e.code }

@@ -1,0 +1,200 @@
+// Package scenario names the variants of cowtrace's fork experiment. Each
+// scenario is a workload.Config with a name, a sentence saying what it does,
+// the outcome it should show and why the kernel behaves so, and that outcome
+// as expectations (package report's --expect syntax) that the matrix and the
+// tests check on every run.
+//
+// Expectations are written against the report's "copies" column, which is
+// the kprobe count of the kernel's copy routine where kprobes exist and the
+// tracepoint inference elsewhere, and against fault classes in the region,
+// which the tracepoint measures on every kernel: the same scenario checks on
+// any kernel, whichever method it has.
+package scenario
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/workload"
+)
+
+// Scenario is one named variant of the experiment.
+type Scenario struct {
+	Name    string
+	Does    string // what the workload does
+	Outcome string // what the run should show
+	Why     string // why the kernel does that
+
+	// set turns the seed's layout (blocks, block size, offset) into the
+	// scenario's workload.
+	set func(c *workload.Config, writers int)
+	// expect lists the outcome as expectations; "blocks" is the run's.
+	expect func(writers int) []string
+}
+
+// Workload returns the scenario's workload for a region of blocks x
+// blockSize bytes, touched at offset; writers matters to many-writers only.
+func (s Scenario) Workload(blocks, blockSize, offset, writers int) workload.Config {
+	c := workload.Seed()
+	c.Blocks, c.BlockSize, c.Offset = blocks, blockSize, offset
+	s.set(&c, writers)
+	return c
+}
+
+// Expectations returns the scenario's stated outcome, parsed.
+func (s Scenario) Expectations(writers int) []report.Expectation {
+	var out []report.Expectation
+	for _, text := range s.expect(writers) {
+		e, err := report.ParseExpectation(text)
+		if err != nil {
+			panic(fmt.Sprintf("scenario %s: %v", s.Name, err)) // a bug in this file, caught by its tests
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// DefaultWriters is the number of writers of many-writers.
+const DefaultWriters = 4
+
+func list(ss ...string) func(int) []string { return func(int) []string { return ss } }
+
+var all = []Scenario{
+	{
+		Name:    "touched",
+		Does:    "the seed's first run: the parent writes the whole region, then forks a reader and a writer child",
+		Outcome: "the writer takes one write-protect fault and one page copy per block; the reader none",
+		Why:     "fork shares every written page read-only; a write to a shared page is copied, a read of one is free because fork copied the page tables",
+		set:     func(c *workload.Config, _ int) {},
+		expect: list("writer.in_region.wp == blocks", "writer.copies == blocks",
+			"reader.wp_faults == 0", "reader.in_region.read == 0", "reader.copies == 0", "parent.in_region.wp == 0"),
+	},
+	{
+		Name:    "untouched",
+		Does:    "the seed's second run: nothing is written before the fork",
+		Outcome: "the writer's writes are first writes to fresh zeroed pages, the reader's reads map the zero page; no copies",
+		Why:     "an anonymous page that was never touched has no frame to share, so there is nothing to copy",
+		set:     func(c *workload.Config, _ int) { c.Touch = false },
+		expect: list("writer.in_region.write_not_present == blocks", "writer.in_region.wp == 0", "writer.copies == 0",
+			"reader.in_region.read == blocks", "reader.copies == 0"),
+	},
+	{
+		Name:    "zero-page",
+		Does:    "the parent only reads the region before the fork (mapping the shared zero page); the children then read and write it",
+		Outcome: "the writer faults once per block but nothing is copied",
+		Why:     "a write over the zero page gets a new zeroed page: there is no data to copy",
+		set:     func(c *workload.Config, _ int) { c.Touch, c.ReadBefore = false, true },
+		expect:  list("writer.copies == 0", "reader.copies == 0", "writer.in_region.inferred_copies == 0"),
+	},
+	{
+		Name:    "parent-writes",
+		Does:    "the seed's run, but the parent writes every block while both children are alive",
+		Outcome: "the parent copies one page per block, as the writer does",
+		Why:     "copy-on-write is symmetric: after fork the parent's pages are shared read-only too, and the reader still maps them when the parent writes",
+		set: func(c *workload.Config, _ int) {
+			c.ParentWrites, c.Hold = workload.ParentWritesDuring, true
+		},
+		expect: list("parent.in_region.wp == blocks", "parent.in_region.inferred_copies == blocks", "parent.copies >= blocks",
+			"writer.copies == blocks", "reader.copies == 0"),
+	},
+	{
+		Name:    "after-exit",
+		Does:    "the seed's run, but the parent writes every block after both children have exited",
+		Outcome: "the parent takes a write-protect fault per block but copies nothing",
+		Why:     "its pages are still mapped read-only from the fork, but no one else maps them any more, so the fault reuses the page",
+		set:     func(c *workload.Config, _ int) { c.ParentWrites = workload.ParentWritesAfterExit },
+		expect: list("parent.in_region.wp == blocks", "parent.in_region.inferred_copies == 0",
+			"writer.copies == blocks", "reader.copies == 0"),
+	},
+	{
+		Name:    "thp",
+		Does:    "the seed's run on a 2 MiB-aligned region with MADV_HUGEPAGE instead of MADV_NOHUGEPAGE",
+		Outcome: "the writer still copies one 4 KiB page per block, not a 2 MiB page",
+		Why:     "on a write fault to a shared huge page, Linux (since 5.8) splits the huge mapping and copies only the 4 KiB page written",
+		set:     func(c *workload.Config, _ int) { c.Huge = true },
+		expect:  list("writer.in_region.wp == blocks", "writer.copies == blocks", "reader.copies == 0"),
+	},
+	{
+		Name:    "dontfork",
+		Does:    "the region gets MADV_DONTFORK before the fork",
+		Outcome: "the children do not have the region at all: no faults, no copies",
+		Why:     "fork skips mappings marked VM_DONTCOPY; the children check with mincore and leave the region alone",
+		set:     func(c *workload.Config, _ int) { c.Advice = workload.AdviceDontFork },
+		expect: list("writer.page_faults == 0", "writer.copies == 0", "reader.page_faults == 0", "reader.copies == 0",
+			"parent.in_region.wp == 0"),
+	},
+	{
+		Name:    "wipeonfork",
+		Does:    "the region gets MADV_WIPEONFORK before the fork",
+		Outcome: "the children see the region empty: first writes and zero-page reads, no copies",
+		Why:     "fork gives the child the mapping without the pages, as if freshly mapped",
+		set:     func(c *workload.Config, _ int) { c.Advice = workload.AdviceWipeOnFork },
+		expect: list("writer.in_region.write_not_present == blocks", "writer.in_region.wp == 0", "writer.copies == 0",
+			"reader.in_region.read == blocks", "reader.copies == 0"),
+	},
+	{
+		Name:    "vfork",
+		Does:    "the children are created with clone(CLONE_VM|CLONE_VFORK): they run in the parent's address space, the parent suspended",
+		Outcome: "no copy-on-write at all: the writer writes the parent's own pages without a fault",
+		Why:     "nothing is shared read-only because nothing is duplicated: the child uses the parent's page tables",
+		set:     func(c *workload.Config, _ int) { c.Clone = workload.CloneVfork },
+		expect: list("writer.page_faults == 0", "writer.copies == 0", "reader.page_faults == 0", "reader.copies == 0",
+			"parent.in_region.wp == 0"),
+	},
+	{
+		Name:    "clone-vm",
+		Does:    "the children are created with clone(CLONE_VM) on stacks of their own: the parent's address space, all running",
+		Outcome: "no copy-on-write at all, as with vfork",
+		Why:     "a CLONE_VM child shares the parent's memory and page tables: there is no second copy to protect",
+		set:     func(c *workload.Config, _ int) { c.Clone = workload.CloneVM },
+		expect: list("writer.page_faults == 0", "writer.copies == 0", "reader.page_faults == 0", "reader.copies == 0",
+			"parent.in_region.wp == 0"),
+	},
+	{
+		Name:    "many-writers",
+		Does:    "the parent writes the region and forks N writer children (--writers, default 4)",
+		Outcome: "every writer copies its own page per block",
+		Why:     "each writer's write breaks its own share; the parent keeps mapping the original, so none of them can reuse it",
+		set: func(c *workload.Config, writers int) {
+			c.Children = nil
+			for range writers {
+				c.Children = append(c.Children, workload.ActionWrite)
+			}
+		},
+		expect: func(writers int) []string {
+			if writers == 1 {
+				return []string{"writer.copies == blocks", "writer.in_region.wp == blocks"}
+			}
+			var out []string
+			for i := 1; i <= writers; i++ {
+				out = append(out, fmt.Sprintf("writer%d.copies == blocks", i), fmt.Sprintf("writer%d.in_region.wp == blocks", i))
+			}
+			return out
+		},
+	},
+}
+
+// All returns every scenario, in the matrix's order.
+func All() []Scenario { return append([]Scenario{}, all...) }
+
+// Lookup finds a scenario by name.
+func Lookup(name string) (Scenario, error) {
+	for _, s := range all {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return Scenario{}, fmt.Errorf("unknown scenario %q (want one of %s)", name, strings.Join(Names(), ", "))
+}
+
+// Names lists the scenario names, sorted.
+func Names() []string {
+	var out []string
+	for _, s := range all {
+		out = append(out, s.Name)
+	}
+	sort.Strings(out)
+	return out
+}
