@@ -77,6 +77,17 @@ func frame(e uint64) uint64 {
 // frame. The two must cover the same range.
 func Compare(parent, child Frames) report.FrameSharing {
 	s := report.FrameSharing{Pages: uint64(len(parent))}
+	seen := map[uint64]int{}
+	for _, e := range child {
+		if f := frame(e); f != 0 {
+			seen[f]++
+		}
+	}
+	for _, e := range child {
+		if f := frame(e); f != 0 && seen[f] > 1 {
+			s.ZeroPage++
+		}
+	}
 	for i := range parent {
 		if i >= len(child) {
 			break

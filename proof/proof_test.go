@@ -16,10 +16,10 @@ func TestMain(m *testing.M) {
 
 func TestCompare(t *testing.T) {
 	const p = entryPresent
-	parent := Frames{p | 10, p | 11, p | 12, 0, 0, p | entrySwapped | 5}
-	child := Frames{p | 10, p | 99, 0, p | 13, 0, p | entrySwapped | 5}
+	parent := Frames{p | 10, p | 11, p | 12, 0, 0, p | entrySwapped | 5, p | 7, p | 7}
+	child := Frames{p | 10, p | 99, 0, p | 13, 0, p | entrySwapped | 5, p | 7, p | 7}
 	got := Compare(parent, child)
-	want := report.FrameSharing{Pages: 6, Shared: 1, Private: 1, ParentOnly: 1, ChildOnly: 1, Neither: 2}
+	want := report.FrameSharing{Pages: 8, Shared: 3, Private: 1, ParentOnly: 1, ChildOnly: 1, Neither: 2, ZeroPage: 2}
 	if got != want {
 		t.Errorf("Compare = %+v, want %+v", got, want)
 	}

@@ -189,6 +189,9 @@ func (o operand) value(doc map[string]any) (float64, error) {
 			return 0, fmt.Errorf("%s is not an object", strings.Join(o.path[:i+1], "."))
 		}
 		if cur, ok = m[key]; !ok {
+			if key == "pagemap" {
+				return 0, fmt.Errorf("%s is not in this run (it needs --proof pagemap)", o.text)
+			}
 			return 0, fmt.Errorf("%s: no field %q", strings.Join(o.path[:i+1], "."), key)
 		}
 	}

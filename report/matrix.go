@@ -28,7 +28,10 @@ type MatrixEntry struct {
 	Why          string         `json:"why"`
 	Expectations []ExpectResult `json:"expectations"`
 	Held         bool           `json:"held"` // every expectation held
-	Run          *Run           `json:"run"`
+	// Finding is what the run found about this kernel that decides the
+	// outcome (e.g. no shared zero page), in words.
+	Finding string `json:"finding,omitempty"`
+	Run     *Run   `json:"run"`
 }
 
 // ExpectResult is one checked expectation.
@@ -36,6 +39,9 @@ type ExpectResult struct {
 	Expect string `json:"expect"`
 	Held   bool   `json:"held"`
 	Detail string `json:"detail,omitempty"` // why not, with the values seen
+	// NotChecked says why the run's methods cannot decide it (Held is
+	// then true: nothing contradicted it).
+	NotChecked string `json:"not_checked,omitempty"`
 }
 
 // WriteMatrix renders m: one table with a row per scenario and process, then
@@ -66,7 +72,7 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 	}
 	header := []string{"scenario", "role", tag("page faults", "page_faults"), tag("wp faults", "wp_faults"),
 		tag("wp in region", "in_region"), tag("first writes in region", "in_region"), tag("reads in region", "in_region"),
-		tag("copies", "copies"), "outcome"}
+		tag("copies", "copies"), tag("shared frames at fork", "pagemap"), tag("private after writes", "pagemap"), "outcome"}
 	bw := &errWriter{w: w}
 	if markdown {
 		fmt.Fprintf(bw, "**cowtrace matrix: kernel %s**\n\n", m.Kernel)
@@ -103,16 +109,13 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 			p := &e.Run.Processes[i]
 			name, outcome := "", ""
 			if i == 0 {
-				name, outcome = e.Name, "as stated"
-				if !e.Held {
-					outcome = "DIFFERS"
-				}
+				name, outcome = e.Name, outcomeWord(e)
 			}
 			row := []string{name, p.Role, num(p.PageFaults), num(p.WPFaults),
 				region(p, func(f *FaultClasses) uint64 { return f.WP }),
 				region(p, func(f *FaultClasses) uint64 { return f.WriteNotPresent }),
 				region(p, func(f *FaultClasses) uint64 { return f.Read }),
-				num(p.Copies), outcome}
+				num(p.Copies), frames(p, true), frames(p, false), outcome}
 			if err := t.Append(row); err != nil {
 				return err
 			}
@@ -127,19 +130,22 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 	for _, line := range methodLines(m.Scenarios[0].Run) {
 		fmt.Fprintf(bw, "%s%s\n", bullet(markdown), line)
 	}
+	fmt.Fprintf(bw, "%sshared frames at fork, private after writes: /proc/PID/pagemap of each child against the parent's, over the region's pages, right after the fork and once everyone did their work (before anyone exits); - where not run (vfork suspends the parent)\n", bullet(markdown))
 	if markdown {
 		fmt.Fprintln(bw)
 	}
 	for _, e := range m.Scenarios {
-		mark := "as stated"
-		if !e.Held {
-			mark = "DIFFERS"
-		}
-		fmt.Fprintf(bw, "%s%s: %s (%s)\n", bullet(markdown), e.Name, e.Outcome, mark)
+		fmt.Fprintf(bw, "%s%s: %s (%s)\n", bullet(markdown), e.Name, e.Outcome, outcomeWord(e))
 		for _, x := range e.Expectations {
-			if !x.Held {
+			switch {
+			case !x.Held:
 				fmt.Fprintf(bw, "  %s%s\n", bullet(markdown), x.Detail)
+			case x.NotChecked != "":
+				fmt.Fprintf(bw, "  %snot checked: %s: %s\n", bullet(markdown), x.Expect, x.NotChecked)
 			}
+		}
+		if e.Finding != "" {
+			fmt.Fprintf(bw, "  %sfinding: %s\n", bullet(markdown), e.Finding)
 		}
 		for _, n := range e.Run.Notes {
 			if strings.HasPrefix(n, "thp:") || strings.Contains(n, "not mapped") {
@@ -148,6 +154,31 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 		}
 	}
 	return bw.err
+}
+
+// frames is a child's pagemap count: region pages sharing the parent's frame
+// right after fork, or private after the writes.
+func frames(p *Process, atFork bool) string {
+	switch {
+	case p.Pagemap == nil:
+		return "-"
+	case atFork:
+		return strconv.FormatUint(p.Pagemap.AtFork.Shared, 10)
+	}
+	return strconv.FormatUint(p.Pagemap.AfterWrites.Private, 10)
+}
+
+// outcomeWord says whether a scenario's stated outcome held: "as stated",
+// "DIFFERS", or "finding" when this kernel's behaviour decided another,
+// documented outcome (which then held).
+func outcomeWord(e MatrixEntry) string {
+	switch {
+	case !e.Held:
+		return "DIFFERS"
+	case e.Finding != "":
+		return "finding"
+	}
+	return "as stated"
 }
 
 func bullet(markdown bool) string {

@@ -22,4 +22,8 @@ type FrameSharing struct {
 	ParentOnly uint64 `json:"parent_only"`
 	ChildOnly  uint64 `json:"child_only"`
 	Neither    uint64 `json:"neither"`
+	// ZeroPage counts the child's pages whose frame also backs another
+	// page of the region in the child: in private anonymous memory only
+	// the kernel's shared zero page (or a KSM page) is mapped twice.
+	ZeroPage uint64 `json:"zero_page"`
 }

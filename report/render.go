@@ -57,6 +57,9 @@ type column struct {
 }
 
 func columns(run *Run) []column {
+	if run.Trace != nil {
+		return traceColumns(run)
+	}
 	num := func(v *uint64) string {
 		if v == nil {
 			return "-"
@@ -221,6 +224,9 @@ func writeText(w io.Writer, run *Run, markdown bool) error {
 
 // Title is the one-line description of what was run.
 func Title(run *Run) string {
+	if run.Trace != nil {
+		return traceTitle(run)
+	}
 	touched := "written before fork"
 	if !run.Touched {
 		touched = "not touched before fork"

@@ -39,6 +39,9 @@ type Run struct {
 	LostRecords uint64 `json:"lost_records"`
 	Throttled   uint64 `json:"throttled"`
 
+	// Trace is set for cowtrace run and attach (see tree.go).
+	Trace *Trace `json:"trace,omitempty"`
+
 	Processes []Process `json:"processes"`
 }
 
@@ -60,6 +63,9 @@ type Process struct {
 	Pid  int    `json:"pid"`
 	// Window is the span of the process's life that the row covers.
 	Window string `json:"window"`
+	// Lineage places a traced run's row in its tree (tree.go); its
+	// fields are flattened into the row, and absent on the experiment's.
+	*Lineage
 
 	PageFaults  *uint64 `json:"page_faults"`
 	MinorFaults *uint64 `json:"minor_faults"`

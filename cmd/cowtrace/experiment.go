@@ -131,6 +131,9 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return usageError{err}
 	}
+	if err := checkProof(pf, cfg); err != nil {
+		return err
+	}
 	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: km, Probes: probes, Mode: md, Proof: pf}
 	if *pause {
 		opt.AfterAttach = func(ctx context.Context) error {
@@ -144,6 +147,9 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	run.Label = *label
+	if *scenarioName != "" {
+		scenarioNotes(run, *scenarioName, *writers)
+	}
 	if err := report.Write(stdout, run, f); err != nil {
 		return err
 	}

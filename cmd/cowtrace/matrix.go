@@ -75,6 +75,7 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	only := fs.String("only", "", "comma-separated `NAMES` of the scenarios to run (default: all)")
 	strict := fs.Bool("strict", false, "exit 1 when a scenario's stated outcome does not hold")
 	label := fs.String("label", "", "label of every run (shown by cowtrace compare)")
+	proofName := fs.String("proof", "pagemap", "physical-frame proof of each scenario that allows it: pagemap or none")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -91,6 +92,12 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *writers < 1 || *writers > 64 {
 		return usagef("--writers must be between 1 and 64, got %d", *writers)
+	}
+	var pf experiment.Proof
+	if *proofName != "none" {
+		if pf, err = experiment.ParseProof(*proofName); err != nil || pf == "" {
+			return usagef("unknown proof %q (want pagemap or none)", *proofName)
+		}
 	}
 	scenarios := scenario.All()
 	if *only != "" {
@@ -115,20 +122,18 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	m := &report.Matrix{SchemaVersion: report.SchemaVersion}
 	allHeld := true
 	for i, s := range scenarios {
-		run, err := experiment.Run(ctx, experiment.Options{Workload: cfgs[i], Scenario: s.Name, KprobeMethod: km})
+		opt := experiment.Options{Workload: cfgs[i], Scenario: s.Name, KprobeMethod: km}
+		if s.Provable() {
+			opt.Proof = pf
+		}
+		run, err := experiment.Run(ctx, opt)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", s.Name, err)
 		}
 		run.Label = *label
 		m.Kernel = run.Kernel
-		e := report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why, Held: true, Run: run}
-		for _, x := range s.Expectations(*writers) {
-			r := report.ExpectResult{Expect: x.Text, Held: true}
-			if err := x.Check(run); err != nil {
-				r.Held, r.Detail, e.Held = false, err.Error(), false
-			}
-			e.Expectations = append(e.Expectations, r)
-		}
+		e := report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why, Run: run}
+		e.Expectations, e.Held, e.Finding = s.Check(run, *writers)
 		allHeld = allHeld && e.Held
 		m.Scenarios = append(m.Scenarios, e)
 	}
@@ -149,3 +154,40 @@ type exitError struct {
 
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) ExitCode() int { return e.code }
+
+// scenarioNotes adds the scenario's stated outcome, and whether it held, to
+// a single run's notes.
+func scenarioNotes(run *report.Run, name string, writers int) {
+	s, err := scenario.Lookup(name)
+	if err != nil {
+		return
+	}
+	results, held, finding := s.Check(run, writers)
+	word := "as stated"
+	if finding != "" {
+		word = "finding"
+	}
+	if !held {
+		word = "DIFFERS"
+	}
+	run.Notes = append(run.Notes, fmt.Sprintf("scenario %s: expected %s (%s)", s.Name, s.Outcome, word))
+	if finding != "" {
+		run.Notes = append(run.Notes, "finding: "+finding)
+	}
+	for _, r := range results {
+		switch {
+		case !r.Held:
+			run.Notes = append(run.Notes, r.Detail)
+		case r.NotChecked != "":
+			run.Notes = append(run.Notes, fmt.Sprintf("not checked: %s: %s", r.Expect, r.NotChecked))
+		}
+	}
+}
+
+// checkProof refuses, before anything runs, a proof the workload cannot give.
+func checkProof(pf experiment.Proof, cfg workload.Config) error {
+	if pf != "" && cfg.Clone == workload.CloneVfork {
+		return usagef("--proof %s needs the parent and its children alive together, and vfork suspends the parent", pf)
+	}
+	return nil
+}
