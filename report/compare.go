@@ -146,7 +146,8 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 	opts := []tablewriter.Option{
 		tablewriter.WithHeaderAutoFormat(tw.Off),
 		tablewriter.WithHeaderAlignment(tw.AlignCenter),
-		tablewriter.WithRowAlignment(tw.AlignRight),
+		// The measure's name reads from the left, the numbers from the right.
+		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{Global: tw.AlignRight, PerColumn: []tw.Align{tw.AlignLeft}}),
 	}
 	if f == Markdown {
 		opts = append(opts, tablewriter.WithRenderer(renderer.NewMarkdown()))

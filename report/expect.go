@@ -70,13 +70,13 @@ func parseOperand(s string) (operand, error) {
 		known = runKeys
 	}
 	if len(path) < 2 || !known[path[1]] {
-		return operand{}, fmt.Errorf("%q: no field %q in the JSON contract", s, path[len(path)-1])
+		return operand{}, fmt.Errorf("%q: no field %q in the JSON contract", s, path[1])
 	}
 	return operand{text: s, path: path}, nil
 }
 
 // runKeys and processKeys are the fields of the JSON contract.
-var runKeys, processKeys = jsonKeys(&Run{}), jsonKeys(&Process{Probes: map[string]uint64{}, Pagemap: &Pagemap{}})
+var runKeys, processKeys = jsonKeys(&Run{}), jsonKeys(&Process{Probes: map[string]uint64{"": 0}, Pagemap: &Pagemap{}})
 
 func jsonKeys(v any) map[string]bool {
 	b, _ := json.Marshal(v)
