@@ -104,7 +104,7 @@ func TestWriteMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := out.String()
-	for _, want := range []string{" touched |", " zero-page |", "DIFFERS", "as stated", "writer.copies is 1000", " 25000 |", " 1000 |"} {
+	for _, want := range []string{"| touched ", "| zero-page ", "DIFFERS", "as stated", "writer.copies is 1000", " 25000 |", " 1000 |"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("matrix lacks %q:\n%s", want, s)
 		}
