@@ -1,0 +1,126 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cowtrace/cowtrace/report"
+)
+
+func writeRun(t *testing.T, dir, name, kernel string, writerCopies uint64) string {
+	t.Helper()
+	r := report.Run{SchemaVersion: report.SchemaVersion, Kernel: kernel, Scenario: "touched", Blocks: 1000,
+		Methods:   map[string]string{"copies": "inferred:x"},
+		Processes: []report.Process{{Role: "writer", Copies: report.U64(writerCopies)}}}
+	b, _ := json.Marshal(r)
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCompareCommand(t *testing.T) {
+	dir := t.TempDir()
+	a := writeRun(t, dir, "a.json", "6.1.0-56-amd64", 1000)
+	b := writeRun(t, dir, "b.json", "6.12.117", 1000)
+	c := writeRun(t, dir, "c.json", "6.12.117", 998)
+
+	code, stdout, stderr := runCLI("compare", "--format", "markdown", a, b)
+	if code != exitOK || stderr != "" {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "6.1.0-56-amd64") || !strings.Contains(stdout, "6.12.117") || !strings.HasPrefix(stdout, "|") {
+		t.Errorf("markdown compare lacks kernel labels:\n%s", stdout)
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.Contains(line, "writer copies") && strings.Contains(line, "≠") {
+			t.Errorf("equal copies marked as different: %s", line)
+		}
+	}
+
+	// Same kernel twice: the file names tell the columns apart; --label wins.
+	code, stdout, _ = runCLI("compare", b, c)
+	if code != exitOK || !strings.Contains(stdout, "6.12.117 (b.json)") || !strings.Contains(stdout, "6.12.117 (c.json)") {
+		t.Errorf("same-kernel labels: exit %d\n%s", code, stdout)
+	}
+	marked := false
+	for _, line := range strings.Split(stdout, "\n") {
+		marked = marked || (strings.Contains(line, "writer copies") && strings.Contains(line, "≠") && strings.Contains(line, "998"))
+	}
+	if !marked {
+		t.Errorf("differing copies not marked:\n%s", stdout)
+	}
+	code, stdout, _ = runCLI("compare", "--label", "before", "--label", "after", b, c)
+	if code != exitOK || !strings.Contains(stdout, "before") || !strings.Contains(stdout, "after") {
+		t.Errorf("--label: exit %d\n%s", code, stdout)
+	}
+
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"schema_version": 1, "processes": [`), 0o644)
+	notRun := filepath.Join(dir, "other.json")
+	os.WriteFile(notRun, []byte(`{"name": "something else"}`), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"compare", a, bad}, "bad.json: not JSON"},
+		{[]string{"compare", notRun, a}, "other.json: not a cowtrace report"},
+		{[]string{"compare", a, filepath.Join(dir, "missing.json")}, "missing.json"},
+		{[]string{"compare", a}, "at least two"},
+		{[]string{"compare", "--label", "x", "--label", "y", "--label", "z", a, b}, "3 labels for 2 files"},
+		{[]string{"compare", "--format", "csv", a, b}, "unknown compare format"},
+	} {
+		checkUsageError(t, tc.args, tc.want)
+	}
+}
+
+func TestBadMatrixFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"matrix", "--only", "touched,nosuch"}, `unknown scenario "nosuch"`},
+		{[]string{"matrix", "--format", "csv"}, "unknown matrix format"},
+		{[]string{"matrix", "--writers", "0"}, "between 1 and 64"},
+		{[]string{"matrix", "--proof", "smaps"}, `unknown proof "smaps"`},
+		{[]string{"matrix", "--blocks", "0"}, "blocks must be positive"},
+		{[]string{"matrix", "extra"}, "unexpected argument"},
+	} {
+		checkUsageError(t, tc.args, tc.want)
+	}
+}
+
+// TestMatrixCommand runs two scenarios as JSON and reads them back with
+// compare's reader.
+func TestMatrixCommand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (tracefs mount, tracepoints on other processes, pagemap frame numbers)")
+	}
+	code, stdout, stderr := runCLI("matrix", "--only", "touched,vfork", "--blocks", "100", "--format", "json", "--strict")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var m report.Matrix
+	if err := json.Unmarshal([]byte(stdout), &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Scenarios) != 2 || m.Scenarios[0].Name != "touched" || m.Scenarios[1].Name != "vfork" {
+		t.Fatalf("scenarios: %+v", m.Scenarios)
+	}
+	for _, e := range m.Scenarios {
+		if !e.Held || len(e.Expectations) == 0 {
+			t.Errorf("%s: held %v, %d expectations", e.Name, e.Held, len(e.Expectations))
+		}
+	}
+	if w := m.Scenarios[0].Run.Find("writer"); w == nil || w.Pagemap == nil || w.Pagemap.AfterWrites.Private != 100 {
+		t.Errorf("touched writer pagemap: %+v", w)
+	}
+	code, stdout, _ = runCLI("matrix", "--only", "untouched", "--blocks", "20", "--format", "markdown")
+	if code != exitOK || !strings.Contains(stdout, "| untouched") || !strings.Contains(stdout, "as stated") {
+		t.Errorf("markdown matrix: exit %d\n%s", code, stdout)
+	}
+}
