@@ -62,7 +62,8 @@ func runWorker(cfg Config) error {
 		fill(region, '0')
 	}
 	if cfg.ReadBefore {
-		readSink = sumBlocks(region, cfg)
+		// KeepAlive uses the sum, so that the reads are not optimised away.
+		runtime.KeepAlive(sumBlocks(region, cfg))
 	}
 	switch cfg.Advice {
 	case AdviceDontFork:
@@ -122,9 +123,6 @@ func runWorker(cfg Config) error {
 	waitGate(parentGateFD)
 	return nil
 }
-
-// readSink keeps the reads before the fork from being optimised away.
-var readSink uint64
 
 func sumBlocks(region []byte, cfg Config) uint64 {
 	var sum uint64
