@@ -56,12 +56,24 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 		return fmt.Errorf("the matrix has no csv form (use json)")
 	}
 	markdown := f == Markdown
-	var methods map[string]string
-	if len(m.Scenarios) > 0 {
-		methods = m.Scenarios[0].Run.Methods
+	if len(m.Scenarios) == 0 {
+		return fmt.Errorf("the matrix has no scenarios")
+	}
+	// One kernel, one set of methods; the pagemap proof is missing from
+	// scenarios that cannot have it (vfork), so take it from any run.
+	methods := map[string]string{}
+	for _, e := range m.Scenarios {
+		for k, v := range e.Run.Methods {
+			if methods[k] == "" {
+				methods[k] = v
+			}
+		}
 	}
 	tag := func(h, key string) string {
 		t := shortMethod(methods[key])
+		if key == "pagemap" && t != "" {
+			t = "[pagemap]"
+		}
 		switch {
 		case t == "":
 			return h
