@@ -50,11 +50,11 @@ func (x *extras) ready(m workload.Message) {
 		return
 	}
 	// Whether the kernel found huge pages is the scenario's premise: say it.
-	if kib, err := proof.HugeKiB(m.Pid, m.Addr); err != nil {
+	if huge, size, err := proof.HugeKiB(m.Pid, m.Addr); err != nil {
 		x.notes = append(x.notes, fmt.Sprintf("thp: could not read the region's huge pages: %v", err))
 	} else {
-		x.notes = append(x.notes, fmt.Sprintf("thp: %d of %d KiB of the region were in transparent huge pages at fork (smaps AnonHugePages)",
-			kib, m.Value/1024))
+		x.notes = append(x.notes, fmt.Sprintf("thp: %d of the %d KiB of the region's mapping (whole 2 MiB pages) were transparent huge pages at fork (smaps AnonHugePages)",
+			huge, size))
 	}
 }
 

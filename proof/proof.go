@@ -110,26 +110,28 @@ func Compare(parent, child Frames) report.FrameSharing {
 }
 
 // HugeKiB returns how much of the mapping that contains addr in process
-// pid is backed by transparent huge pages (AnonHugePages in smaps, KiB).
-func HugeKiB(pid int, addr uint64) (uint64, error) {
+// pid is backed by transparent huge pages (AnonHugePages in smaps, KiB), and
+// the mapping's size in KiB.
+func HugeKiB(pid int, addr uint64) (huge, size uint64, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	in := false
 	for _, line := range strings.Split(string(data), "\n") {
 		var lo, hi uint64
 		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 {
 			in = addr >= lo && addr < hi
+			size = (hi - lo) / 1024
 			continue
 		}
 		if in && strings.HasPrefix(line, "AnonHugePages:") {
 			var kib uint64
 			if _, err := fmt.Sscanf(strings.TrimPrefix(line, "AnonHugePages:"), "%d kB", &kib); err != nil {
-				return 0, fmt.Errorf("smaps: %q: %w", line, err)
+				return 0, 0, fmt.Errorf("smaps: %q: %w", line, err)
 			}
-			return kib, nil
+			return kib, size, nil
 		}
 	}
-	return 0, fmt.Errorf("smaps of %d: no mapping at %#x with AnonHugePages", pid, addr)
+	return 0, 0, fmt.Errorf("smaps of %d: no mapping at %#x with AnonHugePages", pid, addr)
 }
