@@ -141,19 +141,19 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *strict && !allHeld {
-		return exitError{exitFailure, fmt.Errorf("a scenario's stated outcome did not hold (see DIFFERS above)")}
+		return strictFailed{exitFailure, fmt.Errorf("a scenario's stated outcome did not hold (see DIFFERS above)")}
 	}
 	return nil
 }
 
-// exitError is an error with its own exit code.
-type exitError struct {
+// strictFailed is matrix --strict's failure: exit code 1.
+type strictFailed struct {
 	code int
 	err  error
 }
 
-func (e exitError) Error() string { return e.err.Error() }
-func (e exitError) ExitCode() int { return e.code }
+func (e strictFailed) Error() string { return e.err.Error() }
+func (e strictFailed) ExitCode() int { return e.code }
 
 // scenarioNotes adds the scenario's stated outcome, and whether it held, to
 // a single run's notes.
