@@ -53,10 +53,14 @@ type tool struct {
 	// throttled (-1: not applicable) and the writer's wp faults it saw.
 	check func(out []byte, tmp string) (lost, throttled int64, wp uint64, err error)
 	times []time.Duration
+	cpu   []time.Duration // user+system of the whole command: tool and workload
 	lost  int64
 	thr   int64
 	wp    []uint64
 	rss   int64 // peak RSS of the tool's own process, KiB; 0 = not measured
+	// ownCPU is the user+system time of the tool's own process (all its
+	// threads, not the workload), from the peak-RSS run; -1 = not measured.
+	ownCPU time.Duration
 }
 
 type workloadArgs struct {
@@ -95,16 +99,17 @@ func tools(names string) ([]*tool, error) {
 	if names == "" {
 		return all, nil
 	}
-	var out []*tool
+	out := []*tool{all[0]}
 	for _, n := range strings.Split(names, ",") {
-		i := slices.IndexFunc(all, func(t *tool) bool { return strings.HasPrefix(t.name, n) })
-		if i < 0 {
+		found := false
+		for _, t := range all[1:] {
+			if strings.HasPrefix(t.name, n) && !slices.Contains(out, t) {
+				out, found = append(out, t), true
+			}
+		}
+		if !found {
 			return nil, fmt.Errorf("no tool named %q", n)
 		}
-		out = append(out, all[i])
-	}
-	if out[0].name != "untraced" {
-		out = append([]*tool{all[0]}, out...)
 	}
 	return out, nil
 }
@@ -114,6 +119,7 @@ func run() error {
 	blocks := flag.Int("blocks", 262144, "4 KiB pages the writer child writes (262144: 1 GiB)")
 	only := flag.String("tools", "", "comma-separated name prefixes of the tools to run (default all; untraced always runs)")
 	startRounds := flag.Int("startup-rounds", 20, "interleaved rounds of the start-up measurement")
+	prebuilt := flag.String("cowtrace", "", "a cowtrace binary to measure (default: build ./cmd/cowtrace statically)")
 	flag.Parse()
 	if *rounds < 1 || *blocks < 1 {
 		return fmt.Errorf("-rounds and -blocks must be positive")
@@ -142,12 +148,17 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	cow := filepath.Join(tmp, "cowtrace")
-	build := exec.Command("go", "build", "-trimpath", "-o", cow, "./cmd/cowtrace")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build cowtrace (run from the module root): %w", err)
+	cow := *prebuilt
+	if cow == "" {
+		cow = filepath.Join(tmp, "cowtrace")
+		build := exec.Command("go", "build", "-trimpath", "-o", cow, "./cmd/cowtrace")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build cowtrace (run from the module root): %w", err)
+		}
+	} else if cow, err = filepath.Abs(cow); err != nil {
+		return err
 	}
 	st, err := os.Stat(cow)
 	if err != nil {
@@ -160,12 +171,17 @@ func run() error {
 	started := time.Now()
 	for r := 0; r < *rounds; r++ {
 		loads = append(loads, load1())
-		for _, t := range ts {
-			d, out, err := timed(t.argv(w))
+		// Each round starts one tool further on (A B C, B C A, C A B...):
+		// no tool always runs right after the same one, e.g. right after a
+		// 1 GiB process was torn down.
+		for i := range ts {
+			t := ts[(i+r)%len(ts)]
+			d, cpu, out, err := timed(t.argv(w))
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
 			}
 			t.times = append(t.times, d)
+			t.cpu = append(t.cpu, cpu)
 			if t.check != nil {
 				lost, thr, wp, err := t.check(out, tmp)
 				if err != nil {
@@ -182,12 +198,12 @@ func run() error {
 	elapsed := time.Since(started)
 
 	for _, t := range ts[1:] {
-		kb, err := peakRSS(t.argv(w))
+		kb, cpu, err := peakRSS(t.argv(w))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: peak RSS of %s: %v\n", t.name, err)
 			continue
 		}
-		t.rss = kb
+		t.rss, t.ownCPU = kb, cpu
 	}
 
 	starts, startNote, err := startup(w, *startRounds)
@@ -207,19 +223,28 @@ func run() error {
 	for _, s := range starts {
 		fmt.Fprintf(out, "| `%s` | %.1f | %.1f-%.1f |\n", s.label, ms(median(s.times)), ms(slices.Min(s.times)), ms(slices.Max(s.times)))
 	}
-	fmt.Fprintf(out, "\ncowtrace static binary (CGO_ENABLED=0, -trimpath): %.1f MB (%d bytes).\n", float64(st.Size())/1e6, st.Size())
+	how := "built here with CGO_ENABLED=0 -trimpath"
+	if *prebuilt != "" {
+		how = "given with -cowtrace"
+	}
+	fmt.Fprintf(out, "\ncowtrace binary (%s): %.1f MB (%d bytes).\n", how, float64(st.Size())/1e6, st.Size())
 	return nil
 }
 
 func writeTable(out io.Writer, ts []*tool) {
 	base := ts[0].times
-	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | writer wp faults seen | lost | throttled | peak RSS MB |")
-	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | added CPU s (median, paired) | tool's own CPU s | writer wp faults seen | lost | throttled | peak RSS MB |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, t := range ts {
-		var ratios, added []float64
+		var ratios, added, addedCPU []float64
 		for i, d := range t.times {
 			ratios = append(ratios, d.Seconds()/base[i].Seconds())
 			added = append(added, (d - base[i]).Seconds())
+			addedCPU = append(addedCPU, (t.cpu[i] - ts[0].cpu[i]).Seconds())
+		}
+		own := "-"
+		if t.rss > 0 {
+			own = fmt.Sprintf("%.2f", t.ownCPU.Seconds())
 		}
 		lost, thr, rss, wp := "-", "-", "-", "-"
 		if t.check != nil {
@@ -234,14 +259,16 @@ func writeTable(out io.Writer, ts []*tool) {
 		if t.rss > 0 {
 			rss = fmt.Sprintf("%.1f", float64(t.rss)/1024)
 		}
-		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %s | %s | %s | %s |\n", t.name,
+		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %+.2f | %s | %s | %s | %s | %s |\n", t.name,
 			median(t.times).Seconds(), slices.Min(t.times).Seconds(), slices.Max(t.times).Seconds(),
-			medianF(ratios), medianF(added), wp, lost, thr, rss)
+			medianF(ratios), medianF(added), medianF(addedCPU), own, wp, lost, thr, rss)
 	}
 }
 
-// timed runs argv and returns its wall time (fork to reaped) and stdout.
-func timed(argv []string) (time.Duration, []byte, error) {
+// timed runs argv and returns its wall time (fork to reaped), the CPU time
+// of the whole command (wait4's rusage: it and every process it reaped, so
+// the tool and the workload) and its stdout followed by its stderr.
+func timed(argv []string) (time.Duration, time.Duration, []byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -249,9 +276,10 @@ func timed(argv []string) (time.Duration, []byte, error) {
 	err := cmd.Run()
 	d := time.Since(t0)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, lastLine(stderr.String()))
+		return 0, 0, nil, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, lastLine(stderr.String()))
 	}
-	return d, append(stdout.Bytes(), stderr.Bytes()...), nil
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return d, cpu, append(stdout.Bytes(), stderr.Bytes()...), nil
 }
 
 type startupCmd struct {
@@ -280,7 +308,7 @@ func startup(w workloadArgs, rounds int) ([]*startupCmd, string, error) {
 	}
 	for r := 0; r < rounds; r++ {
 		for _, c := range cmds {
-			d, _, err := timed(c.argv)
+			d, _, _, err := timed(c.argv)
 			if err != nil {
 				return nil, "", err
 			}

@@ -248,7 +248,6 @@ func (t *tracer) readLoop() {
 func (t *tracer) read() error {
 	var rec perfevents.Record
 	var s perfevents.Sample
-	fault, kfault, alloc := t.caps.fault, t.caps.kfault, t.caps.alloc
 	for {
 		err := t.reader.ReadInto(&rec)
 		if err != nil {
@@ -257,52 +256,61 @@ func (t *tracer) read() error {
 			}
 			return err
 		}
-		t.mu.Lock()
-		st := t.streams[rec.Cookie]
-		region := t.region
-		isFault, isKfault, isAlloc := false, false, false
-		if rec.Type == unix.PERF_RECORD_SAMPLE {
-			if err := perfevents.DecodeSample(rec.Data, sampleType, &s); err != nil {
-				t.mu.Unlock()
-				return err
-			}
-			isFault, isKfault, isAlloc = t.faultID[s.Identifier], t.kfaultID[s.Identifier], t.allocID[s.Identifier]
-		}
-		t.mu.Unlock()
-
-		switch rec.Type {
-		case unix.PERF_RECORD_SAMPLE:
-			switch {
-			case isFault:
-				addr, err1 := fault.address.Uint(s.Raw)
-				code, err2 := fault.errorCode.Uint(s.Raw)
-				if err := errors.Join(err1, err2); err != nil {
-					return fmt.Errorf("page_fault_user sample: %w", err)
-				}
-				st.fault(addr, code, region, false)
-			case isKfault:
-				addr, err1 := kfault.address.Uint(s.Raw)
-				code, err2 := kfault.errorCode.Uint(s.Raw)
-				if err := errors.Join(err1, err2); err != nil {
-					return fmt.Errorf("page_fault_kernel sample: %w", err)
-				}
-				st.fault(addr, code, region, true)
-			case isAlloc:
-				order, err1 := alloc.order.Uint(s.Raw)
-				gfp, err2 := alloc.gfp.Uint(s.Raw)
-				if err := errors.Join(err1, err2); err != nil {
-					return fmt.Errorf("mm_page_alloc sample: %w", err)
-				}
-				st.alloc(order, gfp, alloc.rule)
-			}
-		case unix.PERF_RECORD_LOST:
-			if _, lost, err := perfevents.DecodeLost(rec.Data); err == nil {
-				st.counts.lost += lost
-			}
-		case unix.PERF_RECORD_THROTTLE:
-			st.counts.throttled++
+		if err := t.handle(&rec, &s); err != nil {
+			return err
 		}
 	}
+}
+
+// handle accounts one record of a task's ring.
+func (t *tracer) handle(rec *perfevents.Record, s *perfevents.Sample) error {
+	fault, kfault, alloc := t.caps.fault, t.caps.kfault, t.caps.alloc
+	t.mu.Lock()
+	st := t.streams[rec.Cookie]
+	region := t.region
+	isFault, isKfault, isAlloc := false, false, false
+	if rec.Type == unix.PERF_RECORD_SAMPLE {
+		if err := perfevents.DecodeSample(rec.Data, sampleType, s); err != nil {
+			t.mu.Unlock()
+			return err
+		}
+		isFault, isKfault, isAlloc = t.faultID[s.Identifier], t.kfaultID[s.Identifier], t.allocID[s.Identifier]
+	}
+	t.mu.Unlock()
+
+	switch rec.Type {
+	case unix.PERF_RECORD_SAMPLE:
+		switch {
+		case isFault:
+			addr, err1 := fault.address.Uint(s.Raw)
+			code, err2 := fault.errorCode.Uint(s.Raw)
+			if err := errors.Join(err1, err2); err != nil {
+				return fmt.Errorf("page_fault_user sample: %w", err)
+			}
+			st.fault(addr, code, region, false)
+		case isKfault:
+			addr, err1 := kfault.address.Uint(s.Raw)
+			code, err2 := kfault.errorCode.Uint(s.Raw)
+			if err := errors.Join(err1, err2); err != nil {
+				return fmt.Errorf("page_fault_kernel sample: %w", err)
+			}
+			st.fault(addr, code, region, true)
+		case isAlloc:
+			order, err1 := alloc.order.Uint(s.Raw)
+			gfp, err2 := alloc.gfp.Uint(s.Raw)
+			if err := errors.Join(err1, err2); err != nil {
+				return fmt.Errorf("mm_page_alloc sample: %w", err)
+			}
+			st.alloc(order, gfp, alloc.rule)
+		}
+	case unix.PERF_RECORD_LOST:
+		if _, lost, err := perfevents.DecodeLost(rec.Data); err == nil {
+			st.counts.lost += lost
+		}
+	case unix.PERF_RECORD_THROTTLE:
+		st.counts.throttled++
+	}
+	return nil
 }
 
 // finish drains every ring once all the traced processes have exited, and
