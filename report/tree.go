@@ -49,10 +49,6 @@ type Lineage struct {
 	Exited     bool    `json:"exited"`
 	// Threads is the number of tasks the process had during the trace.
 	Threads int `json:"threads"`
-	// CountersUnsplit: the software counters of this row are nil because
-	// the kernel gave one total for it and other tasks still running
-	// (see Trace.StillRunning).
-	CountersUnsplit bool `json:"counters_unsplit,omitempty"`
 }
 
 // traceColumns are the columns of a traced run: the tree, then the measures.

@@ -77,6 +77,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		switch args[0] {
 		case "experiment":
 			return cmdExperiment(ctx, args[1:], stdout, stderr)
+		case "run":
+			return cmdRun(ctx, args[1:], stdout, stderr)
+		case "attach":
+			return cmdAttach(ctx, args[1:], stdout, stderr)
 		case "matrix":
 			return cmdMatrix(ctx, args[1:], stdout, stderr)
 		case "compare":
@@ -96,6 +100,8 @@ Usage:
   cowtrace experiment [flags]   the same
   cowtrace matrix [flags]       every scenario of the experiment in one table
   cowtrace compare A.json B.json ...  runs side by side, differences marked
+  cowtrace run [flags] -- CMD [ARGS...]  trace CMD and every process it forks, one row each
+  cowtrace attach -p PID [flags]         trace a running process and the children it forks
   cowtrace help                 this text
 
 Run "cowtrace -h" for the experiment's flags.

@@ -1,0 +1,249 @@
+package follow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// RunSpec is the command of `cowtrace run`.
+type RunSpec struct {
+	Path string   // resolved with exec.LookPath
+	Argv []string // argv[0] as typed
+	Cred *syscall.Credential
+	Stdio
+	// Signals are forwarded to the command while it runs.
+	Signals <-chan os.Signal
+	Threads bool
+}
+
+// Run starts the command behind its gate, opens every event on it (enabled
+// at its exec), releases it, and follows it and every descendant until the
+// command exits. The command's status is in the run's Trace.ExitCode.
+// Cancelling ctx stops only the calibration that precedes the start; once
+// the command runs, signals are forwarded to it instead and the trace ends
+// when it exits.
+func Run(ctx context.Context, opt Options, spec RunSpec) (_ *report.Run, err error) {
+	opt.StartAtExec = true
+	t, err := New(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	c, err := StartGated(spec.Path, spec.Argv, spec.Cred, spec.Stdio)
+	if err != nil {
+		return nil, err
+	}
+	released := false
+	defer func() {
+		if !released {
+			c.Abort()
+		}
+	}()
+	pid := c.Pid()
+	if err := t.Open(pid, true); err != nil {
+		return nil, err
+	}
+	t.AddRoot(pid, pid, os.Getpid(), filepath.Base(spec.Argv[0]))
+	t.Start()
+	if err := c.Release(); err != nil {
+		return nil, err
+	}
+	released = true
+
+	done := make(chan error, 1)
+	go func() { done <- c.Cmd.Wait() }()
+	var waitErr error
+wait:
+	for {
+		select {
+		case sig := <-spec.Signals:
+			_ = c.Cmd.Process.Signal(sig)
+		case waitErr = <-done:
+			break wait
+		}
+	}
+	// The command's EXIT and READ records, and those of every descendant
+	// it waited for, were written before wait4 returned: Stop reads every
+	// ring to the end.
+	if err := t.Stop(); err != nil {
+		return nil, err
+	}
+	run, err := t.Result(spec.Threads)
+	if err != nil {
+		return nil, err
+	}
+	run.Trace.Command = append([]string{}, spec.Argv...)
+	run.Trace.EndedBy = "exit"
+	code, err := exitCode(c.Cmd.ProcessState, waitErr)
+	if err != nil {
+		return nil, err
+	}
+	run.Trace.ExitCode = &code
+	return run, nil
+}
+
+// exitCode is the status as a shell reports it: the exit code, or 128+N for
+// a death by signal N.
+func exitCode(ps *os.ProcessState, waitErr error) (int, error) {
+	if ps == nil {
+		return 0, fmt.Errorf("wait for command: %w", waitErr)
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ps.ExitCode(), nil
+}
+
+// AttachSpec is the process of `cowtrace attach`.
+type AttachSpec struct {
+	Pid      int
+	Duration time.Duration // 0: until ctx is cancelled or the process exits
+	Threads  bool
+}
+
+// Attach follows a running process (every thread it has) and every task it
+// creates from then on, until ctx is cancelled, the duration passes or the
+// process exits. A pid that does not exist wraps ErrNoProcess.
+func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, err error) {
+	if spec.Pid <= 0 {
+		return nil, fmt.Errorf("pid %d: %w", spec.Pid, ErrNoProcess)
+	}
+	// The pidfd pins the process: its exit is seen even if the pid is
+	// reused at once.
+	pidfd, err := unix.PidfdOpen(spec.Pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil, fmt.Errorf("pid %d: %w", spec.Pid, ErrNoProcess)
+		}
+		return nil, fmt.Errorf("pidfd_open %d: %w", spec.Pid, err)
+	}
+	defer unix.Close(pidfd)
+	if _, err := Threads(spec.Pid); err != nil {
+		return nil, err
+	}
+
+	opt.StartAtExec = false
+	t, err := New(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// Threads created while the first ones are being opened inherit from
+	// their creator if it was already open; list again until nothing new
+	// shows up.
+	opened := map[int]bool{}
+	for {
+		tids, err := Threads(spec.Pid)
+		if err != nil {
+			return nil, err
+		}
+		added := false
+		for _, tid := range tids {
+			if opened[tid] {
+				continue
+			}
+			opened[tid] = true
+			added = true
+			if err := t.Open(tid, false); err != nil {
+				if errors.Is(err, ErrNoProcess) && tid != spec.Pid {
+					continue // a thread that ended meanwhile
+				}
+				return nil, err
+			}
+			ppid, comm := procStat(spec.Pid, tid)
+			t.AddRoot(spec.Pid, tid, ppid, comm)
+		}
+		if !added {
+			break
+		}
+	}
+	t.Start()
+	start := time.Now()
+
+	var timer <-chan time.Time
+	if spec.Duration > 0 {
+		tm := time.NewTimer(spec.Duration)
+		defer tm.Stop()
+		timer = tm.C
+	}
+	exited := make(chan struct{})
+	stopPoll := make(chan struct{})
+	defer close(stopPoll)
+	go func() {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			select {
+			case <-stopPoll:
+				return
+			default:
+			}
+			n, err := unix.Poll(fds, 100)
+			if err == nil && n > 0 {
+				close(exited)
+				return
+			}
+		}
+	}()
+	endedBy := ""
+	select {
+	case <-ctx.Done():
+		endedBy = "interrupt"
+	case <-timer:
+		endedBy = "duration"
+	case <-exited:
+		endedBy = "exit"
+	}
+	if err := t.Stop(); err != nil {
+		return nil, err
+	}
+	run, err := t.Result(spec.Threads)
+	if err != nil {
+		return nil, err
+	}
+	run.Trace.AttachedPid = spec.Pid
+	run.Trace.EndedBy = endedBy
+	if endedBy == "exit" {
+		run.Notes = append(run.Notes, fmt.Sprintf("process %d exited during the trace, %s after the attach", spec.Pid, report.FormatMs(float64(time.Since(start))/1e6)))
+	}
+	return run, nil
+}
+
+// procStat reads a task's parent pid and name from /proc; zero values when
+// the task is gone.
+func procStat(pid, tid int) (ppid int, comm string) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+	if err != nil {
+		return 0, ""
+	}
+	s := string(b)
+	// The name is in parentheses and may itself hold spaces and ')'.
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return 0, ""
+	}
+	comm = s[open+1 : closing]
+	fields := strings.Fields(s[closing+1:])
+	if len(fields) >= 2 {
+		ppid, _ = strconv.Atoi(fields[1])
+	}
+	return ppid, comm
+}

@@ -1,0 +1,221 @@
+package follow
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/perfevents"
+)
+
+// task is one thread the trace saw, from its records.
+type task struct {
+	pid, tid  int
+	ppid      int // the parent process (for a thread: its process's parent)
+	parentTid int // the task that created it; 0 for a root
+	root      int // index in Tracer.roots of the events it inherited
+	isRoot    bool
+	execSeen  bool
+	forked    bool // a FORK record (or the root's opening) was seen
+	comms     []string
+	startNs   uint64 // fork, exec of the command, or the attach
+	endNs     uint64
+	exited    bool
+
+	counters [3]uint64 // samples of the software fault events
+	// faults classify the task's faults in ring order, one stream per CPU
+	// ring: a copy is inferred from a fault and the allocation that
+	// follows it on the same CPU. A task moved to another CPU between a
+	// fault and its allocation (rare: the allocation would have to
+	// sleep) loses that one inference.
+	faults map[int]*experiment.TaskFaults
+	probes map[string]uint64
+}
+
+func (t *task) comm() string {
+	if len(t.comms) == 0 {
+		return "?"
+	}
+	return t.comms[len(t.comms)-1]
+}
+
+func (t *task) setComm(c string) {
+	if len(t.comms) == 0 || t.comms[len(t.comms)-1] != c {
+		t.comms = append(t.comms, c)
+	}
+}
+
+// taskLocked returns the task tid, creating it when its first record comes
+// before its FORK record (the two can be in different CPUs' rings).
+func (t *Tracer) taskLocked(pid, tid int) *task {
+	tk := t.tasks[tid]
+	if tk == nil {
+		tk = &task{pid: pid, tid: tid, root: -1, faults: map[int]*experiment.TaskFaults{}, probes: map[string]uint64{}}
+		t.tasks[tid] = tk
+	}
+	return tk
+}
+
+// AddRoot records a task the events were opened on directly, with what
+// /proc says about it (attach) or what cowtrace knows (run).
+func (t *Tracer) AddRoot(pid, tid, ppid int, comm string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tk := t.taskLocked(pid, tid)
+	tk.isRoot, tk.forked, tk.ppid = true, true, ppid
+	for i, r := range t.roots {
+		if r.tid == tid {
+			tk.root = i
+		}
+	}
+	if comm != "" && len(tk.comms) == 0 {
+		tk.comms = []string{comm}
+	}
+}
+
+// read consumes records until the deadline set by Stop.
+func (t *Tracer) read() error {
+	var rec perfevents.Record
+	var s perfevents.Sample
+	for {
+		err := t.reader.ReadInto(&rec)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+		var ev *TimelineEvent
+		t.mu.Lock()
+		ev, err = t.record(&rec, &s)
+		t.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if ev != nil && t.opt.Timeline != nil {
+			t.opt.Timeline(*ev)
+		}
+	}
+}
+
+// record applies one record; it returns the timeline event it makes, if any.
+func (t *Tracer) record(rec *perfevents.Record, s *perfevents.Sample) (*TimelineEvent, error) {
+	switch rec.Type {
+	case unix.PERF_RECORD_SAMPLE:
+		if len(rec.Data) < 8 {
+			return nil, fmt.Errorf("sample of %d bytes: %w", len(rec.Data), perfevents.ErrTruncated)
+		}
+		info, ok := t.ids[binary.NativeEndian.Uint64(rec.Data)]
+		if !ok {
+			return nil, nil
+		}
+		st := uint64(idType)
+		switch info.kind {
+		case kindFault, kindAlloc:
+			st = tpType
+		case kindProbe:
+			st = kprobeType
+		}
+		if err := perfevents.DecodeSample(rec.Data, st, s); err != nil {
+			return nil, err
+		}
+		tk := t.taskLocked(int(s.Pid), int(s.Tid))
+		switch info.kind {
+		case kindCounter:
+			tk.counters[info.counter]++
+		case kindFault:
+			addr, code, err := t.tp.Fault(s.Raw)
+			if err != nil {
+				return nil, err
+			}
+			if tk.faults[rec.Cookie] == nil {
+				tk.faults[rec.Cookie] = &experiment.TaskFaults{}
+			}
+			if tk.faults[rec.Cookie].Fault(addr, code) == experiment.FaultWP {
+				return t.timeline(tk, s.Time, "wp_fault", addr), nil
+			}
+		case kindAlloc:
+			if f := tk.faults[rec.Cookie]; f != nil {
+				if err := f.Alloc(t.tp, s.Raw); err != nil {
+					return nil, err
+				}
+			}
+		case kindProbe:
+			tk.probes[info.probe]++
+			return t.timeline(tk, s.Time, "kprobe:"+info.probe, s.IP), nil
+		}
+	case unix.PERF_RECORD_FORK:
+		pid, ppid, tid, ptid, tm, err := perfevents.DecodeFork(rec.Data)
+		if err != nil {
+			return nil, err
+		}
+		tk := t.taskLocked(int(pid), int(tid))
+		parent := t.taskLocked(int(ppid), int(ptid))
+		tk.forked, tk.parentTid, tk.startNs = true, int(ptid), tm
+		tk.ppid = int(ppid)
+		if pid == ppid {
+			tk.ppid = parent.ppid // a thread: its process's parent
+		}
+		tk.root = parent.root
+		if len(tk.comms) == 0 && len(parent.comms) > 0 {
+			// fork copies the name; a COMM record comes only on change.
+			tk.comms = []string{parent.comm()}
+		}
+	case unix.PERF_RECORD_EXIT:
+		pid, _, tid, _, tm, err := perfevents.DecodeFork(rec.Data)
+		if err != nil {
+			return nil, err
+		}
+		tk := t.taskLocked(int(pid), int(tid))
+		tk.exited, tk.endNs = true, tm
+	case unix.PERF_RECORD_COMM:
+		pid, tid, comm, err := perfevents.DecodeComm(rec.Data)
+		if err != nil {
+			return nil, err
+		}
+		tk := t.taskLocked(int(pid), int(tid))
+		if rec.Misc&unix.PERF_RECORD_MISC_COMM_EXEC != 0 && tk.isRoot && t.opt.StartAtExec && !tk.execSeen {
+			// The command's life starts at its exec, whose time only the
+			// sample_id trailer carries.
+			tk.execSeen = true
+			if tm, ok := trailerTime(rec.Data); ok {
+				tk.startNs = tm
+			}
+		}
+		tk.setComm(string(comm))
+	case unix.PERF_RECORD_LOST:
+		_, n, err := perfevents.DecodeLost(rec.Data)
+		if err != nil {
+			return nil, err
+		}
+		t.lost += n
+	case unix.PERF_RECORD_THROTTLE:
+		t.throttled++
+	}
+	return nil, nil
+}
+
+// trailerTime reads TIME from a record's sample_id trailer, which is
+// TID (8 bytes), TIME, IDENTIFIER for every event of the tracer: the time is
+// the 16 bytes before the end's last 8.
+func trailerTime(data []byte) (uint64, bool) {
+	if len(data) < 24 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint64(data[len(data)-16:]), true
+}
+
+func (t *Tracer) timeline(tk *task, tm uint64, event string, addr uint64) *TimelineEvent {
+	if t.opt.Timeline == nil {
+		return nil
+	}
+	var rel uint64
+	if tm > t.startNs {
+		rel = tm - t.startNs
+	}
+	return &TimelineEvent{TimeNs: rel, Pid: tk.pid, Tid: tk.tid, Comm: tk.comm(), Event: event, Address: addr}
+}
