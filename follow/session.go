@@ -114,6 +114,9 @@ type AttachSpec struct {
 	Pid      int
 	Duration time.Duration // 0: until ctx is cancelled or the process exits
 	Threads  bool
+	// Attached, when set, runs once every event is open and being read.
+	// Tests use it to make the process fork only after the attach.
+	Attached func()
 }
 
 // Attach follows a running process (every thread it has) and every task it
@@ -178,6 +181,9 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 	}
 	t.Start()
 	start := time.Now()
+	if spec.Attached != nil {
+		spec.Attached()
+	}
 
 	var timer <-chan time.Time
 	if spec.Duration > 0 {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -29,7 +31,7 @@ const gateFd = 3
 // its events on. An exec from another thread would take over the leader's
 // pid in a new task that has no events.
 func RunIfShim() {
-	if len(os.Args) < 4 || os.Args[1] != shimArg {
+	if len(os.Args) < 5 || os.Args[1] != shimArg {
 		return
 	}
 	runtime.LockOSThread()
@@ -51,13 +53,69 @@ func RunIfShim() {
 		break
 	}
 	unix.Close(gateFd)
-	path, argv := os.Args[2], os.Args[3:]
+	// The identity changes here, not when the shim is started: cowtrace's
+	// own binary need not be executable by the user CMD runs as.
+	if err := become(os.Args[2]); err != nil {
+		fmt.Fprintf(os.Stderr, "cowtrace: exec shim: %v\n", err)
+		os.Exit(126)
+	}
+	path, argv := os.Args[3], os.Args[4:]
 	err := syscall.Exec(path, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "cowtrace: exec %s: %v\n", path, err)
 	if errors.Is(err, syscall.ENOENT) {
 		os.Exit(127)
 	}
 	os.Exit(126)
+}
+
+// credArg encodes cred for the shim's command line: "-" for none, else
+// "uid:gid:group,group...".
+func credArg(cred *syscall.Credential) string {
+	if cred == nil {
+		return "-"
+	}
+	groups := make([]string, len(cred.Groups))
+	for i, g := range cred.Groups {
+		groups[i] = strconv.FormatUint(uint64(g), 10)
+	}
+	return fmt.Sprintf("%d:%d:%s", cred.Uid, cred.Gid, strings.Join(groups, ","))
+}
+
+// become takes the identity credArg encoded: groups, then gid, then uid,
+// the order in which each step is still allowed.
+func become(arg string) error {
+	if arg == "-" {
+		return nil
+	}
+	parts := strings.Split(arg, ":")
+	if len(parts) != 3 {
+		return fmt.Errorf("bad credential %q", arg)
+	}
+	uid, err1 := strconv.Atoi(parts[0])
+	gid, err2 := strconv.Atoi(parts[1])
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("bad credential %q: %w", arg, err)
+	}
+	groups := []int{}
+	if parts[2] != "" {
+		for _, g := range strings.Split(parts[2], ",") {
+			v, err := strconv.Atoi(g)
+			if err != nil {
+				return fmt.Errorf("bad credential %q: %w", arg, err)
+			}
+			groups = append(groups, v)
+		}
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	return nil
 }
 
 // Command is a command started behind a gate: it exists (so that events can
@@ -88,13 +146,10 @@ func StartGated(path string, argv []string, cred *syscall.Credential, stdio Stdi
 		return nil, err
 	}
 	defer r.Close()
-	cmd := exec.Command(self, append([]string{shimArg, path}, argv...)...)
+	cmd := exec.Command(self, append([]string{shimArg, credArg(cred), path}, argv...)...)
 	cmd.Stdin = stdio.Stdin
 	cmd.Stdout, cmd.Stderr = stdio.Stdout, stdio.Stderr
 	cmd.ExtraFiles = []*os.File{r}
-	if cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("start exec shim: %w", err)

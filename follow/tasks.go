@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -217,5 +218,21 @@ func (t *Tracer) timeline(tk *task, tm uint64, event string, addr uint64) *Timel
 	if tm > t.startNs {
 		rel = tm - t.startNs
 	}
-	return &TimelineEvent{TimeNs: rel, Pid: tk.pid, Tid: tk.tid, Comm: tk.comm(), Event: event, Address: addr}
+	return &TimelineEvent{TimeNs: rel, Pid: tk.pid, Tid: tk.tid, Comm: t.liveComm(tk), Event: event, Address: addr}
+}
+
+// liveComm names a task for the timeline. Its FORK or COMM record may still
+// be unread in another CPU's ring; then its process's leader, or /proc while
+// the task lives, says what it is called.
+func (t *Tracer) liveComm(tk *task) string {
+	if len(tk.comms) > 0 {
+		return tk.comm()
+	}
+	if l := t.tasks[tk.pid]; l != nil && len(l.comms) > 0 {
+		return l.comm()
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", tk.pid, tk.tid)); err == nil {
+		return strings.TrimSuffix(string(b), "\n")
+	}
+	return "?"
 }

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"os/user"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"github.com/cowtrace/cowtrace/experiment"
@@ -138,6 +139,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if fs.NArg() == 0 {
 		return usagef("run: no command (usage: cowtrace run [flags] -- CMD [ARGS...])")
 	}
+	// The command's output and the timeline share stdout. When it is not
+	// a file, os/exec copies the command's output into it from another
+	// goroutine, and the two must take turns.
+	if _, ok := stdout.(*os.File); !ok {
+		stdout = &lockedWriter{w: stdout}
+	}
 	opt, f, err := tf.options(stdout)
 	if err != nil {
 		return err
@@ -219,4 +226,18 @@ func commandCredential(name string, keepRoot bool) (*syscall.Credential, error) 
 		}
 	}
 	return cred, nil
+}
+
+// lockedWriter serialises writes. It has no ReadFrom on purpose: a
+// bytes.Buffer's ReadFrom keeps a slice of the buffer across the read and
+// would drop what another goroutine wrote meanwhile.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

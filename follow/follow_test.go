@@ -1,0 +1,373 @@
+package follow
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// The shim must take over during init (see RunIfShim).
+func init() { RunIfShim() }
+
+func TestParseCPUList(t *testing.T) {
+	for in, want := range map[string][]int{
+		"0":       {0},
+		"0-1":     {0, 1},
+		"0-2,5,7": {0, 1, 2, 5, 7},
+	} {
+		got, err := parseCPUList(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("parseCPUList(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "a", "3-1", "0-"} {
+		if _, err := parseCPUList(bad); err == nil {
+			t.Errorf("parseCPUList(%q) accepted", bad)
+		}
+	}
+}
+
+func TestProcStat(t *testing.T) {
+	ppid, comm := procStat(os.Getpid(), os.Getpid())
+	if ppid != os.Getppid() || comm == "" {
+		t.Errorf("procStat(self) = %d, %q; want ppid %d and a name", ppid, comm, os.Getppid())
+	}
+}
+
+// requireTracing skips unless this machine can run the tracer with the
+// fault tracepoint.
+func requireTracing(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("kernel test (-short)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (perf_event_open on other tasks, tracefs)")
+	}
+	tp, err := experiment.DetectTracepoints()
+	if err != nil {
+		t.Skipf("tracepoints: %v", err)
+	}
+	defer tp.Close()
+	if _, ok := tp.FaultID(); !ok {
+		t.Skip("no exceptions:page_fault_user tracepoint (x86 only)")
+	}
+}
+
+// buildC compiles testdata/NAME.c; tests that need it skip without gcc.
+func buildC(t *testing.T, name string) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc is not installed (apt-get install gcc libc6-dev)")
+	}
+	out := filepath.Join(t.TempDir(), name)
+	b, err := exec.Command(gcc, "-O1", "-Wall", "-o", out, filepath.Join("..", "testdata", name+".c")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gcc %s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+func runTraced(t *testing.T, argv []string, sigs <-chan os.Signal) *report.Run {
+	t.Helper()
+	run, err := Run(context.Background(), Options{KprobeMethod: experiment.KprobeNone},
+		RunSpec{Path: argv[0], Argv: argv, Stdio: Stdio{Stdout: io.Discard, Stderr: io.Discard}, Signals: sigs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.LostRecords != 0 {
+		t.Errorf("%d records lost", run.LostRecords)
+	}
+	return run
+}
+
+// seedRows runs testdata/cow_seed and returns the parent, the reader (forked
+// first) and the writer.
+func seedRows(t *testing.T, run *report.Run) (parent, reader, writer *report.Process) {
+	t.Helper()
+	if len(run.Processes) != 3 {
+		t.Fatalf("%d rows, want 3: %+v", len(run.Processes), run.Processes)
+	}
+	parent, reader, writer = &run.Processes[0], &run.Processes[1], &run.Processes[2]
+	if parent.Role != "command" || parent.Depth != 0 || !parent.Exited {
+		t.Errorf("first row %+v %+v: want the exited command at depth 0", parent, parent.Lineage)
+	}
+	for _, c := range []*report.Process{reader, writer} {
+		if c.Role != "child" || c.Ppid != parent.Pid || c.Depth != 1 || !c.Exited || c.Comm != "cow_seed" {
+			t.Errorf("child row %+v %+v: want an exited cow_seed child of %d at depth 1", c, c.Lineage, parent.Pid)
+		}
+	}
+	if reader.Pid > writer.Pid {
+		t.Errorf("reader %d forked after writer %d?", reader.Pid, writer.Pid)
+	}
+	return parent, reader, writer
+}
+
+// TestRunSeedProgram: the seed's program, whose writer child writes one byte
+// into each of 1000 blocks it shares with its parent: the experiment counts
+// 1000 write-protect faults for it and none for the reader; here libc adds a
+// handful to both.
+func TestRunSeedProgram(t *testing.T) {
+	requireTracing(t)
+	prog := buildC(t, "cow_seed")
+	run := runTraced(t, []string{prog}, nil)
+	_, reader, writer := seedRows(t, run)
+	t.Logf("reader: %d page faults, %d wp faults, %d copies; writer: %d page faults, %d wp faults, %d copies",
+		*reader.PageFaults, *reader.WPFaults, *reader.Copies, *writer.PageFaults, *writer.WPFaults, *writer.Copies)
+	if w := *writer.WPFaults; w < 1000 || w > 1030 {
+		t.Errorf("writer: %d wp faults, want 1000 + a handful", w)
+	}
+	if r := *reader.WPFaults; r > 30 {
+		t.Errorf("reader: %d wp faults, want a handful", r)
+	}
+	if c := *writer.Copies; c < 1000 || c > *writer.WPFaults {
+		t.Errorf("writer: %d inferred copies, want 1000..%d", c, *writer.WPFaults)
+	}
+	if pf := *writer.PageFaults; pf < *writer.WPFaults || pf > *writer.WPFaults+60 {
+		t.Errorf("writer: %d page faults for %d wp faults", pf, *writer.WPFaults)
+	}
+	if *run.Trace.ExitCode != 0 {
+		t.Errorf("exit code %d", *run.Trace.ExitCode)
+	}
+}
+
+// TestRunTree: 50 children that live about a millisecond each; child k
+// writes k pages it shares with its parent. Exact attribution shows as a
+// baseline (libc's and the stack's faults) that is the same for every child.
+func TestRunTree(t *testing.T) {
+	requireTracing(t)
+	prog := buildC(t, "cow_tree")
+	run := runTraced(t, []string{prog, "50", "7"}, nil)
+	if len(run.Processes) != 51 {
+		t.Fatalf("%d rows, want 51", len(run.Processes))
+	}
+	if *run.Trace.ExitCode != 7 {
+		t.Errorf("exit code %d, want 7", *run.Trace.ExitCode)
+	}
+	root := run.Processes[0]
+	pids := map[int]bool{}
+	var wpBase, pfBase uint64
+	for k, p := range run.Processes[1:] {
+		pages := uint64(k + 1)
+		if p.Ppid != root.Pid || p.Depth != 1 || !p.Exited || pids[p.Pid] {
+			t.Errorf("child %d: %+v %+v", k+1, p, p.Lineage)
+		}
+		pids[p.Pid] = true
+		wp, pf := *p.WPFaults, *p.PageFaults
+		if wp < pages || pf < pages {
+			t.Fatalf("child %d (pid %d) wrote %d pages: %d wp faults, %d page faults", k+1, p.Pid, pages, wp, pf)
+		}
+		if k == 0 {
+			wpBase, pfBase = wp-pages, pf-pages
+			t.Logf("baseline per child: %d wp faults, %d page faults", wpBase, pfBase)
+			continue
+		}
+		if wp-pages != wpBase || pf-pages != pfBase {
+			t.Errorf("child %d (pid %d, %d pages): %d wp faults, %d page faults; every other child: pages + %d, pages + %d",
+				k+1, p.Pid, pages, wp, pf, wpBase, pfBase)
+		}
+	}
+	if wpBase > 16 {
+		t.Errorf("baseline of %d wp faults per child is not a handful", wpBase)
+	}
+}
+
+// TestRunForwardsSignals: a SIGTERM given to cowtrace reaches the command,
+// whose death by it becomes the exit status.
+func TestRunForwardsSignals(t *testing.T) {
+	requireTracing(t)
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep(1)")
+	}
+	sigs := make(chan os.Signal, 1)
+	sigs <- syscall.SIGTERM
+	start := time.Now()
+	run := runTraced(t, []string{sleep, "30"}, sigs)
+	if got := *run.Trace.ExitCode; got != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit code %d, want %d", got, 128+int(syscall.SIGTERM))
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %v: the signal was not forwarded", d)
+	}
+}
+
+// TestAttach: a process that forks only after the attach; its children are
+// seen, each with its own faults, and its exit ends the trace.
+func TestAttach(t *testing.T) {
+	requireTracing(t)
+	prog := buildC(t, "cow_fork_later")
+	cmd := exec.Command(prog, "4")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer in.Close()
+
+	run, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeNone}, AttachSpec{
+		Pid: cmd.Process.Pid,
+		Attached: func() {
+			// One byte: fork the children; then EOF: exit.
+			in.Write([]byte{1})
+			in.Close()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Trace.EndedBy != "exit" || run.Trace.AttachedPid != cmd.Process.Pid {
+		t.Errorf("trace %+v: want ended by the process's exit", run.Trace)
+	}
+	if len(run.Notes) == 0 {
+		t.Errorf("no note says that the process exited")
+	}
+	if len(run.Processes) != 5 {
+		t.Fatalf("%d rows, want the process and 4 children: %+v", len(run.Processes), run.Processes)
+	}
+	root := run.Processes[0]
+	if root.Role != "attached" || root.Pid != cmd.Process.Pid || root.Ppid != os.Getpid() {
+		t.Errorf("first row %+v %+v", root, root.Lineage)
+	}
+	var base uint64
+	for k, p := range run.Processes[1:] {
+		pages := uint64(k + 1)
+		if p.Ppid != root.Pid || !p.Exited || *p.WPFaults < pages {
+			t.Fatalf("child %d: %+v %+v wp %d", k+1, p, p.Lineage, *p.WPFaults)
+		}
+		if k == 0 {
+			base = *p.WPFaults - pages
+		} else if *p.WPFaults-pages != base {
+			t.Errorf("child %d: %d wp faults for %d pages; child 1 had pages + %d", k+1, *p.WPFaults, pages, base)
+		}
+	}
+}
+
+// TestAttachInterrupted: cancelling ends the trace with the results so far;
+// the process, still running, is listed as such.
+func TestAttachInterrupted(t *testing.T) {
+	requireTracing(t)
+	prog := buildC(t, "cow_fork_later")
+	cmd := exec.Command(prog, "1")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer in.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	run, err := Attach(ctx, Options{KprobeMethod: experiment.KprobeNone}, AttachSpec{Pid: cmd.Process.Pid, Attached: cancel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Trace.EndedBy != "interrupt" || !reflect.DeepEqual(run.Trace.StillRunning, []int{cmd.Process.Pid}) {
+		t.Errorf("trace %+v: want ended by interrupt with %d still running", run.Trace, cmd.Process.Pid)
+	}
+	if len(run.Processes) != 1 || run.Processes[0].Exited {
+		t.Errorf("rows %+v: want the one running process", run.Processes)
+	}
+}
+
+func TestAttachNoProcess(t *testing.T) {
+	requireTracing(t)
+	// A pid that existed and is gone (reaped).
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("true: %v", err)
+	}
+	_, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeNone}, AttachSpec{Pid: cmd.Process.Pid})
+	if !errors.Is(err, ErrNoProcess) {
+		t.Errorf("attach to a gone pid: %v, want ErrNoProcess", err)
+	}
+}
+
+// perfFaults runs prog under `perf record -e exceptions:page_fault_user` and
+// returns, per pid in ascending order, all its user faults and its
+// write-protect faults (error code 0x7).
+func perfFaults(t *testing.T, perf, prog string) (pids []int, total, wp map[int]uint64) {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "perf.data")
+	rec := exec.Command(perf, "record", "-q", "-o", data, "-e", "exceptions:page_fault_user", "--", prog)
+	if b, err := rec.CombinedOutput(); err != nil {
+		t.Skipf("perf record: %v\n%s", err, b)
+	}
+	out, err := exec.Command(perf, "script", "-i", data, "-F", "pid,trace").Output()
+	if err != nil {
+		t.Fatalf("perf script: %v", err)
+	}
+	total, wp = map[int]uint64{}, map[int]uint64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		pid, err := strconv.Atoi(f[0])
+		if err != nil {
+			continue
+		}
+		if total[pid] == 0 {
+			pids = append(pids, pid)
+		}
+		total[pid]++
+		if f[len(f)-1] == "error_code=0x7" {
+			wp[pid]++
+		}
+	}
+	sort.Ints(pids)
+	return pids, total, wp
+}
+
+// TestRunMatchesPerf: the same program under perf record, faults grouped
+// by pid, gives the same rows (the processes are matched by fork order).
+func TestRunMatchesPerf(t *testing.T) {
+	requireTracing(t)
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		t.Skip("perf is not installed (apt-get install linux-perf)")
+	}
+	prog := buildC(t, "cow_seed")
+	pids, total, wp := perfFaults(t, perf, prog)
+	if len(pids) != 3 {
+		t.Fatalf("perf saw faults of %d pids, want 3", len(pids))
+	}
+	run := runTraced(t, []string{prog}, nil)
+	parent, reader, writer := seedRows(t, run)
+	for i, p := range []*report.Process{parent, reader, writer} {
+		pp := pids[i]
+		ours, theirs := p.Outside.Total(), total[pp]
+		t.Logf("%s: cowtrace %d faults, %d wp; perf %d faults, %d wp", []string{"parent", "reader", "writer"}[i], ours, *p.WPFaults, theirs, wp[pp])
+		if diff(*p.WPFaults, wp[pp]) > 3 {
+			t.Errorf("pid %d: %d wp faults; perf saw %d", p.Pid, *p.WPFaults, wp[pp])
+		}
+		if diff(ours, theirs) > 10+theirs/200 {
+			t.Errorf("pid %d: %d faults; perf saw %d", p.Pid, ours, theirs)
+		}
+	}
+}
+
+func diff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
