@@ -66,6 +66,8 @@ type tool struct {
 type workloadArgs struct {
 	self, cowtrace, tmp string
 	blocks              int
+	// other is a second cowtrace binary (-compare), to measure a change.
+	other string
 }
 
 func (w workloadArgs) untraced() []string {
@@ -79,7 +81,7 @@ func (w workloadArgs) cowtraceArgs(mode string) []string {
 
 const bpftraceProgram = `tracepoint:exceptions:page_fault_user /args->error_code == 7/ { @[pid] = count(); }`
 
-func tools(names string) ([]*tool, error) {
+func tools(names string, compare bool) ([]*tool, error) {
 	all := []*tool{
 		{name: "untraced", argv: workloadArgs.untraced},
 		{name: "cowtrace --mode count", argv: func(w workloadArgs) []string { return w.cowtraceArgs("count") },
@@ -95,6 +97,16 @@ func tools(names string) ([]*tool, error) {
 		{name: "bpftrace (error_code == 7 by pid, in kernel)", argv: func(w workloadArgs) []string {
 			return []string{"bpftrace", "-e", bpftraceProgram, "-c", strings.Join(w.untraced(), " ")}
 		}, check: checkBpftrace},
+	}
+	if compare {
+		for _, mode := range []string{"count", "classify"} {
+			all = append(all, &tool{name: "-compare cowtrace --mode " + mode, check: checkCowtrace,
+				argv: func(w workloadArgs) []string {
+					a := w.cowtraceArgs(mode)
+					a[0] = w.other
+					return a
+				}})
+		}
 	}
 	if names == "" {
 		return all, nil
@@ -120,6 +132,7 @@ func run() error {
 	only := flag.String("tools", "", "comma-separated name prefixes of the tools to run (default all; untraced always runs)")
 	startRounds := flag.Int("startup-rounds", 20, "interleaved rounds of the start-up measurement")
 	prebuilt := flag.String("cowtrace", "", "a cowtrace binary to measure (default: build ./cmd/cowtrace statically)")
+	other := flag.String("compare", "", "a second cowtrace binary to measure in the same rounds (before/after a change)")
 	flag.Parse()
 	if *rounds < 1 || *blocks < 1 {
 		return fmt.Errorf("-rounds and -blocks must be positive")
@@ -127,12 +140,12 @@ func run() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: cowtrace, perf and bpftrace open tracepoints on other processes")
 	}
-	ts, err := tools(*only)
+	ts, err := tools(*only, *other != "")
 	if err != nil {
 		return err
 	}
 	for _, t := range ts {
-		if a := t.argv(workloadArgs{}); !strings.HasPrefix(t.name, "untraced") && !strings.HasPrefix(t.name, "cowtrace") {
+		if a := t.argv(workloadArgs{}); strings.HasPrefix(t.name, "perf") || strings.HasPrefix(t.name, "bpftrace") {
 			if _, err := exec.LookPath(a[0]); err != nil {
 				return fmt.Errorf("%s is not installed (apt-get install -y linux-perf bpftrace)", a[0])
 			}
@@ -164,7 +177,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	w := workloadArgs{self: self, cowtrace: cow, tmp: tmp, blocks: *blocks}
+	w := workloadArgs{self: self, cowtrace: cow, tmp: tmp, blocks: *blocks, other: *other}
+	if *other != "" {
+		if w.other, err = filepath.Abs(*other); err != nil {
+			return err
+		}
+	}
 
 	loadStart := loadavg()
 	var loads []float64

@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -16,10 +17,12 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
-// sampleType is the smallest sample that answers the question: the event's
-// identifier (fault or allocation, both in one ring) and the tracepoint's raw
-// fields. Events are per task, so no pid, tid, time or CPU is needed.
-const sampleType = unix.PERF_SAMPLE_IDENTIFIER | unix.PERF_SAMPLE_RAW
+// sampleType is the smallest sample that answers the question: the
+// tracepoint's raw fields. Events are per task, so no pid, tid, time or CPU
+// is needed, and no identifier either: the raw record starts with the
+// tracepoint's common_type, its tracefs id, which tells a fault from an
+// allocation in the ring they share.
+const sampleType = unix.PERF_SAMPLE_RAW
 
 // ringPages is each task's ring: 512 KiB, the perf tool's default. The
 // reader drains it while the workload runs; lost records are counted.
@@ -36,19 +39,22 @@ type tracer struct {
 	// allocFilter is count mode's filter of copy-shaped allocations.
 	allocFilter string
 
-	mu       sync.Mutex
-	procs    []*proc
-	streams  []*taskStream // by ring cookie
-	faultID  map[uint64]bool
-	kfaultID map[uint64]bool
-	allocID  map[uint64]bool
-	region   report.Region
+	mu      sync.Mutex
+	procs   []*proc
+	streams []*taskStream // by ring cookie
+	region  report.Region
 	// probeErrs remembers why a function could not be probed, once.
 	probeErrs map[string]error
 
 	// readDone is closed when readLoop returns, with its error in readErr.
 	readDone chan struct{}
 	readErr  error
+
+	// The reader goroutine's own: the stream of the ring it reads, and
+	// the region as it was when it looked up that stream.
+	cur       *taskStream
+	curCookie int
+	curRegion report.Region
 }
 
 // proc is one row: a process and the events on each of its tasks.
@@ -101,7 +107,6 @@ var counterKinds = []struct {
 
 func newTracer(caps *capabilities, kp kprober, probeFns []string, mode Mode) (*tracer, error) {
 	t := &tracer{caps: caps, kp: kp, probeFns: probeFns, mode: mode,
-		faultID: map[uint64]bool{}, kfaultID: map[uint64]bool{}, allocID: map[uint64]bool{},
 		probeErrs: map[string]error{}}
 	if caps.fault != nil && mode != ModeCount {
 		if err := t.startSampling(); err != nil {
@@ -189,7 +194,6 @@ func (t *tracer) openSampled(p *proc, te *taskEvents) error {
 	t.mu.Lock()
 	cookie := len(t.streams)
 	t.streams = append(t.streams, &taskStream{counts: &p.counts})
-	t.faultID[ev.ID()] = true
 	t.mu.Unlock()
 	// The kernel redirects output only into a ring that is already mapped.
 	if err := t.reader.Add(ev.FD(), ringPages, cookie); err != nil {
@@ -201,9 +205,6 @@ func (t *tracer) openSampled(p *proc, te *taskEvents) error {
 			return err
 		}
 		te.kfault = k
-		t.mu.Lock()
-		t.kfaultID[k.ID()] = true
-		t.mu.Unlock()
 		if err := k.SetOutput(ev); err != nil {
 			return err
 		}
@@ -216,9 +217,11 @@ func (t *tracer) openSampled(p *proc, te *taskEvents) error {
 		return err
 	}
 	te.alloc = a
-	t.mu.Lock()
-	t.allocID[a.ID()] = true
-	t.mu.Unlock()
+	// Only allocations that can be a copy matter to the inference (see
+	// copyAlloc.match); the kernel drops the zeroed ones, every first
+	// write's, before they cost a record. A refused filter changes nothing
+	// but the ring's traffic.
+	_ = a.SetFilter(fmt.Sprintf("order == 0 && !(gfp_flags & %#x)", t.caps.alloc.rule.zero))
 	return a.SetOutput(ev)
 }
 
@@ -262,21 +265,30 @@ func (t *tracer) read() error {
 	}
 }
 
-// handle accounts one record of a task's ring.
+// handle accounts one record of a task's ring. It runs once per fault and
+// once per allocation, so it takes the tracer's lock only when the records
+// move on to another ring (the reader drains one ring at a time).
 func (t *tracer) handle(rec *perfevents.Record, s *perfevents.Sample) error {
 	fault, kfault, alloc := t.caps.fault, t.caps.kfault, t.caps.alloc
-	t.mu.Lock()
-	st := t.streams[rec.Cookie]
-	region := t.region
-	isFault, isKfault, isAlloc := false, false, false
+	if t.cur == nil || rec.Cookie != t.curCookie {
+		t.mu.Lock()
+		t.cur, t.curCookie, t.curRegion = t.streams[rec.Cookie], rec.Cookie, t.region
+		t.mu.Unlock()
+	}
+	st, region := t.cur, t.curRegion
+	var tp uint64
 	if rec.Type == unix.PERF_RECORD_SAMPLE {
 		if err := perfevents.DecodeSample(rec.Data, sampleType, s); err != nil {
-			t.mu.Unlock()
 			return err
 		}
-		isFault, isKfault, isAlloc = t.faultID[s.Identifier], t.kfaultID[s.Identifier], t.allocID[s.Identifier]
+		if len(s.Raw) < 2 {
+			return fmt.Errorf("tracepoint sample of %d bytes", len(s.Raw))
+		}
+		tp = uint64(binary.NativeEndian.Uint16(s.Raw))
 	}
-	t.mu.Unlock()
+	isFault := tp == fault.id
+	isKfault := kfault != nil && tp == kfault.id
+	isAlloc := alloc != nil && tp == alloc.id
 
 	switch rec.Type {
 	case unix.PERF_RECORD_SAMPLE:

@@ -11,17 +11,17 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
-// sampleRecord builds a PERF_RECORD_SAMPLE body of sampleType for event id,
-// with a raw tracepoint payload of rawSize bytes whose fields are set.
-func sampleRecord(id uint64, rawSize int, set func(raw []byte)) perfevents.Record {
+// sampleRecord builds a PERF_RECORD_SAMPLE body of sampleType for
+// tracepoint tp, with a raw payload of rawSize bytes whose fields are set.
+func sampleRecord(tp uint64, rawSize int, set func(raw []byte)) perfevents.Record {
 	raw := make([]byte, rawSize)
+	binary.NativeEndian.PutUint16(raw, uint16(tp)) // common_type
 	set(raw)
 	// u32 size + raw, padded so that they end on 8 bytes, as the kernel does.
 	padded := (4 + rawSize + 7) &^ 7
-	data := make([]byte, 8+padded)
-	binary.NativeEndian.PutUint64(data, id)
-	binary.NativeEndian.PutUint32(data[8:], uint32(padded-4))
-	copy(data[12:], raw)
+	data := make([]byte, padded)
+	binary.NativeEndian.PutUint32(data, uint32(padded-4))
+	copy(data[4:], raw)
 	return perfevents.Record{Type: unix.PERF_RECORD_SAMPLE, Data: data}
 }
 
@@ -50,18 +50,17 @@ func BenchmarkTracerHandle(b *testing.B) {
 	if caps.fault == nil || caps.alloc == nil {
 		b.Skipf("needs exceptions:page_fault_user and kmem:mm_page_alloc: %v", caps.unavailable)
 	}
-	t := &tracer{caps: caps, mode: ModeClassify,
-		faultID: map[uint64]bool{11: true}, kfaultID: map[uint64]bool{12: true}, allocID: map[uint64]bool{13: true}}
+	t := &tracer{caps: caps, mode: ModeClassify}
 	var counts processCounts
 	t.streams = []*taskStream{{counts: &counts}}
 	t.region = report.Region{Start: 0x7f0000000000, Length: 1 << 30}
 
 	const rawSize = 64 // larger than either tracepoint's payload
-	fault := sampleRecord(11, rawSize, func(raw []byte) {
+	fault := sampleRecord(caps.fault.id, rawSize, func(raw []byte) {
 		putField(raw, caps.fault.address, 0x7f0000001000)
 		putField(raw, caps.fault.errorCode, 7)
 	})
-	alloc := sampleRecord(13, rawSize, func(raw []byte) {
+	alloc := sampleRecord(caps.alloc.id, rawSize, func(raw []byte) {
 		putField(raw, caps.alloc.order, 0)
 		putField(raw, caps.alloc.gfp, caps.alloc.rule.highuserMovable)
 	})
