@@ -371,3 +371,36 @@ func diff(a, b uint64) uint64 {
 	}
 	return b - a
 }
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestNoLeftovers: a run and an attach close every descriptor they opened
+// (perf events, rings' epoll and eventfd, pidfd, pipes).
+func TestNoLeftovers(t *testing.T) {
+	requireTracing(t)
+	prog := buildC(t, "cow_tree")
+	before := openFDs(t)
+	runTraced(t, []string{prog, "3"}, nil)
+	cmd := exec.Command("sleep", "5")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("sleep: %v", err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	if _, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeNone},
+		AttachSpec{Pid: cmd.Process.Pid, Duration: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open before, %d after", before, after)
+	}
+}

@@ -125,6 +125,7 @@ func (t *Tracer) Result(threads bool) (*report.Run, error) {
 	for _, p := range top {
 		walk(p, 0)
 	}
+	run.Notes = append(run.Notes, "page faults, minor, major: every event of the software counters is sampled with its thread id, which attributes it to its task whatever the kernel does with inherited event contexts")
 	if run.LostRecords > 0 {
 		run.Notes = append(run.Notes, fmt.Sprintf("the kernel dropped %d records (a ring was full): fault, copy and probe counts are lower bounds, and a lost FORK or EXIT blurs the tree", run.LostRecords))
 	}
@@ -236,9 +237,9 @@ func (t *Tracer) samples(row *report.Process, tasks []*task) {
 }
 
 func (t *Tracer) fillMethods(m map[string]string) {
-	m["page_faults"] = "counter:page-faults (every event sampled with its tid)"
-	m["minor_faults"] = "counter:minor-faults (every event sampled with its tid)"
-	m["major_faults"] = "counter:major-faults (every event sampled with its tid)"
+	m["page_faults"] = "counter:page-faults"
+	m["minor_faults"] = "counter:minor-faults"
+	m["major_faults"] = "counter:major-faults"
 	_, haveFault := t.tp.FaultID()
 	_, haveAlloc := t.tp.AllocID()
 	if haveFault {
