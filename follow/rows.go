@@ -57,6 +57,7 @@ func (t *Tracer) Result(threads bool) (*report.Run, error) {
 			tk.startNs = t.startNs
 		}
 	}
+	t.settleNames()
 	procs := map[int]*process{}
 	for _, tk := range t.tasks {
 		p := procs[tk.pid]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -21,9 +22,10 @@ type task struct {
 	root      int // index in Tracer.roots of the events it inherited
 	isRoot    bool
 	execSeen  bool
-	forked    bool // a FORK record (or the root's opening) was seen
-	comms     []string
-	startNs   uint64 // fork, exec of the command, or the attach
+	forked    bool        // a FORK record (or the root's opening) was seen
+	comms     []string    // names in the order they were read (see names)
+	commAt    []commEvent // the same with their times, for names
+	startNs   uint64      // fork, exec of the command, or the attach
 	endNs     uint64
 	exited    bool
 
@@ -35,6 +37,12 @@ type task struct {
 	// sleep) loses that one inference.
 	faults map[int]*experiment.TaskFaults
 	probes map[string]uint64
+}
+
+// commEvent is a name a task took (exec, prctl) and when.
+type commEvent struct {
+	ns   uint64
+	name string
 }
 
 func (t *task) comm() string {
@@ -75,6 +83,7 @@ func (t *Tracer) AddRoot(pid, tid, ppid int, comm string) {
 	}
 	if comm != "" && len(tk.comms) == 0 {
 		tk.comms = []string{comm}
+		tk.commAt = []commEvent{{ns: 0, name: comm}}
 	}
 }
 
@@ -162,10 +171,6 @@ func (t *Tracer) record(rec *perfevents.Record, s *perfevents.Sample) (*Timeline
 			tk.ppid = parent.ppid // a thread: its process's parent
 		}
 		tk.root = parent.root
-		if len(tk.comms) == 0 && len(parent.comms) > 0 {
-			// fork copies the name; a COMM record comes only on change.
-			tk.comms = []string{parent.comm()}
-		}
 	case unix.PERF_RECORD_EXIT:
 		pid, _, tid, _, tm, err := perfevents.DecodeFork(rec.Data)
 		if err != nil {
@@ -187,7 +192,9 @@ func (t *Tracer) record(rec *perfevents.Record, s *perfevents.Sample) (*Timeline
 				tk.startNs = tm
 			}
 		}
+		tm, _ := trailerTime(rec.Data)
 		tk.setComm(string(comm))
+		tk.commAt = append(tk.commAt, commEvent{ns: tm, name: string(comm)})
 	case unix.PERF_RECORD_LOST:
 		_, n, err := perfevents.DecodeLost(rec.Data)
 		if err != nil {
@@ -235,4 +242,54 @@ func (t *Tracer) liveComm(tk *task) string {
 		return strings.TrimSuffix(string(b), "\n")
 	}
 	return "?"
+}
+
+// settleNames puts every task's names in time order, once all records are
+// read: COMM records of one task can sit in two CPUs' rings and be read out
+// of order, and a task's first name is its parent's name when it forked
+// (fork copies it; a COMM record comes only when it changes), which may be
+// read after the task's own first records.
+func (t *Tracer) settleNames() {
+	done := map[*task]bool{}
+	var settle func(tk *task, depth int)
+	settle = func(tk *task, depth int) {
+		if done[tk] {
+			return
+		}
+		done[tk] = true
+		sort.SliceStable(tk.commAt, func(i, j int) bool { return tk.commAt[i].ns < tk.commAt[j].ns })
+		var names []string
+		if p := t.tasks[tk.parentTid]; p != nil && p != tk && !tk.isRoot && depth < 1000 {
+			settle(p, depth+1)
+			if n := p.nameAt(tk.startNs); n != "" {
+				names = append(names, n)
+			}
+		}
+		for _, c := range tk.commAt {
+			if len(names) == 0 || names[len(names)-1] != c.name {
+				names = append(names, c.name)
+			}
+		}
+		if len(names) > 0 {
+			tk.comms = names
+		}
+	}
+	for _, tk := range t.tasks {
+		settle(tk, 0)
+	}
+}
+
+// nameAt is the task's name at time ns, once settled.
+func (tk *task) nameAt(ns uint64) string {
+	name := ""
+	if len(tk.comms) > 0 {
+		name = tk.comms[0]
+	}
+	for _, c := range tk.commAt {
+		if c.ns > ns {
+			break
+		}
+		name = c.name
+	}
+	return name
 }
