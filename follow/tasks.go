@@ -171,6 +171,11 @@ func (t *Tracer) record(rec *perfevents.Record, s *perfevents.Sample) (*Timeline
 			tk.ppid = parent.ppid // a thread: its process's parent
 		}
 		tk.root = parent.root
+		if len(tk.comms) == 0 && len(parent.comms) > 0 {
+			// fork copies the name (a COMM record comes only when it
+			// changes); settleNames checks it against the times.
+			tk.comms = []string{parent.comm()}
+		}
 	case unix.PERF_RECORD_EXIT:
 		pid, _, tid, _, tm, err := perfevents.DecodeFork(rec.Data)
 		if err != nil {
