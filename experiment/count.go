@@ -176,7 +176,7 @@ func (t *tracer) countedRow(r *report.Process, p *proc) error {
 			if ev == nil {
 				continue
 			}
-			v, err := ev.Count()
+			v, err := t.count(ev)
 			if err != nil {
 				return err
 			}

@@ -140,7 +140,12 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 			}
 			return nil
 		},
-		parentDone: func(workload.Message) error { return tr.closeWindow(parent) },
+		parentDone: func(workload.Message) error {
+			if err := tr.closeWindow(parent); err != nil {
+				return err
+			}
+			return tr.conclude()
+		},
 		childDone: func(m workload.Message) error {
 			x.childDone(roleName(opt.Workload.Children, m.Child), m)
 			return nil

@@ -55,6 +55,11 @@ type tracer struct {
 	cur       *taskStream
 	curCookie int
 	curRegion report.Region
+
+	// snap holds every count once conclude has read them; closing is
+	// closed when conclude's closing of the events is done.
+	snap    map[*perfevents.Event]uint64
+	closing chan struct{}
 }
 
 // proc is one row: a process and the events on each of its tasks.
@@ -336,14 +341,70 @@ func (t *tracer) finish() error {
 	return t.readErr
 }
 
-// close closes every event and the reader. It must run before kprobe_events
-// entries are removed: the kernel refuses to remove a probe that is open.
-func (t *tracer) close() {
+// conclude ends the measurement once every traced process is done (the
+// children have exited, the parent waits at its last gate with its events
+// disabled): it drains the rings, reads every counter, and closes the events
+// in the background. Closing the last event of a tracepoint (or a kprobe)
+// makes the kernel unregister it and wait for an RCU grace period, tens of
+// milliseconds each, one after the other under the kernel's event_mutex;
+// started here, that wait overlaps the worker's exit (freeing its memory)
+// instead of following it.
+func (t *tracer) conclude() error {
+	if err := t.finish(); err != nil {
+		return fmt.Errorf("read ring buffers: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.snap = map[*perfevents.Event]uint64{}
+	var evs []*perfevents.Event
+	for _, p := range t.procs {
+		for _, te := range p.tasks {
+			for _, ev := range te.all() {
+				v, err := ev.Count()
+				if err != nil {
+					return err
+				}
+				t.snap[ev] = v
+				evs = append(evs, ev)
+			}
+		}
+	}
+	t.closing = make(chan struct{})
+	go func() {
+		defer close(t.closing)
+		t.closeReader()
+		for _, ev := range evs {
+			ev.Close()
+		}
+	}()
+	return nil
+}
+
+// count is ev's count, as read by conclude if it ran.
+func (t *tracer) count(ev *perfevents.Event) (uint64, error) {
+	if v, ok := t.snap[ev]; ok {
+		return v, nil
+	}
+	return ev.Count()
+}
+
+func (t *tracer) closeReader() {
 	if t.reader != nil {
 		// Close wakes a blocked ReadInto, which then returns ErrClosed.
 		t.reader.Close()
 		<-t.readDone
 	}
+}
+
+// close closes every event and the reader, or waits for conclude's closing
+// to end. It must run before kprobe_events entries are removed: the kernel
+// refuses to remove a probe that is open.
+func (t *tracer) close() {
+	if t.closing != nil {
+		<-t.closing
+		return
+	}
+	t.closeReader()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, p := range t.procs {
@@ -362,14 +423,14 @@ func (t *tracer) row(p *proc, copyRoutine string) (report.Process, error) {
 	probes := map[string]uint64{}
 	for _, te := range p.tasks {
 		for i, ev := range te.counters {
-			v, err := ev.Count()
+			v, err := t.count(ev)
 			if err != nil {
 				return r, err
 			}
 			sums[i] += v
 		}
 		for fn, ev := range te.probes {
-			v, err := ev.Count()
+			v, err := t.count(ev)
 			if err != nil {
 				return r, err
 			}
