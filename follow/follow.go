@@ -140,6 +140,10 @@ type Tracer struct {
 	lost      uint64
 	throttled uint64
 
+	// timeline holds events until timelineLag has passed (see flushTimeline).
+	pending  []pendingEvent
+	newestNs uint64 // the latest sample time read
+
 	readDone chan struct{}
 	readErr  error
 	started  bool

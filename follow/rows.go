@@ -238,9 +238,10 @@ func (t *Tracer) samples(row *report.Process, tasks []*task) {
 }
 
 func (t *Tracer) fillMethods(m map[string]string) {
-	m["page_faults"] = "counter:page-faults"
-	m["minor_faults"] = "counter:minor-faults"
-	m["major_faults"] = "counter:major-faults"
+	// Sampled, not counted: see the note on inherited event contexts.
+	m["page_faults"] = "sampled:page-faults"
+	m["minor_faults"] = "sampled:minor-faults"
+	m["major_faults"] = "sampled:major-faults"
 	_, haveFault := t.tp.FaultID()
 	_, haveAlloc := t.tp.AllocID()
 	if haveFault {

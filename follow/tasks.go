@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -95,21 +96,87 @@ func (t *Tracer) read() error {
 		err := t.reader.ReadInto(&rec)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.mu.Lock()
+				ready := t.flushTimelineLocked(^uint64(0))
+				t.mu.Unlock()
+				for _, e := range ready {
+					t.opt.Timeline(e)
+				}
 				return nil
 			}
 			return err
 		}
-		var ev *TimelineEvent
 		t.mu.Lock()
-		ev, err = t.record(&rec, &s)
+		ev, err := t.record(&rec, &s)
+		var ready []TimelineEvent
+		if ev != nil {
+			t.pending = append(t.pending, pendingEvent{ev: *ev, tk: t.tasks[ev.Tid], ns: s.Time})
+			t.newestNs = max(t.newestNs, s.Time)
+			if t.newestNs > timelineLag {
+				ready = t.flushTimelineLocked(t.newestNs - timelineLag)
+			}
+		}
 		t.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		if ev != nil && t.opt.Timeline != nil {
-			t.opt.Timeline(*ev)
+		for _, e := range ready {
+			t.opt.Timeline(e)
 		}
 	}
+}
+
+// timelineLag is how long (in sample time) a timeline event waits before it is
+// printed. The rings of the CPUs are read one after another, so the FORK or
+// COMM record that names a task, and earlier events of other CPUs, can be
+// read after an event; perf's ordered events wait for the same reason.
+const timelineLag = uint64(250 * time.Millisecond)
+
+// pendingEvent is a timeline event waiting for its name and its turn.
+type pendingEvent struct {
+	ev TimelineEvent
+	tk *task
+	ns uint64 // sample time
+}
+
+// flushTimelineLocked returns, in time order and named as their task was
+// called at that time, the pending events up to sample time upTo.
+func (t *Tracer) flushTimelineLocked(upTo uint64) []TimelineEvent {
+	sort.SliceStable(t.pending, func(i, j int) bool { return t.pending[i].ns < t.pending[j].ns })
+	n := sort.Search(len(t.pending), func(i int) bool { return t.pending[i].ns > upTo })
+	if n == 0 {
+		return nil
+	}
+	out := make([]TimelineEvent, n)
+	for i, p := range t.pending[:n] {
+		out[i] = p.ev
+		if p.tk != nil {
+			out[i].Comm = t.nameAtLocked(p.tk, p.ns, 0)
+		}
+	}
+	t.pending = append(t.pending[:0], t.pending[n:]...)
+	return out
+}
+
+// nameAtLocked is what task tk was called at time ns from the records read so
+// far: its last COMM before ns, else its parent's name when it forked (fork
+// copies the name), else what liveComm finds.
+func (t *Tracer) nameAtLocked(tk *task, ns uint64, depth int) string {
+	name, best := "", uint64(0)
+	for _, c := range tk.commAt {
+		if c.ns <= ns && (name == "" || c.ns >= best) {
+			best, name = c.ns, c.name
+		}
+	}
+	if name != "" {
+		return name
+	}
+	if p := t.tasks[tk.parentTid]; p != nil && p != tk && !tk.isRoot && depth < 64 {
+		if n := t.nameAtLocked(p, tk.startNs, depth+1); n != "?" {
+			return n
+		}
+	}
+	return t.liveComm(tk)
 }
 
 // record applies one record; it returns the timeline event it makes, if any.

@@ -135,6 +135,8 @@ func shortMethod(method string) string {
 		return "[counter]"
 	case strings.HasPrefix(method, "tracepoint:"):
 		return "[tracepoint]"
+	case strings.HasPrefix(method, "sampled:"):
+		return "[sampled]"
 	case strings.HasPrefix(method, "kprobe:"):
 		return "[" + method + "]"
 	case strings.HasPrefix(method, "inferred:"):
@@ -244,7 +246,10 @@ func Title(run *Run) string {
 func methodLines(run *Run) []string {
 	var out []string
 	m := run.Methods
-	if m["page_faults"] != "" {
+	switch {
+	case strings.HasPrefix(m["page_faults"], "sampled:"):
+		out = append(out, "page faults, minor, major: perf software events page-faults, minor-faults, major-faults, every event sampled with its thread id")
+	case m["page_faults"] != "":
 		out = append(out, "page faults, minor, major: perf software counters page-faults, minor-faults, major-faults, per task")
 	}
 	if strings.HasPrefix(m["wp_faults"], "counter:") {
