@@ -7,7 +7,8 @@
 // writer child that writes one byte in every 4 KiB page. cowtrace drives the
 // worker itself; for the untraced baseline and the external tools this
 // binary drives it, with the same gates opened at once (see untraced.go).
-// Tools run in interleaved rounds (A B C A B C ...), so that a change of the
+// Tools run in interleaved rounds, each starting one tool further on
+// (A B C, B C A, C A B ...), so that a change of the
 // machine's load hits every tool alike; ratios are paired, per round.
 package main
 
@@ -25,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cowtrace/cowtrace/workload"
@@ -150,6 +152,16 @@ func run() error {
 				return fmt.Errorf("%s is not installed (apt-get install -y linux-perf bpftrace)", a[0])
 			}
 		}
+	}
+
+	// perf and bpftrace mount tracefs when it is not mounted, and leave it
+	// mounted; cowtrace unmounts what it mounted. Leave the machine as found.
+	if !tracefsMounted() {
+		defer func() {
+			if tracefsMounted() {
+				_ = syscall.Unmount("/sys/kernel/tracing", 0)
+			}
+		}()
 	}
 
 	tmp, err := os.MkdirTemp("", "cowtrace-bench")
@@ -435,6 +447,16 @@ func loadavg() string {
 func load1() float64 {
 	f, _ := strconv.ParseFloat(strings.Fields(loadavg() + " 0")[0], 64)
 	return f
+}
+
+func tracefsMounted() bool {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[1] == "/sys/kernel/tracing" && f[2] == "tracefs" {
+			return true
+		}
+	}
+	return false
 }
 
 func kernel() string {

@@ -24,9 +24,14 @@ import (
 // allocation in the ring they share.
 const sampleType = unix.PERF_SAMPLE_RAW
 
-// ringPages is each task's ring: 512 KiB, the perf tool's default. The
-// reader drains it while the workload runs; lost records are counted.
-const ringPages = 128
+// ringPages is each task's ring: 2 MiB, and the reader is woken when half of
+// it is full. A wake-up costs the faulting task far more than a record in
+// this kind of guest (bench/faultcost: waking every 64 records tripled the
+// cost of a sampled fault), so they are made rare; the half left free keeps
+// records from being lost while the reader catches up (lost records are
+// counted). The pages are the kernel's; only those the reader touches count
+// in cowtrace's resident set.
+const ringPages = 512
 
 // tracer opens and reads the events of the processes of one run.
 type tracer struct {
@@ -190,7 +195,7 @@ func (t *tracer) openTask(p *proc, tid int) error {
 // tracepoint writing into that same ring: one stream per task, in the order
 // things happened, which is what lets an allocation be matched to its fault.
 func (t *tracer) openSampled(p *proc, te *taskEvents) error {
-	s := &perfevents.Sampling{SampleType: sampleType, Watermark: ringPages * 4096 / 4}
+	s := &perfevents.Sampling{SampleType: sampleType, Watermark: ringPages * 4096 / 2}
 	ev, err := perfevents.Open(perfevents.TracepointAttr(t.caps.fault.id, "tracepoint:exceptions:page_fault_user", s), te.tid)
 	if err != nil {
 		return err
