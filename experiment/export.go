@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 
 	perf "github.com/elastic/go-perf"
@@ -131,7 +132,48 @@ const WPFunction = wpFunction
 
 // Kprobes is a route to kernel functions (the kprobe PMU or tracefs
 // kprobe_events) for a tracer that opens its events itself.
-type Kprobes struct{ kp kprober }
+type Kprobes struct {
+	kp kprober
+
+	mu    sync.Mutex
+	addrs map[string]uint64 // kallsyms addresses of inherited PMU probes
+}
+
+// address is fn's address from kallsyms, for a kprobe PMU event opened by
+// address. Like the kernel's lookup by name, it refuses a name that several
+// text symbols share.
+func (k *Kprobes) address(fn string) (uint64, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if a, ok := k.addrs[fn]; ok {
+		return a, nil
+	}
+	syms, err := perfevents.LoadKallsyms(fn)
+	if err != nil {
+		return 0, err
+	}
+	if syms.AddressesHidden() {
+		return 0, fmt.Errorf("kprobe %q: inherited kprobe PMU events need the function's address, and kallsyms hides addresses (kernel.kptr_restrict): use --kprobe-method tracefs", fn)
+	}
+	var text []perfevents.Symbol
+	for _, s := range syms.All(fn) {
+		if s.IsText() {
+			text = append(text, s)
+		}
+	}
+	switch len(text) {
+	case 0:
+		return 0, fmt.Errorf("kprobe %q: %w (no text symbol in kallsyms)", fn, perfevents.ErrNotFound)
+	case 1:
+	default:
+		return 0, fmt.Errorf("kprobe %q: %w (%d text symbols of that name in kallsyms)", fn, perfevents.ErrNotProbeable, len(text))
+	}
+	if k.addrs == nil {
+		k.addrs = map[string]uint64{}
+	}
+	k.addrs[fn] = text[0].Addr
+	return text[0].Addr, nil
+}
 
 // NewKprobes finds the route that method asks for. With none, it returns nil
 // and the reason.
@@ -160,12 +202,27 @@ func (k *Kprobes) Open(fn string, base perf.Attr, tid, cpu int) (*perf.Event, er
 	var name *byte
 	switch kp := k.kp.(type) {
 	case pmuKprober:
+		a.Type = perf.EventType(kp.typ)
+		if a.Options.Inherit {
+			// An inherited event is initialised again at every fork,
+			// and the kprobe PMU then re-reads the name from config1 as
+			// a user address, in the forking task's memory, where it
+			// is not: the fork (a Go runtime's thread, a traced
+			// program's child) fails with EFAULT. Seen in the vmtest
+			// guests (6.1, 6.12). The address (config1 = 0, config2 =
+			// address) carries no pointer.
+			addr, err := k.address(fn)
+			if err != nil {
+				return nil, err
+			}
+			a.Config1, a.Config2 = 0, addr
+			break
+		}
 		p, err := unix.BytePtrFromString(fn)
 		if err != nil {
 			return nil, fmt.Errorf("kprobe %q: %w", fn, err)
 		}
 		name = p
-		a.Type = perf.EventType(kp.typ)
 		// The kernel copies the name during perf_event_open; KeepAlive
 		// below keeps it valid until then.
 		a.Config1 = uint64(uintptr(unsafe.Pointer(name)))
