@@ -70,6 +70,13 @@ func requireTracing(t *testing.T) {
 // buildC compiles testdata/NAME.c; tests that need it skip without gcc.
 func buildC(t *testing.T, name string) string {
 	t.Helper()
+	// Prebuilt (static) programs where there is no compiler: the vmtest guests.
+	if dir := os.Getenv("COWTRACE_TESTPROGS"); dir != "" {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skip("gcc is not installed (apt-get install gcc libc6-dev)")
