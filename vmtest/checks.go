@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
@@ -56,6 +57,10 @@ type cowtraceCommand struct {
 	Name   string
 	Args   []string
 	Signal syscall.Signal // sent once cowtrace reports that it attached
+	// NeedsProgs: the command runs a program of progsDir, so it is left
+	// out when they could not be built.
+	NeedsProgs bool
+	Timeout    time.Duration // 0: 90 s
 }
 
 // attachedLine is what `cowtrace --pause-after-attach` prints to stderr once
@@ -69,6 +74,10 @@ var cowtraceCommands = []cowtraceCommand{
 	{Name: "tracefs", Args: []string{"--format", "json", "--kprobe-method", "tracefs"}},
 	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT},
 	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM},
+	{Name: "count", Args: []string{"--format", "json", "--mode", "count"}},
+	{Name: "run-seed", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_seed"}, NeedsProgs: true},
+	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true},
+	{Name: "matrix", Args: []string{"matrix", "--format", "json"}, Timeout: 5 * time.Minute},
 }
 
 // errNoResult marks checks that could not look at anything because the
@@ -81,10 +90,13 @@ type guestRun struct {
 	Manifest guest.Manifest
 	results  map[string]*guest.Result
 	reports  map[string]*cowtraceReport
+	// runs and matrixRep are the decoded reports of runchecks.go's commands.
+	runs      map[string]*runReport
+	matrixRep *matrixReport
 }
 
 func newGuestRun(b *bootResult, m guest.Manifest) *guestRun {
-	g := &guestRun{Boot: b, Manifest: m, results: map[string]*guest.Result{}, reports: map[string]*cowtraceReport{}}
+	g := &guestRun{Boot: b, Manifest: m, results: map[string]*guest.Result{}, reports: map[string]*cowtraceReport{}, runs: map[string]*runReport{}}
 	for _, r := range b.Results {
 		g.results[r.Name] = r
 	}

@@ -8,7 +8,9 @@
 //	go run ./vmtest [-kernels 6.1,6.12] [-kernel PATH] [-json FILE] [-readme README.md]
 //
 // It needs qemu-system-x86_64 (Debian: qemu-system-x86), and apt-get and
-// dpkg to fetch the kernels; cpio is not needed.
+// dpkg to fetch the kernels; cpio is not needed. gcc with a static libc
+// (Debian: gcc libc6-dev) builds the C programs of testdata/ that `cowtrace
+// run` traces in the guests; without it those checks are left out.
 package main
 
 import (
@@ -70,7 +72,7 @@ func main() {
 	flag.StringVar(&o.cache, "cache", defaultCache(), "`dir` for downloaded kernels")
 	flag.StringVar(&o.kernels, "kernels", "6.1,6.12", "comma-separated Debian kernel series to boot (6.1, 6.12); empty for none")
 	flag.StringVar(&o.kernelPath, "kernel", "", "boot this vmlinuz `path` too (with -kernels '' only it)")
-	flag.StringVar(&o.pkgs, "pkgs", "./perfevents,./workload,./experiment,./cmd/cowtrace", "comma-separated packages whose tests run in the guests")
+	flag.StringVar(&o.pkgs, "pkgs", "./perfevents,./workload,./experiment,./cmd/cowtrace,./scenario,./proof,./follow,./report", "comma-separated packages whose tests run in the guests")
 	flag.StringVar(&o.jsonOut, "json", "", "write every guest's results to `file`")
 	flag.StringVar(&o.readme, "readme", "", "replace the vmtest section of this markdown `file` with the results table")
 	flag.StringVar(&o.workDir, "work", "", "build into `dir` (default: a temporary one, removed afterwards)")
@@ -110,6 +112,7 @@ type built struct {
 	tests    []string // names of the test binaries in the manifest
 	notes    []string // what was left out, and why
 	cowtrace bool
+	progs    bool // the C programs are in progsDir
 }
 
 func run(ctx context.Context, o options) (bool, error) {
@@ -191,7 +194,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 
-	checks := append(append([]check{}, guestChecks...), cowtraceChecks...)
+	checks := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
 	for _, t := range b.tests {
 		checks = append(checks, testBinaryCheck(t))
 	}
@@ -239,7 +242,7 @@ func run(ctx context.Context, o options) (bool, error) {
 	fmt.Println()
 	for _, r := range runs {
 		fmt.Println(summaryLine(r))
-		for _, l := range r.testLines() {
+		for _, l := range append(r.testLines(), r.Guest.matrixLines()...) {
 			fmt.Println("    " + l)
 		}
 	}
@@ -354,6 +357,17 @@ func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, er
 	}
 	b.files = append(b.files, initramfsFile{Src: gi, Dst: "init", Perm: 0o755})
 	env := []string{"PATH=/bin:/tests", "HOME=/tmp", "TMPDIR=/tmp", "USER=root"}
+	progs, why, err := buildProgs(ctx, root, bin)
+	if err != nil {
+		return nil, err
+	}
+	if why != "" {
+		b.notes = append(b.notes, "cowtrace run checks skipped, and tests that trace the C programs of testdata/ skip: "+why)
+	} else {
+		b.files = append(b.files, progs...)
+		b.progs = true
+		env = append(env, progsEnv+"="+progsDir)
+	}
 
 	p, err := listPkg(ctx, root, "./cmd/cowtrace")
 	if err != nil {
@@ -369,9 +383,16 @@ func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, er
 		b.cowtrace = true
 		b.files = append(b.files, initramfsFile{Src: ct, Dst: "bin/cowtrace", Perm: 0o755})
 		for _, c := range cowtraceCommands {
+			if c.NeedsProgs && !b.progs {
+				continue
+			}
+			timeout := c.Timeout
+			if timeout == 0 {
+				timeout = 90 * time.Second
+			}
 			cmd := guest.Command{
 				Name: c.Name, Argv: append([]string{"/bin/cowtrace"}, c.Args...), Env: env, Dir: "/tmp",
-				Timeout: 90 * time.Second, InspectTracefs: true,
+				Timeout: timeout, InspectTracefs: true,
 			}
 			if c.Signal != 0 {
 				cmd.WaitStderr, cmd.Signal = attachedLine, int(c.Signal)

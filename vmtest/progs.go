@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// testProgs are the C programs of testdata/ that `cowtrace run` is pointed at
+// in the guests, and that the follow and cmd/cowtrace tests trace. The
+// initramfs has neither a compiler nor a libc, so they are built here,
+// statically, and the tests find them through progsEnv.
+var testProgs = []string{"cow_seed", "cow_tree", "cow_fork_later"}
+
+const (
+	progsDir = "/progs"
+	// progsEnv names the directory of prebuilt programs for the tests
+	// (follow and cmd/cowtrace look there before compiling with gcc).
+	progsEnv = "COWTRACE_TESTPROGS"
+)
+
+// buildProgs compiles testProgs with gcc -static. Without gcc or a static
+// libc it returns no files and the reason, so that the rest of the matrix
+// still runs.
+func buildProgs(ctx context.Context, root, bin string) ([]initramfsFile, string, error) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		return nil, "gcc is not installed (apt-get install gcc libc6-dev)", nil
+	}
+	dir := filepath.Join(bin, "progs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	var files []initramfsFile
+	for _, name := range testProgs {
+		src := filepath.Join(root, "testdata", name+".c")
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Sprintf("testdata/%s.c: %v", name, err), nil
+		}
+		out := filepath.Join(dir, name)
+		b, err := exec.CommandContext(ctx, gcc, "-static", "-O2", "-Wall", "-o", out, src).CombinedOutput()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, "", ctx.Err()
+			}
+			msg := strings.TrimSpace(string(b))
+			if strings.Contains(msg, "cannot find -lc") {
+				return nil, "no static libc for gcc -static (libc6-dev's libc.a is missing)", nil
+			}
+			return nil, "", errors.New("gcc -static " + name + ": " + err.Error() + "\n" + msg)
+		}
+		files = append(files, initramfsFile{Src: out, Dst: progsDir + "/" + name, Perm: 0o755})
+	}
+	return files, "", nil
+}

@@ -1,0 +1,426 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The checks of this file cover what came after the experiment: `cowtrace
+// run` following a C program's process tree with inherited kprobes,
+// `cowtrace matrix` with kprobe copies, and --mode count against the
+// classified mode.
+
+// runReport holds the fields of `cowtrace run --format json` that the
+// checks look at.
+type runReport struct {
+	cowtraceReport
+	Trace *struct {
+		ExitCode *int   `json:"exit_code"`
+		EndedBy  string `json:"ended_by"`
+	} `json:"trace"`
+	Processes []runProcess `json:"processes"`
+}
+
+type runProcess struct {
+	cowtraceProcess
+	Ppid   int    `json:"ppid"`
+	Comm   string `json:"comm"`
+	Depth  int    `json:"depth"`
+	Exited bool   `json:"exited"`
+}
+
+func (p *runProcess) String() string {
+	return fmt.Sprintf("pid %d (%s, depth %d)", p.PID, p.Comm, p.Depth)
+}
+
+// matrixReport holds the fields of `cowtrace matrix --format json` that the
+// checks look at.
+type matrixReport struct {
+	SchemaVersion int    `json:"schema_version"`
+	Kernel        string `json:"kernel"`
+	Scenarios     []struct {
+		Name         string `json:"name"`
+		Outcome      string `json:"outcome"`
+		Held         bool   `json:"held"`
+		Finding      string `json:"finding"`
+		Expectations []struct {
+			Expect     string `json:"expect"`
+			Held       bool   `json:"held"`
+			Detail     string `json:"detail"`
+			NotChecked string `json:"not_checked"`
+		} `json:"expectations"`
+		Run *cowtraceReport `json:"run"`
+	} `json:"scenarios"`
+}
+
+// decode parses the stdout of a command that must have succeeded (exit
+// wantExit) into v.
+func (g *guestRun) decode(name string, wantExit int, v any) error {
+	r, err := g.result(name)
+	if err != nil {
+		return err
+	}
+	if r.Signaled != "" || r.ExitCode != wantExit {
+		return fmt.Errorf("%s: %s, want exit %d", name, exitStatus(r), wantExit)
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), v); err != nil {
+		return fmt.Errorf("%s: stdout is not the JSON report: %w", name, err)
+	}
+	return nil
+}
+
+func (g *guestRun) runReport(name string) (*runReport, error) {
+	if rep := g.runs[name]; rep != nil {
+		return rep, nil
+	}
+	var rep runReport
+	if err := g.decode(name, 0, &rep); err != nil {
+		return nil, err
+	}
+	if rep.SchemaVersion != 1 {
+		return nil, fmt.Errorf("%s: schema_version %d, want 1", name, rep.SchemaVersion)
+	}
+	if rep.Trace == nil || rep.Trace.ExitCode == nil {
+		return nil, fmt.Errorf("%s: no trace.exit_code", name)
+	}
+	g.runs[name] = &rep
+	return &rep, nil
+}
+
+func (g *guestRun) matrix() (*matrixReport, error) {
+	if g.matrixRep != nil {
+		return g.matrixRep, nil
+	}
+	var m matrixReport
+	if err := g.decode("matrix", 0, &m); err != nil {
+		return nil, err
+	}
+	if m.SchemaVersion != 1 {
+		return nil, fmt.Errorf("matrix: schema_version %d, want 1", m.SchemaVersion)
+	}
+	g.matrixRep = &m
+	return &m, nil
+}
+
+var followChecks = []check{
+	{Name: "run seed: parent, reader, writer traced to the end", Cmd: "run-seed", Fn: checkSeedTree},
+	{Name: "run seed: copies by a kprobe on the copy routine", Cmd: "run-seed", Fn: checkSeedMethod},
+	{Name: "run seed: writer 1000 <= copies <= wp faults == 1000 + reader's", Cmd: "run-seed", Fn: checkSeedWriter},
+	{Name: "run seed: reader copies <= its libc wp faults (<= 8)", Cmd: "run-seed", Fn: checkSeedReader},
+	{Name: "run seed: kprobe hits attributed per process", Cmd: "run-seed", Fn: checkSeedPerProcess},
+	{Name: "run tree (tracefs): exact per-child attribution", Cmd: "run-tree-tracefs", Fn: checkTreeTracefs},
+	{Name: "run tree (tracefs): no kprobe or mount left", Cmd: "run-tree-tracefs", Fn: func(g *guestRun) error { return leftovers(g, "run-tree-tracefs") }},
+	{Name: "matrix: every scenario's outcome holds with kprobe copies", Cmd: "matrix", Fn: checkMatrix},
+	{Name: "count mode: writer wp faults == classify mode's", Cmd: "count", Fn: checkCountMode},
+}
+
+// seedRows returns the rows of `cowtrace run -- cow_seed`: the command,
+// then its children in fork order (reader first, then writer).
+func seedRows(g *guestRun) (rep *runReport, parent, reader, writer *runProcess, err error) {
+	if rep, err = g.runReport("run-seed"); err != nil {
+		return
+	}
+	if n := len(rep.Processes); n != 3 {
+		err = fmt.Errorf("%d rows, want 3 (the command, its reader and its writer)", n)
+		return
+	}
+	parent, reader, writer = &rep.Processes[0], &rep.Processes[1], &rep.Processes[2]
+	return
+}
+
+func checkSeedTree(g *guestRun) error {
+	rep, parent, reader, writer, err := seedRows(g)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if c := *rep.Trace.ExitCode; c != 0 || rep.Trace.EndedBy != "exit" {
+		errs = append(errs, fmt.Errorf("trace ended by %q with exit code %d, want exit and 0", rep.Trace.EndedBy, c))
+	}
+	if parent.Role != "command" || parent.Depth != 0 || parent.Comm != "cow_seed" {
+		errs = append(errs, fmt.Errorf("first row %s role %q: want the command cow_seed at depth 0", parent, parent.Role))
+	}
+	for _, c := range []*runProcess{reader, writer} {
+		if c.Role != "child" || c.Ppid != parent.PID || c.Depth != 1 || !c.Exited || c.Comm != "cow_seed" {
+			errs = append(errs, fmt.Errorf("row %s role %q ppid %d exited %v: want an exited cow_seed child of %d", c, c.Role, c.Ppid, c.Exited, parent.PID))
+		}
+	}
+	if rep.LostRecords != 0 {
+		errs = append(errs, fmt.Errorf("%d records lost", rep.LostRecords))
+	}
+	return errors.Join(errs...)
+}
+
+func checkSeedMethod(g *guestRun) error {
+	rep, err := g.runReport("run-seed")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if rep.CopyRoutine == "" {
+		errs = append(errs, errors.New("copy_routine is empty"))
+	}
+	if want := "kprobe:" + rep.CopyRoutine; rep.Methods["copies"] != want {
+		errs = append(errs, fmt.Errorf("methods.copies = %q, want %q", rep.Methods["copies"], want))
+	}
+	if rep.KprobeMethod != "pmu" {
+		errs = append(errs, fmt.Errorf("kprobe_method = %q, want pmu (auto on a kernel with the kprobe PMU)", rep.KprobeMethod))
+	}
+	for _, u := range rep.Unavailable {
+		if strings.HasPrefix(u.What, "kprobe") {
+			errs = append(errs, fmt.Errorf("unavailable: %s: %s", u.What, u.Why))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// probe returns the row's hits on fn, which must have been counted.
+func probe(p *runProcess, fn string) (int64, error) {
+	n, ok := p.Probes[fn]
+	if !ok {
+		return 0, fmt.Errorf("%s: probes has no %q", p, fn)
+	}
+	return n, nil
+}
+
+// seedBlocks is what cow_seed's writer writes: one byte into each of 1000
+// blocks of 102400 bytes.
+const seedBlocks = 1000
+
+// checkSeedWriter: the writer writes one byte into each of 1000 blocks its
+// parent maps until the end, so each of those 1000 write-protect faults
+// copies. On top come libc's own few (its stack, stdio): the reader takes
+// the same ones, so writer wp_faults == 1000 + reader wp_faults exactly.
+// Whether one of those few copies or reuses the page depends on whether
+// the parent or the reader already took its own copy of that page (seen:
+// 6.1 1003 copies for 1005 wp faults, 6.12 1005 for 1005), so the copies
+// are asserted between 1000 and the wp faults. do_wp_page also runs for
+// the kernel's own write of the child's tid (set_child_tid), a kernel-mode
+// fault the user-fault tracepoint does not see: wp_faults + 1.
+func checkSeedWriter(g *guestRun) error {
+	rep, _, r, w, err := seedRows(g)
+	if err != nil {
+		return err
+	}
+	n, err := copies(&w.cowtraceProcess)
+	if err != nil {
+		return err
+	}
+	hits, err1 := probe(w, rep.CopyRoutine)
+	wpHits, err2 := probe(w, "do_wp_page")
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	var errs []error
+	if n != hits {
+		errs = append(errs, fmt.Errorf("writer copies %d, %s hits %d", n, rep.CopyRoutine, hits))
+	}
+	if w.WPFaults != seedBlocks+r.WPFaults {
+		errs = append(errs, fmt.Errorf("writer wp_faults %d, reader %d: want %d + the reader's", w.WPFaults, r.WPFaults, seedBlocks))
+	}
+	if n < seedBlocks || n > w.WPFaults {
+		errs = append(errs, fmt.Errorf("writer copies %d, wp_faults %d: want %d..wp_faults", n, w.WPFaults, seedBlocks))
+	}
+	if wpHits != w.WPFaults+1 {
+		errs = append(errs, fmt.Errorf("writer do_wp_page %d, wp_faults %d: want wp_faults + 1 (set_child_tid)", wpHits, w.WPFaults))
+	}
+	return errors.Join(errs...)
+}
+
+// checkSeedReader: the reader only reads the shared blocks; fork copied the
+// page tables, so the reads do not fault. All it can copy is what libc
+// writes (its stack, stdio): a handful, never more than its wp faults.
+func checkSeedReader(g *guestRun) error {
+	_, _, r, _, err := seedRows(g)
+	if err != nil {
+		return err
+	}
+	n, err := copies(&r.cowtraceProcess)
+	if err != nil {
+		return err
+	}
+	if r.WPFaults > 8 || n > r.WPFaults {
+		return fmt.Errorf("reader copies %d, wp_faults %d: want a handful (libc's own), copies <= wp_faults", n, r.WPFaults)
+	}
+	return nil
+}
+
+// checkSeedPerProcess: every row has its own hits of both probes, the
+// copies column is the copy routine's hits, and no row has more copies than
+// write-protect handler calls.
+func checkSeedPerProcess(g *guestRun) error {
+	rep, err := g.runReport("run-seed")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := range rep.Processes {
+		p := &rep.Processes[i]
+		hits, err1 := probe(p, rep.CopyRoutine)
+		wp, err2 := probe(p, "do_wp_page")
+		if err := errors.Join(err1, err2); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n, err := copies(&p.cowtraceProcess)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case n != hits:
+			errs = append(errs, fmt.Errorf("%s: copies %d, %s hits %d", p, n, rep.CopyRoutine, hits))
+		case hits > wp:
+			errs = append(errs, fmt.Errorf("%s: %d copies but do_wp_page ran %d times", p, hits, wp))
+		case wp < p.WPFaults:
+			errs = append(errs, fmt.Errorf("%s: do_wp_page %d < wp_faults %d", p, wp, p.WPFaults))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkTreeTracefs: cow_tree 5 forks 5 children that live about a
+// millisecond each; child k writes k region pages that its parent still
+// maps. Exact attribution: each child's write-protect faults are k plus a
+// baseline (libc), and its do_wp_page hits are its wp faults plus a
+// kernel-mode part, both the same for every child; each of the k region
+// writes copies.
+func checkTreeTracefs(g *guestRun) error {
+	rep, err := g.runReport("run-tree-tracefs")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if rep.KprobeMethod != "tracefs" {
+		errs = append(errs, fmt.Errorf("kprobe_method = %q, want tracefs", rep.KprobeMethod))
+	}
+	if rep.CopyRoutine == "" || rep.Methods["copies"] != "kprobe:"+rep.CopyRoutine {
+		errs = append(errs, fmt.Errorf("copy_routine %q, methods.copies %q: want copies by kprobe", rep.CopyRoutine, rep.Methods["copies"]))
+	}
+	if rep.LostRecords != 0 {
+		errs = append(errs, fmt.Errorf("%d records lost", rep.LostRecords))
+	}
+	if len(rep.Processes) != 6 {
+		return errors.Join(append(errs, fmt.Errorf("%d rows, want the command and 5 children", len(rep.Processes)))...)
+	}
+	root := &rep.Processes[0]
+	var wpBase, kernBase int64
+	for k, p := range rep.Processes[1:] {
+		pages := int64(k + 1)
+		if p.Ppid != root.PID || p.Depth != 1 || !p.Exited {
+			errs = append(errs, fmt.Errorf("child %d: %s ppid %d exited %v", k+1, &p, p.Ppid, p.Exited))
+			continue
+		}
+		wp, err1 := probe(&p, "do_wp_page")
+		hits, err2 := probe(&p, rep.CopyRoutine)
+		if err := errors.Join(err1, err2); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if k == 0 {
+			wpBase, kernBase = p.WPFaults-pages, wp-p.WPFaults
+		} else if p.WPFaults-pages != wpBase || wp-p.WPFaults != kernBase {
+			errs = append(errs, fmt.Errorf("child %d (%d pages): wp_faults %d, do_wp_page %d; child 1: pages + %d, wp_faults + %d",
+				k+1, pages, p.WPFaults, wp, wpBase, kernBase))
+		}
+		if hits < pages || hits > wp {
+			errs = append(errs, fmt.Errorf("child %d (%d pages): %d copies, %d do_wp_page: want pages..do_wp_page", k+1, pages, hits, wp))
+		}
+	}
+	if wpBase < 0 || wpBase > 16 || kernBase < 0 || kernBase > 4 {
+		errs = append(errs, fmt.Errorf("baseline per child: %d wp faults, %d kernel-mode do_wp_page: want a handful", wpBase, kernBase))
+	}
+	return errors.Join(errs...)
+}
+
+// checkMatrix: every scenario ran with copies counted by kprobe, and each
+// one's stated outcome held (a finding, such as a kernel without the
+// shared zero page, is not a failure).
+func checkMatrix(g *guestRun) error {
+	m, err := g.matrix()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if len(m.Scenarios) < 11 {
+		errs = append(errs, fmt.Errorf("%d scenarios, want 11 or more", len(m.Scenarios)))
+	}
+	for _, s := range m.Scenarios {
+		if s.Run == nil {
+			errs = append(errs, fmt.Errorf("%s: no run", s.Name))
+			continue
+		}
+		if c := s.Run.Methods["copies"]; !strings.HasPrefix(c, "kprobe:") {
+			errs = append(errs, fmt.Errorf("%s: methods.copies = %q, want kprobe:...", s.Name, c))
+		}
+		if !s.Held {
+			var why []string
+			for _, e := range s.Expectations {
+				if !e.Held {
+					why = append(why, e.Detail)
+				}
+			}
+			errs = append(errs, fmt.Errorf("%s: expected %s; did not hold: %s", s.Name, s.Outcome, strings.Join(why, "; ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// matrixLines summarise the matrix for the report: held or not, findings
+// and expectations the run could not check.
+func (g *guestRun) matrixLines() []string {
+	m, err := g.matrix()
+	if err != nil {
+		return nil
+	}
+	held := 0
+	var out []string
+	for _, s := range m.Scenarios {
+		if s.Held {
+			held++
+		} else {
+			out = append(out, fmt.Sprintf("matrix: %s DIFFERS (expected %s)", s.Name, s.Outcome))
+		}
+		if s.Finding != "" {
+			out = append(out, fmt.Sprintf("matrix finding: %s: %s", s.Name, s.Finding))
+		}
+		for _, e := range s.Expectations {
+			if e.NotChecked != "" {
+				out = append(out, fmt.Sprintf("matrix: %s: not checked: %s: %s", s.Name, e.Expect, e.NotChecked))
+			}
+		}
+	}
+	zero := ""
+	for _, s := range m.Scenarios {
+		if s.Name == "zero-page" && s.Held && s.Finding == "" {
+			zero = "; zero-page: reads mapped the shared zero page, the writer copied nothing"
+		}
+	}
+	return append([]string{fmt.Sprintf("matrix: %d of %d scenarios held with kprobe copies%s", held, len(m.Scenarios), zero)}, out...)
+}
+
+// checkCountMode: --mode count counts write-protect faults in the kernel
+// behind filters; the writer's must be the classified run's, in total and
+// in the region.
+func checkCountMode(g *guestRun) error {
+	_, w, _, err := writerReader(g, "count")
+	if err != nil {
+		return err
+	}
+	_, cw, _, err := writerReader(g, "touched")
+	if err != nil {
+		return fmt.Errorf("nothing to compare with: %w", err)
+	}
+	rep, _ := g.report("count")
+	var errs []error
+	if m := rep.Methods["wp_faults"]; !strings.HasPrefix(m, "counter:") {
+		errs = append(errs, fmt.Errorf("methods.wp_faults = %q: the count run did not count in the kernel", m))
+	}
+	if w.WPFaults != cw.WPFaults {
+		errs = append(errs, fmt.Errorf("writer wp_faults: count %d, classify %d", w.WPFaults, cw.WPFaults))
+	}
+	if a, b := w.InRegion["wp"], cw.InRegion["wp"]; a != b {
+		errs = append(errs, fmt.Errorf("writer in_region.wp: count %d, classify %d", a, b))
+	}
+	return errors.Join(errs...)
+}
