@@ -151,7 +151,7 @@ type Tracer struct {
 
 // New prepares a tracer: it finds the tracepoints and the kprobe route, and,
 // with kprobes, runs the experiment's copy-routine calibration.
-func New(ctx context.Context, opt Options) (t *Tracer, err error) {
+func New(ctx context.Context, opt Options) (_ *Tracer, err error) {
 	if opt.RingPages == 0 {
 		opt.RingPages = 1024
 	}
@@ -165,8 +165,11 @@ func New(ctx context.Context, opt Options) (t *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t = &Tracer{opt: opt, cpus: cpus, ids: map[uint64]eventInfo{}, tasks: map[int]*task{},
+	t := &Tracer{opt: opt, cpus: cpus, ids: map[uint64]eventInfo{}, tasks: map[int]*task{},
 		probeErrs: map[string]error{}, owners: make([]*perf.Event, len(cpus))}
+	// t is a local, not the named result: "return nil, err" would set
+	// that to nil before this runs (a nil Close panicked, and tracefs
+	// stayed mounted).
 	defer func() {
 		if err != nil {
 			t.Close()
