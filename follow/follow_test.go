@@ -16,11 +16,17 @@ import (
 	"time"
 
 	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/workload"
 )
 
-// The shim must take over during init (see RunIfShim).
-func init() { RunIfShim() }
+// The shim must take over during init (see RunIfShim); the worker is the
+// copy-routine calibration's, with kprobes.
+func init() {
+	RunIfShim()
+	workload.RunIfWorker()
+}
 
 func TestParseCPUList(t *testing.T) {
 	for in, want := range map[string][]int{
@@ -149,6 +155,79 @@ func TestRunSeedProgram(t *testing.T) {
 	}
 	if *run.Trace.ExitCode != 0 {
 		t.Errorf("exit code %d", *run.Trace.ExitCode)
+	}
+}
+
+// kprobeRun runs argv with kprobes by method, skipping where the kernel has
+// no route to kernel functions (kprobes are tested in the vmtest guests).
+func kprobeRun(t *testing.T, method experiment.KprobeMethod, argv []string) *report.Run {
+	t.Helper()
+	run, err := Run(context.Background(), Options{KprobeMethod: method},
+		RunSpec{Path: argv[0], Argv: argv, Stdio: Stdio{Stdout: io.Discard, Stderr: io.Discard}})
+	if errors.Is(err, perfevents.ErrNotSupported) {
+		t.Skipf("no kprobes: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.KprobeMethod == "" {
+		t.Skipf("no kprobes: %+v", run.Unavailable)
+	}
+	if run.CopyRoutine == "" || run.Methods["copies"] != "kprobe:"+run.CopyRoutine {
+		t.Fatalf("copy routine %q, copies by %q: want a kprobe", run.CopyRoutine, run.Methods["copies"])
+	}
+	return run
+}
+
+// TestRunSeedKprobes: the kprobes are inherited by every process of the
+// tree (the PMU's by address: by name, each fork failed with EFAULT), and
+// count per process: the writer copies its 1000 blocks, which its parent
+// still maps, plus at most the few pages of libc's own wp faults.
+func TestRunSeedKprobes(t *testing.T) {
+	requireTracing(t)
+	prog := buildC(t, "cow_seed")
+	for _, m := range []experiment.KprobeMethod{experiment.KprobePMU, experiment.KprobeTracefs} {
+		t.Run(string(m), func(t *testing.T) {
+			run := kprobeRun(t, m, []string{prog})
+			_, reader, writer := seedRows(t, run)
+			hits := func(p *report.Process, fn string) uint64 {
+				n, ok := p.Probes[fn]
+				if !ok {
+					t.Fatalf("pid %d: no %s hits in %v", p.Pid, fn, p.Probes)
+				}
+				return n
+			}
+			wc, wp := hits(writer, run.CopyRoutine), *writer.WPFaults
+			t.Logf("writer: %d wp faults, %d copies, %d do_wp_page; reader: %d wp faults, %d copies",
+				wp, wc, hits(writer, experiment.WPFunction), *reader.WPFaults, hits(reader, run.CopyRoutine))
+			if wc < 1000 || wc > wp || *writer.Copies != wc {
+				t.Errorf("writer: %d copies (column %d) for %d wp faults: want 1000..wp faults", wc, *writer.Copies, wp)
+			}
+			if hits(writer, experiment.WPFunction) < wp {
+				t.Errorf("writer: do_wp_page %d < %d wp faults", hits(writer, experiment.WPFunction), wp)
+			}
+			if rc := hits(reader, run.CopyRoutine); rc > *reader.WPFaults || rc > 30 {
+				t.Errorf("reader: %d copies for %d wp faults: want a handful", rc, *reader.WPFaults)
+			}
+		})
+	}
+}
+
+// TestNewRefusedMethod: asking for a kprobe route the kernel lacks is an
+// error that leaves nothing open (New's cleanup once panicked on a nil
+// tracer here).
+func TestNewRefusedMethod(t *testing.T) {
+	requireTracing(t)
+	if _, _, err := perfevents.KprobePMU(); err == nil {
+		t.Skip("this kernel has the kprobe PMU")
+	}
+	before := openFDs(t)
+	if tr, err := New(context.Background(), Options{KprobeMethod: experiment.KprobePMU}); err == nil {
+		tr.Close()
+		t.Fatal("New with --kprobe-method pmu and no kprobe PMU: no error")
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open before, %d after", before, after)
 	}
 }
 
