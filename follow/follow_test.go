@@ -346,6 +346,45 @@ func TestAttach(t *testing.T) {
 	}
 }
 
+// TestAttachKprobes: with kprobes, children forked after the attach
+// inherit the probes too (a PMU probe by name made their fork fail), and
+// child k copies at least its k pages, which its parent still maps.
+func TestAttachKprobes(t *testing.T) {
+	requireTracing(t)
+	prog := buildC(t, "cow_fork_later")
+	cmd := exec.Command(prog, "3")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer in.Close()
+	run, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeAuto}, AttachSpec{
+		Pid:      cmd.Process.Pid,
+		Attached: func() { in.Write([]byte{1}); in.Close() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.KprobeMethod == "" || run.CopyRoutine == "" {
+		t.Skipf("no kprobes or no copy routine: %+v", run.Unavailable)
+	}
+	if len(run.Processes) != 4 {
+		t.Fatalf("%d rows, want the process and 3 children: %+v", len(run.Processes), run.Processes)
+	}
+	for k, p := range run.Processes[1:] {
+		pages := uint64(k + 1)
+		c := p.Probes[run.CopyRoutine]
+		if c < pages || c > p.Probes[experiment.WPFunction] || *p.Copies != c {
+			t.Errorf("child %d: %d copies (column %v), %d do_wp_page, %d wp faults: want %d..do_wp_page",
+				k+1, c, *p.Copies, p.Probes[experiment.WPFunction], *p.WPFaults, pages)
+		}
+	}
+}
+
 // TestAttachInterrupted: cancelling ends the trace with the results so far;
 // the process, still running, is listed as such.
 func TestAttachInterrupted(t *testing.T) {
