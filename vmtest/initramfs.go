@@ -93,6 +93,14 @@ func (c *cpioWriter) Bytes(name string, perm os.FileMode, b []byte) error {
 	return c.File(name, perm, int64(len(b)), strings.NewReader(string(b)))
 }
 
+// Symlink adds a symbolic link to target.
+func (c *cpioWriter) Symlink(name, target string) error {
+	c.header(cleanName(name), syscall.S_IFLNK|0o777, int64(len(target)), 0, 0)
+	c.write([]byte(target))
+	c.pad()
+	return c.err
+}
+
 // CharDev adds a character device node.
 func (c *cpioWriter) CharDev(name string, perm os.FileMode, major, minor uint32) error {
 	c.header(cleanName(name), syscall.S_IFCHR|uint32(perm.Perm()), 0, major, minor)
@@ -105,10 +113,12 @@ func (c *cpioWriter) Close() error {
 	return c.err
 }
 
-// initramfsFile is one host file to put into the initramfs.
+// initramfsFile is one host file to put into the initramfs; with Link set,
+// Dst is a symbolic link to Link instead.
 type initramfsFile struct {
 	Src, Dst string
 	Perm     os.FileMode
+	Link     string
 }
 
 // writeInitramfs writes a gzip'd newc archive with the given files and
@@ -154,6 +164,12 @@ func writeInitramfs(dst string, files []initramfsFile, extra map[string][]byte) 
 	for _, fl := range files {
 		if err := mkdirs(fl.Dst); err != nil {
 			return err
+		}
+		if fl.Link != "" {
+			if err := c.Symlink(fl.Dst, fl.Link); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := addHostFile(c, fl); err != nil {
 			return err

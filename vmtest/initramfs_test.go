@@ -49,6 +49,8 @@ func readNewc(t *testing.T, b []byte) map[string]string {
 			files[name] = string(b[off : off+size])
 		case 0o040000:
 			files[name] = "<dir>"
+		case 0o120000:
+			files[name] = "<link " + string(b[off:off+size]) + ">"
 		case 0o020000:
 			files[name] = "<chr " + strconv.Itoa(field(9)) + "," + strconv.Itoa(field(10)) + ">"
 		}
@@ -90,7 +92,8 @@ func TestWriteInitramfs(t *testing.T) {
 	}
 	out := filepath.Join(dir, "initrd.gz")
 	err := writeInitramfs(out,
-		[]initramfsFile{{Src: src, Dst: "init", Perm: 0o755}, {Src: src, Dst: "tests/pkg/testdata/x/y", Perm: 0o644}},
+		[]initramfsFile{{Src: src, Dst: "init", Perm: 0o755}, {Src: src, Dst: "tests/pkg/testdata/x/y", Perm: 0o644},
+			{Dst: "bin/sh", Link: "../init"}},
 		map[string][]byte{"/manifest.json": []byte(`{"commands":[]}`)})
 	if err != nil {
 		t.Fatal(err)
@@ -102,8 +105,8 @@ func TestWriteInitramfs(t *testing.T) {
 			t.Errorf("%s missing; have %v", name, slices.Sorted(maps.Keys(files)))
 		}
 	}
-	if files["init"] != "#!binary" || files["manifest.json"] != `{"commands":[]}` {
-		t.Errorf("contents: init %q, manifest %q", files["init"], files["manifest.json"])
+	if files["init"] != "#!binary" || files["manifest.json"] != `{"commands":[]}` || files["bin/sh"] != "<link ../init>" {
+		t.Errorf("contents: init %q, manifest %q, bin/sh %q", files["init"], files["manifest.json"], files["bin/sh"])
 	}
 
 	// The same archive through GNU cpio, where it is installed, so the
@@ -135,6 +138,9 @@ func TestWriteInitramfs(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(x, "tests/pkg/testdata/x/y"))
 	if err != nil || string(b) != "#!binary" {
 		t.Errorf("extracted file: %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(x, "bin/sh")); err != nil || string(b) != "#!binary" {
+		t.Errorf("bin/sh through its link: %q, %v", b, err)
 	}
 	st, err := os.Stat(filepath.Join(x, "init"))
 	if err != nil || st.Mode().Perm() != 0o755 {

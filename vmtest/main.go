@@ -242,7 +242,7 @@ func run(ctx context.Context, o options) (bool, error) {
 	fmt.Println()
 	for _, r := range runs {
 		fmt.Println(summaryLine(r))
-		for _, l := range append(r.testLines(), r.Guest.matrixLines()...) {
+		for _, l := range append(append(r.testLines(), r.Guest.seedLine()...), r.Guest.matrixLines()...) {
 			fmt.Println("    " + l)
 		}
 	}
@@ -357,6 +357,11 @@ func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, er
 	}
 	b.files = append(b.files, initramfsFile{Src: gi, Dst: "init", Perm: 0o755})
 	env := []string{"PATH=/bin:/tests", "HOME=/tmp", "TMPDIR=/tmp", "USER=root"}
+	if files, why := busybox(); why != "" {
+		b.notes = append(b.notes, why)
+	} else {
+		b.files = append(b.files, files...)
+	}
 	progs, why, err := buildProgs(ctx, root, bin)
 	if err != nil {
 		return nil, err

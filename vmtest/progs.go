@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -56,4 +57,42 @@ func buildProgs(ctx context.Context, root, bin string) ([]initramfsFile, string,
 		files = append(files, initramfsFile{Src: out, Dst: progsDir + "/" + name, Perm: 0o755})
 	}
 	return files, "", nil
+}
+
+// busyboxApplets are the commands that tests start as ordinary programs
+// (a shell, a process that sleeps, one that exits at once, id for the
+// sudo test); without them those tests skip in the guest.
+var busyboxApplets = []string{"sh", "true", "sleep", "id"}
+
+// busybox puts a static busybox into /bin with a link per applet, or
+// says why not.
+func busybox() ([]initramfsFile, string) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		return nil, "no busybox (apt-get install busybox-static): tests that start sh, true, sleep or id skip in the guests"
+	}
+	if !isStatic(bb) {
+		return nil, bb + " is not static (apt-get install busybox-static): tests that start sh, true, sleep or id skip in the guests"
+	}
+	files := []initramfsFile{{Src: bb, Dst: "bin/busybox", Perm: 0o755}}
+	for _, a := range busyboxApplets {
+		files = append(files, initramfsFile{Dst: "bin/" + a, Link: "busybox"})
+	}
+	return files, ""
+}
+
+// isStatic says whether the ELF file at p asks for no program interpreter,
+// as a binary must in an initramfs without a libc.
+func isStatic(p string) bool {
+	f, err := elf.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, ph := range f.Progs {
+		if ph.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }

@@ -399,6 +399,16 @@ func (g *guestRun) matrixLines() []string {
 	return append([]string{fmt.Sprintf("matrix: %d of %d scenarios held with kprobe copies%s", held, len(m.Scenarios), zero)}, out...)
 }
 
+// seedLine gives the numbers of `cowtrace run -- cow_seed` for the report.
+func (g *guestRun) seedLine() []string {
+	rep, _, r, w, err := seedRows(g)
+	if err != nil {
+		return nil
+	}
+	return []string{fmt.Sprintf("run seed (%s): writer %s copies, %d wp faults, %d do_wp_page; reader %s copies, %d wp faults",
+		methodName(&rep.cowtraceReport), fmtp(w.Copies), w.WPFaults, w.Probes["do_wp_page"], fmtp(r.Copies), r.WPFaults)}
+}
+
 // checkCountMode: --mode count counts write-protect faults in the kernel
 // behind filters; the writer's must be the classified run's, in total and
 // in the region.
