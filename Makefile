@@ -36,5 +36,15 @@ lint:
 vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)
 
+# What tracing costs the traced, side by side with perf stat, perf record and
+# bpftrace (root; apt-get install -y linux-perf bpftrace): Go benchmarks of the
+# hot path, CPU per copy-on-write fault, then interleaved rounds of the 1 GiB
+# workload. ROUNDS=30 on a quiet machine.
+ROUNDS ?= 10
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./perfevents ./experiment
+	$(GO) run ./bench/faultcost
+	$(GO) run ./bench -rounds $(ROUNDS)
+
 clean:
 	rm -rf bin
