@@ -192,9 +192,8 @@ func fillMethods(run *report.Run, caps *capabilities, routine string, probeFns [
 	m["minor_faults"] = "counter:minor-faults"
 	m["major_faults"] = "counter:major-faults"
 	if caps.fault != nil {
-		m["wp_faults"] = "tracepoint:exceptions:page_fault_user"
-		m["in_region"] = "tracepoint:exceptions:page_fault_user"
-		m["outside"] = "tracepoint:exceptions:page_fault_user"
+		tp := FaultMethod(caps.kfault != nil)
+		m["wp_faults"], m["in_region"], m["outside"] = tp, tp, tp
 		if caps.alloc != nil {
 			m["inferred_copies"] = "inferred:exceptions:page_fault_user+kmem:mm_page_alloc"
 		}
@@ -208,6 +207,16 @@ func fillMethods(run *report.Run, caps *capabilities, routine string, probeFns [
 	for _, fn := range probeFns {
 		m["probes."+fn] = "kprobe:" + fn
 	}
+}
+
+// FaultMethod names the tracepoints behind the fault counts: the user-mode
+// faults, and those a system call takes on the process's memory when the
+// kernel has page_fault_kernel.
+func FaultMethod(kernelFaults bool) string {
+	if kernelFaults {
+		return "tracepoint:exceptions:page_fault_user+page_fault_kernel"
+	}
+	return "tracepoint:exceptions:page_fault_user"
 }
 
 // roleName names child i (1-based): "reader", "writer", and with several of

@@ -58,6 +58,27 @@ func (t *Tracepoints) FaultID() (uint64, bool) {
 	return t.caps.fault.id, true
 }
 
+// KernelFaultID is the tracefs id of exceptions:page_fault_kernel: the
+// copy-on-write faults a system call takes writing into the process's memory.
+func (t *Tracepoints) KernelFaultID() (uint64, bool) {
+	if t.caps.kfault == nil {
+		return 0, false
+	}
+	return t.caps.kfault.id, true
+}
+
+// KernelFault reads a page_fault_kernel sample's address and error code.
+func (t *Tracepoints) KernelFault(raw []byte) (address, errorCode uint64, err error) {
+	f := t.caps.kfault
+	if address, err = f.address.Uint(raw); err != nil {
+		return 0, 0, fmt.Errorf("page_fault_kernel sample: %w", err)
+	}
+	if errorCode, err = f.errorCode.Uint(raw); err != nil {
+		return 0, 0, fmt.Errorf("page_fault_kernel sample: %w", err)
+	}
+	return address, errorCode, nil
+}
+
 // AllocID is the tracefs id of kmem:mm_page_alloc; without the fault
 // tracepoint it is of no use and not offered.
 func (t *Tracepoints) AllocID() (uint64, bool) {
@@ -89,11 +110,16 @@ type TaskFaults struct {
 	stream taskStream
 }
 
-// Fault counts one user-mode fault and returns its class.
-func (f *TaskFaults) Fault(address, errorCode uint64) FaultClass {
+// Fault counts one fault and returns its class. A fault the kernel took in
+// a system call (kernelMode) counts only on a user address, with ok false
+// otherwise.
+func (f *TaskFaults) Fault(address, errorCode uint64, kernelMode bool) (class FaultClass, ok bool) {
 	f.stream.counts = &f.counts
-	f.stream.fault(address, errorCode, report.Region{}, false)
-	return Classify(errorCode)
+	if kernelMode && !userAddress(address) {
+		return 0, false
+	}
+	f.stream.fault(address, errorCode, report.Region{}, kernelMode)
+	return Classify(errorCode), true
 }
 
 // Alloc reads an mm_page_alloc sample of the task and, when it is shaped

@@ -97,6 +97,7 @@ const (
 	kindDummy eventKind = iota
 	kindCounter
 	kindFault
+	kindKernelFault
 	kindAlloc
 	kindProbe
 )
@@ -273,6 +274,13 @@ func (t *Tracer) Open(tid int, enableOnExec bool) (err error) {
 			a := sampled
 			a.Label, a.Config = "tracepoint:exceptions:page_fault_user", id
 			if _, err := t.openRedirected(&a, tid, cpu, ci, eventInfo{kind: kindFault, root: ri}); err != nil {
+				return err
+			}
+		}
+		if id, ok := t.tp.KernelFaultID(); ok {
+			a := sampled
+			a.Label, a.Config = "tracepoint:exceptions:page_fault_kernel", id
+			if _, err := t.openRedirected(&a, tid, cpu, ci, eventInfo{kind: kindKernelFault, root: ri}); err != nil {
 				return err
 			}
 		}

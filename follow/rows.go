@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/report"
 )
 
@@ -248,10 +249,11 @@ func (t *Tracer) fillMethods(m map[string]string) {
 	_, haveFault := t.tp.FaultID()
 	_, haveAlloc := t.tp.AllocID()
 	if haveFault {
-		m["wp_faults"] = "tracepoint:exceptions:page_fault_user"
+		_, haveKernel := t.tp.KernelFaultID()
+		m["wp_faults"] = experiment.FaultMethod(haveKernel)
 		// Without a region, every fault is "outside" one: that field
 		// holds the process's faults by class.
-		m["outside"] = "tracepoint:exceptions:page_fault_user"
+		m["outside"] = m["wp_faults"]
 		if haveAlloc {
 			m["inferred_copies"] = "inferred:exceptions:page_fault_user+kmem:mm_page_alloc"
 		}

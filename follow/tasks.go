@@ -192,7 +192,7 @@ func (t *Tracer) record(rec *perfevents.Record, s *perfevents.Sample) (*Timeline
 		}
 		st := uint64(idType)
 		switch info.kind {
-		case kindFault, kindAlloc:
+		case kindFault, kindKernelFault, kindAlloc:
 			st = tpType
 		case kindProbe:
 			st = kprobeType
@@ -204,15 +204,20 @@ func (t *Tracer) record(rec *perfevents.Record, s *perfevents.Sample) (*Timeline
 		switch info.kind {
 		case kindCounter:
 			tk.counters[info.counter]++
-		case kindFault:
-			addr, code, err := t.tp.Fault(s.Raw)
+		case kindFault, kindKernelFault:
+			read := t.tp.Fault
+			if info.kind == kindKernelFault {
+				read = t.tp.KernelFault
+			}
+			addr, code, err := read(s.Raw)
 			if err != nil {
 				return nil, err
 			}
 			if tk.faults[rec.Cookie] == nil {
 				tk.faults[rec.Cookie] = &experiment.TaskFaults{}
 			}
-			if tk.faults[rec.Cookie].Fault(addr, code) == experiment.FaultWP {
+			class, ok := tk.faults[rec.Cookie].Fault(addr, code, info.kind == kindKernelFault)
+			if ok && class == experiment.FaultWP {
 				return t.timeline(tk, s.Time, "wp_fault", addr), nil
 			}
 		case kindAlloc:

@@ -255,7 +255,11 @@ func methodLines(run *Run) []string {
 	if strings.HasPrefix(m["wp_faults"], "counter:") {
 		out = append(out, "wp faults, ... in region: tracepoint exceptions:page_fault_user counted in the kernel behind filters on the x86 error code (wp = 0x7) and the region's addresses, no sampling")
 	} else if m["wp_faults"] != "" {
-		out = append(out, "wp faults, ... in region: tracepoint exceptions:page_fault_user, every fault sampled and classified by its x86 error code (wp = write to a present page, 0x7)")
+		line := "wp faults, ... in region: tracepoint exceptions:page_fault_user, every fault sampled and classified by its x86 error code (wp = write to a present page, 0x7)"
+		if strings.HasSuffix(m["wp_faults"], "+page_fault_kernel") {
+			line += "; with page_fault_kernel for the faults a system call takes on the process's memory"
+		}
+		out = append(out, line)
 	}
 	if c := m["copies"]; strings.HasPrefix(c, "kprobe:") {
 		out = append(out, fmt.Sprintf("copies: kprobe (%s) hits on %s, the routine that copies pages on this kernel", run.KprobeMethod, strings.TrimPrefix(c, "kprobe:")))

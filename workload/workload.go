@@ -9,12 +9,15 @@
 package workload
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -260,9 +263,42 @@ func (p *Process) Close() error {
 	if p.cmd == nil || p.cmd.ProcessState != nil {
 		return nil
 	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	pgid := p.cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGKILL)
 	p.cmd.Wait()
+	// The children are the worker's, not ours: they die on their own
+	// time (tearing down a large region takes a while) and are reaped by
+	// whoever inherits them. Wait, boundedly, until none of them runs, so
+	// that nothing of the workload outlives the run.
+	for deadline := time.Now().Add(5 * time.Second); groupRunning(pgid) && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
 	return nil
+}
+
+// groupRunning says whether a process of process group pgid is still alive
+// (zombies waiting for their new parent to reap them do not count).
+func groupRunning(pgid int) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// After the parenthesised comm: state ppid pgrp ...
+		i := bytes.LastIndexByte(stat, ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) > 2 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Process) closeFiles() {
