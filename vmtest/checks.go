@@ -93,6 +93,12 @@ type guestRun struct {
 	// runs and matrixRep are the decoded reports of runchecks.go's commands.
 	runs      map[string]*runReport
 	matrixRep *matrixReport
+	// Guests are the guests the commands were spread over (none when the
+	// guestRun was made from one boot); Boot is then all of them merged.
+	Guests []*guestShard
+	// parts are the results of the commands split over guests, in part
+	// order (nil where a part never reported).
+	parts map[string][]*guest.Result
 }
 
 func newGuestRun(b *bootResult, m guest.Manifest) *guestRun {
@@ -179,32 +185,44 @@ var cowtraceChecks = []check{
 }
 
 func checkGuestDone(g *guestRun) error {
-	b := g.Boot
+	if len(g.Guests) == 0 {
+		return bootDone(g.Boot, g.Manifest, g.results, "")
+	}
+	var errs []error
+	for _, s := range g.Guests {
+		errs = append(errs, bootDone(s.Boot, s.Manifest, g.results, s.label()+": "))
+	}
+	return errors.Join(errs...)
+}
+
+// bootDone checks that one guest ran to the end and reported every command
+// of its manifest; prefix names the guest among several.
+func bootDone(b *bootResult, m guest.Manifest, results map[string]*guest.Result, prefix string) error {
 	var errs []error
 	if b.QemuErr != nil {
-		errs = append(errs, fmt.Errorf("qemu: %w", b.QemuErr))
+		errs = append(errs, fmt.Errorf("%sqemu: %w", prefix, b.QemuErr))
 	}
 	if b.TimedOut {
-		errs = append(errs, fmt.Errorf("guest did not power off within %v", b.Elapsed.Round(1e9)))
+		errs = append(errs, fmt.Errorf("%sguest did not power off within %v", prefix, b.Elapsed.Round(1e9)))
 	}
 	if b.Info == nil {
-		errs = append(errs, errors.New("no info frame from guestinit (did /init start?)"))
+		errs = append(errs, fmt.Errorf("%sno info frame from guestinit (did /init start?)", prefix))
 	}
 	if !b.Done {
-		errs = append(errs, errors.New("no done marker from guestinit"))
+		errs = append(errs, fmt.Errorf("%sno done marker from guestinit", prefix))
 	} else if b.Sent != len(b.Results) {
-		errs = append(errs, fmt.Errorf("guest sent %d results, %d arrived", b.Sent, len(b.Results)))
+		errs = append(errs, fmt.Errorf("%sguest sent %d results, %d arrived", prefix, b.Sent, len(b.Results)))
 	}
-	for _, c := range g.Manifest.Commands {
-		if g.results[c.Name] == nil {
-			errs = append(errs, fmt.Errorf("no result for %q", c.Name))
+	for _, c := range m.Commands {
+		if results[c.Name] == nil {
+			errs = append(errs, fmt.Errorf("%sno result for %q", prefix, c.Name))
 		}
 	}
 	for _, f := range b.Frames {
-		errs = append(errs, fmt.Errorf("frame: %s", f))
+		errs = append(errs, fmt.Errorf("%sframe: %s", prefix, f))
 	}
 	if b.Info != nil && len(b.Info.Errors) > 0 {
-		errs = append(errs, fmt.Errorf("guestinit: %s", strings.Join(b.Info.Errors, "; ")))
+		errs = append(errs, fmt.Errorf("%sguestinit: %s", prefix, strings.Join(b.Info.Errors, "; ")))
 	}
 	return errors.Join(errs...)
 }
@@ -213,6 +231,12 @@ func checkKprobeSupport(g *guestRun) error {
 	i := g.Boot.Info
 	if i == nil {
 		return errors.New("no info from the guest")
+	}
+	// Every guest of a kernel must have booted the same kernel.
+	for _, s := range g.Guests {
+		if si := s.Boot.Info; si != nil && si.Release != i.Release {
+			return fmt.Errorf("%s booted %s, another guest %s", s.label(), si.Release, i.Release)
+		}
 	}
 	if i.KprobePMUType < 0 {
 		return errors.New("no /sys/bus/event_source/devices/kprobe/type")

@@ -119,6 +119,9 @@ type initramfsFile struct {
 	Src, Dst string
 	Perm     os.FileMode
 	Link     string
+	// For names the one command that needs the file, so that guests not
+	// running it do without; "" for a file every guest gets.
+	For string
 }
 
 // writeInitramfs writes a gzip'd newc archive with the given files and

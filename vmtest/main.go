@@ -5,7 +5,11 @@
 //
 // Usage, from the module root:
 //
-//	go run ./vmtest [-kernels 6.1,6.12] [-kernel PATH] [-json FILE] [-readme README.md]
+//	go run ./vmtest [-kernels 6.1,6.12] [-kernel PATH] [-guest-budget 50s] [-json FILE] [-readme README.md]
+//
+// Each kernel's commands are spread over as many guests as it takes for
+// each guest to stay within -guest-budget (see shard.go); the results of a
+// kernel's guests are merged before its checks run.
 //
 // It needs qemu-system-x86_64 (Debian: qemu-system-x86), and apt-get and
 // dpkg to fetch the kernels; cpio is not needed. gcc with a static libc
@@ -53,6 +57,7 @@ type options struct {
 	cpu        string
 	skip       string
 	append     string
+	budget     time.Duration
 }
 
 func defaultCache() string {
@@ -87,6 +92,7 @@ func main() {
 	flag.StringVar(&o.accel, "accel", "tcg", "qemu accelerator")
 	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
 	flag.StringVar(&o.append, "append", "", "more kernel command line, e.g. ignore_loglevel to see every kernel message on the console")
+	flag.DurationVar(&o.budget, "guest-budget", 50*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -174,62 +180,111 @@ func run(ctx context.Context, o options) (bool, error) {
 	for _, n := range b.notes {
 		logf("%s", n)
 	}
-	man, err := json.MarshalIndent(b.manifest, "", "  ")
+	units, err := makeUnits(b.manifest.Commands, weightOf, splitters(), o.budget)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("-guest-budget: %w", err)
 	}
-	initrd := filepath.Join(work, "initramfs.cpio.gz")
-	if err := writeInitramfs(initrd, b.files, map[string][]byte{guest.ManifestPath: man}); err != nil {
-		return false, fmt.Errorf("initramfs: %w", err)
-	}
-	logf("built in %v: cowtrace %v, %d test binaries, %d commands per guest", time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands))
-
-	timeout := o.timeout
-	if timeout <= 0 {
-		// Boot and power-off take seconds; the slack is for a slow host,
-		// where TCG can be several times slower than here.
-		timeout = 2 * time.Minute
-		for _, c := range b.manifest.Commands {
-			timeout += c.Timeout
+	plan := planShards(units, o.budget)
+	// Each guest's initramfs has the common files, the files of its own
+	// commands and its own manifest: less to unpack at boot under TCG.
+	initrds := make([]string, len(plan))
+	for i := range plan {
+		s := &plan[i]
+		man, err := json.MarshalIndent(s.manifest(), "", "  ")
+		if err != nil {
+			return false, err
+		}
+		bases := s.bases()
+		var files []initramfsFile
+		for _, f := range b.files {
+			if f.For == "" || bases[f.For] {
+				files = append(files, f)
+			}
+		}
+		initrds[i] = filepath.Join(work, fmt.Sprintf("initramfs-%d.cpio.gz", i+1))
+		if err := writeInitramfs(initrds[i], files, map[string][]byte{guest.ManifestPath: man}); err != nil {
+			return false, fmt.Errorf("initramfs: %w", err)
 		}
 	}
+	logf("built in %v: cowtrace %v, %d test binaries, %d commands per kernel in %d guests of at most %v predicted (-guest-budget %v)",
+		time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands), len(plan), plan[0].Weight(), o.budget)
 
 	checks := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
 	for _, t := range b.tests {
 		checks = append(checks, testBinaryCheck(t))
 	}
 
-	runs := make([]*kernelRun, len(kernels))
-	sem := make(chan struct{}, max(o.parallel, 1))
+	// Every guest of every kernel goes into one pool of -parallel, the
+	// heaviest guests first so that the short ones fill in at the end.
+	type job struct {
+		k, s int
+	}
+	var jobs []job
+	for s := range plan {
+		for k := range kernels {
+			jobs = append(jobs, job{k, s})
+		}
+	}
+	shards := make([][]*guestShard, len(kernels))
+	for k := range shards {
+		shards[k] = make([]*guestShard, len(plan))
+	}
+	queue := make(chan job)
 	var wg sync.WaitGroup
 	var logMu sync.Mutex
-	for i, k := range kernels {
+	for range max(o.parallel, 1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			logf("booting %s (%s)", k.Label, k.Vmlinuz)
-			consoleLog, err := os.Create(filepath.Join(work, fmt.Sprintf("console-%d.log", i)))
-			var console io.Writer = io.Discard
-			if err == nil {
-				defer consoleLog.Close()
-				console = consoleLog
+			for j := range queue {
+				k, s := kernels[j.k], &plan[j.s]
+				gs := &guestShard{Index: j.s + 1, Of: len(plan), Units: s.Units, Manifest: s.manifest()}
+				label := fmt.Sprintf("%s %s", k.Label, gs.label())
+				timeout := o.timeout
+				if timeout <= 0 {
+					// Boot and power-off take seconds; the slack is for a
+					// slow host, where TCG can be several times slower.
+					timeout = 2 * time.Minute
+					for _, c := range gs.Manifest.Commands {
+						timeout += c.Timeout
+					}
+				}
+				logf("booting %s (%s), predicted %v", label, k.Vmlinuz, s.Weight().Round(time.Second/10))
+				consoleLog, err := os.Create(filepath.Join(work, fmt.Sprintf("console-%d-%d.log", j.k, j.s+1)))
+				var console io.Writer = io.Discard
+				if err == nil {
+					console = consoleLog
+				}
+				if o.verbose {
+					console = io.MultiWriter(console, &prefixWriter{mu: &logMu, prefix: "[" + label + "] ", w: os.Stderr})
+				}
+				gs.Boot = boot(ctx, bootOptions{
+					Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB,
+					Vmlinuz: k.Vmlinuz, Initrd: initrds[j.s], Append: o.append, Timeout: timeout, Console: console,
+				})
+				if consoleLog != nil {
+					consoleLog.Close()
+				}
+				logf("%s %s", k.Label, gs.line())
+				shards[j.k][j.s] = gs
 			}
-			if o.verbose {
-				console = io.MultiWriter(console, &prefixWriter{mu: &logMu, prefix: "[" + k.Label + "] ", w: os.Stderr})
-			}
-			br := boot(ctx, bootOptions{
-				Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB,
-				Vmlinuz: k.Vmlinuz, Initrd: initrd, Append: o.append, Timeout: timeout, Console: console,
-			})
-			g := newGuestRun(br, b.manifest)
-			runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks, skip), Tests: b.tests, Notes: b.notes}
 		}()
 	}
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		queue <- j
+	}
+	close(queue)
 	wg.Wait()
 	if ctx.Err() != nil {
 		return false, ctx.Err()
+	}
+	runs := make([]*kernelRun, len(kernels))
+	for i, k := range kernels {
+		g := newShardedRun(b.manifest, shards[i])
+		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks, skip), Tests: b.tests, Notes: b.notes}
 	}
 
 	allOK := true
@@ -242,6 +297,9 @@ func run(ctx context.Context, o options) (bool, error) {
 	fmt.Println()
 	for _, r := range runs {
 		fmt.Println(summaryLine(r))
+		for _, s := range r.Guest.Guests {
+			fmt.Println("    " + s.line())
+		}
 		for _, l := range append(append(r.testLines(), r.Guest.seedLine()...), r.Guest.matrixLines()...) {
 			fmt.Println("    " + l)
 		}
@@ -427,11 +485,14 @@ func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, er
 		// A test binary runs with its package directory as the working
 		// directory, so testdata must sit beside it in the guest too.
 		dir := "/tests/" + name
-		b.files = append(b.files, initramfsFile{Src: exe, Dst: dir + "/" + name + ".test", Perm: 0o755})
+		b.files = append(b.files, initramfsFile{Src: exe, Dst: dir + "/" + name + ".test", Perm: 0o755, For: name + ".test"})
 		if td := filepath.Join(p.Dir, "testdata"); isDir(td) {
 			fs, err := treeFiles(td, dir+"/testdata")
 			if err != nil {
 				return nil, err
+			}
+			for i := range fs {
+				fs[i].For = name + ".test"
 			}
 			b.files = append(b.files, fs...)
 		}

@@ -80,7 +80,11 @@ func summaryLine(r *kernelRun) string {
 		c += fmt.Sprintf(", %d skipped", skipped)
 	}
 	parts = append(parts, c, fmt.Sprintf("%d test binaries%s", len(r.Tests), r.testCounts()))
-	parts = append(parts, fmt.Sprintf("%.0f s", r.Guest.Boot.Elapsed.Seconds()))
+	if n := len(r.Guest.Guests); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d guests, longest %.0f s", n, r.Guest.Boot.Elapsed.Seconds()))
+	} else {
+		parts = append(parts, fmt.Sprintf("%.0f s", r.Guest.Boot.Elapsed.Seconds()))
+	}
 	return fmt.Sprintf("%s: %s (%s)", r.name(), verdict, strings.Join(parts, ", "))
 }
 
@@ -184,14 +188,27 @@ func printFailure(w io.Writer, r *kernelRun) {
 			continue
 		}
 		shown[c.Cmd] = true
-		if res := r.Guest.results[c.Cmd]; res != nil {
+		if ps := r.Guest.parts[c.Cmd]; ps != nil {
+			// Each part as it ran, with its own command line.
+			for _, res := range ps {
+				if res != nil {
+					printCommand(w, res)
+				}
+			}
+		} else if res := r.Guest.results[c.Cmd]; res != nil {
 			printCommand(w, res)
 		}
 	}
 	if noResult > 0 {
 		fmt.Fprintf(w, "--- FAIL: %d more checks: the guest never reported their commands\n", noResult)
 	}
-	fmt.Fprintf(w, "---- console (last 40 lines)\n%s\n", indent(tail(r.Guest.Boot.Console, 40)))
+	if len(r.Guest.Guests) == 0 {
+		fmt.Fprintf(w, "---- console (last 40 lines)\n%s\n", indent(tail(r.Guest.Boot.Console, 40)))
+		return
+	}
+	for _, s := range r.Guest.Guests {
+		fmt.Fprintf(w, "---- %s console (last 40 lines)\n%s\n", s.label(), indent(tail(s.Boot.Console, 40)))
+	}
 }
 
 func printCommand(w io.Writer, res *guest.Result) {
@@ -223,6 +240,17 @@ type jsonRun struct {
 	Results   []*guest.Result `json:"results"`
 	Notes     []string        `json:"notes,omitempty"`
 	FrameErrs []string        `json:"frame_errors,omitempty"`
+	// Guests are the guests the kernel's commands were spread over;
+	// elapsed_s is the longest of them, results are all of theirs.
+	Guests []jsonGuest `json:"guests,omitempty"`
+}
+
+type jsonGuest struct {
+	Index     int      `json:"index"`
+	ElapsedS  float64  `json:"elapsed_s"`
+	TimedOut  bool     `json:"timed_out,omitempty"`
+	Commands  []string `json:"commands"`
+	FrameErrs []string `json:"frame_errors,omitempty"`
 }
 
 func writeJSON(file string, runs []*kernelRun) error {
@@ -234,6 +262,13 @@ func writeJSON(file string, runs []*kernelRun) error {
 			Pass: r.ok(), ElapsedS: b.Elapsed.Seconds(), TimedOut: b.TimedOut, Info: b.Info,
 			Checks: r.Checks, Results: b.Results, Notes: r.Notes, FrameErrs: b.Frames,
 		})
+		for _, s := range r.Guest.Guests {
+			jg := jsonGuest{Index: s.Index, ElapsedS: s.Boot.Elapsed.Seconds(), TimedOut: s.Boot.TimedOut, FrameErrs: s.Boot.Frames}
+			for _, c := range s.Manifest.Commands {
+				jg.Commands = append(jg.Commands, c.Name)
+			}
+			out[len(out)-1].Guests = append(out[len(out)-1].Guests, jg)
+		}
 	}
 	js, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {

@@ -93,15 +93,48 @@ func (g *guestRun) matrix() (*matrixReport, error) {
 	if g.matrixRep != nil {
 		return g.matrixRep, nil
 	}
-	var m matrixReport
-	if err := g.decode("matrix", 0, &m); err != nil {
-		return nil, err
+	parts := g.parts["matrix"]
+	if parts == nil {
+		var m matrixReport
+		if err := g.decode("matrix", 0, &m); err != nil {
+			return nil, err
+		}
+		if m.SchemaVersion != 1 {
+			return nil, fmt.Errorf("matrix: schema_version %d, want 1", m.SchemaVersion)
+		}
+		g.matrixRep = &m
+		return &m, nil
 	}
-	if m.SchemaVersion != 1 {
-		return nil, fmt.Errorf("matrix: schema_version %d, want 1", m.SchemaVersion)
+	// The matrix ran in parts, each with --only a few scenarios: their
+	// scenarios together are the matrix, each scenario exactly once.
+	var all matrixReport
+	seen := map[string]string{}
+	for i, p := range parts {
+		if p == nil {
+			return nil, fmt.Errorf("%w %q", errNoResult, partName("matrix", i+1, len(parts)))
+		}
+		var m matrixReport
+		if err := g.decode(p.Name, 0, &m); err != nil {
+			return nil, err
+		}
+		if m.SchemaVersion != 1 {
+			return nil, fmt.Errorf("%s: schema_version %d, want 1", p.Name, m.SchemaVersion)
+		}
+		if i == 0 {
+			all.SchemaVersion, all.Kernel = m.SchemaVersion, m.Kernel
+		} else if m.Kernel != all.Kernel {
+			return nil, fmt.Errorf("%s: kernel %q, the first part's %q", p.Name, m.Kernel, all.Kernel)
+		}
+		for _, s := range m.Scenarios {
+			if other, ok := seen[s.Name]; ok {
+				return nil, fmt.Errorf("scenario %s in both %s and %s", s.Name, other, p.Name)
+			}
+			seen[s.Name] = p.Name
+		}
+		all.Scenarios = append(all.Scenarios, m.Scenarios...)
 	}
-	g.matrixRep = &m
-	return &m, nil
+	g.matrixRep = &all
+	return &all, nil
 }
 
 var followChecks = []check{
