@@ -194,12 +194,6 @@ func measures(runs []*Run) []measure {
 		fns = append(fns, fn)
 	}
 	sort.Strings(fns)
-	num := func(v *uint64) string {
-		if v == nil {
-			return "-"
-		}
-		return strconv.FormatUint(*v, 10)
-	}
 	region := func(get func(*FaultClasses) uint64) func(p *Process) string {
 		return func(p *Process) string {
 			if p.InRegion == nil {

@@ -104,12 +104,6 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 	}
 	t := tablewriter.NewTable(w, opts...)
 	t.Header(header)
-	num := func(v *uint64) string {
-		if v == nil {
-			return "-"
-		}
-		return strconv.FormatUint(*v, 10)
-	}
 	region := func(p *Process, get func(*FaultClasses) uint64) string {
 		if p.InRegion == nil {
 			return "-"

@@ -49,6 +49,14 @@ func Write(w io.Writer, run *Run, f Format) error {
 	}
 }
 
+// num renders an optional count: "-" when it was not measured, which is not 0.
+func num(v *uint64) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatUint(*v, 10)
+}
+
 // column is one measure of the table: its header, the method behind it (from
 // Run.Methods) and how to read it off a row.
 type column struct {
@@ -59,12 +67,6 @@ type column struct {
 func columns(run *Run) []column {
 	if run.Trace != nil {
 		return traceColumns(run)
-	}
-	num := func(v *uint64) string {
-		if v == nil {
-			return "-"
-		}
-		return strconv.FormatUint(*v, 10)
 	}
 	region := func(get func(f *FaultClasses) uint64) func(p *Process) string {
 		return func(p *Process) string {

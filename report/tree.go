@@ -53,12 +53,6 @@ type Lineage struct {
 
 // traceColumns are the columns of a traced run: the tree, then the measures.
 func traceColumns(run *Run) []column {
-	num := func(v *uint64) string {
-		if v == nil {
-			return "-"
-		}
-		return strconv.FormatUint(*v, 10)
-	}
 	lin := func(get func(l *Lineage) string) func(p *Process) string {
 		return func(p *Process) string {
 			if p.Lineage == nil {
