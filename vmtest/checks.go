@@ -256,7 +256,7 @@ func checkCopyRoutine(g *guestRun) error {
 		return errors.New("copy_routine is empty")
 	}
 	if m := rep.Methods["copies"]; !strings.HasPrefix(m, "kprobe:") {
-		return fmt.Errorf("methods.copies = %q, want kprobe:...", m)
+		return fmt.Errorf("methods.copies = %q, want a \"kprobe:\" prefix", m)
 	}
 	return nil
 }

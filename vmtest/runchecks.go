@@ -385,7 +385,7 @@ func checkMatrix(g *guestRun) error {
 			continue
 		}
 		if c := s.Run.Methods["copies"]; !strings.HasPrefix(c, "kprobe:") {
-			errs = append(errs, fmt.Errorf("%s: methods.copies = %q, want kprobe:...", s.Name, c))
+			errs = append(errs, fmt.Errorf("%s: methods.copies = %q, want a \"kprobe:\" prefix", s.Name, c))
 		}
 		if !s.Held {
 			var why []string
