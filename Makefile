@@ -1,5 +1,6 @@
 # cowtrace: see README.md. Kernel-facing tests and the experiment need root.
-GO      ?= go
+# sudo's secure_path usually lacks Go's own install directory.
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN     ?= bin/cowtrace
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
