@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/workload"
@@ -150,9 +151,9 @@ func TestReportNamesMethodsAndGaps(t *testing.T) {
 	requireTracing(t)
 	cfg := workload.Seed()
 	cfg.Blocks = 10
-	fdsBefore := countFDs(t)
+	fdsBefore := testenv.OpenFDs(t)
 	r := run(t, cfg, KprobeAuto)
-	if got := countFDs(t); got != fdsBefore {
+	if got := testenv.OpenFDs(t); got != fdsBefore {
 		t.Errorf("%d descriptors open after the run, %d before", got, fdsBefore)
 	}
 	if r.Kernel != perfevents.KernelRelease() || r.Region == nil || r.Region.Length != 10*102400 {
@@ -183,7 +184,7 @@ func TestReportNamesMethodsAndGaps(t *testing.T) {
 // SIGINT does) and checks that no descriptor, process, probe or mount is left.
 func TestCancelLeavesNothing(t *testing.T) {
 	requireTracing(t)
-	fdsBefore := countFDs(t)
+	fdsBefore := testenv.OpenFDs(t)
 	mountedBefore := tracefsMounted(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var workerPid int
@@ -198,7 +199,7 @@ func TestCancelLeavesNothing(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	if got := countFDs(t); got != fdsBefore {
+	if got := testenv.OpenFDs(t); got != fdsBefore {
 		t.Errorf("%d descriptors open after the run, %d before", got, fdsBefore)
 	}
 	if got := tracefsMounted(t); got != mountedBefore {
@@ -255,15 +256,6 @@ func liveGroupMembers(t *testing.T, pgid int) []string {
 		}
 	}
 	return live
-}
-
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 func tracefsMounted(t *testing.T) bool {

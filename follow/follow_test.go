@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/workload"
@@ -73,28 +74,6 @@ func requireTracing(t *testing.T) {
 	}
 }
 
-// buildC compiles testdata/NAME.c; tests that need it skip without gcc.
-func buildC(t *testing.T, name string) string {
-	t.Helper()
-	// Prebuilt (static) programs where there is no compiler: the vmtest guests.
-	if dir := os.Getenv("COWTRACE_TESTPROGS"); dir != "" {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc is not installed (apt-get install gcc libc6-dev)")
-	}
-	out := filepath.Join(t.TempDir(), name)
-	b, err := exec.Command(gcc, "-O1", "-Wall", "-o", out, filepath.Join("..", "testdata", name+".c")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("gcc %s: %v\n%s", name, err, b)
-	}
-	return out
-}
-
 func runTraced(t *testing.T, argv []string, sigs <-chan os.Signal) *report.Run {
 	t.Helper()
 	run, err := Run(context.Background(), Options{KprobeMethod: experiment.KprobeNone},
@@ -136,7 +115,7 @@ func seedRows(t *testing.T, run *report.Run) (parent, reader, writer *report.Pro
 // handful to both.
 func TestRunSeedProgram(t *testing.T) {
 	requireTracing(t)
-	prog := buildC(t, "cow_seed")
+	prog := testenv.BuildC(t, "cow_seed")
 	run := runTraced(t, []string{prog}, nil)
 	_, reader, writer := seedRows(t, run)
 	t.Logf("reader: %d page faults, %d wp faults, %d copies; writer: %d page faults, %d wp faults, %d copies",
@@ -185,7 +164,7 @@ func kprobeRun(t *testing.T, method experiment.KprobeMethod, argv []string) *rep
 // still maps, plus at most the few pages of libc's own wp faults.
 func TestRunSeedKprobes(t *testing.T) {
 	requireTracing(t)
-	prog := buildC(t, "cow_seed")
+	prog := testenv.BuildC(t, "cow_seed")
 	for _, m := range []experiment.KprobeMethod{experiment.KprobePMU, experiment.KprobeTracefs} {
 		t.Run(string(m), func(t *testing.T) {
 			run := kprobeRun(t, m, []string{prog})
@@ -221,12 +200,12 @@ func TestNewRefusedMethod(t *testing.T) {
 	if _, _, err := perfevents.KprobePMU(); err == nil {
 		t.Skip("this kernel has the kprobe PMU")
 	}
-	before := openFDs(t)
+	before := testenv.OpenFDs(t)
 	if tr, err := New(context.Background(), Options{KprobeMethod: experiment.KprobePMU}); err == nil {
 		tr.Close()
 		t.Fatal("New with --kprobe-method pmu and no kprobe PMU: no error")
 	}
-	if after := openFDs(t); after != before {
+	if after := testenv.OpenFDs(t); after != before {
 		t.Errorf("%d descriptors open before, %d after", before, after)
 	}
 }
@@ -236,7 +215,7 @@ func TestNewRefusedMethod(t *testing.T) {
 // baseline (libc's and the stack's faults) that is the same for every child.
 func TestRunTree(t *testing.T) {
 	requireTracing(t)
-	prog := buildC(t, "cow_tree")
+	prog := testenv.BuildC(t, "cow_tree")
 	run := runTraced(t, []string{prog, "50", "7"}, nil)
 	if len(run.Processes) != 51 {
 		t.Fatalf("%d rows, want 51", len(run.Processes))
@@ -296,7 +275,7 @@ func TestRunForwardsSignals(t *testing.T) {
 // seen, each with its own faults, and its exit ends the trace.
 func TestAttach(t *testing.T) {
 	requireTracing(t)
-	prog := buildC(t, "cow_fork_later")
+	prog := testenv.BuildC(t, "cow_fork_later")
 	cmd := exec.Command(prog, "4")
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -351,7 +330,7 @@ func TestAttach(t *testing.T) {
 // child k copies at least its k pages, which its parent still maps.
 func TestAttachKprobes(t *testing.T) {
 	requireTracing(t)
-	prog := buildC(t, "cow_fork_later")
+	prog := testenv.BuildC(t, "cow_fork_later")
 	cmd := exec.Command(prog, "3")
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -389,7 +368,7 @@ func TestAttachKprobes(t *testing.T) {
 // the process, still running, is listed as such.
 func TestAttachInterrupted(t *testing.T) {
 	requireTracing(t)
-	prog := buildC(t, "cow_fork_later")
+	prog := testenv.BuildC(t, "cow_fork_later")
 	cmd := exec.Command(prog, "1")
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -470,7 +449,7 @@ func TestRunMatchesPerf(t *testing.T) {
 	if err != nil {
 		t.Skip("perf is not installed (apt-get install linux-perf)")
 	}
-	prog := buildC(t, "cow_seed")
+	prog := testenv.BuildC(t, "cow_seed")
 	pids, total, wp := perfFaults(t, perf, prog)
 	if len(pids) != 3 {
 		t.Fatalf("perf saw faults of %d pids, want 3", len(pids))
@@ -504,21 +483,12 @@ func diff(a, b uint64) uint64 {
 	return b - a
 }
 
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // TestNoLeftovers: a run and an attach close every descriptor they opened
 // (perf events, rings' epoll and eventfd, pidfd, pipes).
 func TestNoLeftovers(t *testing.T) {
 	requireTracing(t)
-	prog := buildC(t, "cow_tree")
-	before := openFDs(t)
+	prog := testenv.BuildC(t, "cow_tree")
+	before := testenv.OpenFDs(t)
 	runTraced(t, []string{prog, "3"}, nil)
 	cmd := exec.Command("sleep", "5")
 	if err := cmd.Start(); err != nil {
@@ -532,7 +502,7 @@ func TestNoLeftovers(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	if after := openFDs(t); after != before {
+	if after := testenv.OpenFDs(t); after != before {
 		t.Errorf("%d descriptors open before, %d after", before, after)
 	}
 }

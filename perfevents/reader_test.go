@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // fakePerfRing plays the kernel's side of a perf ring in anonymous memory:
@@ -743,15 +745,6 @@ func TestReaderKernelTaskExitHangup(t *testing.T) {
 	}
 }
 
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 func perfMappings(t *testing.T) int {
 	t.Helper()
 	maps, err := os.ReadFile("/proc/self/maps")
@@ -762,7 +755,7 @@ func perfMappings(t *testing.T) int {
 }
 
 func TestReaderCloseLeaksNoFD(t *testing.T) {
-	before := countFDs(t)
+	before := testenv.OpenFDs(t)
 	r, err := NewReader()
 	if err != nil {
 		t.Fatal(err)
@@ -770,7 +763,7 @@ func TestReaderCloseLeaksNoFD(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if after := countFDs(t); after != before {
+	if after := testenv.OpenFDs(t); after != before {
 		t.Fatalf("%d fds before NewReader, %d after Close", before, after)
 	}
 
@@ -795,7 +788,7 @@ func TestReaderCloseLeaksNoFD(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Close(fd)
-	if after := countFDs(t); after != before {
+	if after := testenv.OpenFDs(t); after != before {
 		t.Errorf("%d fds before, %d after Close", before, after)
 	}
 	if m := perfMappings(t); m != mapsBefore {

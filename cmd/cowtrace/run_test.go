@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
 )
 
@@ -58,31 +58,11 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func buildC(t *testing.T, name string) string {
-	t.Helper()
-	// Prebuilt (static) programs where there is no compiler: the vmtest guests.
-	if dir := os.Getenv("COWTRACE_TESTPROGS"); dir != "" {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc is not installed (apt-get install gcc libc6-dev)")
-	}
-	out := filepath.Join(t.TempDir(), name)
-	if b, err := exec.Command(gcc, "-O1", "-Wall", "-o", out, filepath.Join("..", "..", "testdata", name+".c")).CombinedOutput(); err != nil {
-		t.Fatalf("gcc %s: %v\n%s", name, err, b)
-	}
-	return out
-}
-
 // TestRunCLI: the command's exit status becomes cowtrace's, with the rows
 // in JSON.
 func TestRunCLI(t *testing.T) {
 	requireRoot(t)
-	prog := buildC(t, "cow_tree")
+	prog := testenv.BuildC(t, "cow_tree")
 	code, stdout, stderr := runCLI("run", "--format", "json", "--kprobe-method", "none", "--", prog, "5", "3")
 	if code != 3 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "status 3") {
 		t.Fatalf("exit %d, stderr %q: want 3 and one line saying so", code, stderr)
@@ -105,7 +85,7 @@ func TestRunCLI(t *testing.T) {
 // one per write-protect fault, and they add up to the rows.
 func TestRunTimelineJSON(t *testing.T) {
 	requireRoot(t)
-	prog := buildC(t, "cow_tree")
+	prog := testenv.BuildC(t, "cow_tree")
 	code, stdout, stderr := runCLI("run", "--timeline", "--format", "json", "--kprobe-method", "none", "--", prog, "3")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -154,7 +134,7 @@ func TestRunTimelineJSON(t *testing.T) {
 // each thread under it.
 func TestRunTableThreads(t *testing.T) {
 	requireRoot(t)
-	prog := buildC(t, "cow_tree")
+	prog := testenv.BuildC(t, "cow_tree")
 	code, stdout, stderr := runCLI("run", "--threads", "--kprobe-method", "none", "--", prog, "2")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
