@@ -110,8 +110,8 @@ type eventInfo struct {
 	root    int    // index in Tracer.roots
 }
 
-// root is a task the events were opened on directly (the command's shim,
-// or each thread of an attached process).
+// root is a task the events were opened on directly (each thread of an
+// attached process), or the command that inherited them (run).
 type root struct {
 	tid int
 }
@@ -206,9 +206,9 @@ func New(ctx context.Context, opt Options) (_ *Tracer, err error) {
 }
 
 // Open opens every event on task tid, on every CPU, inherited by every task
-// tid creates from then on. With enableOnExec the events stay off until tid
-// execs: the shim's own Go runtime is never counted, the command is counted
-// from its first instruction.
+// tid creates from then on. With enableOnExec the events stay off until a
+// task that has them execs: the command is counted from its first
+// instruction, and the thread of cowtrace that forks it not at all.
 func (t *Tracer) Open(tid int, enableOnExec bool) (err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -373,9 +373,12 @@ func openError(label string, tid, cpu int, err error) error {
 var ErrNoProcess = errors.New("no such process")
 
 // Start starts reading the rings. Events opened with enableOnExec count from
-// the exec; Start marks the trace's time zero.
+// the exec; Start marks the trace's time zero unless the command's start
+// already did.
 func (t *Tracer) Start() {
-	t.startNs = monotonicNs()
+	if t.startNs == 0 {
+		t.startNs = monotonicNs()
+	}
 	t.readDone = make(chan struct{})
 	t.started = true
 	go func() {

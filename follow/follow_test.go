@@ -22,12 +22,8 @@ import (
 	"github.com/cowtrace/cowtrace/workload"
 )
 
-// The shim must take over during init (see RunIfShim); the worker is the
-// copy-routine calibration's, with kprobes.
-func init() {
-	RunIfShim()
-	workload.RunIfWorker()
-}
+// The worker is the copy-routine calibration's, with kprobes.
+func init() { workload.RunIfWorker() }
 
 func TestParseCPUList(t *testing.T) {
 	for in, want := range map[string][]int{
@@ -467,7 +463,10 @@ func TestRunMatchesPerf(t *testing.T) {
 		userWP := *p.WPFaults - min(kernel, *p.WPFaults)
 		t.Logf("%s: cowtrace %d user faults, %d user wp (+%d in system calls); perf %d faults, %d wp",
 			[]string{"parent", "reader", "writer"}[i], ours, userWP, kernel, theirs, wp[pp])
-		if diff(userWP, wp[pp]) > 3 {
+		// Two runs of one program differ by a few stack and libc pages:
+		// over ten runs each child's wp faults were 1009-1011 (writer)
+		// and 9-11 (reader) here, and 1007-1009 and 8-9 under perf.
+		if diff(userWP, wp[pp]) > 5 {
 			t.Errorf("pid %d: %d user wp faults; perf saw %d", p.Pid, userWP, wp[pp])
 		}
 		if diff(ours, theirs) > 10+theirs/200 {

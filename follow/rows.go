@@ -61,9 +61,6 @@ func (t *Tracer) Result(threads bool) (*report.Run, error) {
 	t.settleNames()
 	procs := map[int]*process{}
 	for _, tk := range t.tasks {
-		if t.preExecThread(tk) {
-			continue
-		}
 		p := procs[tk.pid]
 		if p == nil {
 			p = &process{pid: tk.pid}
@@ -274,15 +271,6 @@ func (t *Tracer) fillMethods(m map[string]string) {
 }
 
 func (p *process) leader() *task { return p.tasks[0] }
-
-// preExecThread says whether tk is a thread of the exec shim's Go runtime,
-// started after the events were opened but before the command's exec, which
-// ended it (exec kills every other thread): it is not the command's.
-func (t *Tracer) preExecThread(tk *task) bool {
-	leader := t.tasks[tk.pid]
-	return leader != nil && leader != tk && leader.isRoot && leader.execSeen &&
-		tk.exited && tk.endNs <= leader.startNs
-}
 
 func (p *process) hasRoot() bool {
 	for _, tk := range p.tasks {

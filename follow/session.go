@@ -27,12 +27,12 @@ type RunSpec struct {
 	Threads bool
 }
 
-// Run starts the command behind its gate, opens every event on it (enabled
-// at its exec), releases it, and follows it and every descendant until the
-// command exits. The command's status is in the run's Trace.ExitCode.
-// Cancelling ctx stops only the calibration that precedes the start; once
-// the command runs, signals are forwarded to it instead and the trace ends
-// when it exits.
+// Run opens every event, starts the command with them (see startCommand),
+// and follows it and every descendant until the command exits. The
+// command's status is in the run's Trace.ExitCode; a command that cannot be
+// executed is an *ExecError. Cancelling ctx stops only the calibration that
+// precedes the start; once the command runs, signals are forwarded to it
+// instead and the trace ends when it exits.
 func Run(ctx context.Context, opt Options, spec RunSpec) (_ *report.Run, err error) {
 	opt.StartAtExec = true
 	t, err := New(ctx, opt)
@@ -43,36 +43,24 @@ func Run(ctx context.Context, opt Options, spec RunSpec) (_ *report.Run, err err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-
-	c, err := StartGated(spec.Path, spec.Argv, spec.Cred, spec.Stdio)
+	cmd, err := t.startCommand(spec)
 	if err != nil {
 		return nil, err
 	}
-	released := false
-	defer func() {
-		if !released {
-			c.Abort()
-		}
-	}()
-	pid := c.Pid()
-	if err := t.Open(pid, true); err != nil {
-		return nil, err
-	}
+	pid := cmd.Process.Pid
+	// The records wait in the rings until Start: read after AddRoot, the
+	// command's exec is known to be the root's.
 	t.AddRoot(pid, pid, os.Getpid(), filepath.Base(spec.Argv[0]))
 	t.Start()
-	if err := c.Release(); err != nil {
-		return nil, err
-	}
-	released = true
 
 	done := make(chan error, 1)
-	go func() { done <- c.Cmd.Wait() }()
+	go func() { done <- cmd.Wait() }()
 	var waitErr error
 wait:
 	for {
 		select {
 		case sig := <-spec.Signals:
-			_ = c.Cmd.Process.Signal(sig)
+			_ = cmd.Process.Signal(sig)
 		case waitErr = <-done:
 			break wait
 		}
@@ -89,7 +77,7 @@ wait:
 	}
 	run.Trace.Command = append([]string{}, spec.Argv...)
 	run.Trace.EndedBy = "exit"
-	code, err := exitCode(c.Cmd.ProcessState, waitErr)
+	code, err := exitCode(cmd.ProcessState, waitErr)
 	if err != nil {
 		return nil, err
 	}

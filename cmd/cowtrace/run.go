@@ -20,16 +20,12 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
-// The exec shim of `cowtrace run` is this binary re-executed; it must take
-// over during init, while the runtime keeps it on the main thread (see
-// follow.RunIfShim). An init also covers the test binary.
-func init() { follow.RunIfShim() }
-
 const runUsage = `Usage: cowtrace run [flags] [--] CMD [ARGS...]
 
 Runs CMD and follows it and every process it forks, clones or execs, like
-perf stat: CMD is started behind a gate and execs only once every event is
-open, and counting starts at that exec. Prints one row per process (pid,
+perf stat: CMD inherits every event, opened before it is forked, and the
+kernel turns them on at its exec, so counting starts at its first
+instruction. Prints one row per process (pid,
 ppid, command after exec, depth in the tree, lifetime, page faults,
 write-protect faults, copies, --probe hits). CMD's exit status becomes
 cowtrace's; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are

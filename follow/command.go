@@ -1,0 +1,88 @@
+package follow
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os/exec"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Stdio is where the command's standard streams go.
+type Stdio struct {
+	Stdin io.Reader
+	// Stdout and Stderr are passed as they are when they are *os.File,
+	// else copied through pipes by os/exec.
+	Stdout, Stderr io.Writer
+}
+
+// ExecError is a command that could not be executed; its exit code is the
+// shell's: 127 when the file is missing, else 126.
+type ExecError struct {
+	Path string
+	Err  error
+}
+
+func (e *ExecError) Error() string { return fmt.Sprintf("exec %s: %v", e.Path, e.Err) }
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// ExitCode is the status a shell gives a command it cannot run.
+func (e *ExecError) ExitCode() int {
+	if errors.Is(e.Err, syscall.ENOENT) {
+		return 127
+	}
+	return 126
+}
+
+// startCommand opens every event on a thread of this process with inherit,
+// off until an exec, and forks the command from that thread: the command
+// inherits them, and the kernel turns them on at its exec, before its first
+// instruction, exactly as on a task perf stat holds at a gate, without a
+// gate. The thread is this goroutine's, locked and never unlocked: the Go
+// runtime ends a locked thread with its goroutine, so no other goroutine runs
+// on it and it forks nothing else (the runtime starts new threads from a
+// template thread, not from a locked one). Its own copies of the events stay
+// off, since it never execs; they end with it, and what the command's copies
+// record still goes to the rings.
+func (t *Tracer) startCommand(spec RunSpec) (*exec.Cmd, error) {
+	type started struct {
+		cmd *exec.Cmd
+		err error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := t.Open(unix.Gettid(), true); err != nil {
+			ch <- started{err: err}
+			return
+		}
+		cmd := &exec.Cmd{Path: spec.Path, Args: spec.Argv,
+			Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr,
+			SysProcAttr: &syscall.SysProcAttr{Credential: spec.Cred}}
+		// Time zero precedes the exec, which every row starts from.
+		t.startNs = monotonicNs()
+		if err := cmd.Start(); err != nil {
+			var pe *fs.PathError // "fork/exec PATH: ERRNO"
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			ch <- started{err: &ExecError{Path: spec.Path, Err: err}}
+			return
+		}
+		ch <- started{cmd: cmd}
+	}()
+	s := <-ch
+	if s.err != nil {
+		return nil, s.err
+	}
+	// The root is the command from now on: the thread that opened the
+	// events has ended.
+	t.mu.Lock()
+	t.roots[len(t.roots)-1].tid = s.cmd.Process.Pid
+	t.mu.Unlock()
+	return s.cmd, nil
+}
