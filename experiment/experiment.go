@@ -26,6 +26,11 @@ type Options struct {
 	// Proof adds physical-frame evidence (ProofPagemap). It holds the
 	// workload's processes (workload.Config.Hold) to look at them alive.
 	Proof Proof
+	// HandOff leaves the release of the events to a holder process
+	// (perfevents.HandOff), for a program that exits right after the run.
+	// Ignored with tracefs kprobes: their kprobe_events entries can be
+	// removed only once every event on them is closed.
+	HandOff bool
 	// AfterAttach, when set, runs once every event of every process is
 	// open, before the last child is released. Tests use it to interrupt a
 	// run at its most loaded moment.
@@ -105,6 +110,7 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 		return nil, err
 	}
 	defer tr.close()
+	tr.handOff = opt.HandOff && (kp == nil || kp.method() != string(KprobeTracefs))
 
 	p, err := workload.Start(opt.Workload)
 	if err != nil {

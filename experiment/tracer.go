@@ -40,6 +40,7 @@ type tracer struct {
 	probeFns []string
 	reader   *perfevents.Reader // nil: no sampled tracepoint
 	mode     Mode
+	handOff  bool   // conclude hands the events off (Options.HandOff)
 	fallback string // why count mode fell back to sampling, if it did
 	// allocFilter is count mode's filter of copy-shaped allocations.
 	allocFilter string
@@ -353,7 +354,8 @@ func (t *tracer) finish() error {
 // makes the kernel unregister it and wait for an RCU grace period, tens of
 // milliseconds each, one after the other under the kernel's event_mutex;
 // started here, that wait overlaps the worker's exit (freeing its memory)
-// instead of following it.
+// instead of following it, and with handOff it happens in a holder process
+// after cowtrace has exited.
 func (t *tracer) conclude() error {
 	if err := t.finish(); err != nil {
 		return fmt.Errorf("read ring buffers: %w", err)
@@ -373,6 +375,10 @@ func (t *tracer) conclude() error {
 				evs = append(evs, ev)
 			}
 		}
+	}
+	if t.handOff {
+		// On failure the closes below are only slower.
+		_, _ = perfevents.HandOff()
 	}
 	t.closing = make(chan struct{})
 	go func() {

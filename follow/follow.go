@@ -56,6 +56,11 @@ type Options struct {
 	// StartAtExec: the roots' rows start at their exec (run), not when
 	// tracing started (attach).
 	StartAtExec bool
+	// HandOff leaves the release of the events to a holder process
+	// (perfevents.HandOff) at Close: for a program that exits right after
+	// the trace. Ignored with tracefs kprobes, which must be closed before
+	// their kprobe_events entries can be removed.
+	HandOff bool
 	// RingPages is each CPU's ring in pages (a power of two); 0 means 1024
 	// (4 MiB), room for a few hundred thousand fault records between two
 	// wake-ups.
@@ -413,6 +418,10 @@ func (t *Tracer) Stop() error {
 // Close closes every event and the reader, and removes the kprobes that the
 // tracefs route created. It is safe to call more than once.
 func (t *Tracer) Close() {
+	if t.opt.HandOff && (t.kp == nil || t.kp.Method() != string(experiment.KprobeTracefs)) {
+		// On failure the closes below are simply slower.
+		_, _ = perfevents.HandOff()
+	}
 	if t.reader != nil {
 		t.reader.Close()
 		if t.started {

@@ -134,7 +134,8 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := checkProof(pf, cfg); err != nil {
 		return err
 	}
-	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: km, Probes: probes, Mode: md, Proof: pf}
+	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: km, Probes: probes, Mode: md, Proof: pf,
+		HandOff: handOff}
 	if *pause {
 		opt.AfterAttach = func(ctx context.Context) error {
 			fmt.Fprintln(stderr, "cowtrace: attached")

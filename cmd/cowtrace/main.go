@@ -37,8 +37,15 @@ func main() {
 	// The workload is this same binary re-executed: it must take over
 	// before anything else runs.
 	workload.RunIfWorker()
+	handOff = true
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// handOff: this process exits once its command is done, so a holder process
+// may release its events after it (perfevents.HandOff), and cowtrace's user
+// does not wait for the kernel's slow unregistering of each tracepoint.
+// Tests run commands in their own process and leave it false.
+var handOff bool
 
 // run is main without the process around it, for tests.
 func run(args []string, stdout, stderr io.Writer) int {

@@ -11,7 +11,14 @@ import (
 	"github.com/cowtrace/cowtrace/workload"
 )
 
+// asMainEnv makes the test binary cowtrace itself (main, with its hand-off),
+// for tests of what only a whole process shows.
+const asMainEnv = "COWTRACE_TEST_AS_MAIN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main()
+	}
 	workload.RunIfWorker()
 	os.Exit(m.Run())
 }

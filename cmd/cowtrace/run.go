@@ -70,7 +70,7 @@ func (tf *traceFlags) options(stdout io.Writer) (follow.Options, report.Format, 
 			return follow.Options{}, "", usagef("--probe %q is not a kernel function name", p)
 		}
 	}
-	opt := follow.Options{KprobeMethod: km, Probes: tf.probes}
+	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff}
 	if *tf.timeline {
 		opt.Timeline = timelinePrinter(stdout, f)
 	}

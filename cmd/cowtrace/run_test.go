@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 )
 
@@ -79,6 +82,83 @@ func TestRunCLI(t *testing.T) {
 			t.Errorf("row %+v %+v", p, p.Lineage)
 		}
 	}
+}
+
+// TestRunNotExecutable: a command found in PATH that the kernel refuses to
+// execute is one line and the shell's 126, with nothing left open.
+func TestRunNotExecutable(t *testing.T) {
+	requireRoot(t)
+	bad := filepath.Join(t.TempDir(), "garbage")
+	if err := os.WriteFile(bad, []byte("\x00\x01 not a program\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fds := testenv.OpenFDs(t)
+	code, stdout, stderr := runCLI("run", "--kprobe-method", "none", "--", bad)
+	if code != 126 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "exec format error") {
+		t.Errorf("exit %d, stdout %q, stderr %q: want 126 and one line saying exec format error", code, stdout, stderr)
+	}
+	if n := testenv.OpenFDs(t); n != fds {
+		t.Errorf("%d descriptors open after the run, %d before", n, fds)
+	}
+}
+
+// TestRunHandOff runs cowtrace as a whole process, which leaves the release
+// of its events to a cowtrace-closer process: its output must still end
+// when it exits (the closer holds none of its streams), and the closer must
+// end on its own.
+func TestRunHandOff(t *testing.T) {
+	requireRoot(t)
+	prog := testenv.BuildC(t, "cow_tree")
+	cmd := exec.Command(os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--", prog, "3")
+	cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output() // returns at EOF of stdout
+	if err != nil {
+		t.Fatalf("cowtrace run: %v\n%s", err, stderr.String())
+	}
+	var run report.Run
+	if err := json.Unmarshal(out, &run); err != nil || len(run.Processes) != 4 {
+		t.Fatalf("%d rows (want 4), %v:\n%s", len(run.Processes), err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left := closers(t)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cowtrace-closer processes %v still alive 30 s after cowtrace exited", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// closers lists the live (not zombie) cowtrace-closer processes.
+func closers(t *testing.T) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end+2 >= len(s) || s[open+1:end] != perfevents.HolderName || s[end+2] == 'Z' {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
 }
 
 // TestRunTimelineJSON: --timeline --format json is JSON lines throughout,
