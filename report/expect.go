@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Expectation is one --expect condition on a run, such as
@@ -28,13 +29,17 @@ type operand struct {
 }
 
 var (
-	exprRe    = regexp.MustCompile(`^\s*(\S+?)\s*(==|!=|<=|>=|<|>)\s*(\S+)\s*$`)
-	operandRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_.-]*)?$`)
+	// Compiled on first use, as are the key sets below: every cowtrace
+	// start would pay for them, and most never parse an expectation.
+	exprRe    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*(\S+?)\s*(==|!=|<=|>=|<|>)\s*(\S+)\s*$`) })
+	operandRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_.-]*)?$`)
+	})
 )
 
 // ParseExpectation parses "OPERAND OP OPERAND" with OP one of == != < <= > >=.
 func ParseExpectation(s string) (Expectation, error) {
-	m := exprRe.FindStringSubmatch(s)
+	m := exprRe().FindStringSubmatch(s)
 	if m == nil {
 		return Expectation{}, fmt.Errorf("expectation %q: want OPERAND OP OPERAND, e.g. 'writer.copies == 1000' (OP: == != < <= > >=)", s)
 	}
@@ -56,7 +61,7 @@ func parseOperand(s string) (operand, error) {
 	if v, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(v, 0) && !math.IsNaN(v) {
 		return operand{text: s, number: v}, nil
 	}
-	if !operandRe.MatchString(s) || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
+	if !operandRe().MatchString(s) || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
 		return operand{}, fmt.Errorf("%q is neither a number nor ROLE.FIELD (e.g. writer.copies) nor a run field (e.g. blocks)", s)
 	}
 	path := strings.Split(s, ".")
@@ -65,9 +70,9 @@ func parseOperand(s string) (operand, error) {
 	}
 	// A misspelt field is a mistake in the command line, found before
 	// anything runs; roles are known only from the run.
-	known := processKeys
+	known := processKeys()
 	if path[0] == "run" {
-		known = runKeys
+		known = runKeys()
 	}
 	if len(path) < 2 || !known[path[1]] {
 		return operand{}, fmt.Errorf("%q: no field %q in the JSON contract", s, path[1])
@@ -76,7 +81,12 @@ func parseOperand(s string) (operand, error) {
 }
 
 // runKeys and processKeys are the fields of the JSON contract.
-var runKeys, processKeys = jsonKeys(&Run{}), jsonKeys(&Process{Probes: map[string]uint64{"": 0}, Pagemap: &Pagemap{}})
+var (
+	runKeys     = sync.OnceValue(func() map[string]bool { return jsonKeys(&Run{}) })
+	processKeys = sync.OnceValue(func() map[string]bool {
+		return jsonKeys(&Process{Probes: map[string]uint64{"": 0}, Pagemap: &Pagemap{}})
+	})
+)
 
 func jsonKeys(v any) map[string]bool {
 	b, _ := json.Marshal(v)
