@@ -134,14 +134,17 @@ func perfEventFDs() (keep []int, maxFD int, err error) {
 	return keep, maxFD, nil
 }
 
-// forkHolder forks with a raw clone and no exit signal (nobody waits for the
-// holder; once this process has exited it is reparented, and reaped, like
-// any orphan). In the child only this thread exists and the Go runtime does
-// not work: nosplit all the way down, raw system calls only.
+// forkHolder forks with a raw clone, a plain fork (SIGCHLD): tracers see a
+// fork, which their fork options govern (a clone without SIGCHLD would be
+// traced as a thread by PTRACE_O_TRACECLONE, and stopped at its exit by a
+// tracer gone on to other things). Nobody waits for the holder: it outlives
+// this process and is reaped by whoever inherits it. In the child only this
+// thread exists and the Go runtime does not work: nosplit all the way down,
+// raw system calls only.
 //
 //go:nosplit
 func forkHolder(pl *holderPlan) (uintptr, syscall.Errno) {
-	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, 0, 0, 0, 0, 0, 0)
+	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 	if errno != 0 || pid != 0 {
 		return pid, errno
 	}
