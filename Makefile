@@ -45,7 +45,7 @@ ROUNDS ?= 10
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./perfevents ./experiment
 	$(GO) run ./bench/faultcost
-	$(GO) run ./bench -rounds $(ROUNDS)
+	GO=$(GO) $(GO) run ./bench -rounds $(ROUNDS)
 
 clean:
 	rm -rf bin

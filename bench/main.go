@@ -93,6 +93,12 @@ func tools(names string, compare bool) ([]*tool, error) {
 		{name: "perf stat -e page-faults", argv: func(w workloadArgs) []string {
 			return append([]string{"perf", "stat", "-x", ",", "-e", "page-faults", "-o", filepath.Join(w.tmp, "stat.txt"), "--"}, w.untraced()...)
 		}, check: checkPerfStat},
+		// The same in-kernel filter as count mode's write-protect counter:
+		// what counting a class of fault costs through perf.
+		{name: "perf stat -e exceptions:page_fault_user --filter 'error_code == 7'", argv: func(w workloadArgs) []string {
+			return append([]string{"perf", "stat", "-x", ",", "-e", "exceptions:page_fault_user", "--filter", "error_code == 7",
+				"-o", filepath.Join(w.tmp, "stat.txt"), "--"}, w.untraced()...)
+		}, check: checkPerfStat},
 		{name: "perf record -e exceptions:page_fault_user -c 1", argv: func(w workloadArgs) []string {
 			return append([]string{"perf", "record", "-q", "-e", "exceptions:page_fault_user", "-c", "1", "-o", filepath.Join(w.tmp, "perf.data"), "--"}, w.untraced()...)
 		}, check: checkPerfRecord},
@@ -176,7 +182,7 @@ func run() error {
 	cow := *prebuilt
 	if cow == "" {
 		cow = filepath.Join(tmp, "cowtrace")
-		build := exec.Command("go", "build", "-trimpath", "-o", cow, "./cmd/cowtrace")
+		build := exec.Command(goTool(), "build", "-trimpath", "-o", cow, "./cmd/cowtrace")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		build.Stderr = os.Stderr
 		if err := build.Run(); err != nil {
@@ -316,7 +322,18 @@ type startupCmd struct {
 	label string
 	argv  []string
 	times []time.Duration
+	// backToBack: each timed run follows an untimed run of the same
+	// command at once.
+	backToBack bool
 }
+
+// startPause separates the commands of the start-up measurement. cowtrace
+// exits before its events are released (perfevents.HandOff), and the
+// release, serialised with every tracepoint open in the kernel, goes on for
+// some 60 ms: right after it, any tool that opens a tracepoint waits for it.
+// The pause lets every command start on a kernel at rest; the back-to-back
+// row shows the cost when it does not.
+const startPause = 250 * time.Millisecond
 
 // startup times commands that trace `true`: what a tool costs before it
 // measures anything. cowtrace's run subcommand is used when this build has
@@ -329,15 +346,28 @@ func startup(w workloadArgs, rounds int) ([]*startupCmd, string, error) {
 			argv: []string{w.cowtrace, "--blocks", "1", "--block-size", "4096", "--offset", "0", "--mode", "count"}}
 		note = "; this cowtrace has no `run` subcommand, so its smallest experiment stands in (a worker re-exec, three processes)"
 	}
+	noop, err := buildNoop(w.tmp)
+	if err != nil {
+		return nil, "", err
+	}
+	again := &startupCmd{label: cow.label + ", right after another", argv: cow.argv, backToBack: true}
 	cmds := []*startupCmd{
 		{label: "true", argv: []string{"/usr/bin/true"}},
+		{label: "a Go program that does nothing (static, like cowtrace)", argv: []string{noop}},
 		cow,
+		again,
 		{label: "perf stat -e page-faults -- true", argv: []string{"perf", "stat", "-e", "page-faults", "-o", os.DevNull, "--", "true"}},
 		{label: "perf record -e exceptions:page_fault_user -c 1 -- true", argv: []string{"perf", "record", "-q", "-e", "exceptions:page_fault_user", "-c", "1", "-o", filepath.Join(w.tmp, "start.data"), "--", "true"}},
 		{label: "bpftrace -e '...' -c true", argv: []string{"bpftrace", "-e", bpftraceProgram, "-c", "/usr/bin/true"}},
 	}
 	for r := 0; r < rounds; r++ {
 		for _, c := range cmds {
+			time.Sleep(startPause)
+			if c.backToBack {
+				if _, _, _, err := timed(c.argv); err != nil {
+					return nil, "", err
+				}
+			}
 			d, _, _, err := timed(c.argv)
 			if err != nil {
 				return nil, "", err
@@ -345,7 +375,39 @@ func startup(w workloadArgs, rounds int) ([]*startupCmd, string, error) {
 			c.times = append(c.times, d)
 		}
 	}
-	return cmds, note, nil
+	return cmds, note + fmt.Sprintf("; each command starts %v after the previous one ended, except the second of the back-to-back pair", startPause), nil
+}
+
+// goTool is the go command: $GO (the Makefile sets it, since sudo's PATH
+// may lack Go), else go from PATH.
+func goTool() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
+// buildNoop builds the floor of any Go tool's start-up: a static Go binary
+// whose main returns at once.
+func buildNoop(tmp string) (string, error) {
+	dir := filepath.Join(tmp, "noop")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module noop\n"), 0o644); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "noop")
+	build := exec.Command(goTool(), "build", "-trimpath", "-o", out, ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if b, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the no-op Go program: %w: %s", err, b)
+	}
+	return out, nil
 }
 
 func checkCowtrace(out []byte, _ string) (lost, thr int64, wp uint64, err error) {
@@ -374,11 +436,12 @@ func checkPerfStat(_ []byte, tmp string) (lost, thr int64, wp uint64, err error)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	// perf stat counts every page fault of the whole process tree; the
-	// writer's are not told apart, so "wp faults seen" is the total.
-	m := regexp.MustCompile(`(?m)^(\d+),[^,]*,page-faults`).FindSubmatch(b)
+	// perf stat counts the whole process tree; the writer's faults are not
+	// told apart, so "wp faults seen" is the total (every page fault, or
+	// every write-protect fault with the filter).
+	m := regexp.MustCompile(`(?m)^(\d+),[^,]*,(page-faults|exceptions:page_fault_user)`).FindSubmatch(b)
 	if m == nil {
-		return 0, 0, 0, fmt.Errorf("no page-faults count in %q", b)
+		return 0, 0, 0, fmt.Errorf("no count in %q", b)
 	}
 	n, _ := strconv.ParseUint(string(m[1]), 10, 64)
 	return -1, -1, n, nil
