@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -40,6 +41,8 @@ const HolderName = "cowtrace-closer"
 // kprobe_events entry cannot be removed while an event on it is open).
 // It returns the holder's pid, or 0 when there was no event to hold.
 func HandOff() (int, error) {
+	handOffMu.Lock()
+	defer handOffMu.Unlock()
 	keep, maxFD, err := perfEventFDs()
 	if err != nil {
 		return 0, err
@@ -81,8 +84,12 @@ func HandOff() (int, error) {
 	return int(pid), nil
 }
 
-// holderPipes are the write ends HandOff keeps open for the process's life.
-var holderPipes []int
+var (
+	handOffMu sync.Mutex
+	// holderPipes are the write ends HandOff keeps open for the process's
+	// life.
+	holderPipes []int
+)
 
 // holderPlan is everything the holder needs, computed before the fork: the
 // holder cannot allocate.
