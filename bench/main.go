@@ -357,6 +357,11 @@ func startup(w workloadArgs, rounds int) ([]*startupCmd, string, error) {
 		cow,
 		again,
 		{label: "perf stat -e page-faults -- true", argv: []string{"perf", "stat", "-e", "page-faults", "-o", os.DevNull, "--", "true"}},
+		// What cowtrace run opens on this kernel, through perf stat: it
+		// waits for the kernel to unregister each tracepoint at its exit.
+		{label: "perf stat -e page-faults,minor-faults,major-faults,exceptions:page_fault_user,exceptions:page_fault_kernel,kmem:mm_page_alloc -- true",
+			argv: []string{"perf", "stat", "-e", "page-faults,minor-faults,major-faults,exceptions:page_fault_user,exceptions:page_fault_kernel,kmem:mm_page_alloc",
+				"-o", os.DevNull, "--", "true"}},
 		{label: "perf record -e exceptions:page_fault_user -c 1 -- true", argv: []string{"perf", "record", "-q", "-e", "exceptions:page_fault_user", "-c", "1", "-o", filepath.Join(w.tmp, "start.data"), "--", "true"}},
 		{label: "bpftrace -e '...' -c true", argv: []string{"bpftrace", "-e", bpftraceProgram, "-c", "/usr/bin/true"}},
 	}
