@@ -36,6 +36,7 @@ const HolderName = "cowtrace-closer"
 // with every signal blocked and only makes raw system calls, since a forked
 // copy of a Go process has no working runtime; SIGKILL still ends it.
 //
+// When HandOff returns, the holder holds the events and nothing else.
 // Events the caller opens after HandOff are not held. Do not hand off events
 // that must be closed before something else can be cleaned up (a tracefs
 // kprobe_events entry cannot be removed while an event on it is open).
@@ -50,11 +51,19 @@ func HandOff() (int, error) {
 	if len(keep) == 0 {
 		return 0, nil
 	}
-	var p [2]int
+	// p: its EOF tells the holder this process has exited. ready: its EOF
+	// tells HandOff the holder holds nothing but the events any more.
+	var p, ready [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		return 0, fmt.Errorf("hand events off: %w", err)
 	}
-	pl := newHolderPlan(append(keep, p[0]), max(maxFD, p[0], p[1]), p[0])
+	if err := unix.Pipe2(ready[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return 0, fmt.Errorf("hand events off: %w", err)
+	}
+	defer unix.Close(ready[0])
+	pl := newHolderPlan(append(keep, p[0], ready[1]), max(maxFD, p[0], p[1], ready[0], ready[1]), p[0], ready[1])
 
 	// The child inherits the signal mask: blocked here, so that no signal
 	// reaches the Go handlers in a process that cannot run them.
@@ -74,9 +83,20 @@ func HandOff() (int, error) {
 	runtime.UnlockOSThread()
 	runtime.KeepAlive(pl)
 	unix.Close(p[0])
+	unix.Close(ready[1])
 	if errno != 0 {
 		unix.Close(p[1])
 		return 0, fmt.Errorf("hand events off: fork: %w", errno)
+	}
+	// At EOF the holder has closed everything but the events (or died:
+	// the events are then this process's alone again, which is only
+	// slower): this process's streams and pipes are in no one else's
+	// hands, and whoever reads them sees EOF when it exits.
+	var b [1]byte
+	for {
+		if _, err := unix.Read(ready[0], b[:]); err != unix.EINTR {
+			break
+		}
 	}
 	// p[1] stays open, close-on-exec, until this process exits: the
 	// holder's read of p[0] returns then.
@@ -101,14 +121,15 @@ type holderPlan struct {
 	// (Linux < 5.9) and descriptors are closed one by one.
 	limit uintptr
 	wait  uintptr // read end of the pipe whose EOF says this process exited
+	ready uintptr // write end of the pipe whose EOF says the closes are done
 	name  [16]byte
 }
 
 type fdRange struct{ lo, hi uintptr }
 
-func newHolderPlan(keep []int, maxFD, wait int) *holderPlan {
+func newHolderPlan(keep []int, maxFD, wait, ready int) *holderPlan {
 	sort.Ints(keep)
-	pl := &holderPlan{limit: uintptr(maxFD) + 64, wait: uintptr(wait)}
+	pl := &holderPlan{limit: uintptr(maxFD) + 64, wait: uintptr(wait), ready: uintptr(ready)}
 	copy(pl.name[:15], HolderName)
 	next := 0
 	for _, fd := range keep {
@@ -171,6 +192,8 @@ func holderMain(pl *holderPlan) {
 			syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
 		}
 	}
+	// Its EOF tells HandOff the closes are done.
+	syscall.RawSyscall(syscall.SYS_CLOSE, pl.ready, 0, 0)
 	var b [1]byte
 	for {
 		_, _, errno := syscall.RawSyscall(syscall.SYS_READ, pl.wait, uintptr(unsafe.Pointer(&b[0])), 1)
