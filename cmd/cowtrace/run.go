@@ -25,12 +25,13 @@ const runUsage = `Usage: cowtrace run [flags] [--] CMD [ARGS...]
 Runs CMD and follows it and every process it forks, clones or execs, like
 perf stat: CMD inherits every event, opened before it is forked, and the
 kernel turns them on at its exec, so counting starts at its first
-instruction. Prints one row per process (pid,
-ppid, command after exec, depth in the tree, lifetime, page faults,
-write-protect faults, copies, --probe hits). CMD's exit status becomes
-cowtrace's; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are
-forwarded to it. Under sudo, CMD runs as the invoking user (SUDO_UID,
-SUDO_GID) unless --keep-root or --user says otherwise.
+instruction. Prints one row per process (pid, ppid, command after exec,
+depth in the tree, lifetime, page faults, write-protect faults, copies,
+--probe hits). CMD's exit status becomes cowtrace's (126 or 127 when it
+cannot be executed, as in a shell); SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+SIGUSR1 and SIGUSR2 are forwarded to it. Under sudo, CMD runs as the
+invoking user (SUDO_UID, SUDO_GID) unless --keep-root or --user says
+otherwise.
 
 Flags:
 `
