@@ -76,6 +76,7 @@ func HandOff() (int, error) {
 		runtime.UnlockOSThread()
 		unix.Close(p[0])
 		unix.Close(p[1])
+		unix.Close(ready[1])
 		return 0, fmt.Errorf("hand events off: block signals: %w", err)
 	}
 	pid, errno := forkHolder(pl)
