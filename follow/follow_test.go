@@ -267,12 +267,12 @@ func TestRunForwardsSignals(t *testing.T) {
 	}
 }
 
-// TestAttach: a process that forks only after the attach; its children are
-// seen, each with its own faults, and its exit ends the trace.
-func TestAttach(t *testing.T) {
-	requireTracing(t)
-	prog := testenv.BuildC(t, "cow_fork_later")
-	cmd := exec.Command(prog, "4")
+// startForkLater starts testdata/cow_fork_later, which forks children
+// children (child k writing k pages) once a byte comes on its stdin and exits
+// at EOF; the test's end closes stdin and waits for it.
+func startForkLater(t *testing.T, children int) (*exec.Cmd, io.WriteCloser) {
+	t.Helper()
+	cmd := exec.Command(testenv.BuildC(t, "cow_fork_later"), strconv.Itoa(children))
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -280,8 +280,18 @@ func TestAttach(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
-	defer in.Close()
+	t.Cleanup(func() {
+		in.Close()
+		cmd.Wait()
+	})
+	return cmd, in
+}
+
+// TestAttach: a process that forks only after the attach; its children are
+// seen, each with its own faults, and its exit ends the trace.
+func TestAttach(t *testing.T) {
+	requireTracing(t)
+	cmd, in := startForkLater(t, 4)
 
 	run, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeNone}, AttachSpec{
 		Pid: cmd.Process.Pid,
@@ -326,17 +336,7 @@ func TestAttach(t *testing.T) {
 // child k copies at least its k pages, which its parent still maps.
 func TestAttachKprobes(t *testing.T) {
 	requireTracing(t)
-	prog := testenv.BuildC(t, "cow_fork_later")
-	cmd := exec.Command(prog, "3")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer in.Close()
+	cmd, in := startForkLater(t, 3)
 	run, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeAuto}, AttachSpec{
 		Pid:      cmd.Process.Pid,
 		Attached: func() { in.Write([]byte{1}); in.Close() },
@@ -364,17 +364,7 @@ func TestAttachKprobes(t *testing.T) {
 // the process, still running, is listed as such.
 func TestAttachInterrupted(t *testing.T) {
 	requireTracing(t)
-	prog := testenv.BuildC(t, "cow_fork_later")
-	cmd := exec.Command(prog, "1")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer in.Close()
+	cmd, _ := startForkLater(t, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	run, err := Attach(ctx, Options{KprobeMethod: experiment.KprobeNone}, AttachSpec{Pid: cmd.Process.Pid, Attached: cancel})
 	if err != nil {
