@@ -99,7 +99,7 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 		if routine.name == "" {
 			run.Unavailable = append(run.Unavailable, report.Unavailable{What: "copy routine", Why: routine.check})
 		}
-		probeFns = uniq(append([]string{routine.name, wpFunction}, opt.Probes...))
+		probeFns = ProbeFunctions(routine.name, opt.Probes)
 	}
 
 	if opt.Mode == "" {

@@ -22,6 +22,17 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
+// ProbeFunctions are the kernel functions a trace counts per process: the
+// copy routine (when one was found), do_wp_page, then the extra ones, each
+// once.
+func ProbeFunctions(copyRoutine string, extra []string) []string {
+	return uniq(append([]string{copyRoutine, wpFunction}, extra...))
+}
+
+// FaultCounters are the software fault events every row counts, in its
+// column order.
+var FaultCounters = counterKinds
+
 // Tracepoints are the fault and allocation tracepoints as this kernel
 // describes them, found once (tracefs is mounted if needed until Close).
 type Tracepoints struct{ caps *capabilities }

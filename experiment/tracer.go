@@ -107,10 +107,13 @@ func (te *taskEvents) all() []*perfevents.Event {
 	return evs
 }
 
-var counterKinds = []struct {
-	c     perf.SoftwareCounter
-	label string
-}{
+// FaultCounter is a software fault event, as perf names it.
+type FaultCounter struct {
+	Counter perf.SoftwareCounter
+	Label   string
+}
+
+var counterKinds = []FaultCounter{
 	{perf.PageFaults, "page-faults"},
 	{perf.MinorPageFaults, "minor-faults"},
 	{perf.MajorPageFaults, "major-faults"},
@@ -157,7 +160,7 @@ func (t *tracer) openTask(p *proc, tid int) error {
 	te := &taskEvents{tid: tid, probes: map[string]*perfevents.Event{}}
 	p.tasks = append(p.tasks, te)
 	for _, k := range counterKinds {
-		ev, err := perfevents.Open(perfevents.SoftwareAttr(k.c, k.label), tid)
+		ev, err := perfevents.Open(perfevents.SoftwareAttr(k.Counter, k.Label), tid)
 		if err != nil {
 			return err
 		}

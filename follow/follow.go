@@ -77,15 +77,9 @@ type TimelineEvent struct {
 	Address uint64 // the fault's address, or the probed function's
 }
 
-// counterKinds are the software fault events, sampled on every event.
-var counterKinds = []struct {
-	c     perf.SoftwareCounter
-	label string
-}{
-	{perf.PageFaults, "page-faults"},
-	{perf.MinorPageFaults, "minor-faults"},
-	{perf.MajorPageFaults, "major-faults"},
-}
+// counterKinds are the experiment's software fault events; here each is
+// sampled on every event.
+var counterKinds = experiment.FaultCounters
 
 // sample_type of each kind of event. Every event of a ring shares the
 // sample_id_all trailer (TID|TIME|IDENTIFIER), and IDENTIFIER comes first in
@@ -201,7 +195,7 @@ func New(ctx context.Context, opt Options) (_ *Tracer, err error) {
 		if t.copyRoutine == "" {
 			t.unavailable = append(t.unavailable, report.Unavailable{What: "copy routine", Why: t.copyCheck})
 		}
-		t.probeFns = uniq(append([]string{t.copyRoutine, experiment.WPFunction}, opt.Probes...))
+		t.probeFns = experiment.ProbeFunctions(t.copyRoutine, opt.Probes)
 	}
 	t.reader, err = perfevents.NewReader()
 	if err != nil {
@@ -262,9 +256,9 @@ func (t *Tracer) Open(tid int, enableOnExec bool) (err error) {
 
 		for k, c := range counterKinds {
 			a := base
-			a.Label = c.label
+			a.Label = c.Label
 			a.Type = perf.SoftwareEvent
-			a.Config = uint64(c.c)
+			a.Config = uint64(c.Counter)
 			a.SetSamplePeriod(1)
 			if _, err := t.openRedirected(&a, tid, cpu, ci, eventInfo{kind: kindCounter, counter: k, root: ri}); err != nil {
 				return err
@@ -509,16 +503,4 @@ func Threads(pid int) ([]int, error) {
 	}
 	sort.Ints(tids)
 	return tids, nil
-}
-
-func uniq(ss []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range ss {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
