@@ -80,10 +80,8 @@ func columns(run *Run) []column {
 	cols := []column{
 		{"role", "", func(p *Process) string { return p.Role }},
 		{"pid", "", func(p *Process) string { return strconv.Itoa(p.Pid) }},
-		{"page faults", m["page_faults"], func(p *Process) string { return num(p.PageFaults) }},
-		{"minor", m["minor_faults"], func(p *Process) string { return num(p.MinorFaults) }},
-		{"major", m["major_faults"], func(p *Process) string { return num(p.MajorFaults) }},
 	}
+	cols = append(cols, faultColumns(m)...)
 	if m["wp_faults"] != "" {
 		cols = append(cols,
 			column{"wp faults", m["wp_faults"], func(p *Process) string { return num(p.WPFaults) }},
@@ -92,6 +90,26 @@ func columns(run *Run) []column {
 			column{"reads in region", m["in_region"], region(func(f *FaultClasses) uint64 { return f.Read })},
 		)
 	}
+	cols = append(cols, copyColumns(run)...)
+	cols = append(cols, column{"lost", "", func(p *Process) string { return strconv.FormatUint(p.LostRecords, 10) }})
+	return cols
+}
+
+// faultColumns are the software counters' columns, in every table.
+func faultColumns(m map[string]string) []column {
+	return []column{
+		{"page faults", m["page_faults"], func(p *Process) string { return num(p.PageFaults) }},
+		{"minor", m["minor_faults"], func(p *Process) string { return num(p.MinorFaults) }},
+		{"major", m["major_faults"], func(p *Process) string { return num(p.MajorFaults) }},
+	}
+}
+
+// copyColumns are the copies, the inferred copies when they are another
+// measure, and a column per probed function other than the copy routine
+// (already the copies column), in every table.
+func copyColumns(run *Run) []column {
+	m := run.Methods
+	var cols []column
 	if m["copies"] != "" {
 		cols = append(cols, column{"copies", m["copies"], func(p *Process) string { return num(p.Copies) }})
 	}
@@ -100,7 +118,7 @@ func columns(run *Run) []column {
 	}
 	for _, fn := range probeNames(run) {
 		if fn == run.CopyRoutine {
-			continue // already the copies column
+			continue
 		}
 		cols = append(cols, column{fn, "kprobe:" + fn, func(p *Process) string {
 			if v, ok := p.Probes[fn]; ok {
@@ -109,7 +127,6 @@ func columns(run *Run) []column {
 			return "-"
 		}})
 	}
-	cols = append(cols, column{"lost", "", func(p *Process) string { return strconv.FormatUint(p.LostRecords, 10) }})
 	return cols
 }
 

@@ -84,31 +84,12 @@ func traceColumns(run *Run) []column {
 			}
 			return s
 		})},
-		column{"page faults", m["page_faults"], func(p *Process) string { return num(p.PageFaults) }},
-		column{"minor", m["minor_faults"], func(p *Process) string { return num(p.MinorFaults) }},
-		column{"major", m["major_faults"], func(p *Process) string { return num(p.MajorFaults) }},
 	)
+	cols = append(cols, faultColumns(m)...)
 	if m["wp_faults"] != "" {
 		cols = append(cols, column{"wp faults", m["wp_faults"], func(p *Process) string { return num(p.WPFaults) }})
 	}
-	if m["copies"] != "" {
-		cols = append(cols, column{"copies", m["copies"], func(p *Process) string { return num(p.Copies) }})
-	}
-	if m["inferred_copies"] != "" && m["inferred_copies"] != m["copies"] {
-		cols = append(cols, column{"inferred copies", m["inferred_copies"], func(p *Process) string { return num(p.InferredCopies) }})
-	}
-	for _, fn := range probeNames(run) {
-		if fn == run.CopyRoutine {
-			continue
-		}
-		cols = append(cols, column{fn, "kprobe:" + fn, func(p *Process) string {
-			if v, ok := p.Probes[fn]; ok {
-				return strconv.FormatUint(v, 10)
-			}
-			return "-"
-		}})
-	}
-	return cols
+	return append(cols, copyColumns(run)...)
 }
 
 // FormatMs renders a duration in milliseconds for people.
