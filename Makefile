@@ -43,7 +43,7 @@ vmtest:
 # workload. ROUNDS=30 on a quiet machine.
 ROUNDS ?= 10
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./perfevents ./experiment
+	$(GO) test -run '^$$' -bench . -benchmem ./perfevents ./engine
 	$(GO) run ./bench/faultcost
 	GO=$(GO) $(GO) run ./bench -rounds $(ROUNDS)
 

@@ -6,19 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cowtrace/cowtrace/engine"
+	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/workload"
 )
-
-func TestParseMode(t *testing.T) {
-	for in, want := range map[string]Mode{"": ModeClassify, "classify": ModeClassify, "count": ModeCount} {
-		if got, err := ParseMode(in); err != nil || got != want {
-			t.Errorf("ParseMode(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	if _, err := ParseMode("sample"); err == nil {
-		t.Error("ParseMode(\"sample\") accepted")
-	}
-}
 
 // TestCountMode checks that the in-kernel filtered counters give the numbers
 // that classifying every sample gives, on the same experiment, without a
@@ -29,7 +20,7 @@ func TestCountMode(t *testing.T) {
 	cfg.Blocks, cfg.BlockSize, cfg.Offset = 4096, 4096, 0
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r, err := Run(ctx, Options{Workload: cfg, KprobeMethod: KprobeNone, Mode: ModeCount})
+	r, err := Run(ctx, Options{Workload: cfg, KprobeMethod: perfevents.KprobeNone, Mode: engine.ModeCount})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,16 @@
 // Package experiment runs cowtrace's copy-on-write experiment: it starts the
-// workload (package workload), opens the events of each process through
-// package perfevents while that process waits at its gate, reads them, and
-// returns a report.Run. It is the one place where the three meet.
+// workload (package workload), hands each of its processes to the tracing
+// engine (package engine) while the process waits at its gate, so that its
+// events count from its first access to the region, and returns a
+// report.Run with the rows in fork order, the scenario's notes and the
+// physical-frame proof.
 package experiment
 
 import (
 	"context"
 	"fmt"
-	"sort"
 
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/workload"
@@ -18,9 +20,9 @@ import (
 type Options struct {
 	Workload     workload.Config
 	Scenario     string
-	KprobeMethod KprobeMethod
-	// Mode is how faults are measured; "" is ModeClassify.
-	Mode Mode
+	KprobeMethod perfevents.KprobeMethod
+	// Mode is how faults are measured; "" is engine.ModeClassify.
+	Mode engine.Mode
 	// Probes are extra kernel functions to count per process.
 	Probes []string
 	// Proof adds physical-frame evidence (ProofPagemap). It holds the
@@ -43,12 +45,17 @@ const (
 	childWindow  = "from its gate (before its first access to the region) to its exit"
 )
 
+// process is one row of the experiment: a process of the workload and its
+// tasks, each opened in the engine.
+type process struct {
+	role, window string
+	pid          int
+	tids         []int
+}
+
 // Run runs the experiment once. It cleans up everything it opened, mounted
 // or created in the kernel on every return, also when ctx is cancelled.
 func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
-	if opt.KprobeMethod == "" {
-		opt.KprobeMethod = KprobeAuto
-	}
 	if opt.Proof != "" {
 		if opt.Workload.Clone == workload.CloneVfork {
 			return nil, fmt.Errorf("--proof %s needs the parent and its children alive together, and vfork suspends the parent", opt.Proof)
@@ -58,59 +65,12 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 	if err := opt.Workload.Validate(); err != nil {
 		return nil, err
 	}
-	caps, err := detect()
+	s, err := engine.New(ctx, engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, Mode: opt.Mode, HandOff: opt.HandOff})
 	if err != nil {
 		return nil, err
 	}
-	defer caps.close()
-
-	run = &report.Run{
-		SchemaVersion: report.SchemaVersion,
-		Kernel:        caps.kernel,
-		Scenario:      opt.Scenario,
-		Blocks:        opt.Workload.Blocks,
-		BlockSize:     opt.Workload.BlockSize,
-		Offset:        opt.Workload.Offset,
-		Touched:       opt.Workload.Touch,
-		Methods:       map[string]string{},
-		Unavailable:   append([]report.Unavailable{}, caps.unavailable...),
-	}
-
-	kp, why, err := newKprober(opt.KprobeMethod, caps.tfs)
-	if err != nil {
-		return nil, err
-	}
-	var routine copyRoutine
-	probeFns := []string{}
-	if kp == nil {
-		run.Unavailable = append(run.Unavailable, report.Unavailable{What: "kprobes", Why: why})
-	} else {
-		defer kp.close()
-		run.KprobeMethod = kp.method()
-		syms, err := perfevents.LoadKallsyms(append([]string{wpFunction}, append(copyCandidates, opt.Probes...)...)...)
-		if err != nil {
-			return nil, err
-		}
-		routine, err = findCopyRoutine(ctx, kp, syms)
-		if err != nil {
-			return nil, err
-		}
-		run.CopyRoutine, run.CopyRoutineCheck = routine.name, routine.check
-		if routine.name == "" {
-			run.Unavailable = append(run.Unavailable, report.Unavailable{What: "copy routine", Why: routine.check})
-		}
-		probeFns = ProbeFunctions(routine.name, opt.Probes)
-	}
-
-	if opt.Mode == "" {
-		opt.Mode = ModeClassify
-	}
-	tr, err := newTracer(caps, kp, probeFns, opt.Mode)
-	if err != nil {
-		return nil, err
-	}
-	defer tr.close()
-	tr.handOff = opt.HandOff && (kp == nil || kp.method() != string(KprobeTracefs))
+	defer s.Close()
+	s.Start()
 
 	p, err := workload.Start(opt.Workload)
 	if err != nil {
@@ -118,111 +78,90 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 	}
 	defer p.Close()
 
-	var parent *proc
-	nchildren := len(opt.Workload.Children)
-	released := 0
+	procs := make([]*process, len(opt.Workload.Children)+1) // the parent, then children in fork order
+	var region *report.Region
 	x := newExtras(opt.Workload, opt.Proof)
-	_, err = drive(ctx, p, nchildren, hooks{
-		ready: func(m workload.Message) error {
+	open := func(pr *process) error {
+		for _, tid := range pr.tids {
+			if err := s.OpenTask(pr.pid, tid); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	released := 0
+	_, err = workload.Drive(ctx, p, len(opt.Workload.Children), workload.Hooks{
+		Ready: func(m workload.Message) error {
 			x.ready(m)
-			tr.setRegion(report.Region{Start: m.Addr, Length: m.Value})
-			run.Region = &report.Region{Start: m.Addr, Length: m.Value}
-			tids, err := threads(m.Pid)
+			region = &report.Region{Start: m.Addr, Length: m.Value}
+			s.SetRegion(*region)
+			tids, err := engine.Threads(m.Pid)
 			if err != nil {
 				return err
 			}
-			parent, err = tr.addProcess("parent", fmt.Sprintf(parentWindow, len(tids)), m.Pid, 0, tids)
-			return err
+			procs[0] = &process{role: "parent", window: fmt.Sprintf(parentWindow, len(tids)), pid: m.Pid, tids: tids}
+			return open(procs[0])
 		},
-		atGate: func(m workload.Message) error {
-			role := roleName(opt.Workload.Children, m.Child)
+		AtGate: func(m workload.Message) error {
 			x.atGate(m)
-			if _, err := tr.addProcess(role, childWindow, m.Pid, m.Child, []int{m.Pid}); err != nil {
+			procs[m.Child] = &process{role: roleName(opt.Workload.Children, m.Child), window: childWindow, pid: m.Pid, tids: []int{m.Pid}}
+			if err := open(procs[m.Child]); err != nil {
 				return err
 			}
 			released++
-			if released == nchildren && opt.AfterAttach != nil {
+			if released == len(opt.Workload.Children) && opt.AfterAttach != nil {
 				return opt.AfterAttach(ctx)
 			}
 			return nil
 		},
-		parentDone: func(workload.Message) error {
-			if err := tr.closeWindow(parent); err != nil {
+		// The children have exited; the parent waits at its last gate.
+		// Its events stop now, and the closing of every event overlaps
+		// the worker's exit.
+		ParentDone: func(workload.Message) error {
+			if err := s.Disable(procs[0].tids); err != nil {
 				return err
 			}
-			return tr.conclude()
+			if err := s.Stop(); err != nil {
+				return err
+			}
+			s.Release()
+			return nil
 		},
-		childDone: func(m workload.Message) error {
+		ChildDone: func(m workload.Message) error {
 			x.childDone(roleName(opt.Workload.Children, m.Child), m)
 			return nil
 		},
-		hold:   opt.Workload.Hold,
-		forked: x.forked,
-		worked: x.worked,
+		Hold:   opt.Workload.Hold,
+		Forked: x.forked,
+		Worked: x.worked,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := tr.finish(); err != nil {
-		return nil, fmt.Errorf("read ring buffers: %w", err)
+	if err := s.Stop(); err != nil {
+		return nil, err
 	}
 
-	// Children report at their gates in whatever order the scheduler ran
-	// them; rows keep the parent first and the children in fork order.
-	sort.SliceStable(tr.procs, func(i, j int) bool { return tr.procs[i].order < tr.procs[j].order })
-	for _, pr := range tr.procs {
-		row, err := tr.row(pr, routine.name)
-		if err != nil {
-			return nil, err
+	run = &report.Run{
+		SchemaVersion: report.SchemaVersion,
+		Scenario:      opt.Scenario,
+		Blocks:        opt.Workload.Blocks,
+		BlockSize:     opt.Workload.BlockSize,
+		Offset:        opt.Workload.Offset,
+		Touched:       opt.Workload.Touch,
+		Region:        region,
+	}
+	s.FillRun(run, true)
+	for _, pr := range procs {
+		if pr == nil {
+			continue
 		}
-		run.LostRecords += pr.counts.lost
-		run.Throttled += pr.counts.throttled
+		row := report.Process{Role: pr.role, Pid: pr.pid, Window: pr.window}
+		s.Row(&row, pr.tids, true)
 		run.Processes = append(run.Processes, row)
 	}
-	run.Unavailable = append(run.Unavailable, tr.probeNotes()...)
-	fillMethods(run, caps, routine.name, probeFns)
 	x.apply(run)
-	if tr.mode == ModeCount && caps.fault != nil {
-		tr.countMethods(run.Methods)
-		run.Notes = append(run.Notes, countNote)
-	}
-	if tr.fallback != "" {
-		run.Notes = append(run.Notes, tr.fallback)
-	}
 	return run, nil
-}
-
-func fillMethods(run *report.Run, caps *capabilities, routine string, probeFns []string) {
-	m := run.Methods
-	m["page_faults"] = "counter:page-faults"
-	m["minor_faults"] = "counter:minor-faults"
-	m["major_faults"] = "counter:major-faults"
-	if caps.fault != nil {
-		tp := FaultMethod(caps.kfault != nil)
-		m["wp_faults"], m["in_region"], m["outside"] = tp, tp, tp
-		if caps.alloc != nil {
-			m["inferred_copies"] = "inferred:exceptions:page_fault_user+kmem:mm_page_alloc"
-		}
-	}
-	switch {
-	case routine != "":
-		m["copies"] = "kprobe:" + routine
-	case m["inferred_copies"] != "":
-		m["copies"] = m["inferred_copies"]
-	}
-	for _, fn := range probeFns {
-		m["probes."+fn] = "kprobe:" + fn
-	}
-}
-
-// FaultMethod names the tracepoints behind the fault counts: the user-mode
-// faults, and those a system call takes on the process's memory when the
-// kernel has page_fault_kernel.
-func FaultMethod(kernelFaults bool) string {
-	if kernelFaults {
-		return "tracepoint:exceptions:page_fault_user+page_fault_kernel"
-	}
-	return "tracepoint:exceptions:page_fault_user"
 }
 
 // roleName names child i (1-based): "reader", "writer", and with several of
@@ -242,16 +181,4 @@ func roleName(children []workload.Action, i int) string {
 		return a.String()
 	}
 	return fmt.Sprintf("%s%d", a, k)
-}
-
-func uniq(ss []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range ss {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cowtrace/cowtrace/cow"
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
@@ -24,12 +25,10 @@ func TestMain(m *testing.M) {
 // other processes and mount tracefs.
 func requireTracing(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (tracefs mount, tracepoints on other processes)")
-	}
+	testenv.Require(t, testenv.Root)
 }
 
-func run(t *testing.T, cfg workload.Config, method KprobeMethod) *report.Run {
+func run(t *testing.T, cfg workload.Config, method perfevents.KprobeMethod) *report.Run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -66,7 +65,7 @@ func copies(t *testing.T, p *report.Process) uint64 {
 // copies one page for each; the reader takes none.
 func TestSeedExperiment(t *testing.T) {
 	requireTracing(t)
-	r := run(t, workload.Seed(), KprobeAuto)
+	r := run(t, workload.Seed(), perfevents.KprobeAuto)
 	checkSeed(t, r, 1000)
 }
 
@@ -75,7 +74,7 @@ func TestScaledExperiment(t *testing.T) {
 	requireTracing(t)
 	cfg := workload.Seed()
 	cfg.Blocks = 5000
-	checkSeed(t, run(t, cfg, KprobeAuto), 5000)
+	checkSeed(t, run(t, cfg, perfevents.KprobeAuto), 5000)
 }
 
 func checkSeed(t *testing.T, r *report.Run, blocks uint64) {
@@ -112,7 +111,7 @@ func checkSeed(t *testing.T, r *report.Run, blocks uint64) {
 		t.Errorf("writer: %d inferred copies in the region, want %d", writer.InRegion.InferredCopies, blocks)
 	}
 	if strings.HasPrefix(r.Methods["copies"], "kprobe:") {
-		if got := writer.Probes[wpFunction]; got != *writer.WPFaults {
+		if got := writer.Probes[cow.WPFunction]; got != *writer.WPFaults {
 			t.Errorf("writer: do_wp_page %d hits, tracepoint %d wp faults", got, *writer.WPFaults)
 		}
 		for _, p := range r.Processes {
@@ -130,7 +129,7 @@ func TestUntouchedExperiment(t *testing.T) {
 	requireTracing(t)
 	cfg := workload.Seed()
 	cfg.Touch = false
-	r := run(t, cfg, KprobeAuto)
+	r := run(t, cfg, perfevents.KprobeAuto)
 	if r.Methods["wp_faults"] == "" {
 		t.Skipf("no exceptions:page_fault_user tracepoint: %v", r.Unavailable)
 	}
@@ -152,7 +151,7 @@ func TestReportNamesMethodsAndGaps(t *testing.T) {
 	cfg := workload.Seed()
 	cfg.Blocks = 10
 	fdsBefore := testenv.OpenFDs(t)
-	r := run(t, cfg, KprobeAuto)
+	r := run(t, cfg, perfevents.KprobeAuto)
 	if got := testenv.OpenFDs(t); got != fdsBefore {
 		t.Errorf("%d descriptors open after the run, %d before", got, fdsBefore)
 	}
@@ -188,7 +187,7 @@ func TestCancelLeavesNothing(t *testing.T) {
 	mountedBefore := tracefsMounted(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var workerPid int
-	opt := Options{Workload: workload.Seed(), KprobeMethod: KprobeAuto,
+	opt := Options{Workload: workload.Seed(), KprobeMethod: perfevents.KprobeAuto,
 		AfterAttach: func(ctx context.Context) error {
 			workerPid = findWorker(t)
 			cancel()
@@ -216,7 +215,7 @@ func TestCancelLeavesNothing(t *testing.T) {
 }
 
 func TestBadKprobeMethod(t *testing.T) {
-	if _, err := ParseKprobeMethod("ebpf"); err == nil {
+	if _, err := perfevents.ParseKprobeMethod("ebpf"); err == nil {
 		t.Error("ParseKprobeMethod accepted ebpf")
 	}
 	if _, err := Run(context.Background(), Options{Workload: workload.Config{Blocks: 0}}); err == nil ||
@@ -227,12 +226,12 @@ func TestBadKprobeMethod(t *testing.T) {
 
 func TestForcedPMUWithoutKprobes(t *testing.T) {
 	requireTracing(t)
-	if _, _, err := perfevents.KprobePMU(); err == nil {
+	if _, _, err := perfevents.KprobePMUType(); err == nil {
 		t.Skip("this kernel has a kprobe PMU; the refusal is what is tested here")
 	}
 	cfg := workload.Seed()
 	cfg.Blocks = 1
-	_, err := Run(context.Background(), Options{Workload: cfg, KprobeMethod: KprobePMU})
+	_, err := Run(context.Background(), Options{Workload: cfg, KprobeMethod: perfevents.KprobePMU})
 	if err == nil || !strings.Contains(err.Error(), "pmu") {
 		t.Errorf("forced pmu on a kernel without one: %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/engine"
 )
 
 // Stdio is where the command's standard streams go.
@@ -48,7 +50,7 @@ func (e *ExecError) ExitCode() int {
 // template thread, not from a locked one). Its own copies of the events stay
 // off, since it never execs; they end with it, and what the command's copies
 // record still goes to the rings.
-func (t *Tracer) startCommand(spec RunSpec) (*exec.Cmd, error) {
+func startCommand(s *engine.Session, spec RunSpec) (*exec.Cmd, error) {
 	type started struct {
 		cmd *exec.Cmd
 		err error
@@ -56,7 +58,7 @@ func (t *Tracer) startCommand(spec RunSpec) (*exec.Cmd, error) {
 	ch := make(chan started, 1)
 	go func() {
 		runtime.LockOSThread()
-		if err := t.Open(unix.Gettid(), true); err != nil {
+		if err := s.OpenInherited(unix.Gettid(), true); err != nil {
 			ch <- started{err: err}
 			return
 		}
@@ -64,7 +66,7 @@ func (t *Tracer) startCommand(spec RunSpec) (*exec.Cmd, error) {
 			Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr,
 			SysProcAttr: &syscall.SysProcAttr{Credential: spec.Cred}}
 		// Time zero precedes the exec, which every row starts from.
-		t.startNs = monotonicNs()
+		s.MarkStart()
 		if err := cmd.Start(); err != nil {
 			var pe *fs.PathError // "fork/exec PATH: ERRNO"
 			if errors.As(err, &pe) {
@@ -75,14 +77,6 @@ func (t *Tracer) startCommand(spec RunSpec) (*exec.Cmd, error) {
 		}
 		ch <- started{cmd: cmd}
 	}()
-	s := <-ch
-	if s.err != nil {
-		return nil, s.err
-	}
-	// The root is the command from now on: the thread that opened the
-	// events has ended.
-	t.mu.Lock()
-	t.roots[len(t.roots)-1].tid = s.cmd.Process.Pid
-	t.mu.Unlock()
-	return s.cmd, nil
+	st := <-ch
+	return st.cmd, st.err
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/cow"
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
@@ -24,24 +24,6 @@ import (
 
 // The worker is the copy-routine calibration's, with kprobes.
 func init() { workload.RunIfWorker() }
-
-func TestParseCPUList(t *testing.T) {
-	for in, want := range map[string][]int{
-		"0":       {0},
-		"0-1":     {0, 1},
-		"0-2,5,7": {0, 1, 2, 5, 7},
-	} {
-		got, err := parseCPUList(in)
-		if err != nil || !reflect.DeepEqual(got, want) {
-			t.Errorf("parseCPUList(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "a", "3-1", "0-"} {
-		if _, err := parseCPUList(bad); err == nil {
-			t.Errorf("parseCPUList(%q) accepted", bad)
-		}
-	}
-}
 
 func TestProcStat(t *testing.T) {
 	ppid, comm := procStat(os.Getpid(), os.Getpid())
@@ -54,25 +36,12 @@ func TestProcStat(t *testing.T) {
 // fault tracepoint.
 func requireTracing(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("kernel test (-short)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (perf_event_open on other tasks, tracefs)")
-	}
-	tp, err := experiment.DetectTracepoints()
-	if err != nil {
-		t.Skipf("tracepoints: %v", err)
-	}
-	defer tp.Close()
-	if _, ok := tp.FaultID(); !ok {
-		t.Skip("no exceptions:page_fault_user tracepoint (x86 only)")
-	}
+	testenv.Require(t, testenv.Root, testenv.Tracepoint("exceptions", "page_fault_user"))
 }
 
 func runTraced(t *testing.T, argv []string, sigs <-chan os.Signal) *report.Run {
 	t.Helper()
-	run, err := Run(context.Background(), Options{KprobeMethod: experiment.KprobeNone},
+	run, err := Run(context.Background(), Options{KprobeMethod: perfevents.KprobeNone},
 		RunSpec{Path: argv[0], Argv: argv, Stdio: Stdio{Stdout: io.Discard, Stderr: io.Discard}, Signals: sigs})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +104,7 @@ func TestRunSeedProgram(t *testing.T) {
 
 // kprobeRun runs argv with kprobes by method, skipping where the kernel has
 // no route to kernel functions (kprobes are tested in the vmtest guests).
-func kprobeRun(t *testing.T, method experiment.KprobeMethod, argv []string) *report.Run {
+func kprobeRun(t *testing.T, method perfevents.KprobeMethod, argv []string) *report.Run {
 	t.Helper()
 	run, err := Run(context.Background(), Options{KprobeMethod: method},
 		RunSpec{Path: argv[0], Argv: argv, Stdio: Stdio{Stdout: io.Discard, Stderr: io.Discard}})
@@ -161,7 +130,7 @@ func kprobeRun(t *testing.T, method experiment.KprobeMethod, argv []string) *rep
 func TestRunSeedKprobes(t *testing.T) {
 	requireTracing(t)
 	prog := testenv.BuildC(t, "cow_seed")
-	for _, m := range []experiment.KprobeMethod{experiment.KprobePMU, experiment.KprobeTracefs} {
+	for _, m := range []perfevents.KprobeMethod{perfevents.KprobePMU, perfevents.KprobeTracefs} {
 		t.Run(string(m), func(t *testing.T) {
 			run := kprobeRun(t, m, []string{prog})
 			_, reader, writer := seedRows(t, run)
@@ -174,35 +143,17 @@ func TestRunSeedKprobes(t *testing.T) {
 			}
 			wc, wp := hits(writer, run.CopyRoutine), *writer.WPFaults
 			t.Logf("writer: %d wp faults, %d copies, %d do_wp_page; reader: %d wp faults, %d copies",
-				wp, wc, hits(writer, experiment.WPFunction), *reader.WPFaults, hits(reader, run.CopyRoutine))
+				wp, wc, hits(writer, cow.WPFunction), *reader.WPFaults, hits(reader, run.CopyRoutine))
 			if wc < 1000 || wc > wp || *writer.Copies != wc {
 				t.Errorf("writer: %d copies (column %d) for %d wp faults: want 1000..wp faults", wc, *writer.Copies, wp)
 			}
-			if hits(writer, experiment.WPFunction) < wp {
-				t.Errorf("writer: do_wp_page %d < %d wp faults", hits(writer, experiment.WPFunction), wp)
+			if hits(writer, cow.WPFunction) < wp {
+				t.Errorf("writer: do_wp_page %d < %d wp faults", hits(writer, cow.WPFunction), wp)
 			}
 			if rc := hits(reader, run.CopyRoutine); rc > *reader.WPFaults || rc > 30 {
 				t.Errorf("reader: %d copies for %d wp faults: want a handful", rc, *reader.WPFaults)
 			}
 		})
-	}
-}
-
-// TestNewRefusedMethod: asking for a kprobe route the kernel lacks is an
-// error that leaves nothing open (New's cleanup once panicked on a nil
-// tracer here).
-func TestNewRefusedMethod(t *testing.T) {
-	requireTracing(t)
-	if _, _, err := perfevents.KprobePMU(); err == nil {
-		t.Skip("this kernel has the kprobe PMU")
-	}
-	before := testenv.OpenFDs(t)
-	if tr, err := New(context.Background(), Options{KprobeMethod: experiment.KprobePMU}); err == nil {
-		tr.Close()
-		t.Fatal("New with --kprobe-method pmu and no kprobe PMU: no error")
-	}
-	if after := testenv.OpenFDs(t); after != before {
-		t.Errorf("%d descriptors open before, %d after", before, after)
 	}
 }
 
@@ -293,7 +244,7 @@ func TestAttach(t *testing.T) {
 	requireTracing(t)
 	cmd, in := startForkLater(t, 4)
 
-	run, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeNone}, AttachSpec{
+	run, err := Attach(context.Background(), Options{KprobeMethod: perfevents.KprobeNone}, AttachSpec{
 		Pid: cmd.Process.Pid,
 		Attached: func() {
 			// One byte: fork the children; then EOF: exit.
@@ -337,7 +288,7 @@ func TestAttach(t *testing.T) {
 func TestAttachKprobes(t *testing.T) {
 	requireTracing(t)
 	cmd, in := startForkLater(t, 3)
-	run, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeAuto}, AttachSpec{
+	run, err := Attach(context.Background(), Options{KprobeMethod: perfevents.KprobeAuto}, AttachSpec{
 		Pid:      cmd.Process.Pid,
 		Attached: func() { in.Write([]byte{1}); in.Close() },
 	})
@@ -353,9 +304,9 @@ func TestAttachKprobes(t *testing.T) {
 	for k, p := range run.Processes[1:] {
 		pages := uint64(k + 1)
 		c := p.Probes[run.CopyRoutine]
-		if c < pages || c > p.Probes[experiment.WPFunction] || *p.Copies != c {
+		if c < pages || c > p.Probes[cow.WPFunction] || *p.Copies != c {
 			t.Errorf("child %d: %d copies (column %v), %d do_wp_page, %d wp faults: want %d..do_wp_page",
-				k+1, c, *p.Copies, p.Probes[experiment.WPFunction], *p.WPFaults, pages)
+				k+1, c, *p.Copies, p.Probes[cow.WPFunction], *p.WPFaults, pages)
 		}
 	}
 }
@@ -366,7 +317,7 @@ func TestAttachInterrupted(t *testing.T) {
 	requireTracing(t)
 	cmd, _ := startForkLater(t, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	run, err := Attach(ctx, Options{KprobeMethod: experiment.KprobeNone}, AttachSpec{Pid: cmd.Process.Pid, Attached: cancel})
+	run, err := Attach(ctx, Options{KprobeMethod: perfevents.KprobeNone}, AttachSpec{Pid: cmd.Process.Pid, Attached: cancel})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +336,7 @@ func TestAttachNoProcess(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Skipf("true: %v", err)
 	}
-	_, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeNone}, AttachSpec{Pid: cmd.Process.Pid})
+	_, err := Attach(context.Background(), Options{KprobeMethod: perfevents.KprobeNone}, AttachSpec{Pid: cmd.Process.Pid})
 	if !errors.Is(err, ErrNoProcess) {
 		t.Errorf("attach to a gone pid: %v, want ErrNoProcess", err)
 	}
@@ -485,7 +436,7 @@ func TestNoLeftovers(t *testing.T) {
 	}
 	defer cmd.Wait()
 	defer cmd.Process.Kill()
-	if _, err := Attach(context.Background(), Options{KprobeMethod: experiment.KprobeNone},
+	if _, err := Attach(context.Background(), Options{KprobeMethod: perfevents.KprobeNone},
 		AttachSpec{Pid: cmd.Process.Pid, Duration: 50 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/report"
 )
 
@@ -19,79 +19,55 @@ const (
 // process gathers the tasks of one pid.
 type process struct {
 	pid      int
-	tasks    []*task // leader first when known
+	tasks    []*engine.Task // leader first when known
 	children []*process
 	depth    int
-	counters [3]uint64 // the tasks' counters summed
 }
 
-// Result builds the run after Stop: one row per process in tree order (each
+// tree is the trace's processes as a tree and the span rows are measured in.
+type tree struct {
+	s              *engine.Session
+	startNs, endNs uint64
+	startAtExec    bool
+}
+
+// result builds the run after Stop: one row per process in tree order (each
 // process before its children, children by start time), and with threads
 // a row per thread after its process.
-func (t *Tracer) Result(threads bool) (*report.Run, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-
+func result(s *engine.Session, threads, startAtExec bool) *report.Run {
+	start, end := s.Span()
+	tr := tree{s: s, startNs: start, endNs: end, startAtExec: startAtExec}
 	run := &report.Run{
 		SchemaVersion: report.SchemaVersion,
-		Kernel:        t.tpKernel(),
 		Scenario:      "traced",
-		CopyRoutine:   t.copyRoutine,
-		Methods:       map[string]string{},
-		Unavailable:   append([]report.Unavailable{}, t.unavailable...),
-		LostRecords:   t.lost,
-		Throttled:     t.throttled,
-		Trace:         &report.Trace{Threads: threads, DurationMs: ms(t.endNs - t.startNs)},
+		Trace:         &report.Trace{Threads: threads, DurationMs: ms(end - start)},
 	}
-	if t.kp != nil {
-		run.KprobeMethod = t.kp.Method()
-		run.CopyRoutineCheck = t.copyCheck
-	}
-	for fn, err := range t.probeErrs {
-		run.Unavailable = append(run.Unavailable, report.Unavailable{What: "kprobe:" + fn, Why: err.Error()})
-	}
-	sort.Slice(run.Unavailable, func(i, j int) bool { return run.Unavailable[i].What < run.Unavailable[j].What })
-	t.fillMethods(run.Methods)
+	s.FillRun(run, false)
 
-	for _, tk := range t.tasks {
-		if tk.isRoot && tk.startNs == 0 {
-			tk.startNs = t.startNs
-		}
-	}
-	t.settleNames()
 	procs := map[int]*process{}
-	for _, tk := range t.tasks {
-		p := procs[tk.pid]
+	for _, tk := range s.Tasks() {
+		p := procs[tk.Pid]
 		if p == nil {
-			p = &process{pid: tk.pid}
-			procs[tk.pid] = p
+			p = &process{pid: tk.Pid}
+			procs[tk.Pid] = p
 		}
 		p.tasks = append(p.tasks, tk)
 	}
 	for _, p := range procs {
 		sort.Slice(p.tasks, func(i, j int) bool {
 			a, b := p.tasks[i], p.tasks[j]
-			if (a.tid == p.pid) != (b.tid == p.pid) {
-				return a.tid == p.pid
+			if (a.Tid == p.pid) != (b.Tid == p.pid) {
+				return a.Tid == p.pid
 			}
-			return a.startNs < b.startNs
+			return a.StartNs < b.StartNs
 		})
 	}
 
-	for _, p := range procs {
-		for _, tk := range p.tasks {
-			for k, v := range tk.counters {
-				p.counters[k] += v
-			}
-		}
-	}
-
-	// The tree: a process hangs under its parent when the parent was
-	// traced too; the roots' processes and orphans of lost records are
-	// the top.
+	// A process hangs under its parent when the parent was traced too; the
+	// roots' processes and orphans of lost records are the top.
 	var top []*process
 	for _, p := range procs {
-		parent := procs[p.leader().ppid]
+		parent := procs[p.leader().Ppid]
 		if parent != nil && parent != p && !p.hasRoot() {
 			parent.children = append(parent.children, p)
 		} else {
@@ -110,10 +86,10 @@ func (t *Tracer) Result(threads bool) (*report.Run, error) {
 	var walk func(p *process, depth int)
 	walk = func(p *process, depth int) {
 		p.depth = depth
-		run.Processes = append(run.Processes, t.processRow(p))
+		run.Processes = append(run.Processes, tr.processRow(p))
 		if threads {
 			for _, tk := range p.tasks {
-				run.Processes = append(run.Processes, t.threadRow(p, tk))
+				run.Processes = append(run.Processes, tr.threadRow(p, tk))
 			}
 		}
 		if !p.exited() {
@@ -131,150 +107,69 @@ func (t *Tracer) Result(threads bool) (*report.Run, error) {
 	if run.LostRecords > 0 {
 		run.Notes = append(run.Notes, fmt.Sprintf("the kernel dropped %d records (a ring was full): fault, copy and probe counts are lower bounds, and a lost FORK or EXIT blurs the tree", run.LostRecords))
 	}
-	return run, nil
+	return run
 }
 
-func (t *Tracer) tpKernel() string {
-	if t.tp == nil {
-		return ""
-	}
-	return t.tp.Kernel()
-}
-
-func (t *Tracer) processRow(p *process) report.Process {
+func (tr tree) processRow(p *process) report.Process {
 	leader := p.leader()
 	role, window := "child", childWindow
 	if p.hasRoot() {
 		role, window = "attached", attachedWindow
-		if t.opt.StartAtExec {
+		if tr.startAtExec {
 			role, window = "command", commandWindow
 		}
 	}
 	row := report.Process{Role: role, Pid: p.pid, Window: window, Lineage: &report.Lineage{
-		Ppid:    leader.ppid,
-		Comm:    leader.comm(),
+		Ppid:    leader.Ppid,
+		Comm:    leader.Comm(),
 		Depth:   p.depth,
 		Exited:  p.exited(),
 		Threads: len(p.tasks),
 	}}
-	if len(leader.comms) > 1 {
-		row.Comms = leader.comms
+	if len(leader.Comms) > 1 {
+		row.Comms = leader.Comms
 	}
-	t.span(row.Lineage, p.start(), p.end(), p.exited())
-	row.PageFaults, row.MinorFaults, row.MajorFaults = report.U64(p.counters[0]), report.U64(p.counters[1]), report.U64(p.counters[2])
-	t.samples(&row, p.tasks)
+	tr.span(row.Lineage, p.start(), p.end(), p.exited())
+	tids := make([]int, len(p.tasks))
+	for i, tk := range p.tasks {
+		tids[i] = tk.Tid
+	}
+	tr.s.Row(&row, tids, false)
 	return row
 }
 
-func (t *Tracer) threadRow(p *process, tk *task) report.Process {
+func (tr tree) threadRow(p *process, tk *engine.Task) report.Process {
 	row := report.Process{Role: "thread", Pid: p.pid, Window: threadWindow, Lineage: &report.Lineage{
-		Tid:     tk.tid,
-		Ppid:    tk.ppid,
-		Comm:    tk.comm(),
+		Tid:     tk.Tid,
+		Ppid:    tk.Ppid,
+		Comm:    tk.Comm(),
 		Depth:   p.depth,
-		Exited:  tk.exited,
+		Exited:  tk.Exited,
 		Threads: 1,
 	}}
-	t.span(row.Lineage, tk.startNs, tk.endNs, tk.exited)
-	c := tk.counters
-	row.PageFaults, row.MinorFaults, row.MajorFaults = report.U64(c[0]), report.U64(c[1]), report.U64(c[2])
-	t.samples(&row, []*task{tk})
+	tr.span(row.Lineage, tk.StartNs, tk.EndNs, tk.Exited)
+	tr.s.Row(&row, []int{tk.Tid}, false)
 	return row
 }
 
-func (t *Tracer) span(l *report.Lineage, start, end uint64, exited bool) {
-	if start < t.startNs {
-		start = t.startNs
+func (tr tree) span(l *report.Lineage, start, end uint64, exited bool) {
+	if start < tr.startNs {
+		start = tr.startNs
 	}
 	if !exited || end == 0 {
-		end = t.endNs
+		end = tr.endNs
 	}
-	l.StartMs = ms(start - t.startNs)
+	l.StartMs = ms(start - tr.startNs)
 	if end > start {
 		l.LifetimeMs = ms(end - start)
 	}
 }
 
-// samples fills the measures that come from sampled records.
-func (t *Tracer) samples(row *report.Process, tasks []*task) {
-	_, haveFault := t.tp.FaultID()
-	_, haveAlloc := t.tp.AllocID()
-	var all report.FaultClasses
-	probes := map[string]uint64{}
-	for _, tk := range tasks {
-		for _, f := range tk.faults {
-			c := f.Classes()
-			all.WP += c.WP
-			all.WriteNotPresent += c.WriteNotPresent
-			all.Read += c.Read
-			all.Exec += c.Exec
-			all.InferredCopies += c.InferredCopies
-		}
-		for fn, n := range tk.probes {
-			probes[fn] += n
-		}
-	}
-	if haveFault {
-		row.Outside = &all
-		row.WPFaults = report.U64(all.WP)
-		if haveAlloc {
-			row.InferredCopies = report.U64(all.InferredCopies)
-		}
-	}
-	if t.kp != nil {
-		for _, fn := range t.probeFns {
-			if t.probeErrs[fn] == nil {
-				probes[fn] += 0
-			}
-		}
-		if len(probes) > 0 {
-			row.Probes = probes
-		}
-	}
-	if t.copyRoutine != "" && t.probeErrs[t.copyRoutine] == nil {
-		row.Copies = report.U64(probes[t.copyRoutine])
-	} else if row.InferredCopies != nil {
-		row.Copies = report.U64(*row.InferredCopies)
-	}
-}
-
-func (t *Tracer) fillMethods(m map[string]string) {
-	// Sampled, not counted: see the note on inherited event contexts.
-	m["page_faults"] = "sampled:page-faults"
-	m["minor_faults"] = "sampled:minor-faults"
-	m["major_faults"] = "sampled:major-faults"
-	_, haveFault := t.tp.FaultID()
-	_, haveAlloc := t.tp.AllocID()
-	if haveFault {
-		_, haveKernel := t.tp.KernelFaultID()
-		m["wp_faults"] = experiment.FaultMethod(haveKernel)
-		// Without a region, every fault is "outside" one: that field
-		// holds the process's faults by class.
-		m["outside"] = m["wp_faults"]
-		if haveAlloc {
-			m["inferred_copies"] = "inferred:exceptions:page_fault_user+kmem:mm_page_alloc"
-		}
-	}
-	switch {
-	case t.copyRoutine != "" && t.probeErrs[t.copyRoutine] == nil:
-		m["copies"] = "kprobe:" + t.copyRoutine
-	case m["inferred_copies"] != "":
-		m["copies"] = m["inferred_copies"]
-	}
-	if t.kp != nil {
-		for _, fn := range t.probeFns {
-			if t.probeErrs[fn] == nil {
-				m["probes."+fn] = "kprobe:" + fn
-			}
-		}
-	}
-}
-
-func (p *process) leader() *task { return p.tasks[0] }
+func (p *process) leader() *engine.Task { return p.tasks[0] }
 
 func (p *process) hasRoot() bool {
 	for _, tk := range p.tasks {
-		if tk.isRoot {
+		if tk.Root {
 			return true
 		}
 	}
@@ -283,7 +178,7 @@ func (p *process) hasRoot() bool {
 
 func (p *process) exited() bool {
 	for _, tk := range p.tasks {
-		if !tk.exited {
+		if !tk.Exited {
 			return false
 		}
 	}
@@ -291,10 +186,10 @@ func (p *process) exited() bool {
 }
 
 func (p *process) start() uint64 {
-	s := p.tasks[0].startNs
+	s := p.tasks[0].StartNs
 	for _, tk := range p.tasks {
-		if tk.startNs != 0 && (s == 0 || tk.startNs < s) {
-			s = tk.startNs
+		if tk.StartNs != 0 && (s == 0 || tk.StartNs < s) {
+			s = tk.StartNs
 		}
 	}
 	return s
@@ -303,8 +198,8 @@ func (p *process) start() uint64 {
 func (p *process) end() uint64 {
 	var e uint64
 	for _, tk := range p.tasks {
-		if tk.endNs > e {
-			e = tk.endNs
+		if tk.EndNs > e {
+			e = tk.EndNs
 		}
 	}
 	return e

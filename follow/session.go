@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/report"
 )
 
@@ -34,24 +35,23 @@ type RunSpec struct {
 // precedes the start; once the command runs, signals are forwarded to it
 // instead and the trace ends when it exits.
 func Run(ctx context.Context, opt Options, spec RunSpec) (_ *report.Run, err error) {
-	opt.StartAtExec = true
-	t, err := New(ctx, opt)
+	s, tl, err := newSession(ctx, opt, true)
 	if err != nil {
 		return nil, err
 	}
-	defer t.Close()
+	defer s.Close()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cmd, err := t.startCommand(spec)
+	cmd, err := startCommand(s, spec)
 	if err != nil {
 		return nil, err
 	}
 	pid := cmd.Process.Pid
 	// The records wait in the rings until Start: read after AddRoot, the
 	// command's exec is known to be the root's.
-	t.AddRoot(pid, pid, os.Getpid(), filepath.Base(spec.Argv[0]))
-	t.Start()
+	s.AddRoot(pid, pid, os.Getpid(), filepath.Base(spec.Argv[0]))
+	s.Start()
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -65,16 +65,14 @@ wait:
 			break wait
 		}
 	}
-	// The command's EXIT and READ records, and those of every descendant
-	// it waited for, were written before wait4 returned: Stop reads every
-	// ring to the end.
-	if err := t.Stop(); err != nil {
+	// The command's EXIT records, and those of every descendant it waited
+	// for, were written before wait4 returned: Stop reads every ring to
+	// the end.
+	if err := s.Stop(); err != nil {
 		return nil, err
 	}
-	run, err := t.Result(spec.Threads)
-	if err != nil {
-		return nil, err
-	}
+	tl.flush()
+	run := result(s, spec.Threads, true)
 	run.Trace.Command = append([]string{}, spec.Argv...)
 	run.Trace.EndedBy = "exit"
 	code, err := exitCode(cmd.ProcessState, waitErr)
@@ -124,16 +122,15 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 		return nil, fmt.Errorf("pidfd_open %d: %w", spec.Pid, err)
 	}
 	defer unix.Close(pidfd)
-	if _, err := Threads(spec.Pid); err != nil {
+	if _, err := engine.Threads(spec.Pid); err != nil {
 		return nil, err
 	}
 
-	opt.StartAtExec = false
-	t, err := New(ctx, opt)
+	s, tl, err := newSession(ctx, opt, false)
 	if err != nil {
 		return nil, err
 	}
-	defer t.Close()
+	defer s.Close()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -143,7 +140,7 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 	// shows up.
 	opened := map[int]bool{}
 	for {
-		tids, err := Threads(spec.Pid)
+		tids, err := engine.Threads(spec.Pid)
 		if err != nil {
 			return nil, err
 		}
@@ -154,20 +151,20 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 			}
 			opened[tid] = true
 			added = true
-			if err := t.Open(tid, false); err != nil {
+			if err := s.OpenInherited(tid, false); err != nil {
 				if errors.Is(err, ErrNoProcess) && tid != spec.Pid {
 					continue // a thread that ended meanwhile
 				}
 				return nil, err
 			}
 			ppid, comm := procStat(spec.Pid, tid)
-			t.AddRoot(spec.Pid, tid, ppid, comm)
+			s.AddRoot(spec.Pid, tid, ppid, comm)
 		}
 		if !added {
 			break
 		}
 	}
-	t.Start()
+	s.Start()
 	start := time.Now()
 	if spec.Attached != nil {
 		spec.Attached()
@@ -206,13 +203,11 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 	case <-exited:
 		endedBy = "exit"
 	}
-	if err := t.Stop(); err != nil {
+	if err := s.Stop(); err != nil {
 		return nil, err
 	}
-	run, err := t.Result(spec.Threads)
-	if err != nil {
-		return nil, err
-	}
+	tl.flush()
+	run := result(s, spec.Threads, false)
 	run.Trace.AttachedPid = spec.Pid
 	run.Trace.EndedBy = endedBy
 	if endedBy == "exit" {

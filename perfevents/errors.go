@@ -17,6 +17,9 @@ var (
 	// ErrPermission: the caller lacks root, CAP_PERFMON/CAP_SYS_ADMIN, or
 	// kernel.perf_event_paranoid forbids the request.
 	ErrPermission = errors.New("permission denied")
+	// ErrNoProcess: the task to open an event on does not exist, or no
+	// longer does (ESRCH).
+	ErrNoProcess = errors.New("no such process")
 	// ErrClosed: the reader or event was closed.
 	ErrClosed = errors.New("perfevents: closed")
 )

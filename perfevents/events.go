@@ -10,18 +10,112 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Event is one open perf event on one task (cpu = -1).
+// AnyCPU opens an event that follows its task onto every CPU.
+const AnyCPU = -1
+
+// EventType is the kind of event an Attr selects.
+type EventType uint32
+
+const (
+	// Software is a software counter, Config one of PageFaults...
+	Software EventType = unix.PERF_TYPE_SOFTWARE
+	// Tracepoint is a tracefs event, Config its id.
+	Tracepoint EventType = unix.PERF_TYPE_TRACEPOINT
+)
+
+// Software counters, as perf names them.
+const (
+	PageFaults  uint64 = unix.PERF_COUNT_SW_PAGE_FAULTS
+	MinorFaults uint64 = unix.PERF_COUNT_SW_PAGE_FAULTS_MIN
+	MajorFaults uint64 = unix.PERF_COUNT_SW_PAGE_FAULTS_MAJ
+	// Dummy counts nothing; with TaskRecords it carries FORK, EXIT and
+	// COMM records.
+	Dummy uint64 = unix.PERF_COUNT_SW_DUMMY
+)
+
+// Attr is one event to open, in the terms cowtrace uses; Open turns it into
+// a perf_event_attr.
+type Attr struct {
+	Label  string // what the event measures, e.g. "page-faults" or "kprobe:do_wp_page"
+	Type   EventType
+	Config uint64
+	// SampleType asks for a record of these PERF_SAMPLE_* bits on every
+	// event; zero makes a counter, read with Count.
+	SampleType uint64
+	// Watermark is the number of ring bytes after which the reader is
+	// woken. Waking per record costs a wake-up per page fault; waking on a
+	// watermark batches them while the reader still keeps the ring from
+	// filling.
+	Watermark uint32
+	// WakeupEvents, without a Watermark, wakes the reader every that many
+	// records instead.
+	WakeupEvents uint32
+	// Inherit gives the event to every task the task creates from then on.
+	Inherit bool
+	// EnableOnExec keeps the event off until the task execs.
+	EnableOnExec bool
+	// TaskRecords adds FORK, EXIT and COMM records to the ring.
+	TaskRecords bool
+	// Monotonic stamps records with CLOCK_MONOTONIC, which user space can
+	// read too, so that record times compare with a trace's start and end.
+	Monotonic bool
+}
+
+func (a *Attr) perf() *perf.Attr {
+	p := &perf.Attr{Label: a.Label, Type: perf.EventType(a.Type), Config: a.Config}
+	if a.SampleType != 0 {
+		p.SetSamplePeriod(1)
+		p.SampleFormat = sampleFormat(a.SampleType)
+	}
+	p.Wakeup = a.Watermark
+	p.Options.Watermark = a.Watermark > 0
+	if a.Watermark == 0 {
+		p.Wakeup = a.WakeupEvents
+	}
+	p.Options.SampleIDAll = a.SampleType != 0 || a.TaskRecords
+	p.Options.Inherit = a.Inherit
+	p.Options.Disabled = a.EnableOnExec
+	p.Options.EnableOnExec = a.EnableOnExec
+	p.Options.Task, p.Options.Comm, p.Options.CommExec = a.TaskRecords, a.TaskRecords, a.TaskRecords
+	if a.Monotonic {
+		p.Options.UseClockID = true
+		p.ClockID = unix.CLOCK_MONOTONIC
+	}
+	return p
+}
+
+// sampleFormat converts PERF_SAMPLE_* bits into go-perf's struct; only the
+// bits that DecodeSample understands are allowed.
+func sampleFormat(bits uint64) perf.SampleFormat {
+	return perf.SampleFormat{
+		IP:         bits&unix.PERF_SAMPLE_IP != 0,
+		Tid:        bits&unix.PERF_SAMPLE_TID != 0,
+		Time:       bits&unix.PERF_SAMPLE_TIME != 0,
+		Addr:       bits&unix.PERF_SAMPLE_ADDR != 0,
+		ID:         bits&unix.PERF_SAMPLE_ID != 0,
+		CPU:        bits&unix.PERF_SAMPLE_CPU != 0,
+		Period:     bits&unix.PERF_SAMPLE_PERIOD != 0,
+		StreamID:   bits&unix.PERF_SAMPLE_STREAM_ID != 0,
+		Raw:        bits&unix.PERF_SAMPLE_RAW != 0,
+		Identifier: bits&unix.PERF_SAMPLE_IDENTIFIER != 0,
+	}
+}
+
+// Event is one open perf event: on one task (cpu AnyCPU) or on one CPU for
+// a task and, with Inherit, its descendants; counting, sampling into a ring
+// of its own, or writing into another event's ring (SetOutput).
 type Event struct {
 	ev    *perf.Event
 	fd    int
 	id    uint64
-	Label string // what the event measures, e.g. "page-faults" or "kprobe:do_wp_page"
+	Label string
 }
 
 // FD is the event's file descriptor, for Reader.Add.
 func (e *Event) FD() int { return e.fd }
 
-// ID is the kernel's id of the event, which PERF_SAMPLE_IDENTIFIER carries.
+// ID is the kernel's id of the event, which PERF_SAMPLE_IDENTIFIER carries;
+// inherited copies of the event report this same id.
 func (e *Event) ID() uint64 { return e.id }
 
 // Count reads the event's counter. It works after the task has exited: the
@@ -35,8 +129,8 @@ func (e *Event) Count() (uint64, error) {
 }
 
 // SetOutput sends the event's records into target's ring, so that records
-// of several events of one task arrive in one stream, in the order they
-// happened. The kernel allows it only between events of the same task.
+// of several events arrive in one stream, in the order they happened. The
+// kernel allows it only between events of the same task, or of the same CPU.
 func (e *Event) SetOutput(target *Event) error {
 	if err := e.ev.SetOutput(target.ev); err != nil {
 		return fmt.Errorf("redirect %s into %s: %w", e.Label, target.Label, err)
@@ -61,7 +155,12 @@ func (e *Event) SetFilter(filter string) error {
 }
 
 // Disable stops the event counting; its count stays readable.
-func (e *Event) Disable() error { return e.ev.Disable() }
+func (e *Event) Disable() error {
+	if err := e.ev.Disable(); err != nil {
+		return fmt.Errorf("disable %s: %w", e.Label, err)
+	}
+	return nil
+}
 
 // Close closes the event.
 func (e *Event) Close() error {
@@ -71,21 +170,16 @@ func (e *Event) Close() error {
 	return e.ev.Close()
 }
 
-// Sampling asks for a record in the ring buffer on every event.
-type Sampling struct {
-	SampleType uint64 // PERF_SAMPLE_* bits
-	// Watermark is the number of ring bytes after which the reader is
-	// woken. Waking per record costs a wake-up per page fault; waking on a
-	// watermark batches them while the reader still keeps the ring from
-	// filling.
-	Watermark uint32
+// Open opens a on task tid (-1: every task) on CPU cpu (AnyCPU: wherever
+// the task runs). Without EnableOnExec it counts from now.
+func Open(a Attr, tid, cpu int) (*Event, error) {
+	return open(a.perf(), tid, cpu)
 }
 
-// Open opens attr on task tid on any CPU, enabled, counting from now.
-func Open(attr *perf.Attr, tid int) (*Event, error) {
-	ev, err := perf.Open(attr, tid, perf.AnyCPU, nil)
+func open(pa *perf.Attr, tid, cpu int) (*Event, error) {
+	ev, err := perf.Open(pa, tid, cpu, nil)
 	if err != nil {
-		return nil, openError(attr.Label, tid, err)
+		return nil, openError(pa.Label, tid, cpu, err)
 	}
 	fd, err := ev.FD()
 	if err != nil {
@@ -97,94 +191,32 @@ func Open(attr *perf.Attr, tid int) (*Event, error) {
 		ev.Close()
 		return nil, err
 	}
-	return &Event{ev: ev, fd: fd, id: id, Label: attr.Label}, nil
-}
-
-// SoftwareAttr is a counting software event (page-faults, minor-faults, ...).
-func SoftwareAttr(c perf.SoftwareCounter, label string) *perf.Attr {
-	return &perf.Attr{Label: label, Type: perf.SoftwareEvent, Config: uint64(c)}
-}
-
-// TracepointAttr is a tracepoint by its tracefs id, counting, or sampling
-// every hit when s is non-nil.
-func TracepointAttr(id uint64, label string, s *Sampling) *perf.Attr {
-	a := &perf.Attr{Label: label, Type: perf.TracepointEvent, Config: id}
-	setSampling(a, s)
-	return a
-}
-
-func setSampling(a *perf.Attr, s *Sampling) {
-	if s == nil {
-		return
-	}
-	a.SetSamplePeriod(1)
-	a.Wakeup = s.Watermark
-	a.Options.Watermark = s.Watermark > 0
-	a.Options.SampleIDAll = true
-	a.SampleFormat = sampleFormat(s.SampleType)
-}
-
-// sampleFormat converts PERF_SAMPLE_* bits into go-perf's struct; only the
-// bits that DecodeSample understands are allowed.
-func sampleFormat(bits uint64) perf.SampleFormat {
-	return perf.SampleFormat{
-		IP:         bits&unix.PERF_SAMPLE_IP != 0,
-		Tid:        bits&unix.PERF_SAMPLE_TID != 0,
-		Time:       bits&unix.PERF_SAMPLE_TIME != 0,
-		Addr:       bits&unix.PERF_SAMPLE_ADDR != 0,
-		ID:         bits&unix.PERF_SAMPLE_ID != 0,
-		CPU:        bits&unix.PERF_SAMPLE_CPU != 0,
-		Period:     bits&unix.PERF_SAMPLE_PERIOD != 0,
-		StreamID:   bits&unix.PERF_SAMPLE_STREAM_ID != 0,
-		Raw:        bits&unix.PERF_SAMPLE_RAW != 0,
-		Identifier: bits&unix.PERF_SAMPLE_IDENTIFIER != 0,
-	}
-}
-
-// OpenKprobe attaches a kprobe on fn+offset through the kprobe PMU
-// (Linux 4.17+) to task tid, counting its hits, or sampling them when s is
-// non-nil. No tracefs entry is created, so nothing is left behind if cowtrace
-// dies: the probe goes away with the file descriptor.
-func OpenKprobe(pmuType uint32, fn string, offset uint64, tid int, s *Sampling) (*Event, error) {
-	name, err := unix.BytePtrFromString(fn)
-	if err != nil {
-		return nil, fmt.Errorf("kprobe %q: %w", fn, err)
-	}
-	a := &perf.Attr{
-		Label: "kprobe:" + fn,
-		Type:  perf.EventType(pmuType),
-		// The kernel copies the NUL-terminated name from this address
-		// during perf_event_open; KeepAlive below keeps it valid until then.
-		Config1: uint64(uintptr(unsafe.Pointer(name))),
-		Config2: offset,
-	}
-	setSampling(a, s)
-	ev, err := Open(a, tid)
-	runtime.KeepAlive(name)
-	if err != nil {
-		return nil, err
-	}
-	return ev, nil
+	return &Event{ev: ev, fd: fd, id: id, Label: pa.Label}, nil
 }
 
 // openError maps perf_event_open's errno to the package's sentinels, which
-// drive cowtrace's fallbacks and its one-line messages.
-func openError(label string, tid int, err error) error {
+// drive cowtrace's fallbacks and its one-line messages. It is the only such
+// mapping in cowtrace.
+func openError(label string, tid, cpu int, err error) error {
+	on := fmt.Sprintf("task %d", tid)
+	if cpu != AnyCPU {
+		on += fmt.Sprintf(", CPU %d", cpu)
+	}
 	var errno unix.Errno
 	if !errors.As(err, &errno) {
-		return fmt.Errorf("open %s on task %d: %w", label, tid, err)
+		return fmt.Errorf("open %s on %s: %w", label, on, err)
 	}
 	switch errno {
 	case unix.EACCES, unix.EPERM:
-		return fmt.Errorf("open %s on task %d: %w: %s", label, tid, ErrPermission, PermissionHint())
+		return fmt.Errorf("open %s on %s: %w: %s", label, on, ErrPermission, PermissionHint())
 	case unix.ENOENT:
 		return fmt.Errorf("open %s: %w (ENOENT)", label, ErrNotFound)
 	case unix.EINVAL, unix.EILSEQ, unix.EADDRNOTAVAIL:
 		return fmt.Errorf("open %s: %w (%v)", label, ErrNotProbeable, errno)
 	case unix.ESRCH:
-		return fmt.Errorf("open %s on task %d: the task has exited (ESRCH)", label, tid)
+		return fmt.Errorf("open %s on %s: %w (ESRCH)", label, on, ErrNoProcess)
 	case unix.EOPNOTSUPP, unix.ENODEV:
 		return fmt.Errorf("open %s: %w (%v)", label, ErrNotSupported, errno)
 	}
-	return fmt.Errorf("open %s on task %d: %w", label, tid, errno)
+	return fmt.Errorf("open %s on %s: %w", label, on, errno)
 }

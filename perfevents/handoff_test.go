@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	perf "github.com/elastic/go-perf"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,8 +23,8 @@ func handOffHelper() error {
 		return fmt.Errorf("HandOff with no event open: holder %d, %v; want 0, nil", pid, err)
 	}
 	var evs []*Event
-	for _, c := range []perf.SoftwareCounter{perf.PageFaults, perf.MinorPageFaults, perf.ContextSwitches} {
-		ev, err := Open(SoftwareAttr(c, "sw"), unix.Gettid())
+	for _, c := range []uint64{PageFaults, MinorFaults, unix.PERF_COUNT_SW_CONTEXT_SWITCHES} {
+		ev, err := Open(Attr{Label: "sw", Type: Software, Config: c}, unix.Gettid(), AnyCPU)
 		if err != nil {
 			return err
 		}
@@ -35,7 +34,7 @@ func handOffHelper() error {
 	// where it is.
 	if tfs, err := OpenTracefs(); err == nil {
 		if id, err := tfs.EventID("exceptions", "page_fault_user"); err == nil {
-			ev, err := Open(TracepointAttr(id, "tp", nil), unix.Gettid())
+			ev, err := Open(Attr{Label: "tp", Type: Tracepoint, Config: id}, unix.Gettid(), AnyCPU)
 			if err != nil {
 				return err
 			}

@@ -46,11 +46,11 @@ func PMUType(name string) (uint32, error) {
 	return uint32(typ), nil
 }
 
-// KprobePMU returns the type of the kprobe PMU (Linux 4.17+, with
+// KprobePMUType returns the type of the kprobe PMU (Linux 4.17+, with
 // CONFIG_KPROBE_EVENTS) and the bit of perf_event_attr.config that turns a
 // kprobe into a kretprobe. Without the PMU the error wraps ErrNotSupported;
 // kprobe_events in tracefs (see KprobeEvents) may still work on older kernels.
-func KprobePMU() (typ uint32, retprobeBit int, err error) {
+func KprobePMUType() (typ uint32, retprobeBit int, err error) {
 	typ, err = PMUType("kprobe")
 	if err != nil {
 		return 0, 0, err

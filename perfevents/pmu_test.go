@@ -36,12 +36,12 @@ func TestPMUTypeFixture(t *testing.T) {
 			t.Errorf("PMUType(%q): %v, want ErrNotSupported", name, err)
 		}
 	}
-	if _, _, err := KprobePMU(); !errors.Is(err, ErrNotSupported) {
+	if _, _, err := KprobePMUType(); !errors.Is(err, ErrNotSupported) {
 		t.Errorf("KprobePMU without the PMU: %v, want ErrNotSupported", err)
 	}
 
 	withSysfsRoot(t, fakeRootDebian)
-	typ, bit, err := KprobePMU()
+	typ, bit, err := KprobePMUType()
 	if err != nil || typ != 8 || bit != 0 {
 		t.Errorf("KprobePMU = %d, %d, %v; want 8, 0", typ, bit, err)
 	}
@@ -65,7 +65,7 @@ func TestPMUTypeMalformed(t *testing.T) {
 		}
 	}
 	// The kprobe PMU without its retprobe format file.
-	if _, _, err := KprobePMU(); err == nil || errors.Is(err, ErrNotSupported) {
+	if _, _, err := KprobePMUType(); err == nil || errors.Is(err, ErrNotSupported) {
 		t.Errorf("KprobePMU without format/retprobe: %v; want an error other than ErrNotSupported", err)
 	}
 }
@@ -182,7 +182,7 @@ func TestPMURealKernel(t *testing.T) {
 		t.Errorf("PMUType(tracepoint) = %d, %v; want 2 (PERF_TYPE_TRACEPOINT)", got, err)
 	}
 
-	typ, bit, err := KprobePMU()
+	typ, bit, err := KprobePMUType()
 	if _, statErr := os.Stat("/sys/bus/event_source/devices/kprobe"); statErr != nil {
 		if !errors.Is(err, ErrNotSupported) {
 			t.Errorf("KprobePMU on a kernel without the kprobe PMU: %d, %d, %v; want ErrNotSupported", typ, bit, err)

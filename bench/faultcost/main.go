@@ -21,7 +21,6 @@ import (
 	"time"
 	"unsafe"
 
-	perf "github.com/elastic/go-perf"
 	"golang.org/x/sys/unix"
 
 	"github.com/cowtrace/cowtrace/perfevents"
@@ -49,8 +48,8 @@ type set struct {
 
 func counters(tid int) ([]*perfevents.Event, error) {
 	var evs []*perfevents.Event
-	for _, c := range []perf.SoftwareCounter{perf.PageFaults, perf.MinorPageFaults, perf.MajorPageFaults} {
-		ev, err := perfevents.Open(perfevents.SoftwareAttr(c, "sw"), tid)
+	for _, c := range []uint64{perfevents.PageFaults, perfevents.MinorFaults, perfevents.MajorFaults} {
+		ev, err := perfevents.Open(perfevents.Attr{Label: "sw", Type: perfevents.Software, Config: c}, tid, perfevents.AnyCPU)
 		if err != nil {
 			return evs, err
 		}
@@ -60,7 +59,7 @@ func counters(tid int) ([]*perfevents.Event, error) {
 }
 
 func filtered(evs []*perfevents.Event, tid int, id uint64, filter string) ([]*perfevents.Event, error) {
-	ev, err := perfevents.Open(perfevents.TracepointAttr(id, "tp", nil), tid)
+	ev, err := perfevents.Open(perfevents.Attr{Label: "tp", Type: perfevents.Tracepoint, Config: id}, tid, perfevents.AnyCPU)
 	if err != nil {
 		return evs, err
 	}
@@ -72,12 +71,11 @@ func filtered(evs []*perfevents.Event, tid int, id uint64, filter string) ([]*pe
 // pages pages that wakes the reader every watermark bytes.
 func sampled(sampleType uint64, watermark uint32, pages int) func(int, tracepoints, *perfevents.Reader, string) ([]*perfevents.Event, error) {
 	return func(tid int, tp tracepoints, r *perfevents.Reader, _ string) ([]*perfevents.Event, error) {
-		s := &perfevents.Sampling{SampleType: sampleType, Watermark: watermark}
-		a := perfevents.TracepointAttr(tp.fault, "tp", s)
+		a := perfevents.Attr{Label: "tp", Type: perfevents.Tracepoint, Config: tp.fault, SampleType: sampleType, Watermark: watermark}
 		if watermark == 0 {
-			a.Wakeup = 64
+			a.WakeupEvents = 64
 		}
-		ev, err := perfevents.Open(a, tid)
+		ev, err := perfevents.Open(a, tid, perfevents.AnyCPU)
 		if err != nil {
 			return nil, err
 		}
@@ -89,13 +87,13 @@ func sets() []*set {
 	return []*set{
 		{name: "no events", open: func(int, tracepoints, *perfevents.Reader, string) ([]*perfevents.Event, error) { return nil, nil }},
 		{name: "1 software counter (perf stat -e page-faults)", open: func(tid int, _ tracepoints, _ *perfevents.Reader, _ string) ([]*perfevents.Event, error) {
-			ev, err := perfevents.Open(perfevents.SoftwareAttr(perf.PageFaults, "sw"), tid)
+			ev, err := perfevents.Open(perfevents.Attr{Label: "sw", Type: perfevents.Software, Config: perfevents.PageFaults}, tid, perfevents.AnyCPU)
 			return []*perfevents.Event{ev}, err
 		}},
 		{name: "3 software counters", open: func(tid int, _ tracepoints, _ *perfevents.Reader, _ string) ([]*perfevents.Event, error) {
 			return counters(tid)
 		}},
-		// The filters count mode opens (experiment/count.go).
+		// The filters count mode opens (cow.CountFilters).
 		{name: "count mode: 3 counters + 9 filtered tracepoint counters", open: func(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
 			evs, err := counters(tid)
 			for _, f := range []struct {
@@ -124,7 +122,7 @@ func sets() []*set {
 			return filtered(nil, tid, tp.fault, "error_code == 7")
 		}},
 		{name: "1 tracepoint counter, no filter", open: func(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
-			ev, err := perfevents.Open(perfevents.TracepointAttr(tp.fault, "tp", nil), tid)
+			ev, err := perfevents.Open(perfevents.Attr{Label: "tp", Type: perfevents.Tracepoint, Config: tp.fault}, tid, perfevents.AnyCPU)
 			return []*perfevents.Event{ev}, err
 		}},
 		{name: "2 filtered tracepoint counters (wp, wp in region)", open: func(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
@@ -146,12 +144,12 @@ func sets() []*set {
 			return evs, err
 		}},
 		{name: "1 sampled page_fault_user, RAW", open: sampled(unix.PERF_SAMPLE_RAW, 128*4096/4, 128)},
-		{name: "1 sampled page_fault_user, no fields", open: sampled(0, 128*4096/4, 128)},
+		{name: "1 sampled page_fault_user, IDENTIFIER only", open: sampled(unix.PERF_SAMPLE_IDENTIFIER, 128*4096/4, 128)},
 		{name: "1 sampled page_fault_user, RAW, wake-up every 64 records", open: sampled(unix.PERF_SAMPLE_RAW, 0, 128)},
 		{name: "1 filtered mm_page_alloc counter", open: func(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
 			return filtered(nil, tid, tp.alloc, "order == 0 && (gfp_flags == 0x100cca || gfp_flags == 0x140cca)")
 		}},
-		// What classify mode opens (experiment/tracer.go openSampled).
+		// What classify mode opens (engine, openTaskSampled).
 		{name: "classify mode: 3 counters + 3 sampled tracepoints in one ring", open: classify(128, 128*4096/4)},
 		{name: "classify mode, 2 MiB ring woken at 1 MiB", open: classify(512, 512*4096/2)},
 	}
@@ -165,8 +163,9 @@ func classify(pages int, watermark uint32) func(int, tracepoints, *perfevents.Re
 		if err != nil {
 			return evs, err
 		}
-		s := &perfevents.Sampling{SampleType: unix.PERF_SAMPLE_RAW, Watermark: watermark}
-		lead, err := perfevents.Open(perfevents.TracepointAttr(tp.fault, "tp", s), tid)
+		s := perfevents.Attr{Label: "tp", Type: perfevents.Tracepoint, SampleType: unix.PERF_SAMPLE_RAW, Watermark: watermark}
+		s.Config = tp.fault
+		lead, err := perfevents.Open(s, tid, perfevents.AnyCPU)
 		if err != nil {
 			return evs, err
 		}
@@ -175,7 +174,8 @@ func classify(pages int, watermark uint32) func(int, tracepoints, *perfevents.Re
 			return evs, err
 		}
 		for _, id := range []uint64{tp.kfault, tp.alloc} {
-			ev, err := perfevents.Open(perfevents.TracepointAttr(id, "tp", s), tid)
+			s.Config = id
+			ev, err := perfevents.Open(s, tid, perfevents.AnyCPU)
 			if err != nil {
 				return evs, err
 			}

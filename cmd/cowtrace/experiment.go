@@ -8,7 +8,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
@@ -95,11 +97,11 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return usageError{err}
 	}
-	km, err := experiment.ParseKprobeMethod(*method)
+	km, err := perfevents.ParseKprobeMethod(*method)
 	if err != nil {
 		return usageError{err}
 	}
-	md, err := experiment.ParseMode(*mode)
+	md, err := engine.ParseMode(*mode)
 	if err != nil {
 		return usageError{err}
 	}

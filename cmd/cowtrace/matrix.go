@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
@@ -86,7 +87,7 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil || f == report.CSV {
 		return usagef("unknown matrix format %q (want table, json or markdown)", *format)
 	}
-	km, err := experiment.ParseKprobeMethod(*method)
+	km, err := perfevents.ParseKprobeMethod(*method)
 	if err != nil {
 		return usageError{err}
 	}

@@ -15,8 +15,8 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/follow"
+	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 )
 
@@ -62,7 +62,7 @@ func (tf *traceFlags) options(stdout io.Writer) (follow.Options, report.Format, 
 	if err != nil {
 		return follow.Options{}, "", usageError{err}
 	}
-	km, err := experiment.ParseKprobeMethod(*tf.method)
+	km, err := perfevents.ParseKprobeMethod(*tf.method)
 	if err != nil {
 		return follow.Options{}, "", usageError{err}
 	}

@@ -1,40 +1,38 @@
-package experiment
+package workload
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/cowtrace/cowtrace/workload"
 )
 
-// hooks are the tracer's moments in a workload's life. Each runs while the
+// Hooks are a tracer's moments in a workload's life. Each runs while the
 // process it concerns waits at its gate, so whatever a hook opens counts from
 // the very first access.
-type hooks struct {
-	ready      func(m workload.Message) error // parent mapped the region; no child yet
-	atGate     func(m workload.Message) error // child m.Child exists, has not touched the region
-	parentDone func(m workload.Message) error // parent finished its final read
-	childDone  func(m workload.Message) error // child m.Child finished touching the region
+type Hooks struct {
+	Ready      func(m Message) error // parent mapped the region; no child yet
+	AtGate     func(m Message) error // child m.Child exists, has not touched the region
+	ParentDone func(m Message) error // parent finished its final read
+	ChildDone  func(m Message) error // child m.Child finished touching the region
 
-	// hold: the workload runs with workload.Config.Hold. Children are
+	// Hold: the workload runs with Config.Hold. Children are
 	// then released together once the parent has forked them all and
-	// each is at its gate (after forked), and kept alive after their work
-	// until the parent has done its own (after worked).
-	hold   bool
-	forked func() error // every process alive, nobody touched the region since the fork
-	worked func() error // every process did its work, nobody exited
+	// each is at its gate (after Forked), and kept alive after their work
+	// until the parent has done its own (after Worked).
+	Hold   bool
+	Forked func() error // every process alive, nobody touched the region since the fork
+	Worked func() error // every process did its work, nobody exited
 }
 
 type message struct {
-	m   workload.Message
+	m   Message
 	err error
 }
 
-// drive runs a started worker to its end, calling h at each gate, and returns
+// Drive runs a started worker to its end, calling h at each gate, and returns
 // the byte sums reported by the parent (index 0) and children.
-func drive(ctx context.Context, p *workload.Process, nchildren int, h hooks) ([]uint64, error) {
+func Drive(ctx context.Context, p *Process, nchildren int, h Hooks) ([]uint64, error) {
 	msgs := make(chan message, 1)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -81,7 +79,7 @@ func drive(ctx context.Context, p *workload.Process, nchildren int, h hooks) ([]
 		case mm = <-msgs:
 		}
 		if mm.err != nil {
-			if errors.Is(mm.err, workload.ErrExited) {
+			if errors.Is(mm.err, ErrExited) {
 				return nil, fmt.Errorf("%w (%v)", mm.err, p.Wait())
 			}
 			return nil, mm.err
@@ -89,57 +87,57 @@ func drive(ctx context.Context, p *workload.Process, nchildren int, h hooks) ([]
 		m := mm.m
 		var err error
 		switch m.Kind {
-		case workload.KindReady:
-			if h.ready != nil {
-				err = h.ready(m)
+		case KindReady:
+			if h.Ready != nil {
+				err = h.Ready(m)
 			}
 			if err == nil {
 				err = p.Release(0)
 			}
-		case workload.KindAtGate:
+		case KindAtGate:
 			if m.Child < 1 || m.Child > nchildren {
 				return nil, fmt.Errorf("workload reported unknown child %d", m.Child)
 			}
-			if h.atGate != nil {
-				err = h.atGate(m)
+			if h.AtGate != nil {
+				err = h.AtGate(m)
 			}
 			switch {
 			case err != nil:
-			case h.hold:
+			case h.Hold:
 				gated = append(gated, m.Child)
 				if forked && len(gated) == nchildren {
-					err = releaseAll(h.forked, true)
+					err = releaseAll(h.Forked, true)
 				}
 			default:
 				err = p.Release(m.Child)
 			}
-		case workload.KindForked:
+		case KindForked:
 			forked = true
 			if len(gated) == nchildren {
-				err = releaseAll(h.forked, true)
+				err = releaseAll(h.Forked, true)
 			}
-		case workload.KindChildDone:
+		case KindChildDone:
 			if m.Child >= 1 && m.Child <= nchildren {
 				sums[m.Child] = m.Value
 			}
-			if h.childDone != nil {
-				err = h.childDone(m)
+			if h.ChildDone != nil {
+				err = h.ChildDone(m)
 			}
 			done++
-			if err == nil && h.hold && worked && done == nchildren && !releasedAll {
+			if err == nil && h.Hold && worked && done == nchildren && !releasedAll {
 				releasedAll = true
-				err = releaseAll(h.worked, false)
+				err = releaseAll(h.Worked, false)
 			}
-		case workload.KindParentWorked:
+		case KindParentWorked:
 			worked = true
 			if done == nchildren && !releasedAll {
 				releasedAll = true
-				err = releaseAll(h.worked, false)
+				err = releaseAll(h.Worked, false)
 			}
-		case workload.KindParentDone:
+		case KindParentDone:
 			sums[0] = m.Value
-			if h.parentDone != nil {
-				err = h.parentDone(m)
+			if h.ParentDone != nil {
+				err = h.ParentDone(m)
 			}
 			if err == nil {
 				err = p.Release(0)

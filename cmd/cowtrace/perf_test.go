@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// TestRunUnderPerf wraps `cowtrace run` in perf record, which then sees the
+// very same processes take the very same faults: per process, every class
+// of fault (user-mode and kernel-mode on user addresses together), the
+// kernel-mode ones alone and the write-protect faults must equal perf's
+// exactly. The command's faults count from its exec, as cowtrace's events
+// are enabled there.
+func TestRunUnderPerf(t *testing.T) {
+	testenv.Require(t, testenv.Root, testenv.Program("perf"),
+		testenv.Tracepoint("exceptions", "page_fault_user"), testenv.Tracepoint("exceptions", "page_fault_kernel"))
+	for _, tc := range []struct {
+		prog  []string
+		procs int
+	}{{[]string{testenv.BuildC(t, "cow_seed")}, 3}, {[]string{testenv.BuildC(t, "cow_tree"), "5"}, 6}} {
+		prog := tc.prog
+		t.Run(filepath.Base(prog[0]), func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "perf.data")
+			args := append([]string{"record", "-q", "-o", data, "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "--",
+				os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--"}, prog...)
+			cmd := exec.Command("perf", args...)
+			cmd.Env = append(os.Environ(), asMainEnv+"=1")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("perf record -- cowtrace run: %v\n%s", err, stderr.Bytes())
+			}
+			var run report.Run
+			if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
+				t.Fatalf("cowtrace's JSON: %v\n%s", err, out)
+			}
+			script, err := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events").Output()
+			if err != nil {
+				t.Fatalf("perf script: %v", err)
+			}
+			theirs := perfClasses(t, script, run.Processes[0].Pid)
+			if len(run.Processes) != tc.procs || len(theirs) != tc.procs {
+				t.Errorf("cowtrace saw %d processes, perf %d; want %d", len(run.Processes), len(theirs), tc.procs)
+			}
+			for _, p := range run.Processes {
+				if p.Outside == nil || p.WPFaults == nil {
+					t.Fatalf("pid %d: no fault classes", p.Pid)
+				}
+				ours, want := *p.Outside, theirs[p.Pid]
+				ours.InferredCopies = 0
+				if ours != want || *p.WPFaults != want.WP {
+					t.Errorf("pid %d (%s): cowtrace %+v, wp_faults %d; perf %+v", p.Pid, p.Lineage.Comm, ours, *p.WPFaults, want)
+				}
+			}
+			if run.LostRecords != 0 {
+				t.Errorf("%d records lost", run.LostRecords)
+			}
+		})
+	}
+}
+
+var (
+	perfExec  = regexp.MustCompile(`^\s*(\d+)\s+(\d+)\.(\d+):\s+PERF_RECORD_COMM exec: `)
+	perfFault = regexp.MustCompile(`^\s*(\d+)\s+(\d+)\.(\d+):\s+exceptions:page_fault_(user|kernel): address=(0x[0-9a-f]+) .*error_code=(0x[0-9a-f]+)`)
+)
+
+// perfClasses counts perf script's faults per pid by class, those of the
+// command (pid command) only from its exec on, and kernel-mode faults only
+// on user addresses, as cowtrace counts them.
+func perfClasses(t *testing.T, script []byte, command int) map[int]report.FaultClasses {
+	t.Helper()
+	ns := func(s, frac string) uint64 {
+		a, _ := strconv.ParseUint(s, 10, 64)
+		b, _ := strconv.ParseUint(frac, 10, 64)
+		return a*1e9 + b
+	}
+	var execNs uint64
+	out := map[int]report.FaultClasses{}
+	sc := bufio.NewScanner(bytes.NewReader(script))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := perfExec.FindStringSubmatch(line); m != nil {
+			if pid, _ := strconv.Atoi(m[1]); pid == command && execNs == 0 {
+				execNs = ns(m[2], m[3])
+			}
+			continue
+		}
+		m := perfFault.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[1])
+		if pid == command && (execNs == 0 || ns(m[2], m[3]) < execNs) {
+			continue
+		}
+		addr, _ := strconv.ParseUint(m[5], 0, 64)
+		code, _ := strconv.ParseUint(m[6], 0, 64)
+		kernel := m[4] == "kernel"
+		if kernel && !cow.UserAddress(addr) {
+			continue
+		}
+		var s cow.Stream
+		s.Fault(addr, code, report.Region{}, kernel)
+		c := out[pid]
+		cow.AddClasses(&c, s.Outside)
+		out[pid] = c
+	}
+	if execNs == 0 {
+		t.Fatalf("perf script shows no exec of the command (pid %d)", command)
+	}
+	return out
+}

@@ -1,0 +1,82 @@
+package cow
+
+import "fmt"
+
+// InferredMethod names the rule behind inferred copies.
+const InferredMethod = "inferred:exceptions:page_fault_user+kmem:mm_page_alloc"
+
+// FaultMethod names the tracepoints behind the fault counts: the user-mode
+// faults, and those a system call takes on the process's memory when the
+// kernel has page_fault_kernel.
+func FaultMethod(kernelFaults bool) string {
+	if kernelFaults {
+		return "tracepoint:exceptions:page_fault_user+page_fault_kernel"
+	}
+	return "tracepoint:exceptions:page_fault_user"
+}
+
+// Used is what a run measured with, for its methods map.
+type Used struct {
+	// Counters is how the software fault events were read: "counter"
+	// (read per task) or "sampled" (a record per fault, for inherited
+	// events).
+	Counters           string
+	Fault, KernelFault bool // the fault tracepoints were opened
+	Alloc              bool // ... and the allocation tracepoint
+	Region             bool // faults are split by a region
+	// Count: count mode's filtered counters instead of samples, with
+	// AllocFilter on the allocations.
+	Count       bool
+	AllocFilter string
+	// CopyRoutine is the probed copy routine, "" for none.
+	CopyRoutine string
+	// Probes are the functions that were probed.
+	Probes []string
+}
+
+// Methods says, for each measure of a row (its JSON name), which method
+// produced it. A measure without a method was not measured.
+func Methods(u Used) map[string]string {
+	m := map[string]string{}
+	for _, c := range []struct{ key, label string }{
+		{"page_faults", "page-faults"}, {"minor_faults", "minor-faults"}, {"major_faults", "major-faults"},
+	} {
+		m[c.key] = u.Counters + ":" + c.label
+	}
+	if u.Fault {
+		tp := FaultMethod(u.KernelFault)
+		m["wp_faults"], m["outside"] = tp, tp
+		if u.Region {
+			m["in_region"] = tp
+		}
+		if u.Alloc {
+			m["inferred_copies"] = InferredMethod
+		}
+	}
+	if u.Fault && u.Count {
+		m["wp_faults"] = fmt.Sprintf("counter:exceptions:page_fault_user filter %q", CountFilters[CountWP].Filter)
+		m["in_region"] = "counter:exceptions:page_fault_user filtered by error code and region address"
+		if u.KernelFault {
+			m["wp_faults"] += fmt.Sprintf(" + counter:exceptions:page_fault_kernel filter %q", CountFilters[CountKWP].Filter)
+			m["in_region"] += " + counter:exceptions:page_fault_kernel"
+		}
+		delete(m, "outside")
+		if u.Alloc {
+			m["inferred_copies"] = fmt.Sprintf("counter:kmem:mm_page_alloc filter %q (allocations shaped like a copy, not paired with faults)", u.AllocFilter)
+		}
+	}
+	switch {
+	case u.CopyRoutine != "":
+		m["copies"] = "kprobe:" + u.CopyRoutine
+	case m["inferred_copies"] != "":
+		m["copies"] = m["inferred_copies"]
+	}
+	for _, fn := range u.Probes {
+		m["probes."+fn] = "kprobe:" + fn
+	}
+	return m
+}
+
+// CountNote is a count-mode run's note on what it does not measure.
+const CountNote = "count mode: outside-region fault classes and in_region.inferred_copies are not measured (0 or null); " +
+	"copies are allocations shaped like a copy in the process, not paired with its faults"

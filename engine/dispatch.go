@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/perfevents"
+)
+
+// read consumes records until the deadline set by Stop.
+func (s *Session) read() error {
+	var rec perfevents.Record
+	var smp perfevents.Sample
+	for {
+		err := s.reader.ReadInto(&rec)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+		s.mu.Lock()
+		ev, ok, err := s.record(&rec, &smp)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if ok && s.cfg.OnEvent != nil {
+			s.cfg.OnEvent(ev)
+		}
+	}
+}
+
+// record applies one record; it returns the event it makes, if any.
+func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event, bool, error) {
+	switch rec.Type {
+	case unix.PERF_RECORD_SAMPLE:
+		return s.sample(rec, smp)
+	case unix.PERF_RECORD_FORK:
+		pid, ppid, tid, ptid, tm, err := perfevents.DecodeFork(rec.Data)
+		if err != nil {
+			return Event{}, false, err
+		}
+		tk := s.taskLocked(int(pid), int(tid))
+		parent := s.taskLocked(int(ppid), int(ptid))
+		tk.forked, tk.ParentTid, tk.StartNs = true, int(ptid), tm
+		tk.Ppid = int(ppid)
+		if pid == ppid {
+			tk.Ppid = parent.Ppid // a thread: its process's parent
+		}
+		if len(tk.Comms) == 0 && len(parent.Comms) > 0 {
+			// fork copies the name (a COMM record comes only when it
+			// changes); settleNames checks it against the times.
+			tk.Comms = []string{parent.Comm()}
+		}
+	case unix.PERF_RECORD_EXIT:
+		pid, _, tid, _, tm, err := perfevents.DecodeFork(rec.Data)
+		if err != nil {
+			return Event{}, false, err
+		}
+		tk := s.taskLocked(int(pid), int(tid))
+		tk.Exited, tk.EndNs = true, tm
+	case unix.PERF_RECORD_COMM:
+		pid, tid, comm, err := perfevents.DecodeComm(rec.Data)
+		if err != nil {
+			return Event{}, false, err
+		}
+		tk := s.taskLocked(int(pid), int(tid))
+		tm, _ := trailerTime(rec.Data)
+		if rec.Misc&unix.PERF_RECORD_MISC_COMM_EXEC != 0 && tk.Root && s.cfg.StartAtExec && !tk.execSeen {
+			// The command's life starts at its exec, whose time only the
+			// sample_id trailer carries.
+			tk.execSeen = true
+			if tm != 0 {
+				tk.StartNs = tm
+			}
+		}
+		tk.setComm(string(comm))
+		tk.commAt = append(tk.commAt, commEvent{ns: tm, name: string(comm)})
+	case unix.PERF_RECORD_LOST:
+		_, n, err := perfevents.DecodeLost(rec.Data)
+		if err != nil {
+			return Event{}, false, err
+		}
+		s.ring(rec.Cookie).lost += n
+	case unix.PERF_RECORD_THROTTLE:
+		s.ring(rec.Cookie).throttled++
+	}
+	return Event{}, false, nil
+}
+
+func (s *Session) ring(cookie int) *ring {
+	if cookie >= 0 && cookie < len(s.rings) {
+		return &s.rings[cookie]
+	}
+	// Unreachable for the Reader's own cookies; a stray one is not lost.
+	s.rings = append(s.rings, ring{tid: -1})
+	return &s.rings[len(s.rings)-1]
+}
+
+// sample accounts one PERF_RECORD_SAMPLE to its task.
+func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event, bool, error) {
+	if len(rec.Data) < 8 {
+		return Event{}, false, fmt.Errorf("sample of %d bytes: %w", len(rec.Data), perfevents.ErrTruncated)
+	}
+	info, ok := s.ids[binary.NativeEndian.Uint64(rec.Data)]
+	if !ok {
+		return Event{}, false, nil
+	}
+	if err := perfevents.DecodeSample(rec.Data, info.sampleType(), smp); err != nil {
+		return Event{}, false, err
+	}
+	tk := s.taskLocked(int(smp.Pid), int(smp.Tid))
+	switch info.kind {
+	case kindCounter:
+		tk.counters[info.counter]++
+	case kindFault, kindKernelFault:
+		tp := s.tp.Fault
+		if info.kind == kindKernelFault {
+			tp = s.tp.KernelFault
+		}
+		addr, code, err := tp.Fields(smp.Raw)
+		if err != nil {
+			return Event{}, false, err
+		}
+		class, ok := tk.stream(rec.Cookie).Fault(addr, code, s.region, info.kind == kindKernelFault)
+		if ok && class == cow.FaultWP {
+			return Event{TimeNs: smp.Time, Pid: tk.Pid, Tid: tk.Tid, Name: "wp_fault", Address: addr}, true, nil
+		}
+	case kindAlloc:
+		order, gfp, err := s.tp.Alloc.Fields(smp.Raw)
+		if err != nil {
+			return Event{}, false, err
+		}
+		if st := tk.streams[rec.Cookie]; st != nil {
+			st.Alloc(order, gfp, s.tp.Rule)
+		}
+	case kindProbe:
+		tk.probes[info.probe]++
+		return Event{TimeNs: smp.Time, Pid: tk.Pid, Tid: tk.Tid, Name: "kprobe:" + info.probe, Address: smp.IP}, true, nil
+	}
+	return Event{}, false, nil
+}
+
+// trailerTime reads TIME from a record's sample_id trailer, which is
+// TID (8 bytes), TIME, IDENTIFIER for every event of a session: the time is
+// the 16 bytes before the end's last 8.
+func trailerTime(data []byte) (uint64, bool) {
+	if len(data) < 24 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint64(data[len(data)-16:]), true
+}
+
+func monotonicNs() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}

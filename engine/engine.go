@@ -1,0 +1,392 @@
+// Package engine is cowtrace's one tracer. It is handed a target — tasks
+// opened one at a time while they wait at the experiment's gates, or a
+// command or pid followed across fork, clone and exec — and opens the event
+// set for it through package perfevents, reads every ring with one reader,
+// dispatches each record to the task it belongs to, and builds the report's
+// rows, methods and notes. What a record means (fault classes, copies) is
+// package cow's; package experiment drives the gated workload and package
+// follow starts or attaches to a program and builds its tree.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/perfevents"
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// Mode says how faults are measured on gated tasks.
+type Mode string
+
+const (
+	// ModeClassify samples every user page fault (and every page
+	// allocation that may be a copy) into a ring and classifies them in
+	// user space: the only way to pair a fault with its allocation, at the
+	// price of a record per fault.
+	ModeClassify Mode = "classify"
+	// ModeCount opens counters only: the tracepoints are counted in the
+	// kernel behind PERF_EVENT_IOC_SET_FILTER filters, one counter per
+	// class of fault, with no ring and no record per fault. Where the
+	// kernel refuses a filter the run falls back to ModeClassify and says so.
+	ModeCount Mode = "count"
+)
+
+// ParseMode accepts "classify" and "count" ("" is classify).
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case "", ModeClassify:
+		return ModeClassify, nil
+	case ModeCount:
+		return ModeCount, nil
+	}
+	return "", fmt.Errorf("unknown mode %q (want classify or count)", s)
+}
+
+// Config configures a Session.
+type Config struct {
+	KprobeMethod perfevents.KprobeMethod // "" is auto
+	// Probes are extra kernel functions whose hits are counted per task.
+	Probes []string
+	// Mode applies to tasks opened with OpenTask; inherited events are
+	// always sampled.
+	Mode Mode
+	// RingPages is each ring's size in pages (a power of two); 0 picks
+	// taskRingPages or cpuRingPages.
+	RingPages int
+	// HandOff leaves the release of the events to a holder process
+	// (perfevents.HandOff) at Close: for a program that exits right after
+	// the trace. Ignored with tracefs kprobes, whose kprobe_events entries
+	// can be removed only once every event on them is closed.
+	HandOff bool
+	// StartAtExec: a root's life starts at its exec (run), not when it
+	// was opened (attach).
+	StartAtExec bool
+	// OnEvent, when set, is called for every write-protect fault and
+	// sampled kprobe hit as it is read, from the reading goroutine,
+	// without the session's lock.
+	OnEvent func(Event)
+}
+
+// Event is one write-protect fault or kprobe hit.
+type Event struct {
+	TimeNs  uint64 // CLOCK_MONOTONIC
+	Pid     int
+	Tid     int
+	Name    string // "wp_fault" or "kprobe:FUNC"
+	Address uint64 // the fault's address, or the probed function's
+}
+
+// Ring sizes, in pages. A task's ring wakes the reader when half full: a
+// wake-up costs the faulting task far more than a record in this kind of
+// guest (bench/faultcost: waking every 64 records tripled the cost of a
+// sampled fault), and the half left free keeps records from being lost
+// while the reader catches up. A CPU's ring serves every traced task on that
+// CPU and wakes at a quarter.
+const (
+	taskRingPages = 512
+	cpuRingPages  = 1024
+)
+
+// Session is one trace: the kernel's facilities found once, the events of
+// every task, and what their records said.
+type Session struct {
+	cfg         Config
+	tfs         *perfevents.Tracefs
+	tp          *cow.Tracepoints
+	kp          *perfevents.Kprobes
+	copyRoutine string
+	copyCheck   string
+	probeFns    []string
+	unavailable []report.Unavailable
+	reader      *perfevents.Reader
+	mode        Mode
+	fallback    string // why count mode fell back to sampling, if it did
+	allocFilter string // count mode's filter of copy-shaped allocations
+	cpus        []int  // inherited events: the CPUs, and the owner of each one's ring
+	cpuOwners   []*perfevents.Event
+
+	mu        sync.Mutex
+	events    []*perfevents.Event
+	counting  []counting // events read with Count at Stop
+	ids       map[uint64]eventInfo
+	tasks     map[int]*Task
+	rings     []ring // by Reader cookie
+	region    report.Region
+	probeErrs map[string]error
+	gated     int // tasks opened with OpenTask
+
+	readDone chan struct{}
+	readErr  error
+	reading  bool
+	stopped  bool
+	closing  chan struct{} // closed when Release's closes are done
+	startNs  uint64        // CLOCK_MONOTONIC when the trace started
+	endNs    uint64        // ... and when it stopped
+}
+
+// ring is one mapped ring: a task's own (tid) or a CPU's (tid -1), and what
+// the kernel could not write into it.
+type ring struct {
+	tid             int
+	lost, throttled uint64
+}
+
+// counting is a counter event and where its count goes.
+type counting struct {
+	ev   *perfevents.Event
+	tid  int
+	info eventInfo
+}
+
+// New finds what the kernel offers (tracefs, tracepoints, the kprobe route)
+// and, with kprobes, runs the calibration that finds the copy routine.
+func New(ctx context.Context, cfg Config) (_ *Session, err error) {
+	if cfg.Mode == "" {
+		cfg.Mode = ModeClassify
+	}
+	if cfg.KprobeMethod == "" {
+		cfg.KprobeMethod = perfevents.KprobeAuto
+	}
+	if p := cfg.RingPages; p < 0 || p&(p-1) != 0 {
+		return nil, fmt.Errorf("ring of %d pages: not a power of two", p)
+	}
+	s := &Session{cfg: cfg, mode: cfg.Mode, ids: map[uint64]eventInfo{}, tasks: map[int]*Task{},
+		probeErrs: map[string]error{}}
+	// s is a local, not the named result: "return nil, err" sets that to
+	// nil before this runs.
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	tfs, tfsErr := perfevents.OpenTracefs()
+	if tfsErr != nil && errors.Is(tfsErr, perfevents.ErrPermission) {
+		return nil, fmt.Errorf("%w: %s", tfsErr, perfevents.PermissionHint())
+	}
+	s.tfs = tfs
+	s.tp = cow.DetectTracepoints(tfs, tfsErr)
+	s.unavailable = append(s.unavailable, s.tp.Unavailable...)
+	if s.tp.Fault == nil {
+		// The allocations serve only to pair with faults.
+		s.tp.KernelFault, s.tp.Alloc = nil, nil
+	}
+	if s.tp.Alloc != nil {
+		s.allocFilter = s.tp.Rule.CopyAllocFilter()
+	}
+	kp, why, err := perfevents.NewKprobes(cfg.KprobeMethod, tfs)
+	if err != nil {
+		return nil, err
+	}
+	if kp == nil {
+		s.note("kprobes", why)
+	} else {
+		s.kp = kp
+		if err := s.calibrate(ctx); err != nil {
+			return nil, err
+		}
+		if s.copyRoutine == "" {
+			s.note("copy routine", s.copyCheck)
+		}
+		s.probeFns = uniq(append([]string{s.copyRoutine, cow.WPFunction}, cfg.Probes...))
+	}
+	if s.reader, err = perfevents.NewReader(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Session) note(what, why string) {
+	s.unavailable = append(s.unavailable, report.Unavailable{What: what, Why: why})
+}
+
+// Kernel is the kernel release.
+func (s *Session) Kernel() string { return perfevents.KernelRelease() }
+
+// SetRegion sets the address range that faults are split by (in_region and
+// outside); without one every fault is outside.
+func (s *Session) SetRegion(r report.Region) {
+	s.mu.Lock()
+	s.region = r
+	s.mu.Unlock()
+}
+
+// Start starts reading the rings and marks the trace's time zero, unless
+// MarkStart did already.
+func (s *Session) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.startNs == 0 {
+		s.startNs = monotonicNs()
+	}
+	if s.reading {
+		return
+	}
+	s.reading = true
+	s.readDone = make(chan struct{})
+	go func() {
+		defer close(s.readDone)
+		s.readErr = s.read()
+	}()
+}
+
+// MarkStart sets the trace's time zero to now.
+func (s *Session) MarkStart() {
+	s.mu.Lock()
+	s.startNs = monotonicNs()
+	s.mu.Unlock()
+}
+
+// Disable stops the events of tasks tids: what they do after this is not
+// counted.
+func (s *Session) Disable(tids []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tid := range tids {
+		tk := s.tasks[tid]
+		if tk == nil {
+			continue
+		}
+		for _, ev := range tk.events {
+			if err := ev.Disable(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Stop ends the measurement: it disables every event, reads every ring to
+// its end and every counter. Call it once the traced tasks have exited, or
+// when tracing must end.
+func (s *Session) Stop() error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	for _, ev := range s.events {
+		// A task that is gone has stopped its events already.
+		_ = ev.Disable()
+	}
+	s.endNs = monotonicNs()
+	reading := s.reading
+	s.mu.Unlock()
+	if reading {
+		s.reader.SetDeadline(time.Now())
+		<-s.readDone
+		if s.readErr != nil {
+			return fmt.Errorf("read ring buffers: %w", s.readErr)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.counting {
+		v, err := c.ev.Count()
+		if err != nil {
+			return err
+		}
+		s.taskLocked(0, c.tid).add(c.info, v)
+	}
+	return nil
+}
+
+// Release closes every event and the reader in the background, after Stop.
+// Closing the last event of a tracepoint (or a kprobe) makes the kernel
+// unregister it and wait for an RCU grace period, tens of milliseconds
+// each, one after the other under the kernel's event_mutex; started here,
+// that wait overlaps whatever the caller does next, and with HandOff it
+// happens in a holder process after cowtrace has exited.
+func (s *Session) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing != nil {
+		return
+	}
+	if s.cfg.HandOff && (s.kp == nil || s.kp.Method() != perfevents.KprobeTracefs) {
+		// On failure the closes are only slower.
+		_, _ = perfevents.HandOff()
+	}
+	evs := s.events
+	s.events = nil
+	s.closing = make(chan struct{})
+	go func() {
+		defer close(s.closing)
+		s.closeReader()
+		for _, ev := range evs {
+			ev.Close()
+		}
+	}()
+}
+
+func (s *Session) closeReader() {
+	if s.reader == nil {
+		return
+	}
+	// Close wakes a blocked ReadInto, which then returns ErrClosed.
+	s.reader.Close()
+	s.mu.Lock()
+	reading := s.reading
+	s.mu.Unlock()
+	if reading {
+		<-s.readDone
+	}
+}
+
+// Close closes every event and the reader, removes the kprobes the tracefs
+// route created and lets go of tracefs. It is safe to call more than once,
+// and on a Session that New did not finish.
+func (s *Session) Close() error {
+	s.Release()
+	<-s.closing
+	var err error
+	if s.kp != nil {
+		err = s.kp.Close()
+		s.kp = nil
+	}
+	if s.tfs != nil {
+		s.tfs.Close()
+		s.tfs = nil
+	}
+	return err
+}
+
+// Threads lists the tasks of process pid; a pid that does not exist wraps
+// perfevents.ErrNoProcess.
+func Threads(pid int) ([]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("pid %d: %w", pid, perfevents.ErrNoProcess)
+		}
+		return nil, fmt.Errorf("list threads of %d: %w", pid, err)
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	sort.Ints(tids)
+	return tids, nil
+}
+
+func uniq(ss []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range ss {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,359 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/perfevents"
+)
+
+// Every sampled event of a session shares one sample_id_all trailer
+// (TID|TIME|IDENTIFIER), and IDENTIFIER comes first in a sample, so the
+// event, and with it the layout, is known before decoding.
+const (
+	idType     = unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_IDENTIFIER
+	tpType     = idType | unix.PERF_SAMPLE_RAW
+	kprobeType = idType | unix.PERF_SAMPLE_IP
+)
+
+type eventKind int
+
+const (
+	kindDummy eventKind = iota
+	kindCounter
+	kindFault
+	kindKernelFault
+	kindAlloc
+	kindProbe
+	kindCounted // count mode's filtered counters
+)
+
+// eventInfo is what an event id (the parent's id for inherited events) means.
+type eventInfo struct {
+	kind    eventKind
+	counter int           // kindCounter: index in faultCounters
+	probe   string        // kindProbe: function
+	counted cow.CountKind // kindCounted
+}
+
+func (i eventInfo) sampleType() uint64 {
+	switch i.kind {
+	case kindFault, kindKernelFault, kindAlloc:
+		return tpType
+	case kindProbe:
+		return kprobeType
+	}
+	return idType
+}
+
+// faultCounters are the software fault events of every row, in column order.
+var faultCounters = []struct {
+	config uint64
+	label  string
+}{
+	{perfevents.PageFaults, "page-faults"},
+	{perfevents.MinorFaults, "minor-faults"},
+	{perfevents.MajorFaults, "major-faults"},
+}
+
+// track registers an open event.
+func (s *Session) track(ev *perfevents.Event, info eventInfo) {
+	s.events = append(s.events, ev)
+	s.ids[ev.ID()] = info
+}
+
+// OpenTask opens every event on task tid of process pid alone, counting from
+// now: the experiment's way, for a task that waits at a gate. Counters are
+// read at Stop; sampled events write into a ring of the task's own, so its
+// records arrive in the order it made them, which is what lets an
+// allocation be matched to its fault.
+func (s *Session) OpenTask(pid, tid int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tk := s.taskLocked(pid, tid)
+	tk.Root, tk.forked = true, true
+	s.gated++
+	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
+		ev, err := perfevents.Open(a, tid, perfevents.AnyCPU)
+		if err != nil {
+			return nil, err
+		}
+		s.track(ev, info)
+		tk.events = append(tk.events, ev)
+		if a.SampleType == 0 {
+			s.counting = append(s.counting, counting{ev: ev, tid: tid, info: info})
+		}
+		return ev, nil
+	}
+	for i, c := range faultCounters {
+		if _, err := open(perfevents.Attr{Label: c.label, Type: perfevents.Software, Config: c.config},
+			eventInfo{kind: kindCounter, counter: i}); err != nil {
+			return err
+		}
+	}
+	if s.tp.Fault != nil {
+		if err := s.openTaskFaults(tk, open); err != nil {
+			return err
+		}
+	}
+	for _, fn := range s.probeFns {
+		if s.probeErrs[fn] != nil {
+			continue
+		}
+		ev, err := s.kp.Open(fn, perfevents.Attr{}, tid, perfevents.AnyCPU)
+		if err != nil {
+			if s.probeRefused(fn, err) {
+				continue
+			}
+			return err
+		}
+		info := eventInfo{kind: kindProbe, probe: fn}
+		s.track(ev, info)
+		tk.events = append(tk.events, ev)
+		s.counting = append(s.counting, counting{ev: ev, tid: tid, info: info})
+	}
+	return nil
+}
+
+// probeRefused remembers why fn cannot be probed when the kernel refuses it
+// (unknown, not probe-able, or refused by a security policy), so that the
+// run goes on without it and says why.
+func (s *Session) probeRefused(fn string, err error) bool {
+	if refused(err) {
+		s.probeErrs[fn] = err
+		return true
+	}
+	return false
+}
+
+// refused says whether the kernel refused a probe itself rather than failed.
+func refused(err error) bool {
+	return errors.Is(err, perfevents.ErrNotFound) || errors.Is(err, perfevents.ErrNotProbeable) ||
+		errors.Is(err, perfevents.ErrPermission)
+}
+
+type openFunc func(perfevents.Attr, eventInfo) (*perfevents.Event, error)
+
+// openTaskFaults opens the fault (and allocation) events of one task in the
+// session's mode. In count mode a filter the kernel refuses switches the run
+// to sampling, which is possible only while no task has counted events yet
+// (the first task), since rows must not mix methods.
+func (s *Session) openTaskFaults(tk *Task, open openFunc) error {
+	if s.mode == ModeClassify {
+		return s.openTaskSampled(tk, open)
+	}
+	nEvents, nTask, nCounting := len(s.events), len(tk.events), len(s.counting)
+	err := s.openCounted(open)
+	if err == nil {
+		return nil
+	}
+	for _, ev := range s.events[nEvents:] {
+		ev.Close()
+		delete(s.ids, ev.ID())
+	}
+	s.events, tk.events, s.counting = s.events[:nEvents], tk.events[:nTask], s.counting[:nCounting]
+	if !errors.Is(err, perfevents.ErrNotSupported) || s.gated != 1 {
+		return fmt.Errorf("count mode: %w", err)
+	}
+	s.mode = ModeClassify
+	s.fallback = fmt.Sprintf("count mode fell back to sampling every fault: %v", err)
+	return s.openTaskSampled(tk, open)
+}
+
+// openTaskSampled opens the fault tracepoint with the task's ring, and the
+// kernel-fault and allocation tracepoints writing into that same ring.
+func (s *Session) openTaskSampled(tk *Task, open openFunc) error {
+	pages := s.ringPages(taskRingPages)
+	a := perfevents.Attr{Type: perfevents.Tracepoint, SampleType: tpType, Watermark: uint32(pages * os.Getpagesize() / 2)}
+	f := a
+	f.Label, f.Config = "tracepoint:"+s.tp.Fault.Name, s.tp.Fault.ID
+	ev, err := open(f, eventInfo{kind: kindFault})
+	if err != nil {
+		return err
+	}
+	// The kernel redirects output only into a ring that is already mapped.
+	cookie := len(s.rings)
+	s.rings = append(s.rings, ring{tid: tk.Tid})
+	if err := s.reader.Add(ev.FD(), pages, cookie); err != nil {
+		return err
+	}
+	if kf := s.tp.KernelFault; kf != nil {
+		k := a
+		k.Label, k.Config = "tracepoint:"+kf.Name, kf.ID
+		kev, err := open(k, eventInfo{kind: kindKernelFault})
+		if err != nil {
+			return err
+		}
+		if err := kev.SetOutput(ev); err != nil {
+			return err
+		}
+	}
+	if al := s.tp.Alloc; al != nil {
+		k := a
+		k.Label, k.Config = "tracepoint:"+al.Name, al.ID
+		aev, err := open(k, eventInfo{kind: kindAlloc})
+		if err != nil {
+			return err
+		}
+		// Only allocations that can be a copy matter (cow.AllocRule);
+		// the kernel drops the zeroed ones, every first write's, before
+		// they cost a record. A refused filter changes nothing but the
+		// ring's traffic.
+		_ = aev.SetFilter(s.tp.Rule.NotZeroedFilter())
+		if err := aev.SetOutput(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openCounted opens one filtered counter per cow.CountKind for each
+// tracepoint this kernel has.
+func (s *Session) openCounted(open openFunc) error {
+	in := cow.RegionFilter(s.region.Start, s.region.Length)
+	for k, c := range cow.CountFilters {
+		var tp *cow.Tracepoint
+		filter := c.Filter
+		switch c.On {
+		case cow.OnUserFault:
+			tp = s.tp.Fault
+		case cow.OnKernelFault:
+			tp = s.tp.KernelFault
+		case cow.OnAlloc:
+			tp, filter = s.tp.Alloc, s.allocFilter
+		}
+		if tp == nil {
+			continue
+		}
+		if c.InRegion {
+			filter += in
+		}
+		ev, err := open(perfevents.Attr{Label: "tracepoint:" + tp.Name, Type: perfevents.Tracepoint, Config: tp.ID},
+			eventInfo{kind: kindCounted, counted: cow.CountKind(k)})
+		if err != nil {
+			return err
+		}
+		// The event counts from its open, unfiltered until the filter is
+		// set; the task is waiting at its gate meanwhile, so nothing is
+		// counted in between.
+		if err := ev.SetFilter(filter); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Session) ringPages(def int) int {
+	if s.cfg.RingPages > 0 {
+		return s.cfg.RingPages
+	}
+	return def
+}
+
+// OpenInherited opens every event on task tid, on every CPU, inherited by
+// every task tid creates from then on, as perf record does: the kernel
+// refuses to mmap an inherited per-task event opened with cpu = -1. Every
+// event of one CPU writes into that CPU's single ring. With enableOnExec the
+// events stay off until a task that has them execs.
+//
+// Counters are sampled on every fault rather than read: inherit_stat's
+// PERF_RECORD_READ at each task's exit measured wrong on Linux 6.18, since
+// the kernel swaps whole event contexts between a parent and its child at
+// context switches and the READ values came out mixed between counters.
+func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cpus == nil {
+		cpus, err := perfevents.OnlineCPUs()
+		if err != nil {
+			return err
+		}
+		s.cpus, s.cpuOwners = cpus, make([]*perfevents.Event, len(cpus))
+	}
+	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true}
+	pages := s.ringPages(cpuRingPages)
+	for ci, cpu := range s.cpus {
+		// The dummy carries the task records; the first one of each CPU
+		// owns that CPU's ring and every other event writes into it.
+		d := base
+		d.Label, d.Type, d.Config, d.SampleType = "dummy", perfevents.Software, perfevents.Dummy, idType
+		d.TaskRecords, d.Watermark = true, uint32(pages*os.Getpagesize()/4)
+		dummy, err := perfevents.Open(d, tid, cpu)
+		if err != nil {
+			return err
+		}
+		s.track(dummy, eventInfo{kind: kindDummy})
+		if s.cpuOwners[ci] == nil {
+			cookie := len(s.rings)
+			s.rings = append(s.rings, ring{tid: -1})
+			if err := s.reader.Add(dummy.FD(), pages, cookie); err != nil {
+				return err
+			}
+			s.cpuOwners[ci] = dummy
+		} else if err := s.redirect(dummy, ci); err != nil {
+			return err
+		}
+		open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
+			ev, err := perfevents.Open(a, tid, cpu)
+			if err != nil {
+				return nil, err
+			}
+			s.track(ev, info)
+			return ev, s.redirect(ev, ci)
+		}
+		for i, c := range faultCounters {
+			a := base
+			a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
+			if _, err := open(a, eventInfo{kind: kindCounter, counter: i}); err != nil {
+				return err
+			}
+		}
+		for _, t := range []struct {
+			tp   *cow.Tracepoint
+			kind eventKind
+		}{{s.tp.Fault, kindFault}, {s.tp.KernelFault, kindKernelFault}, {s.tp.Alloc, kindAlloc}} {
+			if t.tp == nil {
+				continue
+			}
+			a := base
+			a.Label, a.Type, a.Config, a.SampleType = "tracepoint:"+t.tp.Name, perfevents.Tracepoint, t.tp.ID, tpType
+			ev, err := open(a, eventInfo{kind: t.kind})
+			if err != nil {
+				return err
+			}
+			if t.kind == kindAlloc {
+				_ = ev.SetFilter(s.tp.Rule.NotZeroedFilter())
+			}
+		}
+		for _, fn := range s.probeFns {
+			if s.probeErrs[fn] != nil {
+				continue
+			}
+			a := base
+			a.SampleType = kprobeType
+			ev, err := s.kp.Open(fn, a, tid, cpu)
+			if err != nil {
+				if s.probeRefused(fn, err) {
+					continue
+				}
+				return err
+			}
+			s.track(ev, eventInfo{kind: kindProbe, probe: fn})
+			if err := s.redirect(ev, ci); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Session) redirect(ev *perfevents.Event, ci int) error {
+	if err := ev.SetOutput(s.cpuOwners[ci]); err != nil {
+		return fmt.Errorf("send records into CPU %d's ring: %w", s.cpus[ci], err)
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+package engine
+
+import (
+	"sort"
+
+	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/perfevents"
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// Row fills the measures of one row, the sum over tasks tids, after Stop.
+// With region, faults are split into in_region and outside; without, every
+// fault is outside.
+func (s *Session) Row(r *report.Process, tids []int, region bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var counters [3]uint64
+	var counted [cow.NumCountKinds]uint64
+	var in, out report.FaultClasses
+	var lost uint64
+	probes := map[string]uint64{}
+	for _, tid := range tids {
+		tk := s.tasks[tid]
+		if tk == nil {
+			continue
+		}
+		for i, v := range tk.counters {
+			counters[i] += v
+		}
+		for k, v := range tk.counted {
+			counted[k] += v
+		}
+		ti, to := tk.classes()
+		cow.AddClasses(&in, ti)
+		cow.AddClasses(&out, to)
+		for fn, n := range tk.probes {
+			probes[fn] += n
+		}
+		for _, rg := range s.rings {
+			if rg.tid == tid {
+				lost += rg.lost
+			}
+		}
+	}
+	r.PageFaults, r.MinorFaults, r.MajorFaults = report.U64(counters[0]), report.U64(counters[1]), report.U64(counters[2])
+	for _, fn := range s.probedLocked() {
+		probes[fn] += 0
+	}
+	if len(probes) > 0 {
+		r.Probes = probes
+	}
+	switch {
+	case s.tp.Fault != nil && s.mode == ModeCount:
+		countedRow(r, counted, s.tp.Alloc != nil)
+	case s.tp.Fault != nil:
+		total := in
+		cow.AddClasses(&total, out)
+		if region {
+			r.InRegion, r.Outside = &in, &out
+		} else {
+			r.Outside = &total
+		}
+		r.WPFaults = report.U64(total.WP)
+		if s.tp.Alloc != nil {
+			r.InferredCopies = report.U64(total.InferredCopies)
+		}
+		r.LostRecords = lost
+	}
+	if routine := s.copyRoutineLocked(); routine != "" {
+		r.Copies = report.U64(probes[routine])
+	} else if r.InferredCopies != nil {
+		r.Copies = report.U64(*r.InferredCopies)
+	}
+}
+
+// countedRow fills r from count mode's filtered counters.
+func countedRow(r *report.Process, sums [cow.NumCountKinds]uint64, alloc bool) {
+	r.WPFaults = report.U64(sums[cow.CountWP] + sums[cow.CountKWP])
+	r.InRegion = &report.FaultClasses{
+		WP:              sums[cow.CountInWP] + sums[cow.CountKInWP],
+		WriteNotPresent: sums[cow.CountInFirstWrite] + sums[cow.CountKInFirstWrite],
+		Read:            sums[cow.CountInRead] + sums[cow.CountKInRead],
+		Exec:            sums[cow.CountInExec],
+		KernelMode:      sums[cow.CountKInWP] + sums[cow.CountKInFirstWrite] + sums[cow.CountKInRead],
+	}
+	// Outside is left nil: only write-protect faults are counted over the
+	// whole address space, and a class without a counter is not a zero.
+	// An allocation carries no address: InRegion.InferredCopies stays
+	// unmeasured (cow.CountNote says so).
+	if alloc {
+		r.InferredCopies = report.U64(sums[cow.CountCopyAllocs])
+	}
+}
+
+// probedLocked are the functions that were probed.
+func (s *Session) probedLocked() []string {
+	var out []string
+	for _, fn := range s.probeFns {
+		if s.probeErrs[fn] == nil {
+			out = append(out, fn)
+		}
+	}
+	return out
+}
+
+// copyRoutineLocked is the copy routine when it was probed.
+func (s *Session) copyRoutineLocked() string {
+	if s.copyRoutine != "" && s.probeErrs[s.copyRoutine] == nil {
+		return s.copyRoutine
+	}
+	return ""
+}
+
+// FillRun fills the run-wide fields of run after Stop: what was measured
+// with which method, what was unavailable and why, the copy routine, lost
+// and throttled records, and the notes that go with them.
+func (s *Session) FillRun(run *report.Run, region bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	run.Kernel = perfevents.KernelRelease()
+	counters := "counter"
+	if s.cpus != nil {
+		// Sampled, not counted: see OpenInherited.
+		counters = "sampled"
+	}
+	run.Methods = cow.Methods(cow.Used{
+		Counters:    counters,
+		Fault:       s.tp.Fault != nil,
+		KernelFault: s.tp.KernelFault != nil,
+		Alloc:       s.tp.Alloc != nil,
+		Region:      region,
+		Count:       s.mode == ModeCount,
+		AllocFilter: s.allocFilter,
+		CopyRoutine: s.copyRoutineLocked(),
+		Probes:      s.probedLocked(),
+	})
+	run.Unavailable = append(run.Unavailable, s.unavailable...)
+	var probeNotes []report.Unavailable
+	for fn, err := range s.probeErrs {
+		probeNotes = append(probeNotes, report.Unavailable{What: "kprobe:" + fn, Why: err.Error()})
+	}
+	sort.Slice(probeNotes, func(i, j int) bool { return probeNotes[i].What < probeNotes[j].What })
+	run.Unavailable = append(run.Unavailable, probeNotes...)
+	if s.kp != nil {
+		run.KprobeMethod = string(s.kp.Method())
+		run.CopyRoutine, run.CopyRoutineCheck = s.copyRoutine, s.copyCheck
+	}
+	for _, rg := range s.rings {
+		run.LostRecords += rg.lost
+		run.Throttled += rg.throttled
+	}
+	if s.mode == ModeCount && s.tp.Fault != nil {
+		run.Notes = append(run.Notes, cow.CountNote)
+	}
+	if s.fallback != "" {
+		run.Notes = append(run.Notes, s.fallback)
+	}
+}

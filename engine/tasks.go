@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/perfevents"
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// Task is one thread the trace saw: opened directly (a root), or known from
+// its records.
+type Task struct {
+	Pid, Tid  int
+	Ppid      int // the parent process (for a thread: its process's parent)
+	ParentTid int // the task that created it; 0 for a root
+	Root      bool
+	Exited    bool
+	StartNs   uint64 // fork, exec of the command, or the open
+	EndNs     uint64
+	// Comms are the task's names in time order, once Settle has run.
+	Comms []string
+
+	forked   bool        // a FORK record (or the root's opening) was seen
+	execSeen bool        // the root's exec
+	commAt   []commEvent // names with their times, as read
+	events   []*perfevents.Event
+
+	counters [3]uint64 // page-faults, minor-faults, major-faults
+	// streams classify the task's faults in ring order, one per ring: a
+	// copy is inferred from a fault and the allocation that follows it in
+	// the same ring. A task moved to another CPU between a fault and its
+	// allocation (rare: the allocation would have to sleep) loses that
+	// one inference.
+	streams map[int]*cow.Stream
+	probes  map[string]uint64
+	counted [cow.NumCountKinds]uint64
+}
+
+// commEvent is a name a task took (exec, prctl) and when.
+type commEvent struct {
+	ns   uint64
+	name string
+}
+
+// Comm is the task's latest name, "?" when none is known.
+func (t *Task) Comm() string {
+	if len(t.Comms) == 0 {
+		return "?"
+	}
+	return t.Comms[len(t.Comms)-1]
+}
+
+func (t *Task) setComm(c string) {
+	if len(t.Comms) == 0 || t.Comms[len(t.Comms)-1] != c {
+		t.Comms = append(t.Comms, c)
+	}
+}
+
+// add accounts a counter's final count.
+func (t *Task) add(info eventInfo, v uint64) {
+	switch info.kind {
+	case kindCounter:
+		t.counters[info.counter] += v
+	case kindProbe:
+		t.probes[info.probe] += v
+	case kindCounted:
+		t.counted[info.counted] += v
+	}
+}
+
+func (t *Task) stream(ring int) *cow.Stream {
+	st := t.streams[ring]
+	if st == nil {
+		st = &cow.Stream{}
+		t.streams[ring] = st
+	}
+	return st
+}
+
+// classes sums the task's fault classes over its streams.
+func (t *Task) classes() (in, out report.FaultClasses) {
+	for _, st := range t.streams {
+		cow.AddClasses(&in, st.InRegion)
+		cow.AddClasses(&out, st.Outside)
+	}
+	return in, out
+}
+
+// taskLocked returns task tid, creating it when its first record comes
+// before its FORK record (the two can be in different CPUs' rings); pid 0
+// leaves an existing task's pid alone.
+func (s *Session) taskLocked(pid, tid int) *Task {
+	tk := s.tasks[tid]
+	if tk == nil {
+		tk = &Task{Pid: pid, Tid: tid, streams: map[int]*cow.Stream{}, probes: map[string]uint64{}}
+		s.tasks[tid] = tk
+	}
+	return tk
+}
+
+// AddRoot records a task the events were opened on directly, with what
+// /proc says about it (attach) or what cowtrace knows (run).
+func (s *Session) AddRoot(pid, tid, ppid int, comm string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tk := s.taskLocked(pid, tid)
+	tk.Root, tk.forked, tk.Ppid = true, true, ppid
+	if comm != "" && len(tk.Comms) == 0 {
+		tk.Comms = []string{comm}
+		tk.commAt = []commEvent{{ns: 0, name: comm}}
+	}
+}
+
+// Tasks settles every task's names and returns the tasks, after Stop: the
+// caller may read them, not change them.
+func (s *Session) Tasks() []*Task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tk := range s.tasks {
+		if tk.Root && tk.StartNs == 0 {
+			tk.StartNs = s.startNs
+		}
+	}
+	s.settleNamesLocked()
+	out := make([]*Task, 0, len(s.tasks))
+	for _, tk := range s.tasks {
+		out = append(out, tk)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tid < out[j].Tid })
+	return out
+}
+
+// Span is the trace's start and end (CLOCK_MONOTONIC).
+func (s *Session) Span() (start, end uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startNs, s.endNs
+}
+
+// NameAt is what task tid was called at time ns from the records read so
+// far: its last COMM before ns, else its parent's name when it forked (fork
+// copies the name), else what its process's leader or /proc says.
+func (s *Session) NameAt(tid int, ns uint64) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tk := s.tasks[tid]
+	if tk == nil {
+		return "?"
+	}
+	return s.nameAtLocked(tk, ns, 0)
+}
+
+func (s *Session) nameAtLocked(tk *Task, ns uint64, depth int) string {
+	name, best := "", uint64(0)
+	for _, c := range tk.commAt {
+		if c.ns <= ns && (name == "" || c.ns >= best) {
+			best, name = c.ns, c.name
+		}
+	}
+	if name != "" {
+		return name
+	}
+	if p := s.tasks[tk.ParentTid]; p != nil && p != tk && !tk.Root && depth < 64 {
+		if n := s.nameAtLocked(p, tk.StartNs, depth+1); n != "?" {
+			return n
+		}
+	}
+	return s.liveCommLocked(tk)
+}
+
+// liveCommLocked names a task whose FORK or COMM record may still be unread
+// in another CPU's ring: its process's leader, or /proc while it lives.
+func (s *Session) liveCommLocked(tk *Task) string {
+	if len(tk.Comms) > 0 {
+		return tk.Comm()
+	}
+	if l := s.tasks[tk.Pid]; l != nil && len(l.Comms) > 0 {
+		return l.Comm()
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", tk.Pid, tk.Tid)); err == nil {
+		return strings.TrimSuffix(string(b), "\n")
+	}
+	return "?"
+}
+
+// settleNamesLocked puts every task's names in time order, once all records
+// are read: COMM records of one task can sit in two CPUs' rings and be read
+// out of order, and a task's first name is its parent's name when it forked
+// (fork copies it; a COMM record comes only when it changes), which may be
+// read after the task's own first records.
+func (s *Session) settleNamesLocked() {
+	done := map[*Task]bool{}
+	var settle func(tk *Task, depth int)
+	settle = func(tk *Task, depth int) {
+		if done[tk] {
+			return
+		}
+		done[tk] = true
+		sort.SliceStable(tk.commAt, func(i, j int) bool { return tk.commAt[i].ns < tk.commAt[j].ns })
+		var names []string
+		if p := s.tasks[tk.ParentTid]; p != nil && p != tk && !tk.Root && depth < 1000 {
+			settle(p, depth+1)
+			if n := p.nameAt(tk.StartNs); n != "" {
+				names = append(names, n)
+			}
+		}
+		for _, c := range tk.commAt {
+			if len(names) == 0 || names[len(names)-1] != c.name {
+				names = append(names, c.name)
+			}
+		}
+		if len(names) > 0 {
+			tk.Comms = names
+		}
+	}
+	for _, tk := range s.tasks {
+		settle(tk, 0)
+	}
+}
+
+// nameAt is the task's name at time ns, once settled.
+func (t *Task) nameAt(ns uint64) string {
+	name := ""
+	if len(t.Comms) > 0 {
+		name = t.Comms[0]
+	}
+	for _, c := range t.commAt {
+		if c.ns > ns {
+			break
+		}
+		name = c.name
+	}
+	return name
+}
