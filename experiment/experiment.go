@@ -55,7 +55,7 @@ type process struct {
 
 // Run runs the experiment once. It cleans up everything it opened, mounted
 // or created in the kernel on every return, also when ctx is cancelled.
-func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
+func Run(ctx context.Context, opt Options) (*report.Run, error) {
 	if opt.Proof != "" {
 		if opt.Workload.Clone == workload.CloneVfork {
 			return nil, fmt.Errorf("--proof %s needs the parent and its children alive together, and vfork suspends the parent", opt.Proof)
@@ -78,90 +78,112 @@ func Run(ctx context.Context, opt Options) (run *report.Run, err error) {
 	}
 	defer p.Close()
 
-	procs := make([]*process, len(opt.Workload.Children)+1) // the parent, then children in fork order
-	var region *report.Region
-	x := newExtras(opt.Workload, opt.Proof)
-	open := func(pr *process) error {
-		for _, tid := range pr.tids {
-			if err := s.OpenTask(pr.pid, tid); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	released := 0
-	_, err = workload.Drive(ctx, p, len(opt.Workload.Children), workload.Hooks{
-		Ready: func(m workload.Message) error {
-			x.ready(m)
-			region = &report.Region{Start: m.Addr, Length: m.Value}
-			s.SetRegion(*region)
-			tids, err := engine.Threads(m.Pid)
-			if err != nil {
-				return err
-			}
-			procs[0] = &process{role: "parent", window: fmt.Sprintf(parentWindow, len(tids)), pid: m.Pid, tids: tids}
-			return open(procs[0])
-		},
-		AtGate: func(m workload.Message) error {
-			x.atGate(m)
-			procs[m.Child] = &process{role: roleName(opt.Workload.Children, m.Child), window: childWindow, pid: m.Pid, tids: []int{m.Pid}}
-			if err := open(procs[m.Child]); err != nil {
-				return err
-			}
-			released++
-			if released == len(opt.Workload.Children) && opt.AfterAttach != nil {
-				return opt.AfterAttach(ctx)
-			}
-			return nil
-		},
-		// The children have exited; the parent waits at its last gate.
-		// Its events stop now, and the closing of every event overlaps
-		// the worker's exit.
-		ParentDone: func(workload.Message) error {
-			if err := s.Disable(procs[0].tids); err != nil {
-				return err
-			}
-			if err := s.Stop(); err != nil {
-				return err
-			}
-			s.Release()
-			return nil
-		},
-		ChildDone: func(m workload.Message) error {
-			x.childDone(roleName(opt.Workload.Children, m.Child), m)
-			return nil
-		},
-		Hold:   opt.Workload.Hold,
-		Forked: x.forked,
-		Worked: x.worked,
-	})
-	if err != nil {
+	g := &gates{ctx: ctx, opt: opt, s: s, x: newExtras(opt.Workload, opt.Proof),
+		procs: make([]*process, len(opt.Workload.Children)+1)}
+	if _, err := workload.Drive(ctx, p, len(opt.Workload.Children), g.hooks()); err != nil {
 		return nil, err
 	}
 	if err := s.Stop(); err != nil {
 		return nil, err
 	}
+	return g.result(), nil
+}
 
-	run = &report.Run{
-		SchemaVersion: report.SchemaVersion,
-		Scenario:      opt.Scenario,
-		Blocks:        opt.Workload.Blocks,
-		BlockSize:     opt.Workload.BlockSize,
-		Offset:        opt.Workload.Offset,
-		Touched:       opt.Workload.Touch,
-		Region:        region,
+// gates is what the experiment does at each of the workload's gates.
+type gates struct {
+	ctx      context.Context
+	opt      Options
+	s        *engine.Session
+	x        *extras
+	procs    []*process // the parent, then children in fork order
+	region   *report.Region
+	released int
+}
+
+func (g *gates) hooks() workload.Hooks {
+	return workload.Hooks{Ready: g.ready, AtGate: g.atGate, ParentDone: g.parentDone, ChildDone: g.childDone,
+		Hold: g.opt.Workload.Hold, Forked: g.x.forked, Worked: g.x.worked}
+}
+
+func (g *gates) open(pr *process) error {
+	for _, tid := range pr.tids {
+		if err := g.s.OpenTask(pr.pid, tid); err != nil {
+			return err
+		}
 	}
-	s.FillRun(run, true)
-	for _, pr := range procs {
+	return nil
+}
+
+// ready: the parent has mapped (and written) the region and forked nothing.
+func (g *gates) ready(m workload.Message) error {
+	g.x.ready(m)
+	g.region = &report.Region{Start: m.Addr, Length: m.Value}
+	g.s.SetRegion(*g.region)
+	tids, err := engine.Threads(m.Pid)
+	if err != nil {
+		return err
+	}
+	g.procs[0] = &process{role: "parent", window: fmt.Sprintf(parentWindow, len(tids)), pid: m.Pid, tids: tids}
+	return g.open(g.procs[0])
+}
+
+// atGate: child m.Child exists and has not touched the region.
+func (g *gates) atGate(m workload.Message) error {
+	g.x.atGate(m)
+	g.procs[m.Child] = &process{role: roleName(g.opt.Workload.Children, m.Child), window: childWindow, pid: m.Pid, tids: []int{m.Pid}}
+	if err := g.open(g.procs[m.Child]); err != nil {
+		return err
+	}
+	g.released++
+	if g.released == len(g.opt.Workload.Children) && g.opt.AfterAttach != nil {
+		return g.opt.AfterAttach(g.ctx)
+	}
+	return nil
+}
+
+// parentDone: the children have exited and the parent waits at its last
+// gate. Its events stop now, and the closing of every event overlaps the
+// worker's exit.
+func (g *gates) parentDone(workload.Message) error {
+	if err := g.s.Disable(g.procs[0].tids); err != nil {
+		return err
+	}
+	if err := g.s.Stop(); err != nil {
+		return err
+	}
+	g.s.Release()
+	return nil
+}
+
+func (g *gates) childDone(m workload.Message) error {
+	g.x.childDone(roleName(g.opt.Workload.Children, m.Child), m)
+	return nil
+}
+
+// result builds the run: the rows in fork order, then the scenario's notes
+// and proof.
+func (g *gates) result() *report.Run {
+	w := g.opt.Workload
+	run := &report.Run{
+		SchemaVersion: report.SchemaVersion,
+		Scenario:      g.opt.Scenario,
+		Blocks:        w.Blocks,
+		BlockSize:     w.BlockSize,
+		Offset:        w.Offset,
+		Touched:       w.Touch,
+		Region:        g.region,
+	}
+	g.s.FillRun(run, true)
+	for _, pr := range g.procs {
 		if pr == nil {
 			continue
 		}
 		row := report.Process{Role: pr.role, Pid: pr.pid, Window: pr.window}
-		s.Row(&row, pr.tids, true)
+		g.s.Row(&row, pr.tids, true)
 		run.Processes = append(run.Processes, row)
 	}
-	x.apply(run)
-	return run, nil
+	g.x.apply(run)
+	return run
 }
 
 // roleName names child i (1-based): "reader", "writer", and with several of

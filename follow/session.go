@@ -135,14 +135,37 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 		return nil, err
 	}
 
-	// Threads created while the first ones are being opened inherit from
-	// their creator if it was already open; list again until nothing new
-	// shows up.
+	if err := openProcess(s, spec.Pid); err != nil {
+		return nil, err
+	}
+	s.Start()
+	start := time.Now()
+	if spec.Attached != nil {
+		spec.Attached()
+	}
+	endedBy := waitEnd(ctx, pidfd, spec.Duration)
+	if err := s.Stop(); err != nil {
+		return nil, err
+	}
+	tl.flush()
+	run := result(s, spec.Threads, false)
+	run.Trace.AttachedPid = spec.Pid
+	run.Trace.EndedBy = endedBy
+	if endedBy == "exit" {
+		run.Notes = append(run.Notes, fmt.Sprintf("process %d exited during the trace, %s after the attach", spec.Pid, report.FormatMs(float64(time.Since(start))/1e6)))
+	}
+	return run, nil
+}
+
+// openProcess opens the events on every thread of process pid. Threads
+// created while the first ones are being opened inherit from their creator
+// if it was already open; list again until nothing new shows up.
+func openProcess(s *engine.Session, pid int) error {
 	opened := map[int]bool{}
 	for {
-		tids, err := engine.Threads(spec.Pid)
+		tids, err := engine.Threads(pid)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		added := false
 		for _, tid := range tids {
@@ -152,27 +175,26 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 			opened[tid] = true
 			added = true
 			if err := s.OpenInherited(tid, false); err != nil {
-				if errors.Is(err, ErrNoProcess) && tid != spec.Pid {
+				if errors.Is(err, ErrNoProcess) && tid != pid {
 					continue // a thread that ended meanwhile
 				}
-				return nil, err
+				return err
 			}
-			ppid, comm := procStat(spec.Pid, tid)
-			s.AddRoot(spec.Pid, tid, ppid, comm)
+			ppid, comm := procStat(pid, tid)
+			s.AddRoot(pid, tid, ppid, comm)
 		}
 		if !added {
-			break
+			return nil
 		}
 	}
-	s.Start()
-	start := time.Now()
-	if spec.Attached != nil {
-		spec.Attached()
-	}
+}
 
+// waitEnd waits for what ends an attach: ctx ("interrupt"), the duration
+// when not 0 ("duration"), or the process's exit, seen on its pidfd ("exit").
+func waitEnd(ctx context.Context, pidfd int, d time.Duration) string {
 	var timer <-chan time.Time
-	if spec.Duration > 0 {
-		tm := time.NewTimer(spec.Duration)
+	if d > 0 {
+		tm := time.NewTimer(d)
 		defer tm.Stop()
 		timer = tm.C
 	}
@@ -194,26 +216,14 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 			}
 		}
 	}()
-	endedBy := ""
 	select {
 	case <-ctx.Done():
-		endedBy = "interrupt"
+		return "interrupt"
 	case <-timer:
-		endedBy = "duration"
+		return "duration"
 	case <-exited:
-		endedBy = "exit"
+		return "exit"
 	}
-	if err := s.Stop(); err != nil {
-		return nil, err
-	}
-	tl.flush()
-	run := result(s, spec.Threads, false)
-	run.Trace.AttachedPid = spec.Pid
-	run.Trace.EndedBy = endedBy
-	if endedBy == "exit" {
-		run.Notes = append(run.Notes, fmt.Sprintf("process %d exited during the trace, %s after the attach", spec.Pid, report.FormatMs(float64(time.Since(start))/1e6)))
-	}
-	return run, nil
 }
 
 // procStat reads a task's parent pid and name from /proc; zero values when
