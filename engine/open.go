@@ -275,77 +275,86 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 		s.cpus, s.cpuOwners = cpus, make([]*perfevents.Event, len(cpus))
 	}
 	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true}
+	for ci := range s.cpus {
+		if err := s.openCPU(tid, ci, base); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openCPU opens the events of task tid on CPU index ci. The dummy carries
+// the task records; the first one of each CPU owns that CPU's ring and
+// every other event writes into it.
+func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
+	cpu := s.cpus[ci]
 	pages := s.ringPages(cpuRingPages)
-	for ci, cpu := range s.cpus {
-		// The dummy carries the task records; the first one of each CPU
-		// owns that CPU's ring and every other event writes into it.
-		d := base
-		d.Label, d.Type, d.Config, d.SampleType = "dummy", perfevents.Software, perfevents.Dummy, idType
-		d.TaskRecords, d.Watermark = true, uint32(pages*os.Getpagesize()/4)
-		dummy, err := perfevents.Open(d, tid, cpu)
+	d := base
+	d.Label, d.Type, d.Config, d.SampleType = "dummy", perfevents.Software, perfevents.Dummy, idType
+	d.TaskRecords, d.Watermark = true, uint32(pages*os.Getpagesize()/4)
+	dummy, err := perfevents.Open(d, tid, cpu)
+	if err != nil {
+		return err
+	}
+	s.track(dummy, eventInfo{kind: kindDummy})
+	if s.cpuOwners[ci] == nil {
+		cookie := len(s.rings)
+		s.rings = append(s.rings, ring{tid: -1})
+		if err := s.reader.Add(dummy.FD(), pages, cookie); err != nil {
+			return err
+		}
+		s.cpuOwners[ci] = dummy
+	} else if err := s.redirect(dummy, ci); err != nil {
+		return err
+	}
+	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
+		ev, err := perfevents.Open(a, tid, cpu)
+		if err != nil {
+			return nil, err
+		}
+		s.track(ev, info)
+		return ev, s.redirect(ev, ci)
+	}
+	for i, c := range faultCounters {
+		a := base
+		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
+		if _, err := open(a, eventInfo{kind: kindCounter, counter: i}); err != nil {
+			return err
+		}
+	}
+	for _, t := range []struct {
+		tp   *cow.Tracepoint
+		kind eventKind
+	}{{s.tp.Fault, kindFault}, {s.tp.KernelFault, kindKernelFault}, {s.tp.Alloc, kindAlloc}} {
+		if t.tp == nil {
+			continue
+		}
+		a := base
+		a.Label, a.Type, a.Config, a.SampleType = "tracepoint:"+t.tp.Name, perfevents.Tracepoint, t.tp.ID, tpType
+		ev, err := open(a, eventInfo{kind: t.kind})
 		if err != nil {
 			return err
 		}
-		s.track(dummy, eventInfo{kind: kindDummy})
-		if s.cpuOwners[ci] == nil {
-			cookie := len(s.rings)
-			s.rings = append(s.rings, ring{tid: -1})
-			if err := s.reader.Add(dummy.FD(), pages, cookie); err != nil {
-				return err
+		if t.kind == kindAlloc {
+			_ = ev.SetFilter(s.tp.Rule.NotZeroedFilter())
+		}
+	}
+	for _, fn := range s.probeFns {
+		if s.probeErrs[fn] != nil {
+			continue
+		}
+		a := base
+		a.SampleType = kprobeType
+		ev, err := s.kp.Open(fn, a, tid, cpu)
+		if err != nil {
+			if s.probeRefused(fn, err) {
+				continue
 			}
-			s.cpuOwners[ci] = dummy
-		} else if err := s.redirect(dummy, ci); err != nil {
 			return err
 		}
-		open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
-			ev, err := perfevents.Open(a, tid, cpu)
-			if err != nil {
-				return nil, err
-			}
-			s.track(ev, info)
-			return ev, s.redirect(ev, ci)
-		}
-		for i, c := range faultCounters {
-			a := base
-			a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
-			if _, err := open(a, eventInfo{kind: kindCounter, counter: i}); err != nil {
-				return err
-			}
-		}
-		for _, t := range []struct {
-			tp   *cow.Tracepoint
-			kind eventKind
-		}{{s.tp.Fault, kindFault}, {s.tp.KernelFault, kindKernelFault}, {s.tp.Alloc, kindAlloc}} {
-			if t.tp == nil {
-				continue
-			}
-			a := base
-			a.Label, a.Type, a.Config, a.SampleType = "tracepoint:"+t.tp.Name, perfevents.Tracepoint, t.tp.ID, tpType
-			ev, err := open(a, eventInfo{kind: t.kind})
-			if err != nil {
-				return err
-			}
-			if t.kind == kindAlloc {
-				_ = ev.SetFilter(s.tp.Rule.NotZeroedFilter())
-			}
-		}
-		for _, fn := range s.probeFns {
-			if s.probeErrs[fn] != nil {
-				continue
-			}
-			a := base
-			a.SampleType = kprobeType
-			ev, err := s.kp.Open(fn, a, tid, cpu)
-			if err != nil {
-				if s.probeRefused(fn, err) {
-					continue
-				}
-				return err
-			}
-			s.track(ev, eventInfo{kind: kindProbe, probe: fn})
-			if err := s.redirect(ev, ci); err != nil {
-				return err
-			}
+		s.track(ev, eventInfo{kind: kindProbe, probe: fn})
+		if err := s.redirect(ev, ci); err != nil {
+			return err
 		}
 	}
 	return nil
