@@ -117,3 +117,13 @@ func TestWriteMatrix(t *testing.T) {
 		t.Errorf("matrix JSON does not read back: %d runs, %v", len(runs), err)
 	}
 }
+
+// FuzzReadRuns: compare reads JSON that users hand it; anything that is not
+// a run is an error, never a panic.
+func FuzzReadRuns(f *testing.F) {
+	f.Add([]byte(`{"schema_version":1,"kernel":"6.1","processes":[{"role":"writer","pid":1,"copies":5}]}`))
+	f.Add([]byte(`[{"schema_version":1},{"schema_version":2}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = ReadRuns(data)
+	})
+}
