@@ -151,7 +151,7 @@ var ErrExited = errors.New("workload exited early")
 
 // Start re-executes the running binary as the worker. The caller must have
 // called RunIfWorker at the top of main (or TestMain).
-func Start(cfg Config) (p *Process, err error) {
+func Start(cfg Config) (_ *Process, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -170,7 +170,9 @@ func Start(cfg Config) (p *Process, err error) {
 			f.Close()
 		}
 	}()
-	p = &Process{}
+	// p is a local, not the named result: "return nil, err" sets that to
+	// nil before the deferred cleanup reads it.
+	p := &Process{}
 	defer func() {
 		if err != nil {
 			p.closeFiles()
