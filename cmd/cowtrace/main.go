@@ -38,6 +38,12 @@ func main() {
 	// before anything else runs.
 	workload.RunIfWorker()
 	handOff = true
+	// Killed by SIGPIPE (cowtrace | head, with --timeline), cowtrace would
+	// leave tracefs mounted and its kprobe_events behind: with the signal
+	// notified, the write fails with EPIPE instead and the run unwinds.
+	// Notified, not ignored: an ignored signal stays ignored across exec,
+	// in the command that cowtrace run starts.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
