@@ -282,3 +282,34 @@ func limitFor(open map[int]bool, free int) int {
 	}
 	return lim
 }
+
+// TestWorkerQuietWhenAbandoned: when the tracer gives up with children at
+// their gates (it failed to open their events), the worker leaves without
+// an error of its own: the tracer's says what went wrong.
+func TestWorkerQuietWhenAbandoned(t *testing.T) {
+	p, err := Start(Seed())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for atGate := 0; atGate < len(Seed().Children); {
+		m, err := p.Next(deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m.Kind {
+		case KindReady:
+			err = p.Release(0)
+		case KindAtGate:
+			atGate++
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.closeFiles()
+	if err := p.Wait(); err != nil {
+		t.Errorf("worker abandoned at its children's gates: %v, want a quiet exit", err)
+	}
+}
