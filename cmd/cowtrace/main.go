@@ -39,6 +39,11 @@ func main() {
 	// The workload is this same binary re-executed: it must take over
 	// before anything else runs.
 	workload.RunIfWorker()
+	os.Exit(runProcess(os.Args[1:], os.Stdout))
+}
+
+// runProcess is run as the whole process, which exits with its result.
+func runProcess(args []string, stdout io.Writer) int {
 	handOff = true
 	// Killed by SIGPIPE (cowtrace | head, with --timeline), cowtrace would
 	// leave tracefs mounted and its kprobe_events behind: with the signal
@@ -46,7 +51,7 @@ func main() {
 	// Notified, not ignored: an ignored signal stays ignored across exec,
 	// in the command that cowtrace run starts.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	return run(args, stdout, os.Stderr)
 }
 
 // handOff: this process exits once its command is done, so a holder process

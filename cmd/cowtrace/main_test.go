@@ -17,10 +17,11 @@ import (
 const asMainEnv = "COWTRACE_TEST_AS_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(asMainEnv) == "1" {
-		main()
-	}
+	// First: a worker inherits the environment below, faults included.
 	workload.RunIfWorker()
+	if os.Getenv(asMainEnv) == "1" {
+		asMain()
+	}
 	os.Exit(m.Run())
 }
 
