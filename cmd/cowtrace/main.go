@@ -144,4 +144,8 @@ Usage:
   cowtrace help                 this text
 
 Run "cowtrace -h" for the experiment's flags.
+
+Exit status: 0 success; 1 the run failed (or an --expect did not hold); 2 bad
+command line or input; 70 internal error (a bug in cowtrace: please report
+it); 130 interrupted. cowtrace run ends with CMD's status instead.
 `
