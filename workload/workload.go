@@ -180,7 +180,7 @@ func Start(cfg Config) (_ *Process, err error) {
 	}()
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start workload: %w", err)
 	}
 	p.ctl = ctlR
 	toClose = append(toClose, ctlW)
@@ -188,7 +188,7 @@ func Start(cfg Config) (_ *Process, err error) {
 	for range len(cfg.Children) + 1 {
 		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("start workload: %w", err)
 		}
 		p.gates = append(p.gates, w)
 		toClose = append(toClose, r)
