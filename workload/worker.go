@@ -2,6 +2,7 @@ package workload
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -36,12 +37,17 @@ func RunIfWorker() {
 		fmt.Fprintf(os.Stderr, "cowtrace workload: bad configuration: %v\n", err)
 		os.Exit(2)
 	}
-	if err := runWorker(cfg); err != nil {
+	if err := runWorker(cfg); err != nil && !errors.Is(err, errTracerGone) {
 		fmt.Fprintf(os.Stderr, "cowtrace workload: %v\n", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
+
+// errTracerGone: the tracer closed its ends of the pipes, because it failed
+// or exited. Its own error says what went wrong; a second line from the
+// worker would only blur it.
+var errTracerGone = errors.New("the tracer went away")
 
 func runWorker(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
@@ -275,6 +281,9 @@ func send(m Message) error {
 		if err == unix.EINTR {
 			continue
 		}
+		if err == unix.EPIPE {
+			return errTracerGone
+		}
 		if err != nil {
 			return fmt.Errorf("write to tracer: %w", err)
 		}
@@ -310,6 +319,9 @@ func reap(pid int) error {
 		}
 		break
 	}
+	if status.Exited() && status.ExitStatus() == childAbandoned {
+		return fmt.Errorf("child %d: %w", pid, errTracerGone)
+	}
 	if !status.Exited() || status.ExitStatus() != 0 {
 		return fmt.Errorf("child %d ended badly (wait status %#x)", pid, uint32(status))
 	}
@@ -321,6 +333,10 @@ const (
 	childWrite = 1 << iota // write each block (else read it)
 	childHold              // after reporting, wait at the gate again before exiting
 )
+
+// childAbandoned is the exit status of a child whose gate the tracer closed
+// instead of opening.
+const childAbandoned = 3
 
 // childArgs is the number of words childMain takes; cloneShared passes them
 // on the stack.
@@ -365,7 +381,7 @@ func childMain(base unsafe.Pointer, blocks, blockSize, offset, child, flags, gat
 	var b [8]byte
 	n, _, _ := syscall.RawSyscall(syscall.SYS_READ, gate, uintptr(unsafe.Pointer(&b[0])), 1)
 	if n != 1 {
-		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, childAbandoned, 0, 0)
 	}
 
 	// Under MADV_DONTFORK the child has no mapping there and a touch

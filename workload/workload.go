@@ -151,7 +151,7 @@ var ErrExited = errors.New("workload exited early")
 
 // Start re-executes the running binary as the worker. The caller must have
 // called RunIfWorker at the top of main (or TestMain).
-func Start(cfg Config) (p *Process, err error) {
+func Start(cfg Config) (_ *Process, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -170,7 +170,9 @@ func Start(cfg Config) (p *Process, err error) {
 			f.Close()
 		}
 	}()
-	p = &Process{}
+	// p is a local, not the named result: "return nil, err" sets that to
+	// nil before the deferred cleanup reads it.
+	p := &Process{}
 	defer func() {
 		if err != nil {
 			p.closeFiles()
@@ -178,7 +180,7 @@ func Start(cfg Config) (p *Process, err error) {
 	}()
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start workload: %w", err)
 	}
 	p.ctl = ctlR
 	toClose = append(toClose, ctlW)
@@ -186,7 +188,7 @@ func Start(cfg Config) (p *Process, err error) {
 	for range len(cfg.Children) + 1 {
 		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("start workload: %w", err)
 		}
 		p.gates = append(p.gates, w)
 		toClose = append(toClose, r)

@@ -2,6 +2,7 @@ package workload
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -203,5 +204,112 @@ func TestScenarioKnobs(t *testing.T) {
 				t.Errorf("reader flags %#x, want %#x", flags[1], tc.flags1)
 			}
 		})
+	}
+}
+
+// TestStartOutOfDescriptors: whichever of Start's pipes, or the start of the
+// worker itself, runs out of descriptors, Start returns an error (it once
+// panicked in its own cleanup) and leaves no descriptor open.
+func TestStartOutOfDescriptors(t *testing.T) {
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+	// The runtime's poller must exist before the limit drops: failing to
+	// create it is fatal, not an error.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	w.Close()
+
+	cfg := Seed()
+	cfg.Blocks = 1
+	open := openFDs(t)
+	failed := 0
+	// Two descriptors per pipe (the control pipe and a gate per process),
+	// then those of os/exec: every step of Start gets its turn to fail.
+	for free := range 2*(len(cfg.Children)+2) + 4 {
+		lim := syscall.Rlimit{Cur: uint64(limitFor(open, free)), Max: saved.Max}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Start(cfg)
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+			t.Fatal(err)
+		}
+		if err != nil {
+			failed++
+			continue
+		}
+		p.Close()
+	}
+	if failed == 0 {
+		t.Fatal("Start never ran out of descriptors: the limits tested nothing")
+	}
+	if n := len(openFDs(t)); n != len(open) {
+		t.Errorf("%d descriptors open after the failed starts, %d before", n, len(open))
+	}
+}
+
+// openFDs returns the descriptors this process has open.
+func openFDs(t *testing.T) map[int]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := map[int]bool{}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil {
+			open[fd] = true
+		}
+	}
+	return open
+}
+
+// limitFor is the lowest RLIMIT_NOFILE that leaves free descriptors to
+// open: the kernel hands out the lowest free numbers, and a test runner may
+// leave holes and high descriptors open.
+func limitFor(open map[int]bool, free int) int {
+	lim := 0
+	for ; free > 0 || open[lim]; lim++ {
+		if !open[lim] {
+			free--
+		}
+	}
+	return lim
+}
+
+// TestWorkerQuietWhenAbandoned: when the tracer gives up with children at
+// their gates (it failed to open their events), the worker leaves without
+// an error of its own: the tracer's says what went wrong.
+func TestWorkerQuietWhenAbandoned(t *testing.T) {
+	p, err := Start(Seed())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for atGate := 0; atGate < len(Seed().Children); {
+		m, err := p.Next(deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m.Kind {
+		case KindReady:
+			err = p.Release(0)
+		case KindAtGate:
+			atGate++
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.closeFiles()
+	if err := p.Wait(); err != nil {
+		t.Errorf("worker abandoned at its children's gates: %v, want a quiet exit", err)
 	}
 }

@@ -49,7 +49,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	defer buf.Reset()
 	switch {
 	case err == flag.ErrHelp:
-		io.Copy(stdout, buf)
+		if _, err := io.Copy(stdout, buf); err != nil {
+			return err
+		}
 		return errHelp
 	case err != nil:
 		return usageError{err}

@@ -10,16 +10,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/cowtrace/cowtrace/workload"
 )
 
-// Exit codes.
+// Exit codes. cowtrace run also ends with its command's status.
 const (
 	exitOK          = 0
-	exitFailure     = 1 // the run failed
-	exitUsage       = 2 // bad command line or input
+	exitFailure     = 1  // the run failed
+	exitUsage       = 2  // bad command line or input
+	exitInternal    = 70 // a bug in cowtrace (a panic): sysexits.h's EX_SOFTWARE
 	exitInterrupted = 130
 )
 
@@ -37,8 +39,19 @@ func main() {
 	// The workload is this same binary re-executed: it must take over
 	// before anything else runs.
 	workload.RunIfWorker()
+	os.Exit(runProcess(os.Args[1:], os.Stdout))
+}
+
+// runProcess is run as the whole process, which exits with its result.
+func runProcess(args []string, stdout io.Writer) int {
 	handOff = true
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// Killed by SIGPIPE (cowtrace | head, with --timeline), cowtrace would
+	// leave tracefs mounted and its kprobe_events behind: with the signal
+	// notified, the write fails with EPIPE instead and the run unwinds.
+	// Notified, not ignored: an ignored signal stays ignored across exec,
+	// in the command that cowtrace run starts.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	return run(args, stdout, os.Stderr)
 }
 
 // handOff: this process exits once its command is done, so a holder process
@@ -48,7 +61,8 @@ func main() {
 var handOff bool
 
 // run is main without the process around it, for tests.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	defer recoverInternal(stderr, &code)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err := dispatch(ctx, args, stdout, stderr)
@@ -73,6 +87,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitFailure
 }
 
+// recoverInternal turns a panic of run's goroutine into one line and
+// exitInternal: a user should see what broke and whom to tell, not a
+// goroutine dump. By the time it runs, the deferred cleanups between the
+// panic and run have removed what the run created in the kernel. With
+// GOTRACEBACK set, it panics again for the stack trace.
+func recoverInternal(stderr io.Writer, code *int) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if tb := os.Getenv("GOTRACEBACK"); tb != "" && tb != "none" && tb != "0" {
+		panic(v)
+	}
+	msg := strings.Join(strings.Fields(fmt.Sprint(v)), " ")
+	fmt.Fprintf(stderr, "cowtrace: internal error: %s (please report)\n", msg)
+	*code = exitInternal
+}
+
 // exitCoder lets a subcommand choose the exit code (expectations, a traced
 // command's own status).
 type exitCoder interface{ ExitCode() int }
@@ -93,8 +125,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case "compare":
 			return cmdCompare(args[1:], stdout)
 		case "help":
-			fmt.Fprint(stdout, topUsage)
-			return nil
+			_, err := fmt.Fprint(stdout, topUsage)
+			return err
 		}
 	}
 	return cmdExperiment(ctx, args, stdout, stderr)
@@ -112,4 +144,8 @@ Usage:
   cowtrace help                 this text
 
 Run "cowtrace -h" for the experiment's flags.
+
+Exit status: 0 success; 1 the run failed (or an --expect did not hold); 2 bad
+command line or input; 70 internal error (a bug in cowtrace: please report
+it); 130 interrupted. cowtrace run ends with CMD's status instead.
 `

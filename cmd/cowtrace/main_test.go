@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -16,10 +17,11 @@ import (
 const asMainEnv = "COWTRACE_TEST_AS_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(asMainEnv) == "1" {
-		main()
-	}
+	// First: a worker inherits the environment below, faults included.
 	workload.RunIfWorker()
+	if os.Getenv(asMainEnv) == "1" {
+		asMain()
+	}
 	os.Exit(m.Run())
 }
 
@@ -127,5 +129,25 @@ func TestTableOutput(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table output lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// panicWriter stands for a bug anywhere below run: it panics on every write.
+type panicWriter struct{}
+
+func (panicWriter) Write(b []byte) (int, error) {
+	var none []byte
+	return int(none[len(b)]), nil // a runtime error, as a real bug's would be
+}
+
+// TestInternalError: a panic under run is one line naming it and
+// exitInternal, not a goroutine dump.
+func TestInternalError(t *testing.T) {
+	t.Setenv("GOTRACEBACK", "")
+	var stderr bytes.Buffer
+	code := run([]string{"help"}, panicWriter{}, &stderr)
+	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage))
+	if code != exitInternal || stderr.String() != want {
+		t.Errorf("exit %d, stderr %q: want %d and %q", code, stderr.String(), exitInternal, want)
 	}
 }
