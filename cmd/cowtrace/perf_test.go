@@ -73,12 +73,15 @@ func TestRunUnderPerf(t *testing.T) {
 
 var (
 	perfExec  = regexp.MustCompile(`^\s*(\d+)\s+(\d+)\.(\d+):\s+PERF_RECORD_COMM exec: `)
+	perfFork  = regexp.MustCompile(`PERF_RECORD_FORK\((\d+):\d+\):\((\d+):\d+\)`)
 	perfFault = regexp.MustCompile(`^\s*(\d+)\s+(\d+)\.(\d+):\s+exceptions:page_fault_(user|kernel): address=(0x[0-9a-f]+) .*error_code=(0x[0-9a-f]+)`)
 )
 
-// perfClasses counts perf script's faults per pid by class, those of the
-// command (pid command) only from its exec on, and kernel-mode faults only
-// on user addresses, as cowtrace counts them.
+// perfClasses counts perf script's faults per process of the command's tree
+// (pid command and the processes it and they forked) by class, those of the
+// command only from its exec on, and kernel-mode faults only on user
+// addresses, as cowtrace counts them. cowtrace's own processes are not in
+// the tree.
 func perfClasses(t *testing.T, script []byte, command int) map[int]report.FaultClasses {
 	t.Helper()
 	ns := func(s, frac string) uint64 {
@@ -88,6 +91,7 @@ func perfClasses(t *testing.T, script []byte, command int) map[int]report.FaultC
 	}
 	var execNs uint64
 	out := map[int]report.FaultClasses{}
+	tree := map[int]bool{command: true}
 	sc := bufio.NewScanner(bytes.NewReader(script))
 	for sc.Scan() {
 		line := sc.Text()
@@ -97,11 +101,22 @@ func perfClasses(t *testing.T, script []byte, command int) map[int]report.FaultC
 			}
 			continue
 		}
+		if m := perfFork.FindStringSubmatch(line); m != nil {
+			child, _ := strconv.Atoi(m[1])
+			parent, _ := strconv.Atoi(m[2])
+			if tree[parent] {
+				tree[child] = true
+			}
+			continue
+		}
 		m := perfFault.FindStringSubmatch(line)
 		if m == nil {
 			continue
 		}
 		pid, _ := strconv.Atoi(m[1])
+		if !tree[pid] {
+			continue
+		}
 		if pid == command && (execNs == 0 || ns(m[2], m[3]) < execNs) {
 			continue
 		}
