@@ -125,7 +125,7 @@ func ParseExpectation(s string) (Expectation, error) {
 		return Expectation{}, fmt.Errorf("expectation %q: unbalanced parentheses", s)
 	}
 	if !ok {
-		return Expectation{}, fmt.Errorf("expectation %q: want OPERAND OP OPERAND, e.g. 'writer.copies == 1000' (OP: == != < <= > >=)", s)
+		return Expectation{}, fmt.Errorf("expectation %q: want OPERAND OP OPERAND, e.g. 'writer.copies == 1000' or 'sum.copies < 1000' (OP: == != < <= > >=)", s)
 	}
 	e := Expectation{Text: strings.TrimSpace(s), op: op}
 	var err error
@@ -377,7 +377,7 @@ func (e Expectation) Check(run *Run) error {
 	}
 	// The same selector on both sides is the same process.
 	zip := e.left.kind == each && e.right.kind == each && e.left.filter == e.right.filter
-	var failed []string
+	var failed [][2]binding
 	total := 0
 	for i, lb := range l {
 		for j, rb := range r {
@@ -386,25 +386,74 @@ func (e Expectation) Check(run *Run) error {
 			}
 			total++
 			if !compare(lb.value, e.op, rb.value) {
-				failed = append(failed, e.describe(lb, rb, zip, len(l) > 1 || len(r) > 1))
+				failed = append(failed, [2]binding{lb, rb})
 			}
 		}
 	}
 	if len(failed) == 0 {
 		return nil
 	}
-	of := ""
-	if total > 1 {
-		of = fmt.Sprintf("%d of %d fail: ", len(failed), total)
-	}
-	// One line whatever the size of the tree.
+	return fmt.Errorf("expectation failed: %s (%s)", e.Text, e.describe(failed, total, zip))
+}
+
+// describe says what the operands were in the failed cases: their values,
+// and which process each came from where that is not obvious (several
+// matched, or the rows are a traced tree, whose pids the reader looks up).
+// It stays one line whatever the size of the tree.
+func (e Expectation) describe(failed [][2]binding, total int, zip bool) string {
 	const shown = 5
 	more := ""
 	if len(failed) > shown {
-		more = fmt.Sprintf("; and %d more", len(failed)-shown)
-		failed = failed[:shown]
+		more = fmt.Sprintf(", and %d more", len(failed)-shown)
 	}
-	return fmt.Errorf("expectation failed: %s (%s%s%s)", e.Text, of, strings.Join(failed, "; "), more)
+	head := ""
+	if total > 1 {
+		head = fmt.Sprintf("%d of %d fail: ", len(failed), total)
+	}
+	ops := [2]operand{e.left, e.right}
+	// The usual case, one selector against a constant: its values in a
+	// row, the constant once.
+	if total > 1 && (ops[0].kind == each) != (ops[1].kind == each) {
+		side := 0
+		if ops[1].kind == each {
+			side = 1
+		}
+		var vals []string
+		for _, f := range failed[:min(shown, len(failed))] {
+			vals = append(vals, formatNumber(f[side].value)+" in "+processName(f[side].row))
+		}
+		s := head + ops[side].text + " is " + strings.Join(vals, ", ") + more
+		if other := ops[1-side]; other.kind != number {
+			s += "; " + other.text + " is " + formatNumber(failed[0][1-side].value) + inProcess(failed[0][1-side], false)
+		}
+		return s
+	}
+	var cases []string
+	for _, f := range failed[:min(shown, len(failed))] {
+		var parts []string
+		for i, o := range ops {
+			if o.kind == number {
+				continue
+			}
+			s := o.text + " is " + formatNumber(f[i].value)
+			// Zipped, both sides are one process: named once, at the end.
+			if !(zip && i == 0) {
+				s += inProcess(f[i], total > 1)
+			}
+			parts = append(parts, s)
+		}
+		cases = append(cases, strings.Join(parts, ", "))
+	}
+	return head + strings.Join(cases, "; ") + strings.Replace(more, ",", ";", 1)
+}
+
+// inProcess names the process a value came from when the reader needs it:
+// among several, or in a traced tree.
+func inProcess(b binding, several bool) string {
+	if _, traced := b.row["depth"]; b.row != nil && (several || traced) {
+		return " in " + processName(b.row)
+	}
+	return ""
 }
 
 func compare(l float64, op string, r float64) bool {
@@ -423,27 +472,6 @@ func compare(l float64, op string, r float64) bool {
 		return l >= r
 	}
 	return false
-}
-
-// describe says what the operands were in one failed case: their values, and
-// which process each came from where that is not obvious (several matched,
-// or the rows are a traced tree, whose pids the reader looks up).
-func (e Expectation) describe(l, r binding, zip, several bool) string {
-	var parts []string
-	for i, x := range []struct {
-		o operand
-		b binding
-	}{{e.left, l}, {e.right, r}} {
-		if x.o.kind == number {
-			continue
-		}
-		s := fmt.Sprintf("%s is %s", x.o.text, formatNumber(x.b.value))
-		if _, traced := x.b.row["depth"]; x.b.row != nil && (several || traced) && !(zip && i == 0) {
-			s += " in " + processName(x.b.row)
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, ", ")
 }
 
 func processName(row map[string]any) string {

@@ -127,11 +127,13 @@ func TestTreeExpectationFailures(t *testing.T) {
 	run := tracedRun()
 	for s, want := range map[string]string{
 		"comm(worker).copies <= 250": "expectation failed: comm(worker).copies <= 250 (1 of 2 fail: comm(worker).copies is 300 in pid 103 (worker))",
-		"depth(1).copies == 0":       "(2 of 4 fail: depth(1).copies is 10 in pid 101 (sh); depth(1).copies is 200 in pid 102 (worker))",
-		"sum.copies < 500":           "expectation failed: sum.copies < 500 (sum.copies is 513)",
-		"max.copies <= 250":          "(max.copies is 300 in pid 103 (worker))",
-		"count(comm=worker) == 4":    "(count(comm=worker) is 2)",
-		"command.wp_faults > 100":    "(command.wp_faults is 5 in pid 100 (sh))",
+		"depth(1).copies == 0":       "(2 of 4 fail: depth(1).copies is 10 in pid 101 (sh), 200 in pid 102 (worker))",
+		"comm(worker).copies < max(comm=sh).copies": "(2 of 2 fail: comm(worker).copies is 200 in pid 102 (worker), 300 in pid 103 (worker); " +
+			"max(comm=sh).copies is 10 in pid 101 (sh))",
+		"sum.copies < 500":        "expectation failed: sum.copies < 500 (sum.copies is 513)",
+		"max.copies <= 250":       "(max.copies is 300 in pid 103 (worker))",
+		"count(comm=worker) == 4": "(count(comm=worker) is 2)",
+		"command.wp_faults > 100": "(command.wp_faults is 5 in pid 100 (sh))",
 		"child.wp_faults < child.copies": "(5 of 5 fail: child.wp_faults is 12, child.copies is 10 in pid 101 (sh); " +
 			"child.wp_faults is 210, child.copies is 200 in pid 102 (worker);",
 		"child.copies >= comm(worker).copies":  "(7 of 10 fail: child.copies is 10 in pid 101 (sh), comm(worker).copies is 200 in pid 102 (worker);",
