@@ -15,10 +15,13 @@ from then on, until Ctrl-C, the duration, or PID's exit, and prints one row
 per process like cowtrace run. Children PID forked before the attach are not
 followed.
 
+--expect selects the attached process by the role "attached", its children
+by "child"; see cowtrace run -h for the rest of the grammar.
+
 Flags:
 `
 
-func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("cowtrace attach", attachUsage)
 	tf := addTraceFlags(fs)
 	pid := fs.Int("p", 0, "the `PID` to attach to")
@@ -35,16 +38,31 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *duration < 0 {
 		return usagef("attach: --duration %v is negative", *duration)
 	}
-	opt, f, err := tf.options(stdout)
+	ts, err := tf.setup(attachRows)
 	if err != nil {
 		return err
 	}
-	run, err := follow.Attach(ctx, opt, follow.AttachSpec{Pid: *pid, Duration: *duration, Threads: *tf.threads})
+	out, err := tf.output(&ts, stdout)
+	if err != nil {
+		return err
+	}
+	reported := false
+	defer func() {
+		if cerr := out.close(reported); err == nil {
+			err = cerr
+		}
+	}()
+
+	run, err := follow.Attach(ctx, ts.opt, follow.AttachSpec{Pid: *pid, Duration: *duration, Threads: *tf.threads})
 	if err != nil {
 		if errors.Is(err, follow.ErrNoProcess) {
 			return usagef("attach: no process with pid %d", *pid)
 		}
 		return err
 	}
-	return writeTrace(stdout, run, f, *tf.timeline)
+	if err := tf.writeTrace(out, run, ts.format); err != nil {
+		return err
+	}
+	reported = true
+	return checkExpectations(run, ts.expect)
 }
