@@ -30,7 +30,8 @@ func versionLine() string {
 				modified = s.Value == "true"
 			}
 		}
-		if rev != "" {
+		// A pseudo-version (v0.0.0-TIME-COMMIT[+dirty]) says it all already.
+		if rev != "" && !strings.Contains(version, rev[:min(12, len(rev))]) {
 			parts := []string{"commit " + rev[:min(12, len(rev))]}
 			if when != "" {
 				parts = append(parts, when)
