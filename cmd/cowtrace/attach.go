@@ -26,7 +26,7 @@ without the line if cowtrace failed before attaching:
 
   mkfifo ready
   cowtrace attach -p "$pid" --duration 10s -o out.json --ready-fd 3 3>ready &
-  read line <ready && kill -USR1 "$pid"   # now PID's next fork is traced
+  read line <ready && ./load.sh   # every fork of $pid from now on is traced
 
 --expect selects the attached process by the role "attached", its children
 by "child"; see cowtrace run -h for the rest of the grammar.
