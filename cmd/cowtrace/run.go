@@ -194,15 +194,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	if err != nil {
 		return err
 	}
-	if *userName != "" && *keepRoot {
-		return usagef("--user and --keep-root exclude each other")
-	}
 	argv := fs.Args()
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		return usagef("run: %v", err)
-	}
-	cred, err := commandCredential(*userName, *keepRoot)
+	path, cred, err := resolveCommand(argv[0], *userName, *keepRoot)
 	if err != nil {
 		return err
 	}
@@ -244,6 +237,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		return failures{failed, exitFailure}
 	}
 	return nil
+}
+
+// resolveCommand finds CMD and whom it runs as, before anything starts.
+func resolveCommand(name, userName string, keepRoot bool) (string, *syscall.Credential, error) {
+	if userName != "" && keepRoot {
+		return "", nil, usagef("--user and --keep-root exclude each other")
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", nil, usagef("run: %v", err)
+	}
+	cred, err := commandCredential(userName, keepRoot)
+	return path, cred, err
 }
 
 // commandCredential decides whom CMD runs as: --user NAME; else, when
