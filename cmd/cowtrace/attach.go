@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cowtrace/cowtrace/follow"
 )
@@ -15,14 +19,27 @@ from then on, until Ctrl-C, the duration, or PID's exit, and prints one row
 per process like cowtrace run. Children PID forked before the attach are not
 followed.
 
+Once every event is open it prints "cowtrace: attached" on stderr, and with
+--ready-fd N writes "attached" and a newline to descriptor N and closes it:
+a script waits for that line instead of sleeping, and reads end of file
+without the line if cowtrace failed before attaching:
+
+  mkfifo ready
+  cowtrace attach -p "$pid" --duration 10s -o out.json --ready-fd 3 3>ready &
+  read line <ready && ./load.sh   # every fork of $pid from now on is traced
+
+--expect selects the attached process by the role "attached", its children
+by "child"; see cowtrace run -h for the rest of the grammar.
+
 Flags:
 `
 
-func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("cowtrace attach", attachUsage)
 	tf := addTraceFlags(fs)
 	pid := fs.Int("p", 0, "the `PID` to attach to")
 	duration := fs.Duration("duration", 0, "stop after `D` (e.g. 10s); 0: until Ctrl-C or the process's exit")
+	readyFD := fs.Int("ready-fd", -1, "once every event is open, write a line to descriptor `N` (3 or more) and close it")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -35,16 +52,63 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *duration < 0 {
 		return usagef("attach: --duration %v is negative", *duration)
 	}
-	opt, f, err := tf.options(stdout)
+	ts, err := tf.setup(attachRows)
 	if err != nil {
 		return err
 	}
-	run, err := follow.Attach(ctx, opt, follow.AttachSpec{Pid: *pid, Duration: *duration, Threads: *tf.threads})
+	var ready *os.File
+	if flagSet(fs, "ready-fd") {
+		if ready, err = openReadyFD(*readyFD); err != nil {
+			return err
+		}
+	}
+	// Closed on every path, so that a script waiting on it sees end of
+	// file when the attach fails.
+	defer ready.Close()
+	out, err := tf.output(&ts, stdout)
+	if err != nil {
+		return err
+	}
+	reported := false
+	defer func() {
+		if cerr := out.close(reported); err == nil {
+			err = cerr
+		}
+	}()
+
+	attached := func() {
+		// vmtest and scripts wait for exactly this line (vmtest/checks.go).
+		fmt.Fprintln(stderr, "cowtrace: attached")
+		if ready != nil {
+			fmt.Fprintln(ready, "attached")
+			ready.Close()
+		}
+	}
+	run, err := follow.Attach(ctx, ts.opt, follow.AttachSpec{Pid: *pid, Duration: *duration, Threads: *tf.threads, Attached: attached})
 	if err != nil {
 		if errors.Is(err, follow.ErrNoProcess) {
 			return usagef("attach: no process with pid %d", *pid)
 		}
 		return err
 	}
-	return writeTrace(stdout, run, f, *tf.timeline)
+	if err := tf.writeTrace(out, run, ts.format); err != nil {
+		return err
+	}
+	reported = true
+	return checkExpectations(run, ts.expect)
+}
+
+// openReadyFD takes over descriptor n of --ready-fd. It is made
+// close-on-exec: the processes cowtrace starts (the copy routine's
+// calibration, the closer of its events) would otherwise hold it open, and a
+// script would wait for their end rather than cowtrace's.
+func openReadyFD(n int) (*os.File, error) {
+	if n < 3 {
+		return nil, usagef("--ready-fd %d: want a descriptor of 3 or more (0, 1 and 2 are stdin, stdout and stderr)", n)
+	}
+	if _, err := unix.FcntlInt(uintptr(n), unix.F_GETFD, 0); err != nil {
+		return nil, usagef("--ready-fd %d: not an open descriptor (%v)", n, err)
+	}
+	unix.CloseOnExec(n)
+	return os.NewFile(uintptr(n), "ready-fd"), nil
 }

@@ -7,12 +7,25 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
+// The rows of each kind of run, so that --expect can refuse a selector the
+// run will never have before the run starts. run and attach give the roles
+// of follow's rows: the command or the attached process, its descendants,
+// and thread rows with --threads.
+var (
+	experimentRows = report.Rows{} // roles depend on the scenario (writer1, ...)
+	runRows        = report.Rows{Roles: []string{"command", "child", "thread"}, Lineage: true}
+	attachRows     = report.Rows{Roles: []string{"attached", "child", "thread"}, Lineage: true}
+)
+
 // parseExpectations parses every --expect before anything runs: a mistake
 // in one is a usage error (exit 2).
-func parseExpectations(texts []string) ([]report.Expectation, error) {
+func parseExpectations(texts []string, rows report.Rows) ([]report.Expectation, error) {
 	var es []report.Expectation
 	for _, t := range texts {
 		e, err := report.ParseExpectation(t)
+		if err == nil {
+			err = e.Fits(rows)
+		}
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--expect: %w", err)}
 		}
@@ -21,24 +34,29 @@ func parseExpectations(texts []string) ([]report.Expectation, error) {
 	return es, nil
 }
 
-// expectationsFailed is exit code 1 with one line per failed expectation.
-type expectationsFailed struct{ failed []error }
+// failures are the lines of a run that failed after its report was written:
+// each failed expectation with the values seen, and a traced command's own
+// failed status.
+type failures struct {
+	errs []error
+	code int
+}
 
-func (e expectationsFailed) Error() string {
-	lines := make([]string, len(e.failed))
-	for i, err := range e.failed {
+func (f failures) Error() string {
+	lines := make([]string, len(f.errs))
+	for i, err := range f.errs {
 		lines[i] = err.Error()
 	}
 	// main prints "cowtrace: " before the first line; the others get it here.
 	return strings.Join(lines, "\ncowtrace: ")
 }
 
-func (expectationsFailed) ExitCode() int { return exitFailure }
+func (f failures) ExitCode() int { return f.code }
 
 // checkExpectations checks es on run after the report has been written.
 func checkExpectations(run *report.Run, es []report.Expectation) error {
 	if failed := report.CheckAll(run, es); len(failed) > 0 {
-		return expectationsFailed{failed}
+		return failures{failed, exitFailure}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,9 @@ func TestBadScenarioFlags(t *testing.T) {
 		{[]string{"--scenario", "vfork", "--proof", "pagemap"}, "vfork suspends the parent"},
 		{[]string{"--proof", "smaps"}, `unknown proof "smaps"`},
 		{[]string{"--scenario", "thp", "--offset", "200000"}, "outside a block"},
+		{[]string{"--expect", "comm(worker).copies == 0"}, "only cowtrace run and attach"},
+		{[]string{"--expect", "count(depth=1) == 2"}, "only cowtrace run and attach"},
+		{[]string{"-o", "/nonexistent/dir/r.json"}, "-o: open /nonexistent/dir/r.json"},
 	} {
 		checkUsageError(t, tc.args, tc.want)
 	}
@@ -98,6 +102,32 @@ func TestScenarioFlag(t *testing.T) {
 	for _, want := range []string{`"scenario": "parent-writes"`, `"label": "ci"`, `"pagemap"`, "scenario parent-writes: expected", "(as stated)"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q", want)
+		}
+	}
+}
+
+// TestRunExpectMalformed: a malformed or impossible --expect on run exits 2
+// before the command starts; the command would have created a file.
+func TestRunExpectMalformed(t *testing.T) {
+	mark := filepath.Join(t.TempDir(), "ran")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--expect", "sum.copies <"}, "want OPERAND OP OPERAND"},
+		{[]string{"--expect", "writer.copies == 0"}, `no role "writer" in this kind of run (roles: command, child, thread)`},
+		{[]string{"--expect", "comm(worker.copies == 0"}, "unbalanced parentheses"},
+		{[]string{"--expect", "depth(-1).copies > 0"}, "is not 0, 1, 2"},
+		{[]string{"--expect", "count.copies == 1"}, "count takes no field"},
+		{[]string{"--expect", "sum(pid=1).copies == 1"}, `no key "pid"`},
+		{[]string{"--expect", "comm(sh).copiez == 1"}, `no field "copiez"`},
+		{[]string{"--expect", "sum.copies < 10", "--expect", "max.copies"}, "want OPERAND OP OPERAND"},
+		{[]string{"-o", filepath.Join(mark, "no", "such", "dir")}, "-o: open"},
+	} {
+		args := append(append([]string{"run", "--kprobe-method", "none"}, tc.args...), "--", "sh", "-c", "touch "+mark)
+		checkUsageError(t, args, tc.want)
+		if _, err := os.Stat(mark); err == nil {
+			t.Fatalf("%q: the command ran", args)
 		}
 	}
 }

@@ -70,7 +70,7 @@ process is counted from the moment it may touch the region.
 Flags:
 `
 
-func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	seed := workload.Seed()
 	fs := newFlagSet("cowtrace", experimentUsage)
 	blocks := fs.Int("blocks", seed.Blocks, "number of blocks")
@@ -88,6 +88,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Var(&expects, "expect", "exit 1 unless `EXPR` holds, e.g. 'writer.copies == 1000' (repeatable)")
 	proofName := fs.String("proof", "", "add physical-frame evidence: pagemap (/proc/PID/pagemap right after fork and after the writes)")
 	label := fs.String("label", "", "label of this run in the report (and in cowtrace compare)")
+	outPath := fs.String("o", "", "write the report to `FILE` instead of stdout")
 	pause := fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -127,7 +128,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		scenarioLabel = *scenarioName
 	}
-	es, err := parseExpectations(expects)
+	es, err := parseExpectations(expects, experimentRows)
 	if err != nil {
 		return err
 	}
@@ -138,6 +139,16 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := checkProof(pf, cfg); err != nil {
 		return err
 	}
+	out, err := openOutput(*outPath, stdout)
+	if err != nil {
+		return err
+	}
+	reported := false
+	defer func() {
+		if cerr := out.close(reported); err == nil {
+			err = cerr
+		}
+	}()
 	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: km, Probes: probes, Mode: md, Proof: pf,
 		HandOff: handOff}
 	if *pause {
@@ -155,9 +166,10 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *scenarioName != "" {
 		scenarioNotes(run, *scenarioName, *writers)
 	}
-	if err := report.Write(stdout, run, f); err != nil {
+	if err := report.Write(out, run, f); err != nil {
 		return err
 	}
+	reported = true
 	return checkExpectations(run, es)
 }
 

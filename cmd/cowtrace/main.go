@@ -124,6 +124,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return cmdMatrix(ctx, args[1:], stdout, stderr)
 		case "compare":
 			return cmdCompare(args[1:], stdout)
+		case "version", "--version", "-version":
+			if len(args) > 1 {
+				return usagef("version: unexpected argument %q", args[1])
+			}
+			fmt.Fprintln(stdout, versionLine())
+			return nil
 		case "help":
 			_, err := fmt.Fprint(stdout, topUsage)
 			return err
@@ -141,6 +147,7 @@ Usage:
   cowtrace compare A.json B.json ...  runs side by side, differences marked
   cowtrace run [flags] -- CMD [ARGS...]  trace CMD and every process it forks, one row each
   cowtrace attach -p PID [flags]         trace a running process and the children it forks
+  cowtrace version              version, commit, Go release and platform (also --version)
   cowtrace help                 this text
 
 Run "cowtrace -h" for the experiment's flags.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -149,5 +151,35 @@ func TestInternalError(t *testing.T) {
 	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage))
 	if code != exitInternal || stderr.String() != want {
 		t.Errorf("exit %d, stderr %q: want %d and %q", code, stderr.String(), exitInternal, want)
+	}
+}
+
+// TestVersion: cowtrace version, --version and -version print one line with
+// the Go release and the platform.
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"version", "--version", "-version"} {
+		code, stdout, stderr := runCLI(arg)
+		want := runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
+		if code != exitOK || stderr != "" || !strings.HasPrefix(stdout, "cowtrace ") || !strings.HasSuffix(stdout, want) ||
+			strings.Count(stdout, "\n") != 1 {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q: want one line ending in %q", arg, code, stdout, stderr, want)
+		}
+	}
+	if code, _, stderr := runCLI("version", "extra"); code != exitUsage || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("version extra: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestExperimentOutputFile: the experiment's -o takes the report off stdout.
+func TestExperimentOutputFile(t *testing.T) {
+	requireRoot(t)
+	file := filepath.Join(t.TempDir(), "e.json")
+	code, stdout, stderr := runCLI("--blocks", "20", "--format", "json", "--label", "base", "-o", file, "--expect", "writer.copies == blocks")
+	if code != exitOK || stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q: want 0 and nothing on stdout", code, stdout, stderr)
+	}
+	var run report.Run
+	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &run) != nil || run.Blocks != 20 || run.Label != "base" {
+		t.Errorf("%s: %v\n%s", file, err, b)
 	}
 }

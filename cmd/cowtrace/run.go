@@ -31,7 +31,26 @@ depth in the tree, lifetime, page faults, write-protect faults, copies,
 cannot be executed, as in a shell); SIGINT, SIGTERM, SIGHUP, SIGQUIT,
 SIGUSR1 and SIGUSR2 are forwarded to it. Under sudo, CMD runs as the
 invoking user (SUDO_UID, SUDO_GID) unless --keep-root or --user says
-otherwise.
+otherwise. With -o FILE the report (and the timeline) go to FILE, and
+stdout is CMD's alone.
+
+--expect EXPR compares two operands with == != < <= > >=. An operand is a
+number, a field of the JSON report (copies, wp_faults, page_faults, ...) of
+some processes, or a run field (run.trace.duration_ms):
+  command.FIELD            CMD itself (the root of the tree)
+  child.FIELD              each of its descendants
+  comm(NAME).FIELD         each process whose command name is NAME
+  depth(N).FIELD           each process at depth N (0: CMD, 1: its children)
+  sum.FIELD  max.FIELD  min.FIELD  count
+                           over every process, or over those of a filter:
+                           sum(comm=NAME).FIELD, count(depth=1,comm=NAME)
+A selector must hold for each process it matches, and fails if it matches
+none. Examples:
+  --expect 'command.copies == 0' --expect 'comm(worker).wp_faults <= 500'
+  --expect 'sum.copies < 1000'   --expect 'count(comm=worker) == 4'
+A failed expectation prints its values and exits 1, unless CMD itself
+failed: then CMD's status stays cowtrace's. A malformed one exits 2 before
+CMD starts.
 
 Flags:
 `
@@ -43,6 +62,9 @@ type traceFlags struct {
 	threads  *bool
 	timeline *bool
 	probes   stringList
+	expects  stringList
+	label    *string
+	outPath  *string
 }
 
 func addTraceFlags(fs *flag.FlagSet) *traceFlags {
@@ -51,31 +73,56 @@ func addTraceFlags(fs *flag.FlagSet) *traceFlags {
 		method:   fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none"),
 		threads:  fs.Bool("threads", false, "a row for every thread too, after its process's row"),
 		timeline: fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)"),
+		label:    fs.String("label", "", "label of this run in the report (and in cowtrace compare)"),
+		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
 	}
 	fs.Var(&tf.probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
+	fs.Var(&tf.expects, "expect", "exit 1 unless `EXPR` holds, e.g. 'sum.copies < 1000' (repeatable; the grammar is in cowtrace run -h)")
 	return tf
 }
 
-// options validates the shared flags into follow.Options.
-func (tf *traceFlags) options(stdout io.Writer) (follow.Options, report.Format, error) {
+// traceSetup is what the shared flags ask for, checked before anything starts.
+type traceSetup struct {
+	opt    follow.Options
+	format report.Format
+	expect []report.Expectation
+}
+
+// setup validates the shared flags; the timeline is set up once the output
+// is open (see output).
+func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	f, err := report.ParseFormat(*tf.format)
 	if err != nil {
-		return follow.Options{}, "", usageError{err}
+		return traceSetup{}, usageError{err}
 	}
 	km, err := perfevents.ParseKprobeMethod(*tf.method)
 	if err != nil {
-		return follow.Options{}, "", usageError{err}
+		return traceSetup{}, usageError{err}
 	}
 	for _, p := range tf.probes {
 		if !validFunctionName(p) {
-			return follow.Options{}, "", usagef("--probe %q is not a kernel function name", p)
+			return traceSetup{}, usagef("--probe %q is not a kernel function name", p)
 		}
 	}
-	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff}
-	if *tf.timeline {
-		opt.Timeline = timelinePrinter(stdout, f)
+	es, err := parseExpectations(tf.expects, rows)
+	if err != nil {
+		return traceSetup{}, err
 	}
-	return opt, f, nil
+	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff}
+	return traceSetup{opt: opt, format: f, expect: es}, nil
+}
+
+// output opens -o FILE, or takes stdout, for the report and the timeline:
+// with -o, stdout is left to the traced command alone.
+func (tf *traceFlags) output(ts *traceSetup, stdout io.Writer) (*output, error) {
+	out, err := openOutput(*tf.outPath, stdout)
+	if err != nil {
+		return nil, err
+	}
+	if *tf.timeline {
+		ts.opt.Timeline = timelinePrinter(out, ts.format)
+	}
+	return out, nil
 }
 
 // timelinePrinter writes one line per event: the seed's
@@ -100,10 +147,11 @@ func timelinePrinter(w io.Writer, f report.Format) func(follow.TimelineEvent) {
 	}
 }
 
-// writeTrace renders the run. With --timeline and JSON the output is JSON
-// lines throughout, so the report is one compact line too.
-func writeTrace(w io.Writer, run *report.Run, f report.Format, timeline bool) error {
-	if timeline && f == report.JSON {
+// writeTrace labels and renders the run. With --timeline and JSON the
+// output is JSON lines throughout, so the report is one compact line too.
+func (tf *traceFlags) writeTrace(w io.Writer, run *report.Run, f report.Format) error {
+	run.Label = *tf.label
+	if *tf.timeline && f == report.JSON {
 		b, err := json.Marshal(run)
 		if err != nil {
 			return err
@@ -125,7 +173,7 @@ func (c commandStatus) Error() string {
 }
 func (c commandStatus) ExitCode() int { return c.code }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("cowtrace run", runUsage)
 	tf := addTraceFlags(fs)
 	userName := fs.String("user", "", "run CMD as user `NAME` (its uid, gid and groups)")
@@ -136,34 +184,37 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if fs.NArg() == 0 {
 		return usagef("run: no command (usage: cowtrace run [flags] -- CMD [ARGS...])")
 	}
-	// The command's output and the timeline share stdout. When it is not
-	// a file, os/exec copies the command's output into it from another
-	// goroutine, and the two must take turns.
+	// Without -o, the command's output and the timeline share stdout.
+	// When it is not a file, os/exec copies the command's output into it
+	// from another goroutine, and the two must take turns.
 	if _, ok := stdout.(*os.File); !ok {
 		stdout = &lockedWriter{w: stdout}
 	}
-	opt, f, err := tf.options(stdout)
+	ts, err := tf.setup(runRows)
 	if err != nil {
 		return err
-	}
-	if *userName != "" && *keepRoot {
-		return usagef("--user and --keep-root exclude each other")
 	}
 	argv := fs.Args()
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		return usagef("run: %v", err)
-	}
-	cred, err := commandCredential(*userName, *keepRoot)
+	path, cred, err := resolveCommand(argv[0], *userName, *keepRoot)
 	if err != nil {
 		return err
 	}
+	out, err := tf.output(&ts, stdout)
+	if err != nil {
+		return err
+	}
+	reported := false
+	defer func() {
+		if cerr := out.close(reported); err == nil {
+			err = cerr
+		}
+	}()
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 
-	run, err := follow.Run(ctx, opt, follow.RunSpec{
+	run, err := follow.Run(ctx, ts.opt, follow.RunSpec{
 		Path: path, Argv: argv, Cred: cred,
 		Stdio:   follow.Stdio{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr},
 		Signals: sigs,
@@ -172,13 +223,33 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if err := writeTrace(stdout, run, f, *tf.timeline); err != nil {
+	if err := tf.writeTrace(out, run, ts.format); err != nil {
 		return err
 	}
+	reported = true
+	failed := report.CheckAll(run, ts.expect)
 	if code := *run.Trace.ExitCode; code != 0 {
-		return commandStatus{code}
+		// The command's failure comes first: its status is kept, as
+		// without --expect, and the failed expectations are still said.
+		return failures{append(failed, commandStatus{code}), code}
+	}
+	if len(failed) > 0 {
+		return failures{failed, exitFailure}
 	}
 	return nil
+}
+
+// resolveCommand finds CMD and whom it runs as, before anything starts.
+func resolveCommand(name, userName string, keepRoot bool) (string, *syscall.Credential, error) {
+	if userName != "" && keepRoot {
+		return "", nil, usagef("--user and --keep-root exclude each other")
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", nil, usagef("run: %v", err)
+	}
+	cred, err := commandCredential(userName, keepRoot)
+	return path, cred, err
 }
 
 // commandCredential decides whom CMD runs as: --user NAME; else, when

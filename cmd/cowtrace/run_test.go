@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/perfevents"
@@ -37,6 +40,11 @@ func TestRunBadInput(t *testing.T) {
 		{"attach", "-p", "1", "stray"},
 		{"attach", "-p", "1", "--duration", "-1s"},
 		{"attach", "-p", strconv.Itoa(gone.Process.Pid)},
+		{"attach", "-p", "1", "--expect", "command.copies == 0"},
+		{"attach", "-p", "1", "--expect", "depth(1).copies >"},
+		{"attach", "-p", "1", "--ready-fd", "1"},
+		{"attach", "-p", "1", "--ready-fd", "987"},
+		{"attach", "-p", "1", "-o", "/nonexistent/dir/r.json"},
 	} {
 		if args[0] == "attach" && len(args) == 3 && args[2] == strconv.Itoa(gone.Process.Pid) && os.Geteuid() != 0 {
 			continue
@@ -255,5 +263,187 @@ func TestRunAsSudoUser(t *testing.T) {
 		if got := strings.Join(strings.Fields(stderr), " "); got != c.want {
 			t.Errorf("%q: the command ran as uid, gid %q, want %q", args, got, c.want)
 		}
+	}
+}
+
+// TestRunExpect: --expect on real process trees, with each kind of
+// selector, holding and failing. cow_tree N forks N children at depth 1, and
+// child i takes i+1 write-protect faults on top of the same baseline.
+func TestRunExpect(t *testing.T) {
+	requireRoot(t)
+	prog := testenv.BuildC(t, "cow_tree")
+	shTree := []string{"sh", "-c", "sh -c true & sh -c true & wait"}
+	expectRun := func(cmd []string, exprs ...string) (int, string, string) {
+		args := []string{"run", "--format", "json", "--kprobe-method", "none"}
+		for _, e := range exprs {
+			args = append(args, "--expect", e)
+		}
+		return runCLI(append(append(args, "--"), cmd...)...)
+	}
+	for _, c := range []struct {
+		cmd   []string
+		holds []string
+	}{
+		{[]string{prog, "4"}, []string{"command.depth == 0", "count == 5", "count(depth=1) == 4", "count(comm=cow_tree) == 5",
+			"depth(1).wp_faults >= 1", "comm(cow_tree).page_faults > 0", "sum(depth=1).wp_faults >= 10",
+			"max(depth=1).wp_faults > min(depth=1).wp_faults", "child.copies <= child.wp_faults", "run.trace.exit_code == 0"}},
+		{shTree, []string{"command.copies >= 0", "count(comm=sh) == 3", "depth(1).copies > 0", "sum.copies < 1000",
+			"max.copies <= 300", "count(depth=2) == 0", "child.ppid != command.ppid"}},
+	} {
+		code, stdout, stderr := expectRun(c.cmd, c.holds...)
+		if code != exitOK || stderr != "" {
+			t.Errorf("%q: exit %d, stderr %q; want 0 and nothing", c.cmd, code, stderr)
+		}
+		var run report.Run
+		if err := json.Unmarshal([]byte(stdout), &run); err != nil {
+			t.Errorf("%q: the report is not JSON: %v", c.cmd, err)
+		}
+	}
+
+	// A failed expectation is one line with its values after the report,
+	// one that holds is silent, and the exit code is 1.
+	code, stdout, stderr := expectRun([]string{prog, "4"}, "sum.copies < 1", "count == 5", "depth(1).wp_faults == min(depth=1).wp_faults",
+		"count(comm=cow_tree) == 4", "comm(nosuch).copies == 0")
+	wants := []*regexp.Regexp{
+		regexp.MustCompile(`^cowtrace: expectation failed: sum\.copies < 1 \(sum\.copies is \d+\)$`),
+		regexp.MustCompile(`^cowtrace: expectation failed: depth\(1\)\.wp_faults == min\(depth=1\)\.wp_faults \(3 of 4 fail: ` +
+			`depth\(1\)\.wp_faults is \d+ in pid \d+ \(cow_tree\), \d+ in pid \d+ \(cow_tree\), \d+ in pid \d+ \(cow_tree\); ` +
+			`min\(depth=1\)\.wp_faults is \d+ in pid \d+ \(cow_tree\)\)$`),
+		regexp.MustCompile(`^cowtrace: expectation failed: count\(comm=cow_tree\) == 4 \(count\(comm=cow_tree\) is 5\)$`),
+		regexp.MustCompile(`^cowtrace: expectation comm\(nosuch\)\.copies == 0: no process with command name "nosuch" \(names: cow_tree\)$`),
+	}
+	checkLines(t, "failing expectations", code, exitFailure, stderr, wants)
+	if !json.Valid([]byte(stdout)) {
+		t.Errorf("no report on stdout when expectations fail:\n%s", stdout)
+	}
+
+	// A command that fails keeps its status; the failed expectation is
+	// still said.
+	code, _, stderr = expectRun([]string{prog, "2", "3"}, "count == 1")
+	checkLines(t, "failing command", code, 3, stderr, []*regexp.Regexp{
+		regexp.MustCompile(`^cowtrace: expectation failed: count == 1 \(count is 3\)$`),
+		regexp.MustCompile(`^cowtrace: command exited with status 3$`),
+	})
+}
+
+func checkLines(t *testing.T, what string, code, wantCode int, stderr string, wants []*regexp.Regexp) {
+	t.Helper()
+	if code != wantCode {
+		t.Errorf("%s: exit %d, want %d", what, code, wantCode)
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if len(lines) != len(wants) {
+		t.Fatalf("%s: stderr %q, want %d lines", what, stderr, len(wants))
+	}
+	for i, re := range wants {
+		if !re.MatchString(lines[i]) {
+			t.Errorf("%s: line %d: %q, want %s", what, i+1, lines[i], re)
+		}
+	}
+}
+
+// TestRunOutputFile: with -o the report (and the timeline) go to the file
+// and stdout is the command's alone; a run without a report leaves no file.
+func TestRunOutputFile(t *testing.T) {
+	requireRoot(t)
+	prog := testenv.BuildC(t, "cow_tree")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "r.json")
+	code, stdout, stderr := runCLI("run", "--format", "json", "--kprobe-method", "none", "--label", "ci", "-o", file,
+		"--", "sh", "-c", "echo from-the-command")
+	if code != exitOK || stdout != "from-the-command\n" || stderr != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q: want 0 and only the command's line on stdout", code, stdout, stderr)
+	}
+	var run report.Run
+	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &run) != nil || run.Label != "ci" || len(run.Processes) != 1 {
+		t.Fatalf("%s: %v, label %q, %d rows:\n%s", file, err, run.Label, len(run.Processes), b)
+	}
+
+	// The timeline goes with the report.
+	code, stdout, stderr = runCLI("run", "--format", "json", "--kprobe-method", "none", "--timeline", "-o", file,
+		"--", "sh", "-c", "echo from-the-command; exec "+prog+" 2")
+	if code != exitOK || stdout != "from-the-command\n" {
+		t.Fatalf("--timeline: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	b, _ := os.ReadFile(file)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) < 2 || !strings.Contains(lines[0], `"event":"wp_fault"`) ||
+		json.Unmarshal([]byte(lines[len(lines)-1]), &run) != nil || len(run.Processes) != 3 {
+		t.Errorf("--timeline -o: want timeline lines, then the report with 3 rows:\n%s", b)
+	}
+
+	// A command that cannot run gives no report: the file, old or new,
+	// is gone.
+	bad := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(bad, []byte("\x00 not a program\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, _, _ = runCLI("run", "--kprobe-method", "none", "-o", file, "--", bad)
+	if _, err := os.Stat(file); code != 126 || err == nil {
+		t.Errorf("exit %d, %s still there (%v): want 126 and no file", code, file, err)
+	}
+}
+
+// TestAttachReady: attach says when it is live on stderr and on --ready-fd,
+// and closes the descriptor; it writes its report to -o with its label and
+// checks --expect. A failed attach closes the descriptor without the line.
+func TestAttachReady(t *testing.T) {
+	requireRoot(t)
+	readyPipe := func() (*os.File, int) {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		// Non-blocking, so that os.File can put a deadline on reads.
+		if err := unix.SetNonblock(p[0], true); err != nil {
+			t.Fatal(err)
+		}
+		r := os.NewFile(uintptr(p[0]), "ready")
+		t.Cleanup(func() { r.Close() })
+		r.SetReadDeadline(time.Now().Add(30 * time.Second))
+		return r, p[1] // cowtrace takes over the write end
+	}
+
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Skipf("sleep: %v", err)
+	}
+	defer sleeper.Process.Kill()
+	file := filepath.Join(t.TempDir(), "a.json")
+	r, w := readyPipe()
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, stdout, stderr := runCLI("attach", "-p", strconv.Itoa(sleeper.Process.Pid), "--kprobe-method", "none", "--format", "json",
+			"--label", "live", "-o", file, "--ready-fd", strconv.Itoa(w), "--expect", "attached.copies >= 0", "--expect", "count == 1")
+		done <- result{code, stdout, stderr}
+	}()
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "attached\n" {
+		t.Fatalf("ready descriptor: %q, %v; want one line and end of file", got, err)
+	}
+	sleeper.Process.Kill()
+	sleeper.Wait()
+	res := <-done
+	if res.code != exitOK || res.stdout != "" || res.stderr != "cowtrace: attached\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	var run report.Run
+	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &run) != nil || run.Label != "live" || run.Trace.EndedBy != "exit" {
+		t.Errorf("%s: %v\n%s", file, err, b)
+	}
+
+	// No process: end of file at once, and no line.
+	r, w = readyPipe()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Skipf("true: %v", err)
+	}
+	code, _, _ := runCLI("attach", "-p", strconv.Itoa(gone.Process.Pid), "--ready-fd", strconv.Itoa(w))
+	if got, err := io.ReadAll(r); code != exitUsage || err != nil || len(got) != 0 {
+		t.Errorf("attach to a gone pid: exit %d, ready descriptor %q, %v; want 2 and end of file", code, got, err)
 	}
 }

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"io"
+	"os"
+)
+
+// output is where a command writes its report: stdout, or the file of -o.
+type output struct {
+	io.Writer
+	file *os.File // nil: stdout
+}
+
+// openOutput opens -o PATH (truncating it, as a shell's > would) before
+// anything starts: a path that cannot be written is a usage error then,
+// not a run whose results are lost at the end.
+func openOutput(path string, stdout io.Writer) (*output, error) {
+	if path == "" {
+		return &output{Writer: stdout}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+	if err != nil {
+		return nil, usagef("-o: %v", err)
+	}
+	return &output{Writer: f, file: f}, nil
+}
+
+// close closes the file of -o. Without a report in it, a regular file is
+// removed: an empty or half-written report left behind would be read by the
+// next script as a result. -o /dev/stderr and pipes are left alone.
+func (o *output) close(reported bool) error {
+	if o.file == nil {
+		return nil
+	}
+	if !reported {
+		if fi, err := o.file.Stat(); err == nil && fi.Mode().IsRegular() {
+			os.Remove(o.file.Name())
+		}
+	}
+	return o.file.Close()
+}
