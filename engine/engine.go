@@ -50,6 +50,11 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown mode %q (want classify or count)", s)
 }
 
+// ErrInternal wraps a panic of the engine's reading goroutine: a bug in
+// cowtrace, reported as an error so that the run still removes what it
+// created in the kernel.
+var ErrInternal = errors.New("internal error")
+
 // Config configures a Session.
 type Config struct {
 	KprobeMethod perfevents.KprobeMethod // "" is auto
@@ -233,6 +238,11 @@ func (s *Session) Start() {
 	s.readDone = make(chan struct{})
 	go func() {
 		defer close(s.readDone)
+		defer func() {
+			if v := recover(); v != nil {
+				s.readErr = fmt.Errorf("%w in the ring reader: %v (please report)", ErrInternal, v)
+			}
+		}()
 		s.readErr = s.read()
 	}()
 }

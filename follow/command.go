@@ -40,6 +40,15 @@ func (e *ExecError) ExitCode() int {
 	return 126
 }
 
+// ownFailure says whether starting the command failed for want of
+// cowtrace's own resources (descriptors for os/exec's pipes, memory or
+// processes for the fork) rather than because the command cannot be
+// executed: the former is cowtrace's error, not the command's 126.
+func ownFailure(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.EAGAIN)
+}
+
 // startCommand opens every event on a thread of this process with inherit,
 // off until an exec, and forks the command from that thread: the command
 // inherits them, and the kernel turns them on at its exec, before its first
@@ -71,6 +80,10 @@ func startCommand(s *engine.Session, spec RunSpec) (*exec.Cmd, error) {
 			var pe *fs.PathError // "fork/exec PATH: ERRNO"
 			if errors.As(err, &pe) {
 				err = pe.Err
+			}
+			if ownFailure(err) {
+				ch <- started{err: fmt.Errorf("start %s: %w", spec.Path, err)}
+				return
 			}
 			ch <- started{err: &ExecError{Path: spec.Path, Err: err}}
 			return

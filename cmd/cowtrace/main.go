@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/workload"
 )
 
@@ -76,6 +77,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return exitInterrupted
 	}
 	fmt.Fprintf(stderr, "cowtrace: %v\n", err)
+	if errors.Is(err, engine.ErrInternal) {
+		return exitInternal
+	}
 	var u usageError
 	if errors.As(err, &u) {
 		return exitUsage
