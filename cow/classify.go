@@ -129,6 +129,18 @@ func (s *Stream) Fault(address, errorCode uint64, region report.Region, kernelMo
 	return class, true
 }
 
+// Copy counts a copy that the allocation's stack proved (WPPath): in the
+// region when it follows a write-protect fault there that has not
+// allocated yet, else outside.
+func (s *Stream) Copy() {
+	if s.pending && s.inside {
+		s.InRegion.InferredCopies++
+	} else {
+		s.Outside.InferredCopies++
+	}
+	s.pending = false
+}
+
 // Alloc counts an inferred copy when the allocation is shaped like a copy
 // and follows a write-protect fault that has not allocated yet.
 func (s *Stream) Alloc(order, gfp uint64, rule AllocRule) {

@@ -23,7 +23,10 @@ type Used struct {
 	Counters           string
 	Fault, KernelFault bool // the fault tracepoints were opened
 	Alloc              bool // ... and the allocation tracepoint
-	Region             bool // faults are split by a region
+	// Callchain: allocations are copies by their kernel stack (WPPath),
+	// not by following a write-protect fault.
+	Callchain bool
+	Region    bool // faults are split by a region
 	// Count: count mode's filtered counters instead of samples, with
 	// AllocFilter on the allocations.
 	Count       bool
@@ -49,9 +52,12 @@ func Methods(u Used) map[string]string {
 		if u.Region {
 			m["in_region"] = tp
 		}
-		if u.Alloc {
-			m["inferred_copies"] = InferredMethod
-		}
+	}
+	switch {
+	case u.Alloc && u.Callchain:
+		m["inferred_copies"] = CallchainMethod
+	case u.Alloc && u.Fault:
+		m["inferred_copies"] = InferredMethod
 	}
 	if u.Fault && u.Count {
 		m["wp_faults"] = fmt.Sprintf("counter:exceptions:page_fault_user filter %q", CountFilters[CountWP].Filter)

@@ -137,8 +137,13 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		if err != nil {
 			return Event{}, false, err
 		}
-		if st := tk.streams[rec.Cookie]; st != nil {
-			st.Alloc(order, gfp, s.tp.Rule)
+		switch {
+		case info.callchain:
+			if s.tp.Rule.Match(order, gfp) && s.wpPath.Contains(smp) {
+				tk.stream(rec.Cookie).Copy()
+			}
+		case tk.streams[rec.Cookie] != nil:
+			tk.streams[rec.Cookie].Alloc(order, gfp, s.tp.Rule)
 		}
 	case kindProbe:
 		tk.probes[info.probe]++

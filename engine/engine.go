@@ -115,8 +115,11 @@ type Session struct {
 	mode        Mode
 	fallback    string // why count mode fell back to sampling, if it did
 	allocFilter string // count mode's filter of copy-shaped allocations
-	cpus        []int  // inherited events: the CPUs, and the owner of each one's ring
-	cpuOwners   []*perfevents.Event
+	// wpPath tells copies among allocations by their kernel stack; nil
+	// where kallsyms cannot say, and copies are inferred by pairing.
+	wpPath    *cow.WPPath
+	cpus      []int // inherited events: the CPUs, and the owner of each one's ring
+	cpuOwners []*perfevents.Event
 
 	mu        sync.Mutex
 	events    []*perfevents.Event
@@ -179,12 +182,16 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 	s.tfs = tfs
 	s.tp = cow.DetectTracepoints(tfs, tfsErr)
 	s.unavailable = append(s.unavailable, s.tp.Unavailable...)
-	if s.tp.Fault == nil {
-		// The allocations serve only to pair with faults.
-		s.tp.KernelFault, s.tp.Alloc = nil, nil
-	}
 	if s.tp.Alloc != nil {
 		s.allocFilter = s.tp.Rule.CopyAllocFilter()
+		s.findWPPath()
+	}
+	if s.tp.Fault == nil {
+		s.tp.KernelFault = nil
+		if s.wpPath == nil {
+			// Without a stack, allocations serve only to pair with faults.
+			s.tp.Alloc = nil
+		}
 	}
 	kp, why, err := perfevents.NewKprobes(cfg.KprobeMethod, tfs)
 	if err != nil {
@@ -206,6 +213,21 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// findWPPath finds the write-protect path in kallsyms, for copies told by
+// their allocation's stack.
+func (s *Session) findWPPath() {
+	if s.cfg.Mode == ModeCount {
+		return
+	}
+	syms, err := perfevents.LoadKallsyms(cow.WPPathFunctions...)
+	if err == nil {
+		s.wpPath, err = cow.NewWPPath(syms)
+	}
+	if err != nil {
+		s.note("callchain copies", fmt.Sprintf("%v: copies are inferred by pairing a write-protect fault with the allocation that follows it", err))
+	}
 }
 
 func (s *Session) note(what, why string) {

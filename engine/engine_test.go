@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +24,7 @@ const (
 	idWP   // kprobe do_wp_page
 	idCopy // kprobe copy_mc_to_kernel
 	idDummy
+	idAllocStack // kmem:mm_page_alloc with its kernel stack
 )
 
 func format(t testing.TB, name string) *perfevents.Format {
@@ -67,6 +69,7 @@ func synthetic(t testing.TB, inherited bool, copyRoutine string) *Session {
 		idWP:          {kind: kindProbe, probe: cow.WPFunction},
 		idCopy:        {kind: kindProbe, probe: "copy_mc_to_kernel"},
 		idDummy:       {kind: kindDummy},
+		idAllocStack:  {kind: kindAlloc, callchain: true},
 	}, tasks: map[int]*Task{}, probeErrs: map[string]error{}, copyRoutine: copyRoutine,
 		probeFns: []string{"copy_mc_to_kernel", cow.WPFunction}}
 	if copyRoutine == "" {
@@ -104,7 +107,7 @@ func (f feeder) feed(cookie int, typ uint32, misc uint16, data []byte) {
 // sampleData is a PERF_RECORD_SAMPLE body of event id: IDENTIFIER, IP
 // (kprobes), TID, TIME, RAW (tracepoints, whose raw payload is a pair of
 // fields at the fixtures' offsets).
-func sampleData(s *Session, id uint64, pid, tid uint32, tm uint64, a, b uint64) []byte {
+func sampleData(s *Session, id uint64, pid, tid uint32, tm uint64, a, b uint64, stack ...uint64) []byte {
 	d := binary.NativeEndian.AppendUint64(nil, id)
 	info := s.ids[id]
 	if info.kind == kindProbe {
@@ -113,6 +116,12 @@ func sampleData(s *Session, id uint64, pid, tid uint32, tm uint64, a, b uint64) 
 	d = binary.NativeEndian.AppendUint32(d, pid)
 	d = binary.NativeEndian.AppendUint32(d, tid)
 	d = binary.NativeEndian.AppendUint64(d, tm)
+	if info.callchain {
+		d = binary.NativeEndian.AppendUint64(d, uint64(len(stack)))
+		for _, ip := range stack {
+			d = binary.NativeEndian.AppendUint64(d, ip)
+		}
+	}
 	if info.sampleType()&unix.PERF_SAMPLE_RAW != 0 {
 		raw := make([]byte, 36)
 		switch info.kind {
@@ -129,9 +138,9 @@ func sampleData(s *Session, id uint64, pid, tid uint32, tm uint64, a, b uint64) 
 	return d
 }
 
-func (f feeder) sample(cookie int, id uint64, pid, tid uint32, tm uint64, a, b uint64) {
+func (f feeder) sample(cookie int, id uint64, pid, tid uint32, tm uint64, a, b uint64, stack ...uint64) {
 	f.t.Helper()
-	f.feed(cookie, unix.PERF_RECORD_SAMPLE, 0, sampleData(f.s, id, pid, tid, tm, a, b))
+	f.feed(cookie, unix.PERF_RECORD_SAMPLE, 0, sampleData(f.s, id, pid, tid, tm, a, b, stack...))
 }
 
 func (f feeder) fork(cookie int, typ uint32, pid, ppid, tid, ptid uint32, tm uint64) {
@@ -294,6 +303,53 @@ func TestGatedRegion(t *testing.T) {
 	s.FillRun(&run, true)
 	if run.Methods["page_faults"] != "counter:page-faults" || run.Methods["copies"] != cow.InferredMethod || run.Methods["in_region"] == "" {
 		t.Errorf("methods %v", run.Methods)
+	}
+}
+
+// Kernel text of the stacks below: do_wp_page's extent and a buffered
+// write's page-cache allocation.
+const fakeKallsyms = `ffffffff81100000 t do_wp_page
+ffffffff81100800 t wp_page_copy
+ffffffff81101000 T handle_mm_fault
+ffffffff81200000 t ext4_da_write_begin
+ffffffff81200400 T __alloc_pages
+ffffffff81200800 T other
+`
+
+// TestCopiesByStack: with allocation stacks, an allocation is a copy when
+// its stack runs through the write-protect path, whatever preceded it: a
+// page-cache allocation after a reusing wp fault is not one, a copy whose
+// fault record came on another path (no fault tracepoint) is.
+func TestCopiesByStack(t *testing.T) {
+	s := synthetic(t, true, "")
+	syms, err := perfevents.ParseKallsyms(strings.NewReader(fakeKallsyms), cow.WPPathFunctions...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.wpPath, err = cow.NewWPPath(syms); err != nil {
+		t.Fatal(err)
+	}
+	const kctx = 0xffffffffffffff80 // PERF_CONTEXT_KERNEL
+	copyStack := []uint64{kctx, 0xffffffff81200410, 0xffffffff81100850, 0xffffffff81100100, 0xffffffff81101010}
+	writeStack := []uint64{kctx, 0xffffffff81200410, 0xffffffff81200050, 0xffffffff81200810}
+	f := feeder{t, s}
+	for i := uint64(0); i < 3; i++ { // reuse faults, each followed by write(2)
+		f.sample(0, idFault, 400, 400, 10+i, userPg+i*0x1000, 0x7)
+		f.sample(0, idAllocStack, 400, 400, 10+i, 0, movable, writeStack...)
+	}
+	f.sample(0, idFault, 400, 400, 20, userPg+0x8000, 0x7) // a real copy
+	f.sample(0, idAllocStack, 400, 400, 20, 0, movable, copyStack...)
+	f.sample(0, idAllocStack, 400, 400, 21, 0, movable, copyStack...)        // its fault was not sampled
+	f.sample(0, idAllocStack, 400, 400, 22, 0, movable|zeroed, copyStack...) // the zero page's: zeroed
+	var r report.Process
+	s.Row(&r, []int{400}, false)
+	if *r.WPFaults != 4 || *r.InferredCopies != 2 {
+		t.Errorf("wp %d copies %d; want 4 and 2", *r.WPFaults, *r.InferredCopies)
+	}
+	var run report.Run
+	s.FillRun(&run, false)
+	if run.Methods["copies"] != cow.CallchainMethod {
+		t.Errorf("copies by %q", run.Methods["copies"])
 	}
 }
 

@@ -38,11 +38,18 @@ type eventInfo struct {
 	counter int           // kindCounter: index in faultCounters
 	probe   string        // kindProbe: function
 	counted cow.CountKind // kindCounted
+	// callchain: a kindAlloc sample carries the kernel's stack.
+	callchain bool
 }
 
 func (i eventInfo) sampleType() uint64 {
 	switch i.kind {
-	case kindFault, kindKernelFault, kindAlloc:
+	case kindAlloc:
+		if i.callchain {
+			return tpType | unix.PERF_SAMPLE_CALLCHAIN
+		}
+		return tpType
+	case kindFault, kindKernelFault:
 		return tpType
 	case kindProbe:
 		return kprobeType
@@ -192,23 +199,35 @@ func (s *Session) openTaskSampled(tk *Task, open openFunc) error {
 			return err
 		}
 	}
-	if al := s.tp.Alloc; al != nil {
-		k := a
-		k.Label, k.Config = "tracepoint:"+al.Name, al.ID
-		aev, err := open(k, eventInfo{kind: kindAlloc})
+	if s.tp.Alloc != nil {
+		aev, err := s.openAlloc(a, open)
 		if err != nil {
 			return err
 		}
-		// Only allocations that can be a copy matter (cow.AllocRule);
-		// the kernel drops the zeroed ones, every first write's, before
-		// they cost a record. A refused filter changes nothing but the
-		// ring's traffic.
-		_ = aev.SetFilter(s.tp.Rule.NotZeroedFilter())
 		if err := aev.SetOutput(ev); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// openAlloc opens the allocation tracepoint with a's settings and, when the
+// write-protect path is known, the kernel stack of every sample.
+func (s *Session) openAlloc(a perfevents.Attr, open openFunc) (*perfevents.Event, error) {
+	a.Label, a.Type, a.Config, a.SampleType = "tracepoint:"+s.tp.Alloc.Name, perfevents.Tracepoint, s.tp.Alloc.ID, tpType
+	info := eventInfo{kind: kindAlloc}
+	if s.wpPath != nil {
+		a.KernelCallchain, info.callchain = cow.CallchainFrames, true
+	}
+	ev, err := open(a, info)
+	if err != nil {
+		return nil, err
+	}
+	// Only allocations that can be a copy matter (cow.AllocRule); the
+	// kernel drops the zeroed ones, every first write's, before they cost
+	// a record. A refused filter changes nothing but the ring's traffic.
+	_ = ev.SetFilter(s.tp.Rule.NotZeroedFilter())
+	return ev, nil
 }
 
 // openCounted opens one filtered counter per cow.CountKind for each
@@ -325,18 +344,19 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	for _, t := range []struct {
 		tp   *cow.Tracepoint
 		kind eventKind
-	}{{s.tp.Fault, kindFault}, {s.tp.KernelFault, kindKernelFault}, {s.tp.Alloc, kindAlloc}} {
+	}{{s.tp.Fault, kindFault}, {s.tp.KernelFault, kindKernelFault}} {
 		if t.tp == nil {
 			continue
 		}
 		a := base
 		a.Label, a.Type, a.Config, a.SampleType = "tracepoint:"+t.tp.Name, perfevents.Tracepoint, t.tp.ID, tpType
-		ev, err := open(a, eventInfo{kind: t.kind})
-		if err != nil {
+		if _, err := open(a, eventInfo{kind: t.kind}); err != nil {
 			return err
 		}
-		if t.kind == kindAlloc {
-			_ = ev.SetFilter(s.tp.Rule.NotZeroedFilter())
+	}
+	if s.tp.Alloc != nil {
+		if _, err := s.openAlloc(base, open); err != nil {
+			return err
 		}
 	}
 	for _, fn := range s.probeFns {

@@ -65,6 +65,12 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 			r.InferredCopies = report.U64(total.InferredCopies)
 		}
 		r.LostRecords = lost
+	case s.tp.Alloc != nil:
+		// No fault tracepoint (arm64): copies from allocation stacks only.
+		total := in
+		cow.AddClasses(&total, out)
+		r.InferredCopies = report.U64(total.InferredCopies)
+		r.LostRecords = lost
 	}
 	if routine := s.copyRoutineLocked(); routine != "" {
 		r.Copies = report.U64(probes[routine])
@@ -128,6 +134,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		Fault:       s.tp.Fault != nil,
 		KernelFault: s.tp.KernelFault != nil,
 		Alloc:       s.tp.Alloc != nil,
+		Callchain:   s.wpPath != nil,
 		Region:      region,
 		Count:       s.mode == ModeCount,
 		AllocFilter: s.allocFilter,

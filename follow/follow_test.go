@@ -446,3 +446,36 @@ func TestNoLeftovers(t *testing.T) {
 		t.Errorf("%d descriptors open before, %d after", before, after)
 	}
 }
+
+// TestReuseFaultsAreNotCopies: write-protect faults that reuse their page,
+// each followed by a buffered write(2) whose page-cache page is shaped like
+// a copy's, copy nothing. Pairing a fault with the next such allocation
+// counted one copy per page; the allocation's kernel stack tells them apart.
+// Run with the seed's program beside it, the same rule still finds every
+// real copy.
+func TestReuseFaultsAreNotCopies(t *testing.T) {
+	requireTracing(t)
+	const pages = 2000
+	prog := testenv.BuildC(t, "cow_reuse_write")
+	run := runTraced(t, []string{prog, strconv.Itoa(pages), filepath.Join(t.TempDir(), "out")}, nil)
+	if !strings.HasPrefix(run.Methods["copies"], "callchain:") {
+		t.Skipf("copies by %q, not by allocation stacks (%v)", run.Methods["copies"], run.Unavailable)
+	}
+	cmd := run.Processes[0]
+	if *cmd.WPFaults < pages {
+		t.Fatalf("command: %d wp faults, want at least %d", *cmd.WPFaults, pages)
+	}
+	// The command's own copies (libc's data, its stack after the fork)
+	// are a few dozen at most; one per page would be the old miscount.
+	if *cmd.Copies > 50 {
+		t.Errorf("command: %d copies for %d reusing wp faults and %d buffered writes; want the few of its own",
+			*cmd.Copies, *cmd.WPFaults, pages)
+	}
+	_, reader, writer := seedRows(t, runTraced(t, []string{testenv.BuildC(t, "cow_seed")}, nil))
+	if c := *writer.Copies; c < 1000 || c > *writer.WPFaults {
+		t.Errorf("seed writer: %d copies, %d wp faults; want at least its 1000 blocks", c, *writer.WPFaults)
+	}
+	if c := *reader.Copies; c > *reader.WPFaults || c > 50 {
+		t.Errorf("seed reader: %d copies, %d wp faults", c, *reader.WPFaults)
+	}
+}

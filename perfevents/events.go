@@ -50,6 +50,10 @@ type Attr struct {
 	// WakeupEvents, without a Watermark, wakes the reader every that many
 	// records instead.
 	WakeupEvents uint32
+	// KernelCallchain, when not zero, adds the kernel's stack to every
+	// sample, at most that many frames (PERF_SAMPLE_CALLCHAIN without the
+	// user part: no unwinding of the traced program's stack).
+	KernelCallchain uint16
 	// Inherit gives the event to every task the task creates from then on.
 	Inherit bool
 	// EnableOnExec keeps the event off until the task execs.
@@ -66,6 +70,11 @@ func (a *Attr) perf() *perf.Attr {
 	if a.SampleType != 0 {
 		p.SetSamplePeriod(1)
 		p.SampleFormat = sampleFormat(a.SampleType)
+	}
+	if a.KernelCallchain != 0 {
+		p.SampleFormat.Callchain = true
+		p.Options.ExcludeUserCallchain = true
+		p.SampleMaxStack = a.KernelCallchain
 	}
 	p.Wakeup = a.Watermark
 	p.Options.Watermark = a.Watermark > 0
@@ -96,6 +105,7 @@ func sampleFormat(bits uint64) perf.SampleFormat {
 		CPU:        bits&unix.PERF_SAMPLE_CPU != 0,
 		Period:     bits&unix.PERF_SAMPLE_PERIOD != 0,
 		StreamID:   bits&unix.PERF_SAMPLE_STREAM_ID != 0,
+		Callchain:  bits&unix.PERF_SAMPLE_CALLCHAIN != 0,
 		Raw:        bits&unix.PERF_SAMPLE_RAW != 0,
 		Identifier: bits&unix.PERF_SAMPLE_IDENTIFIER != 0,
 	}

@@ -20,7 +20,15 @@ type Symbol struct {
 	Type byte
 	// Module is the module the symbol belongs to, "" for the kernel image.
 	Module string
+	// Size is the distance to the next symbol of higher address that
+	// follows in kallsyms (sorted by address within the kernel image and
+	// within each module): the function's extent, padding included. 0 for
+	// the last symbol.
+	Size uint64
 }
+
+// Contains says whether addr lies in the symbol's extent.
+func (s Symbol) Contains(addr uint64) bool { return addr >= s.Addr && addr-s.Addr < s.Size }
 
 // IsText reports whether the symbol is in a text (code) section, the only
 // kind a kprobe can be placed on.
@@ -53,6 +61,8 @@ func ParseKallsyms(r io.Reader, want ...string) (*Symbols, error) {
 
 	s := &Symbols{byName: make(map[string][]Symbol)}
 	sawLine, sawAddr := false, false
+	// open are the kept symbols whose size waits for the next address.
+	var open []symbolRef
 	// A large buffer: /proc/kallsyms is generated a read() at a time, and
 	// fewer, larger reads are measurably faster.
 	br := bufio.NewReaderSize(r, 256<<10)
@@ -72,13 +82,18 @@ func ParseKallsyms(r io.Reader, want ...string) (*Symbols, error) {
 				if !sawAddr && !allZero(addr) {
 					sawAddr = true
 				}
-				if wanted == nil || wanted[string(name)] || wantedVariant(wanted, name) {
+				keep := wanted == nil || wanted[string(name)] || wantedVariant(wanted, name)
+				if keep || len(open) > 0 {
 					a, perr := strconv.ParseUint(string(addr), 16, 64)
 					if perr != nil {
 						return nil, fmt.Errorf("kallsyms line %d %q: %w", lineNo, line, perr)
 					}
-					sym := Symbol{Name: string(name), Addr: a, Type: typ, Module: string(mod)}
-					s.byName[sym.Name] = append(s.byName[sym.Name], sym)
+					open = s.closeSizes(open, a, mod)
+					if keep {
+						sym := Symbol{Name: string(name), Addr: a, Type: typ, Module: string(mod)}
+						s.byName[sym.Name] = append(s.byName[sym.Name], sym)
+						open = append(open, symbolRef{sym.Name, len(s.byName[sym.Name]) - 1})
+					}
 				}
 			}
 		}
@@ -93,6 +108,30 @@ func ParseKallsyms(r io.Reader, want ...string) (*Symbols, error) {
 	// address as zero but still lists the names.
 	s.hidden = sawLine && !sawAddr
 	return s, nil
+}
+
+// symbolRef is a kept symbol: byName[name][i].
+type symbolRef struct {
+	name string
+	i    int
+}
+
+// closeSizes sets the size of the open symbols that addr, in the same
+// module, ends; it returns those still open.
+func (s *Symbols) closeSizes(open []symbolRef, addr uint64, mod []byte) []symbolRef {
+	left := open[:0]
+	for _, ref := range open {
+		o := &s.byName[ref.name][ref.i]
+		switch {
+		case o.Module != string(mod):
+			// Another section of kallsyms: the extent is unknown.
+		case addr > o.Addr:
+			o.Size = addr - o.Addr
+		default:
+			left = append(left, ref)
+		}
+	}
+	return left
 }
 
 // wantedVariant reports whether name is "BASE.suffix" for a wanted BASE.

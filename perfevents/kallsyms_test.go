@@ -35,10 +35,14 @@ func TestParseKallsymsFixture(t *testing.T) {
 	}
 
 	got, ok := syms.Lookup("do_wp_page")
-	if want := (Symbol{Name: "do_wp_page", Addr: 0xffffffff815fbb60, Type: 't'}); !ok || got != want {
+	// Its extent runs to the next line's address, NF_HOOK.constprop.0's.
+	if want := (Symbol{Name: "do_wp_page", Addr: 0xffffffff815fbb60, Type: 't', Size: 0xffffffff82166470 - 0xffffffff815fbb60}); !ok || got != want {
 		t.Errorf("Lookup(do_wp_page) = %+v, %v; want %+v", got, ok, want)
 	}
 	all := syms.All("do_wp_page")
+	if !got.Contains(0xffffffff815fbb61) || got.Contains(0xffffffff82166470) || got.Contains(0xffffffff815fbb5f) {
+		t.Errorf("do_wp_page's extent %#x+%#x", got.Addr, got.Size)
+	}
 	if len(all) != 2 || all[1].Module != "fakemod" || all[1].Addr != 0xffffffffc0300010 {
 		t.Errorf("All(do_wp_page) = %+v; want the kernel's and fakemod's", all)
 	}

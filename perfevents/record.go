@@ -40,6 +40,10 @@ type Sample struct {
 	ID, StreamID   uint64
 	CPU            uint32
 	Period         uint64
+	// Callchain aliases the record's Data: the PERF_SAMPLE_CALLCHAIN
+	// frames, 8 bytes each (see Frame), context markers such as
+	// PERF_CONTEXT_KERNEL included.
+	Callchain []byte
 	// Raw aliases the record's Data. The kernel pads it so that the u32
 	// size and the data together end on an 8-byte boundary, so it may end
 	// with up to 7 padding bytes the producer never wrote.
@@ -54,7 +58,7 @@ type Sample struct {
 const decodeSampleBits = unix.PERF_SAMPLE_IDENTIFIER | unix.PERF_SAMPLE_IP |
 	unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_ADDR |
 	unix.PERF_SAMPLE_ID | unix.PERF_SAMPLE_STREAM_ID | unix.PERF_SAMPLE_CPU |
-	unix.PERF_SAMPLE_PERIOD | unix.PERF_SAMPLE_RAW
+	unix.PERF_SAMPLE_PERIOD | unix.PERF_SAMPLE_CALLCHAIN | unix.PERF_SAMPLE_RAW
 
 // bodyDecoder walks a record body. It latches the first short read so that the
 // decoders can read every field unconditionally and check once at the end,
@@ -142,6 +146,14 @@ func DecodeSample(data []byte, sampleType uint64, s *Sample) error {
 	if sampleType&unix.PERF_SAMPLE_PERIOD != 0 {
 		s.Period = d.u64()
 	}
+	if sampleType&unix.PERF_SAMPLE_CALLCHAIN != 0 {
+		nr := d.u64()
+		if nr > uint64(len(data))/8 {
+			d.truncated = true
+		} else if !d.truncated {
+			s.Callchain = d.bytes(uint32(nr * 8))
+		}
+	}
 	if sampleType&unix.PERF_SAMPLE_RAW != 0 {
 		n := d.u32()
 		if !d.truncated {
@@ -150,6 +162,12 @@ func DecodeSample(data []byte, sampleType uint64, s *Sample) error {
 	}
 	return d.err("sample", len(data))
 }
+
+// Frames is the number of frames in the sample's callchain.
+func (s *Sample) Frames() int { return len(s.Callchain) / 8 }
+
+// Frame is frame i of the sample's callchain.
+func (s *Sample) Frame(i int) uint64 { return binary.NativeEndian.Uint64(s.Callchain[8*i:]) }
 
 // DecodeLost parses the body of a PERF_RECORD_LOST: the id of the event
 // whose samples were dropped and how many were.

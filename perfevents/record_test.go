@@ -121,9 +121,27 @@ func TestDecodeSampleRawSizeBeyondRecord(t *testing.T) {
 	}
 }
 
+// TestDecodeSampleCallchain: the kernel's frames come between PERIOD and
+// RAW, counted by a u64, and a count beyond the record is truncation.
+func TestDecodeSampleCallchain(t *testing.T) {
+	requireLittleEndian(t)
+	body := recBuf(nil).u64(7).u64(3).u64(0xffffffffffffff80).u64(0xffffffff81000010).u64(0xffffffff81000020).u32(4).raw(1, 2, 3, 4)
+	var s Sample
+	if err := DecodeSample(body, unix.PERF_SAMPLE_IDENTIFIER|unix.PERF_SAMPLE_CALLCHAIN|unix.PERF_SAMPLE_RAW, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Identifier != 7 || s.Frames() != 3 || s.Frame(0) != 0xffffffffffffff80 || s.Frame(2) != 0xffffffff81000020 || len(s.Raw) != 4 {
+		t.Errorf("decoded %+v, %d frames", s, s.Frames())
+	}
+	long := recBuf(nil).u64(1 << 40).u64(1)
+	if err := DecodeSample(long, unix.PERF_SAMPLE_CALLCHAIN, &s); !errors.Is(err, ErrTruncated) {
+		t.Errorf("a callchain longer than the record: err = %v, want ErrTruncated", err)
+	}
+}
+
 func TestDecodeSampleUnsupportedBits(t *testing.T) {
 	var s Sample
-	for _, bit := range []uint64{unix.PERF_SAMPLE_READ, unix.PERF_SAMPLE_CALLCHAIN, unix.PERF_SAMPLE_BRANCH_STACK, 1 << 40} {
+	for _, bit := range []uint64{unix.PERF_SAMPLE_READ, unix.PERF_SAMPLE_BRANCH_STACK, 1 << 40} {
 		err := DecodeSample(make([]byte, 64), unix.PERF_SAMPLE_IP|bit, &s)
 		if !errors.Is(err, ErrUnsupportedFormat) {
 			t.Errorf("bit %#x: err = %v, want ErrUnsupportedFormat", bit, err)

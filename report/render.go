@@ -160,6 +160,8 @@ func shortMethod(method string) string {
 		return "[" + method + "]"
 	case strings.HasPrefix(method, "inferred:"):
 		return "[inferred]"
+	case strings.HasPrefix(method, "callchain:"):
+		return "[callchain]"
 	}
 	return "[" + method + "]"
 }
@@ -288,9 +290,12 @@ func methodLines(run *Run) []string {
 		if m["copies"] == m["inferred_copies"] {
 			label = "copies"
 		}
-		if strings.HasPrefix(m["inferred_copies"], "counter:") {
+		switch {
+		case strings.HasPrefix(m["inferred_copies"], "callchain:"):
+			out = append(out, label+": kmem:mm_page_alloc of one non-zeroed user page whose kernel stack (resolved with kallsyms) runs through do_wp_page: the page a copy-on-write fault copies into")
+		case strings.HasPrefix(m["inferred_copies"], "counter:"):
 			out = append(out, label+": inferred, not measured: kmem:mm_page_alloc of one non-zeroed user page in the process, counted in the kernel behind a filter")
-		} else {
+		default:
 			out = append(out, label+": inferred, not measured: wp faults followed in the same task by kmem:mm_page_alloc of one non-zeroed user page")
 		}
 	}
