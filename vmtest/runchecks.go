@@ -304,6 +304,8 @@ func checkSeedPerProcess(g *guestRun) error {
 			errs = append(errs, err)
 		case n != hits:
 			errs = append(errs, fmt.Errorf("%s: copies %d, %s hits %d", p, n, rep.CopyRoutine, hits))
+		case byStack(rep.Methods) && p.InferredCopies != nil && *p.InferredCopies != int64(hits):
+			errs = append(errs, fmt.Errorf("%s: %d copies by allocation stacks (%s), %s hits %d", p, *p.InferredCopies, rep.Methods["inferred_copies"], rep.CopyRoutine, hits))
 		case hits > wp:
 			errs = append(errs, fmt.Errorf("%s: %d copies but do_wp_page ran %d times", p, hits, wp))
 		case wp < p.WPFaults:
@@ -370,6 +372,13 @@ func checkTreeTracefs(g *guestRun) error {
 // checkMatrix: every scenario ran with copies counted by kprobe, and each
 // one's stated outcome held (a finding, such as a kernel without the
 // shared zero page, is not a failure).
+// byStack says whether the run told copies by their allocation's kernel
+// stack, the exact method without kprobes (the pairing rule before it
+// counted other allocations after reusing faults).
+func byStack(methods map[string]string) bool {
+	return strings.HasPrefix(methods["inferred_copies"], "callchain:")
+}
+
 func checkMatrix(g *guestRun) error {
 	m, err := g.matrix()
 	if err != nil {
@@ -386,6 +395,12 @@ func checkMatrix(g *guestRun) error {
 		}
 		if c := s.Run.Methods["copies"]; !strings.HasPrefix(c, "kprobe:") {
 			errs = append(errs, fmt.Errorf("%s: methods.copies = %q, want a \"kprobe:\" prefix", s.Name, c))
+		}
+		// The method that needs no kprobe must count what the kprobe does.
+		for _, p := range s.Run.Processes {
+			if byStack(s.Run.Methods) && p.Copies != nil && p.InferredCopies != nil && *p.Copies != *p.InferredCopies {
+				errs = append(errs, fmt.Errorf("%s: %s: %d kprobe copies, %d by %s", s.Name, p.Role, *p.Copies, *p.InferredCopies, s.Run.Methods["inferred_copies"]))
+			}
 		}
 		if !s.Held {
 			var why []string
