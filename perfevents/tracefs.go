@@ -250,12 +250,14 @@ func findTracefs(mountinfo io.Reader) (*Tracefs, bool) {
 
 // tracefsCandidates lists where tracefs may be, in the order to try: the
 // mount points of tracefs in a mountinfo stream, then /sys/kernel/tracing and
-// /sys/kernel/debug/tracing, each once.
+// /sys/kernel/debug/tracing, each once. It leaves out the temporary mount
+// points of other cowtrace processes (detachedTracefs): those are about to
+// be detached, and a handle on one would name a path that is gone.
 func tracefsCandidates(mountinfo io.Reader) []string {
 	dirs := append(tracefsFromMountinfo(mountinfo), tracefsDir, debugTracefsDir)
 	var out []string
 	for _, d := range dirs {
-		if !slices.Contains(out, d) {
+		if !slices.Contains(out, d) && !strings.HasPrefix(filepath.Base(d), detachedPrefix) {
 			out = append(out, d)
 		}
 	}
@@ -306,6 +308,9 @@ func mountPrivateTracefs() (*Tracefs, error) {
 	return &Tracefs{Dir: "/proc/self/fd/" + strconv.Itoa(fd), root: fd, hasRoot: true, private: true}, nil
 }
 
+// detachedPrefix starts the name of detachedTracefs's mount points.
+const detachedPrefix = "cowtrace-tracefs-"
+
 // fsmount makes the private mount; tests replace it with one that fails
 // with ENOSYS to take the route of kernels before 5.2.
 var fsmount = fsmountTracefs
@@ -328,10 +333,11 @@ func fsmountTracefs() (int, error) {
 // fsmount: tracefs mounted on a fresh temporary directory, its root opened,
 // and the mount detached at once (MNT_DETACH) and the directory removed. The
 // mount then lives on, reachable only through the descriptor. For that
-// instant it is in mountinfo, where another process may find it;
-// openTracefsRoot's check is why that does no harm to another cowtrace.
+// instant it is in mountinfo, where another process may find it; another
+// cowtrace passes over it by its name, and would find nothing but an empty
+// directory there a moment later (see openTracefsRoot).
 func detachedTracefs() (int, error) {
-	dir, err := os.MkdirTemp("", "cowtrace-tracefs-")
+	dir, err := os.MkdirTemp("", detachedPrefix+"*")
 	if err != nil {
 		return -1, err
 	}

@@ -1,12 +1,16 @@
 package perfevents
 
 import (
+	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -40,9 +44,14 @@ func TestTracefsCandidates(t *testing.T) {
 		{
 			name: "every mount, in mountinfo's order",
 			mountinfo: "51 26 0:12 / /srv/tracing rw - tracefs nodev rw\n" +
-				"52 26 0:12 / /tmp/cowtrace-tracefs-1 rw - tracefs tracefs rw\n" +
+				"52 26 0:12 / /mnt/t rw - tracefs tracefs rw\n" +
 				"53 26 0:12 / /sys/kernel/debug/tracing rw - tracefs tracefs rw\n",
-			want: []string{"/srv/tracing", "/tmp/cowtrace-tracefs-1", debugTracefsDir, tracefsDir},
+			want: []string{"/srv/tracing", "/mnt/t", debugTracefsDir, tracefsDir},
+		},
+		{
+			// Another cowtrace's mount point, about to be detached.
+			name:      "a private mount on its way",
+			mountinfo: "52 26 0:12 / /tmp/cowtrace-tracefs-123 rw - tracefs tracefs rw\n",
 		},
 		{
 			name:      "no tracefs",
@@ -199,16 +208,55 @@ func checkMountinfoUnchanged(t *testing.T, before []string, when string) {
 	t.Errorf("mountinfo changed %s:\nadded:\n  %s\nremoved:\n  %s", when, strings.Join(added, "\n  "), strings.Join(removed, "\n  "))
 }
 
+// mountNSEnv holds the name of the test that runs in a child process with a
+// mount namespace of its own (see inOwnMountNS).
+const mountNSEnv = "COWTRACE_TEST_MOUNT_NS"
+
+// inOwnMountNS runs the calling test again in a child process that has a
+// mount namespace of its own, with private propagation, and reports whether
+// this is that child: the test's body runs there, and its mounts are seen by
+// no other process on the machine (other tests running at the same time
+// check that tracefs is mounted nowhere). In the parent it waits for the
+// child and passes on its verdict.
+func inOwnMountNS(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(mountNSEnv) == t.Name() {
+		return true
+	}
+	var run []string
+	for _, part := range strings.Split(t.Name(), "/") {
+		run = append(run, "^"+regexp.QuoteMeta(part)+"$")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run="+strings.Join(run, "/"), "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), mountNSEnv+"="+t.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	switch {
+	case err != nil:
+		t.Fatalf("in a mount namespace of its own: %v\n%s", err, out)
+	case bytes.Contains(out, []byte("--- SKIP")):
+		t.Skipf("in a mount namespace of its own:\n%s", out)
+	case !bytes.Contains(out, []byte("--- PASS: "+t.Name())):
+		t.Fatalf("in a mount namespace of its own, the test did not run:\n%s", out)
+	}
+	return false
+}
+
 // With tracefs mounted nowhere, concurrent OpenTracefs calls each get a
 // private mount that nobody else sees: mountinfo does not change while they
 // are open nor after, and each handle reads event ids and formats. Both
-// routes: fsmount (5.2+) and the detached temporary mount point before it.
+// routes: fsmount (5.2+), and before it a temporary mount point detached at
+// once, which mountinfo shows for an instant: in a mount namespace of its
+// own, where that instant cannot mislead another test.
 func TestOpenTracefsPrivate(t *testing.T) {
 	tfsRequireRoot(t)
 	tfsRequireUnmounted(t)
-	for _, route := range []string{"fsmount", "detached mount point"} {
+	for _, route := range []string{"fsmount", "detached"} {
 		t.Run(route, func(t *testing.T) {
-			if route != "fsmount" {
+			if route == "detached" {
+				if !inOwnMountNS(t) {
+					return
+				}
 				fsmount = func() (int, error) { return -1, unix.ENOSYS }
 				defer func() { fsmount = fsmountTracefs }()
 			}
@@ -271,8 +319,11 @@ func TestOpenTracefsPrivate(t *testing.T) {
 func TestOpenTracefsUsesForeignMount(t *testing.T) {
 	tfsRequireRoot(t)
 	tfsRequireUnmounted(t)
-	// Somewhere only this test looks, not /sys/kernel/tracing: a mount
-	// there would change what other processes on this machine see.
+	// The foreign mount must not be anyone else's business: not at
+	// /sys/kernel/tracing, and in a mount namespace of its own.
+	if !inOwnMountNS(t) {
+		return
+	}
 	dir := t.TempDir()
 	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
 		t.Fatalf("mount tracefs as another tool would: %v", err)
