@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cowtrace/cowtrace/report"
 )
@@ -43,21 +45,37 @@ func TestConcurrentRuns(t *testing.T) {
 		t.Skipf("tracefs is mounted (at %s), not by this test: the case under test is tracefs mounted nowhere, "+
 			"and this test never unmounts a mount it did not make", strings.Join(dirs, ", "))
 	}
-	const n, blocks = 8, 200
+	const n, blocks, stagger = 8, 200, 40 * time.Millisecond
 	type result struct {
 		stdout, stderr bytes.Buffer
 		err            error
 	}
 	results := make([]result, n)
 	var wg sync.WaitGroup
+	var gates []io.Closer
 	for i := range n {
 		cmd := exec.Command(os.Args[0], "--blocks", fmt.Sprint(blocks), "--format", "json")
-		cmd.Env = append(os.Environ(), asMainEnv+"=1")
+		cmd.Env = append(os.Environ(), asMainEnv+"=1", startGateEnv+"=1")
 		cmd.Stdout, cmd.Stderr = &results[i].stdout, &results[i].stderr
+		gate, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gates = append(gates, gate)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		wg.Go(func() { results[i].err = cmd.Wait() })
+	}
+	// Two races on a shared mount: runs that start at the same instant
+	// mount it together (EBUSY), and one that reads formats while an
+	// earlier one ends unmounts it under it. Half the runs start at once,
+	// the others spread over the length of a run.
+	for i, g := range gates {
+		if i > n/2 {
+			time.Sleep(stagger)
+		}
+		g.Close()
 	}
 	wg.Wait()
 

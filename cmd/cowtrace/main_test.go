@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -15,8 +16,15 @@ import (
 // for tests of what only a whole process shows.
 const asMainEnv = "COWTRACE_TEST_AS_MAIN"
 
+// startGateEnv makes such a process wait for EOF on its stdin before it
+// starts, so that a test can start many at the same instant.
+const startGateEnv = "COWTRACE_TEST_START_GATE"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(asMainEnv) == "1" {
+		if os.Getenv(startGateEnv) == "1" {
+			io.Copy(io.Discard, os.Stdin)
+		}
 		main()
 	}
 	workload.RunIfWorker()
