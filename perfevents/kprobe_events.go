@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +31,7 @@ const maxEventName = 63
 //
 // A KprobeEvents is safe for concurrent use.
 type KprobeEvents struct {
-	dir   string // tracefs mount point
+	tfs   *Tracefs
 	group string
 
 	// write sends one command to kprobe_events. It is a field so that tests
@@ -48,17 +47,16 @@ type KprobeEvents struct {
 // NewKprobeEvents prepares to create kprobes in group "cowtrace_<pid of this
 // process>" of t. Without kprobe_events in t the error wraps ErrNotSupported.
 //
-// Close the KprobeEvents before t: once t's last handle unmounts tracefs,
-// the probes can no longer be removed.
+// Close the KprobeEvents before t: the probes are removed through t.
 func NewKprobeEvents(t *Tracefs) (*KprobeEvents, error) {
 	if t == nil || !t.HasKprobeEvents() {
 		return nil, fmt.Errorf("tracefs has no kprobe_events (kernel built without CONFIG_KPROBE_EVENTS): %w", ErrNotSupported)
 	}
 	k := &KprobeEvents{
-		dir:   t.Dir,
+		tfs:   t,
 		group: groupPrefix + strconv.Itoa(os.Getpid()),
 	}
-	k.write = func(cmd string) error { return writeKprobeEvents(k.dir, cmd) }
+	k.write = func(cmd string) error { return writeKprobeEvents(k.tfs, cmd) }
 	return k, nil
 }
 
@@ -98,19 +96,19 @@ func (k *KprobeEvents) Add(fn string, offset uint64) (id uint64, err error) {
 	// Our group carries our pid, so an event already in it was left by a
 	// dead process that had the same pid. Writing over it fails with EEXIST
 	// (or, before 4.x, silently adds a second probe): remove it first.
-	if _, err := readEventID(k.dir, k.group, event); err == nil {
+	if _, err := k.tfs.EventID(k.group, event); err == nil {
 		if err := k.write("-:" + k.group + "/" + event); err != nil && !errors.Is(err, unix.ENOENT) {
 			return 0, fmt.Errorf("kprobe %s/%s: remove leftover of an earlier process: %w", k.group, event, err)
 		}
 	}
 
-	logBefore := readErrorLog(k.dir)
+	logBefore := readErrorLog(k.tfs)
 	cmd := fmt.Sprintf("p:%s/%s %s+%d", k.group, event, fn, offset)
 	if err := k.write(cmd); err != nil {
-		return 0, kprobeWriteError(cmd, err, newErrorLogLine(logBefore, readErrorLog(k.dir)))
+		return 0, kprobeWriteError(cmd, err, newErrorLogLine(logBefore, readErrorLog(k.tfs)))
 	}
 
-	id, err = readEventID(k.dir, k.group, event)
+	id, err = k.tfs.EventID(k.group, event)
 	if err != nil {
 		// The kernel took the probe but shows no event for it: do not
 		// leave it behind.
@@ -162,7 +160,7 @@ func RemoveStale(t *Tracefs) (int, error) {
 	if t == nil || !t.HasKprobeEvents() {
 		return 0, nil
 	}
-	f, err := os.Open(filepath.Join(t.Dir, "kprobe_events"))
+	f, err := t.open("kprobe_events", os.O_RDONLY)
 	if err != nil {
 		return 0, fmt.Errorf("remove stale kprobes: %w", err)
 	}
@@ -181,7 +179,7 @@ func RemoveStale(t *Tracefs) (int, error) {
 	removed := 0
 	var errs []error
 	for _, ev := range stale {
-		err := writeKprobeEvents(t.Dir, "-:"+ev)
+		err := writeKprobeEvents(t, "-:"+ev)
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("remove stale kprobe %s: %w", ev, err))
 			continue
@@ -215,13 +213,13 @@ func staleProbe(line string) (string, bool) {
 	return ev, true
 }
 
-// writeKprobeEvents writes one command to dir/kprobe_events. Each command is
-// its own write(2): the kernel reports the error of a command as the result
-// of the write that carried it.
-func writeKprobeEvents(dir, cmd string) error {
+// writeKprobeEvents writes one command to kprobe_events of t. Each command
+// is its own write(2): the kernel reports the error of a command as the
+// result of the write that carried it.
+func writeKprobeEvents(t *Tracefs, cmd string) error {
 	// Never O_TRUNC: opening kprobe_events with truncation deletes every
 	// kprobe on the system, other tools' included.
-	f, err := os.OpenFile(filepath.Join(dir, "kprobe_events"), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := t.open("kprobe_events", os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		return err
 	}
@@ -261,8 +259,8 @@ func kprobeWriteError(cmd string, err error, kernelSays string) error {
 	return fmt.Errorf("%s: %w (%v)", msg, sentinel, err)
 }
 
-func readErrorLog(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, "error_log"))
+func readErrorLog(t *Tracefs) string {
+	b, err := t.readFile("error_log")
 	if err != nil {
 		return ""
 	}
@@ -294,10 +292,6 @@ func newErrorLogLine(before, after string) string {
 		}
 	}
 	return ""
-}
-
-func readEventID(dir, group, event string) (uint64, error) {
-	return (&Tracefs{Dir: dir}).EventID(group, event)
 }
 
 // validSymbolName accepts kernel symbol names: C identifiers plus the '.'

@@ -50,6 +50,7 @@ func readKprobeEvents(t *testing.T, dir string) []string {
 // error_log) are simulated.
 type fakeKernel struct {
 	t      *testing.T
+	tfs    *Tracefs
 	dir    string
 	nextID uint64
 	refuse map[string]unix.Errno // symbol -> errno for "p:" commands
@@ -57,7 +58,7 @@ type fakeKernel struct {
 }
 
 func newFakeKernel(t *testing.T, k *KprobeEvents) *fakeKernel {
-	fk := &fakeKernel{t: t, dir: k.dir, nextID: 2000, refuse: map[string]unix.Errno{}, busy: map[string]bool{}}
+	fk := &fakeKernel{t: t, tfs: k.tfs, dir: k.tfs.Dir, nextID: 2000, refuse: map[string]unix.Errno{}, busy: map[string]bool{}}
 	k.write = fk.write
 	return fk
 }
@@ -89,7 +90,7 @@ func (fk *fakeKernel) write(cmd string) error {
 			return err
 		}
 	}
-	return writeKprobeEvents(fk.dir, cmd)
+	return writeKprobeEvents(fk.tfs, cmd)
 }
 
 func TestNewKprobeEventsNotSupported(t *testing.T) {
@@ -356,7 +357,6 @@ func TestKprobeEventsRemoveStale(t *testing.T) {
 
 func TestKprobeEventsRealKernel(t *testing.T) {
 	tfsRequireRoot(t)
-	tfsWasMounted(t)
 	tfs, err := OpenTracefs()
 	if err != nil {
 		t.Fatal(err)

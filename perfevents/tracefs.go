@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Where OpenTracefs looks for, and if need be mounts, tracefs.
+// Where OpenTracefs looks for tracefs, after the mounts in mountinfo.
 const (
 	tracefsDir      = "/sys/kernel/tracing"
 	debugTracefsDir = "/sys/kernel/debug/tracing"
@@ -25,108 +26,129 @@ const (
 
 // Tracefs is a handle on the kernel's tracing file system.
 //
+// It holds a descriptor on the root of the tracefs it found, and reaches
+// every file through it (openat), so a mount point that someone else
+// unmounts or remounts while cowtrace runs does not change what it reads.
+//
 // A Tracefs built by hand (&Tracefs{Dir: "testdata/tracefs"}) reads that
-// directory and never mounts or unmounts anything, which is how the parsing
-// is tested against fake trees.
+// directory by path and never mounts or unmounts anything, which is how the
+// parsing is tested against fake trees.
 type Tracefs struct {
-	// Dir is the tracefs mount point, e.g. /sys/kernel/tracing.
+	// Dir is a path to the tracefs root that works in this process: the
+	// mount point where tracefs was found mounted, "/proc/self/fd/N" for
+	// cowtrace's private mount (see OpenTracefs), or the directory of a
+	// Tracefs built by hand. Use the methods rather than paths under it;
+	// String names it for messages.
 	Dir string
 
-	// mounted is set when this handle holds a reference on the mount
-	// cowtrace made; see ourMount.
-	mounted bool
+	// mu guards root against Close while a method uses it: a closed
+	// descriptor number may already be another file's.
+	mu      sync.RWMutex
+	root    int  // O_PATH descriptor of the tracefs root; -1 once closed
+	hasRoot bool // false when built by hand: files are then reached by path
+	private bool // cowtrace's own mount, attached nowhere
 	closed  atomic.Bool
 }
 
-// ourMount is the process-wide record of a tracefs mount that cowtrace made.
-// Every handle returned while it exists holds one reference, and the last
-// Close unmounts. A sync.Once would not do: after the last Close the mount is
-// gone, and a later OpenTracefs has to be able to mount again.
+// OpenTracefs finds tracefs, or makes a private mount of it when it is
+// mounted nowhere. Nothing global changes: cowtrace never mounts or unmounts
+// anything another process can see.
 //
-// The count is per process. A second cowtrace process that starts while this
-// one has tracefs mounted finds the mount in mountinfo, treats it as not its
-// own, and loses it when this process unmounts: the kernel offers no way to
-// share ownership of a mount between processes.
-var ourMount struct {
-	sync.Mutex
-	refs int
-	dir  string
-}
-
-// OpenTracefs finds tracefs, mounting it at /sys/kernel/tracing when it is
-// mounted nowhere.
+// The search order is: every "tracefs" entry of /proc/self/mountinfo (which
+// finds mounts at unusual places, e.g. bind mounts into containers), then
+// /sys/kernel/tracing, then /sys/kernel/debug/tracing (tracefs automounted
+// under debugfs, or the tracing directory of debugfs itself on kernels
+// before 4.1). A candidate counts only if the directory it opens is tracefs
+// (fstatfs): a mountinfo entry can be gone by the time it is hasRoot.
 //
-// The search order is: a "tracefs" entry in /proc/self/mountinfo (which finds
-// mounts at unusual places, e.g. bind mounts into containers), then
-// /sys/kernel/tracing if statfs says it is tracefs, then
-// /sys/kernel/debug/tracing (tracefs automounted under debugfs, or the tracing
-// directory of debugfs itself on kernels before 4.1).
+// A mount at a shared place would be a global change that other processes
+// can see, rely on, and race on: two cowtrace runs mounting and unmounting
+// /sys/kernel/tracing at once fail with EBUSY, or unmount it under each
+// other. So when tracefs is mounted nowhere, OpenTracefs makes a mount that
+// is attached nowhere at all (fsopen/fsmount, Linux 5.2+; before that, a
+// mount on a fresh temporary directory that is detached at once with
+// MNT_DETACH), and keeps only a descriptor on its root. Such a mount is
+// invisible to other processes, lives as long as the descriptor, and
+// vanishes with the process even on SIGKILL. tracefs has one superblock, so
+// it shows the same events and kprobe_events as any other mount of it.
 //
 // Mounting needs CAP_SYS_ADMIN; without it the error wraps ErrPermission. A
-// kernel without tracefs (ENODEV) gives ErrNotSupported.
-//
-// Concurrent calls are safe. While a mount made by this process is in use,
-// further calls share it instead of mounting again; Close unmounts when the
-// last handle sharing it is closed. Mounts found already in place are never
-// unmounted.
+// kernel without tracefs gives ErrNotSupported. Concurrent calls are safe;
+// each returns a handle of its own.
 func OpenTracefs() (*Tracefs, error) {
-	ourMount.Lock()
-	defer ourMount.Unlock()
-
-	if ourMount.refs > 0 {
-		ourMount.refs++
-		return &Tracefs{Dir: ourMount.dir, mounted: true}, nil
+	var mounts io.Reader = strings.NewReader("")
+	if f, err := os.Open(mountinfoPath); err == nil {
+		defer f.Close()
+		mounts = f
 	}
-
-	if dir, ok := findTracefs(); ok {
-		return &Tracefs{Dir: dir}, nil
+	if t, ok := findTracefs(mounts); ok {
+		return t, nil
 	}
-
-	if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
-		switch {
-		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-			return nil, fmt.Errorf("tracefs is not mounted, and mounting it at %s needs CAP_SYS_ADMIN: %w", tracefsDir, ErrPermission)
-		case errors.Is(err, unix.ENODEV):
-			return nil, fmt.Errorf("mount tracefs: kernel has no tracefs: %w", ErrNotSupported)
-		case errors.Is(err, unix.ENOENT):
-			return nil, fmt.Errorf("mount tracefs: %s does not exist (kernel without tracefs?): %w", tracefsDir, ErrNotSupported)
-		}
-		return nil, fmt.Errorf("mount tracefs at %s: %w", tracefsDir, err)
-	}
-	ourMount.refs = 1
-	ourMount.dir = tracefsDir
-	return &Tracefs{Dir: tracefsDir, mounted: true}, nil
+	return mountPrivateTracefs()
 }
 
-// Mounted reports whether cowtrace mounted this tracefs (and so will unmount
-// it when the last handle on it is closed).
-func (t *Tracefs) Mounted() bool { return t.mounted }
+// Mounted reports whether cowtrace mounted this tracefs: a private mount,
+// which disappears when the handle is closed (or the process exits).
+func (t *Tracefs) Mounted() bool { return t.private }
 
-// Close releases the handle. It unmounts tracefs only if cowtrace mounted it
-// and this is the last open handle on that mount. Calling Close again does
-// nothing. Other methods return ErrClosed afterwards.
+// String names the tracefs for messages: its mount point, or that it is
+// cowtrace's private mount.
+func (t *Tracefs) String() string {
+	if t.private {
+		return "tracefs (cowtrace's private mount)"
+	}
+	return "tracefs at " + t.Dir
+}
+
+// Close releases the handle; a private mount goes with it. Calling Close
+// again does nothing. Other methods return ErrClosed afterwards.
 func (t *Tracefs) Close() error {
-	if t.closed.Swap(true) || !t.mounted {
+	if t.closed.Swap(true) || !t.hasRoot {
 		return nil
 	}
-
-	ourMount.Lock()
-	defer ourMount.Unlock()
-	ourMount.refs--
-	if ourMount.refs > 0 {
-		return nil
-	}
-	err := unix.Unmount(ourMount.dir, 0)
-	if errors.Is(err, unix.EBUSY) {
-		// Something (another tool, a shell cd'ed into it) still uses the
-		// mount; a lazy unmount still leaves the system as we found it
-		// once that user lets go.
-		err = unix.Unmount(ourMount.dir, unix.MNT_DETACH)
-	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	err := unix.Close(t.root)
+	t.root = -1
 	if err != nil {
-		return fmt.Errorf("unmount tracefs at %s: %w", ourMount.dir, err)
+		return fmt.Errorf("close %s: %w", t, err)
 	}
 	return nil
+}
+
+// open opens name (a path relative to the tracefs root) with flag.
+func (t *Tracefs) open(name string, flag int) (*os.File, error) {
+	if t.closed.Load() {
+		return nil, fmt.Errorf("tracefs: %w", ErrClosed)
+	}
+	if !t.hasRoot {
+		return os.OpenFile(filepath.Join(t.Dir, name), flag, 0)
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.root < 0 {
+		return nil, fmt.Errorf("tracefs: %w", ErrClosed)
+	}
+	for {
+		fd, err := unix.Openat(t.root, name, flag|unix.O_CLOEXEC, 0)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return nil, &fs.PathError{Op: "open", Path: filepath.Join(t.Dir, name), Err: err}
+		}
+		return os.NewFile(uintptr(fd), filepath.Join(t.Dir, name)), nil
+	}
+}
+
+// readFile reads the file name of the tracefs.
+func (t *Tracefs) readFile(name string) ([]byte, error) {
+	f, err := t.open(name, os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // EventID returns the id of tracepoint group:name, the value that goes into
@@ -137,7 +159,7 @@ func (t *Tracefs) EventID(group, name string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	b, err := os.ReadFile(path)
+	b, err := t.readFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("tracepoint %s:%s: %w", group, name, ErrNotFound)
 	}
@@ -158,7 +180,7 @@ func (t *Tracefs) EventFormat(group, name string) (*Format, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	f, err := t.open(path, os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("tracepoint %s:%s: %w", group, name, ErrNotFound)
 	}
@@ -176,13 +198,15 @@ func (t *Tracefs) EventFormat(group, name string) (*Format, error) {
 // HasKprobeEvents reports whether this tracefs has kprobe_events, i.e.
 // whether the kernel was built with CONFIG_KPROBE_EVENTS.
 func (t *Tracefs) HasKprobeEvents() bool {
-	if t.closed.Load() {
+	f, err := t.open("kprobe_events", unix.O_PATH)
+	if err != nil {
 		return false
 	}
-	_, err := os.Stat(filepath.Join(t.Dir, "kprobe_events"))
-	return err == nil
+	f.Close()
+	return true
 }
 
+// eventPath is the path of an event's file, relative to the tracefs root.
 func (t *Tracefs) eventPath(group, name, file string) (string, error) {
 	if t.closed.Load() {
 		return "", fmt.Errorf("tracefs: %w", ErrClosed)
@@ -192,7 +216,7 @@ func (t *Tracefs) eventPath(group, name, file string) (string, error) {
 	if !validEventName(group) || !validEventName(name) {
 		return "", fmt.Errorf("tracepoint %q:%q: invalid name: %w", group, name, ErrNotFound)
 	}
-	return filepath.Join(t.Dir, "events", group, name, file), nil
+	return filepath.Join("events", group, name, file), nil
 }
 
 // validEventName accepts what the kernel allows in trace event system and
@@ -213,33 +237,131 @@ func validEventName(s string) bool {
 	return true
 }
 
-func findTracefs() (string, bool) {
-	if f, err := os.Open(mountinfoPath); err == nil {
-		dir, ok := tracefsFromMountinfo(f)
-		f.Close()
-		if ok {
-			return dir, true
+// findTracefs opens the first candidate that is tracefs: the mounts listed
+// in mountinfo, then the usual places.
+func findTracefs(mountinfo io.Reader) (*Tracefs, bool) {
+	for _, dir := range tracefsCandidates(mountinfo) {
+		if fd, ok := openTracefsRoot(dir); ok {
+			return &Tracefs{Dir: dir, root: fd, hasRoot: true}, true
 		}
 	}
-
-	var st unix.Statfs_t
-	if unix.Statfs(tracefsDir, &st) == nil && st.Type == unix.TRACEFS_MAGIC {
-		return tracefsDir, true
-	}
-	// Statting debug/tracing also makes the kernel automount tracefs there
-	// when debugfs is mounted.
-	if unix.Statfs(debugTracefsDir, &st) == nil &&
-		(st.Type == unix.TRACEFS_MAGIC || st.Type == unix.DEBUGFS_MAGIC) {
-		if _, err := os.Stat(filepath.Join(debugTracefsDir, "events")); err == nil {
-			return debugTracefsDir, true
-		}
-	}
-	return "", false
+	return nil, false
 }
 
-// tracefsFromMountinfo returns the mount point of the first tracefs mount of
-// its file system's root in a /proc/PID/mountinfo stream.
-func tracefsFromMountinfo(r io.Reader) (string, bool) {
+// tracefsCandidates lists where tracefs may be, in the order to try: the
+// mount points of tracefs in a mountinfo stream, then /sys/kernel/tracing and
+// /sys/kernel/debug/tracing, each once. It leaves out the temporary mount
+// points of other cowtrace processes (detachedTracefs): those are about to
+// be detached, and a handle on one would name a path that is gone.
+func tracefsCandidates(mountinfo io.Reader) []string {
+	dirs := append(tracefsFromMountinfo(mountinfo), tracefsDir, debugTracefsDir)
+	var out []string
+	for _, d := range dirs {
+		if !slices.Contains(out, d) && !strings.HasPrefix(filepath.Base(d), detachedPrefix) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// openTracefsRoot opens dir as an O_PATH descriptor if it is the root of a
+// tracefs. Opening debug/tracing makes the kernel automount tracefs there
+// when debugfs is mounted, as any tool that looks there does.
+func openTracefsRoot(dir string) (int, bool) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, false
+	}
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) == nil {
+		switch {
+		case st.Type == unix.TRACEFS_MAGIC:
+			return fd, true
+		// Kernels before 4.1 have the tracing directory in debugfs
+		// itself; an empty debugfs directory is not it.
+		case st.Type == unix.DEBUGFS_MAGIC && unix.Faccessat(fd, "events", unix.F_OK, 0) == nil:
+			return fd, true
+		}
+	}
+	unix.Close(fd)
+	return -1, false
+}
+
+// mountPrivateTracefs mounts tracefs where no one else can see it: see
+// OpenTracefs.
+func mountPrivateTracefs() (*Tracefs, error) {
+	fd, err := fsmount()
+	if errors.Is(err, unix.ENOSYS) {
+		// Before Linux 5.2, or a seccomp filter that knows only mount(2).
+		fd, err = detachedTracefs()
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+			return nil, fmt.Errorf("tracefs is not mounted, and mounting it needs CAP_SYS_ADMIN: %w", ErrPermission)
+		case errors.Is(err, unix.ENODEV):
+			return nil, fmt.Errorf("mount tracefs: kernel has no tracefs: %w", ErrNotSupported)
+		}
+		return nil, fmt.Errorf("mount tracefs: %w", err)
+	}
+	// The root is reached through this descriptor: the mount has no path.
+	return &Tracefs{Dir: "/proc/self/fd/" + strconv.Itoa(fd), root: fd, hasRoot: true, private: true}, nil
+}
+
+// detachedPrefix starts the name of detachedTracefs's mount points.
+const detachedPrefix = "cowtrace-tracefs-"
+
+// fsmount makes the private mount; tests replace it with one that fails
+// with ENOSYS to take the route of kernels before 5.2.
+var fsmount = fsmountTracefs
+
+// fsmountTracefs makes a tracefs mount that is attached nowhere and returns
+// the O_PATH descriptor of its root.
+func fsmountTracefs() (int, error) {
+	fsfd, err := unix.Fsopen("tracefs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return -1, err
+	}
+	return unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+}
+
+// detachedTracefs is the private mount of kernels before 5.2, which have no
+// fsmount: tracefs mounted on a fresh temporary directory, its root opened,
+// and the mount detached at once (MNT_DETACH) and the directory removed. The
+// mount then lives on, reachable only through the descriptor. For that
+// instant it is in mountinfo, where another process may find it; another
+// cowtrace passes over it by its name, and would find nothing but an empty
+// directory there a moment later (see openTracefsRoot).
+func detachedTracefs() (int, error) {
+	dir, err := os.MkdirTemp("", detachedPrefix+"*")
+	if err != nil {
+		return -1, err
+	}
+	defer os.Remove(dir)
+	if err := unix.Mount("tracefs", dir, "tracefs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return -1, err
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil {
+		if err == nil {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("detach the tracefs mounted at %s: %w", dir, uerr)
+	}
+	if err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// tracefsFromMountinfo returns the mount points of the mounts of a tracefs
+// root in a /proc/PID/mountinfo stream, in its order.
+func tracefsFromMountinfo(r io.Reader) []string {
+	var dirs []string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		// 36 35 98:0 /root /mnt rw,noatime master:1 - fstype source opts
@@ -257,9 +379,9 @@ func tracefsFromMountinfo(r io.Reader) (string, bool) {
 		if unescapeMountinfo(before[3]) != "/" {
 			continue
 		}
-		return unescapeMountinfo(before[4]), true
+		dirs = append(dirs, unescapeMountinfo(before[4]))
 	}
-	return "", false
+	return dirs
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space, \011, \012,

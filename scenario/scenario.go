@@ -47,6 +47,15 @@ func (s Scenario) Provable() bool {
 	return c.Clone != workload.CloneVfork
 }
 
+// Applicable says whether the scenario can run on this kernel. When it
+// cannot (thp on a kernel built without transparent huge pages), the error
+// wraps workload.ErrNotApplicable and its text is the whole message: "not
+// applicable on this kernel: built without transparent huge pages". Running
+// it anyway fails in workload.Start with that same error.
+func (s Scenario) Applicable() error {
+	return s.Workload(1, 4096, 0, DefaultWriters).Applicable()
+}
+
 // Check checks the scenario's stated outcome on run: every expectation that
 // the run's methods can decide, and a reason for each that they cannot.
 func (s Scenario) Check(run *report.Run, writers int) (results []report.ExpectResult, held bool, finding string) {

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -41,6 +42,14 @@ func TestEveryExpectationParses(t *testing.T) {
 			t.Errorf("%s: %v", s.Name, err)
 		}
 	}
+	// Only a scenario with huge pages depends on the kernel's build.
+	for _, s := range All() {
+		err := s.Applicable()
+		huge := s.Workload(1000, 102400, 10240, DefaultWriters).Huge
+		if err != nil && (!huge || !errors.Is(err, workload.ErrNotApplicable)) {
+			t.Errorf("%s: Applicable: %v", s.Name, err)
+		}
+	}
 	if _, err := Lookup("copy-on-read"); err == nil || !strings.Contains(err.Error(), "touched") {
 		t.Errorf("Lookup of an unknown name: %v", err)
 	}
@@ -59,6 +68,11 @@ func TestScenarios(t *testing.T) {
 	const blocks = 1000
 	for _, s := range All() {
 		t.Run(s.Name, func(t *testing.T) {
+			if err := s.Applicable(); errors.Is(err, workload.ErrNotApplicable) {
+				t.Skip(err)
+			} else if err != nil {
+				t.Fatal(err)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			opt := experiment.Options{Workload: s.Workload(blocks, 102400, 10240, DefaultWriters), Scenario: s.Name}

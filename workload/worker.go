@@ -150,16 +150,19 @@ const hugePage = 2 << 20
 // mapRegion maps size bytes of private anonymous memory. Transparent huge
 // pages would turn 1000 faults on 4 KiB pages into a handful on 2 MiB ones on
 // kernels where THP is "always" (Debian's): unless huge is asked for, the
-// region gets base pages so that every kernel counts the same. A huge region
-// starts on a 2 MiB boundary and spans whole huge pages, or the kernel could
-// not back it with any.
+// region gets base pages so that every kernel counts the same. A kernel
+// built without THP has only base pages and refuses the advice (EINVAL):
+// the region is then as wanted without it. A huge region starts on a 2 MiB
+// boundary and spans whole huge pages, or the kernel could not back it with
+// any; without THP it cannot be had at all (ErrNotApplicable).
 func mapRegion(size int, huge bool) ([]byte, error) {
 	if !huge {
 		region, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 		if err != nil {
 			return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
 		}
-		if err := unix.Madvise(region, unix.MADV_NOHUGEPAGE); err != nil {
+		if err := madvise(region, unix.MADV_NOHUGEPAGE); err != nil && !withoutTHP(err) {
+			unix.Munmap(region)
 			return nil, fmt.Errorf("madvise(MADV_NOHUGEPAGE): %w", err)
 		}
 		return region, nil
@@ -184,7 +187,11 @@ func mapRegion(size int, huge bool) ([]byte, error) {
 		}
 	}
 	whole := unsafe.Slice((*byte)(unsafe.Add(p, aligned-addr)), length)
-	if err := unix.Madvise(whole, unix.MADV_HUGEPAGE); err != nil {
+	if err := madvise(whole, unix.MADV_HUGEPAGE); err != nil {
+		unix.MunmapPtr(unsafe.Add(p, aligned-addr), length)
+		if withoutTHP(err) {
+			return nil, errNoTHP
+		}
 		return nil, fmt.Errorf("madvise(MADV_HUGEPAGE): %w", err)
 	}
 	return whole[:size], nil

@@ -54,7 +54,8 @@ type Config struct {
 	// Touch that maps the kernel's shared zero page there.
 	ReadBefore bool `json:",omitempty"`
 	// Huge puts the region on a 2 MiB boundary and asks for transparent
-	// huge pages (MADV_HUGEPAGE); otherwise it gets MADV_NOHUGEPAGE.
+	// huge pages (MADV_HUGEPAGE); otherwise it gets MADV_NOHUGEPAGE where
+	// the kernel has THP. A kernel without THP cannot run it (Applicable).
 	Huge bool `json:",omitempty"`
 	// Advice is applied to the region with madvise before the fork.
 	Advice Advice `json:",omitempty"`
@@ -150,9 +151,16 @@ type Process struct {
 var ErrExited = errors.New("workload exited early")
 
 // Start re-executes the running binary as the worker. The caller must have
-// called RunIfWorker at the top of main (or TestMain).
+// called RunIfWorker at the top of main (or TestMain). A cfg that this
+// kernel cannot run (see Config.Applicable) gives an error wrapping
+// ErrNotApplicable.
 func Start(cfg Config) (_ *Process, err error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// The worker would fail too, but only the tracer can tell the caller
+	// why: checked here, the error wraps ErrNotApplicable.
+	if err := cfg.Applicable(); err != nil {
 		return nil, err
 	}
 	exe, err := os.Executable()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,10 +19,17 @@ import (
 // for tests of what only a whole process shows.
 const asMainEnv = "COWTRACE_TEST_AS_MAIN"
 
+// startGateEnv makes such a process wait for EOF on its stdin before it
+// starts, so that a test can start many at the same instant.
+const startGateEnv = "COWTRACE_TEST_START_GATE"
+
 func TestMain(m *testing.M) {
 	// First: a worker inherits the environment below, faults included.
 	workload.RunIfWorker()
 	if os.Getenv(asMainEnv) == "1" {
+		if os.Getenv(startGateEnv) == "1" {
+			io.Copy(io.Discard, os.Stdin)
+		}
 		asMain()
 	}
 	os.Exit(m.Run())

@@ -152,6 +152,9 @@ func gatherInfo() *guest.Info {
 		_, err := os.Stat(inspectDir + "/kprobe_events")
 		info.KprobeEvents = err == nil
 	}
+	// Every command starts with tracefs mounted nowhere, as on the CI
+	// machine: cowtrace then takes its private mount there.
+	_ = syscall.Unmount(inspectDir, 0)
 	for _, s := range symbolsOfInterest {
 		info.Symbols[s] = false
 	}
@@ -186,8 +189,8 @@ func cstr(b []int8) string {
 
 // inspectTracefs reads kprobe_events through a private mount; it also
 // lists the other tracefs mounts, which tell whether a program that mounted
-// tracefs for itself unmounted it again. The gatherInfo call leaves
-// inspectDir mounted for its caller's stat, and unmounts on the next call.
+// tracefs for itself unmounted it again. It leaves inspectDir mounted for
+// its caller, which unmounts it.
 func inspectTracefs() *guest.TracefsState {
 	st := &guest.TracefsState{}
 	_ = syscall.Unmount(inspectDir, 0)
