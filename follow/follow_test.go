@@ -349,10 +349,15 @@ func perfFaults(t *testing.T, perf, prog string) (pids []int, total, wp map[int]
 	t.Helper()
 	data := filepath.Join(t.TempDir(), "perf.data")
 	rec := exec.Command(perf, "record", "-q", "-o", data, "-e", "exceptions:page_fault_user", "--", prog)
+	// perf mounts tracefs where it finds none and leaves it mounted: in a
+	// mount namespace of its own, that mount goes with it.
+	rec.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	if b, err := rec.CombinedOutput(); err != nil {
 		t.Skipf("perf record: %v\n%s", err, b)
 	}
-	out, err := exec.Command(perf, "script", "-i", data, "-F", "pid,trace").Output()
+	sc := exec.Command(perf, "script", "-i", data, "-F", "pid,trace")
+	sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := sc.Output()
 	if err != nil {
 		t.Fatalf("perf script: %v", err)
 	}

@@ -78,7 +78,7 @@ func NewKprobes(method KprobeMethod, tfs *Tracefs) (*Kprobes, string, error) {
 			return nil, "", errors.New("--kprobe-method tracefs: tracefs is not available")
 		}
 		return nil, "", fmt.Errorf("--kprobe-method tracefs: %w: no kprobe_events in %s (%s)",
-			ErrNotSupported, tfs.Dir, KprobesUnavailableReason())
+			ErrNotSupported, tfs, KprobesUnavailableReason())
 	}
 	return nil, KprobesUnavailableReason(), nil
 }

@@ -31,7 +31,10 @@ type MatrixEntry struct {
 	// Finding is what the run found about this kernel that decides the
 	// outcome (e.g. no shared zero page), in words.
 	Finding string `json:"finding,omitempty"`
-	Run     *Run   `json:"run"`
+	// NotApplicable says why this kernel cannot run the scenario (no
+	// transparent huge pages, say); Run is then nil and Held true.
+	NotApplicable string `json:"not_applicable,omitempty"`
+	Run           *Run   `json:"run"`
 }
 
 // ExpectResult is one checked expectation.
@@ -62,7 +65,14 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 	// One kernel, one set of methods; the pagemap proof is missing from
 	// scenarios that cannot have it (vfork), so take it from any run.
 	methods := map[string]string{}
+	var first *Run
 	for _, e := range m.Scenarios {
+		if e.Run == nil {
+			continue
+		}
+		if first == nil {
+			first = e.Run
+		}
 		for k, v := range e.Run.Methods {
 			if methods[k] == "" {
 				methods[k] = v
@@ -111,6 +121,13 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 		return strconv.FormatUint(get(p.InRegion), 10)
 	}
 	for _, e := range m.Scenarios {
+		if e.Run == nil {
+			row := []string{e.Name, "-", "-", "-", "-", "-", "-", "-", "-", "-", outcomeWord(e)}
+			if err := t.Append(row); err != nil {
+				return err
+			}
+			continue
+		}
 		for i := range e.Run.Processes {
 			p := &e.Run.Processes[i]
 			name, outcome := "", ""
@@ -133,14 +150,20 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 	if markdown {
 		fmt.Fprintln(bw)
 	}
-	for _, line := range methodLines(m.Scenarios[0].Run) {
-		fmt.Fprintf(bw, "%s%s\n", bullet(markdown), line)
+	if first != nil {
+		for _, line := range methodLines(first) {
+			fmt.Fprintf(bw, "%s%s\n", bullet(markdown), line)
+		}
 	}
 	fmt.Fprintf(bw, "%sshared frames at fork, private after writes: /proc/PID/pagemap of each child against the parent's, over the region's pages, right after the fork and once everyone did their work (before anyone exits); - where not run (vfork suspends the parent)\n", bullet(markdown))
 	if markdown {
 		fmt.Fprintln(bw)
 	}
 	for _, e := range m.Scenarios {
+		if e.NotApplicable != "" {
+			fmt.Fprintf(bw, "%s%s: %s\n", bullet(markdown), e.Name, e.NotApplicable)
+			continue
+		}
 		fmt.Fprintf(bw, "%s%s: %s (%s)\n", bullet(markdown), e.Name, e.Outcome, outcomeWord(e))
 		for _, x := range e.Expectations {
 			switch {
@@ -179,6 +202,8 @@ func frames(p *Process, atFork bool) string {
 // documented outcome (which then held).
 func outcomeWord(e MatrixEntry) string {
 	switch {
+	case e.NotApplicable != "":
+		return "not applicable"
 	case !e.Held:
 		return "DIFFERS"
 	case e.Finding != "":

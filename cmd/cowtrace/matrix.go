@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -120,9 +121,14 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 
-	m := &report.Matrix{SchemaVersion: report.SchemaVersion}
+	m := &report.Matrix{SchemaVersion: report.SchemaVersion, Kernel: perfevents.KernelRelease()}
 	allHeld := true
 	for i, s := range scenarios {
+		if err := s.Applicable(); errors.Is(err, workload.ErrNotApplicable) {
+			m.Scenarios = append(m.Scenarios, report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why,
+				Held: true, NotApplicable: err.Error()})
+			continue
+		}
 		opt := experiment.Options{Workload: cfgs[i], Scenario: s.Name, KprobeMethod: km}
 		if s.Provable() {
 			opt.Proof = pf
@@ -132,7 +138,6 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("scenario %s: %w", s.Name, err)
 		}
 		run.Label = *label
-		m.Kernel = run.Kernel
 		e := report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why, Run: run}
 		e.Expectations, e.Held, e.Finding = s.Check(run, *writers)
 		allHeld = allHeld && e.Held

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/cowtrace/cowtrace/cow"
@@ -36,6 +37,10 @@ func TestRunUnderPerf(t *testing.T) {
 				os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--"}, prog...)
 			cmd := exec.Command("perf", args...)
 			cmd.Env = append(os.Environ(), asMainEnv+"=1")
+			// perf mounts tracefs where it finds none and leaves it
+			// mounted: in a mount namespace of its own, that mount goes
+			// with it.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
@@ -46,7 +51,9 @@ func TestRunUnderPerf(t *testing.T) {
 			if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
 				t.Fatalf("cowtrace's JSON: %v\n%s", err, out)
 			}
-			script, err := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events").Output()
+			sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events")
+			sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+			script, err := sc.Output()
 			if err != nil {
 				t.Fatalf("perf script: %v", err)
 			}

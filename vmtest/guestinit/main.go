@@ -132,6 +132,9 @@ func readManifest() (*guest.Manifest, error) {
 
 func gatherInfo() *guest.Info {
 	info := &guest.Info{KprobePMUType: -1, Symbols: map[string]bool{}, NumCPU: runtime.NumCPU()}
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage"); err == nil {
+		info.THP = true
+	}
 	var u syscall.Utsname
 	if err := syscall.Uname(&u); err == nil {
 		info.Release = cstr(u.Release[:])

@@ -85,7 +85,9 @@ type Info struct {
 	// /proc/kallsyms: which of them exist differs between kernels.
 	Symbols map[string]bool `json:"symbols"`
 	NumCPU  int             `json:"num_cpu"`
-	Errors  []string        `json:"errors,omitempty"`
+	// THP: the kernel has transparent huge pages (sysfs shows them).
+	THP    bool     `json:"thp"`
+	Errors []string `json:"errors,omitempty"`
 }
 
 // Message is one framed unit from the guest. Exactly one of the pointers is
