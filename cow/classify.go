@@ -103,14 +103,28 @@ func (r AllocRule) Match(order, gfp uint64) bool {
 // belongs to that fault. The zero value is ready to use.
 type Stream struct {
 	InRegion, Outside report.FaultClasses
-	pending           bool // a write-protect fault that has not allocated yet
-	inside            bool // ... whose address is in the region
+	pending           bool   // a write-protect fault that has not allocated yet
+	inside            bool   // ... whose address is in the region
+	addr, ip          uint64 // ... and where it was, and which instruction took it
+}
+
+// Copied is a counted copy: the address and instruction of the fault it
+// belongs to, when that fault was seen (Known).
+type Copied struct {
+	Addr, IP uint64
+	Known    bool
 }
 
 // Fault counts one fault of the task and returns its class; ok is false for
 // a fault taken in kernel mode (kernelMode) on a kernel address, which is
 // not the process's and is not counted.
 func (s *Stream) Fault(address, errorCode uint64, region report.Region, kernelMode bool) (class FaultClass, ok bool) {
+	return s.FaultAt(address, 0, errorCode, region, kernelMode)
+}
+
+// FaultAt is Fault with the faulting instruction, for attributing the copy
+// that may follow.
+func (s *Stream) FaultAt(address, ip, errorCode uint64, region report.Region, kernelMode bool) (class FaultClass, ok bool) {
 	if kernelMode && !UserAddress(address) {
 		return 0, false
 	}
@@ -126,26 +140,29 @@ func (s *Stream) Fault(address, errorCode uint64, region report.Region, kernelMo
 	}
 	s.pending = class == FaultWP
 	s.inside = inside
+	s.addr, s.ip = address, ip
 	return class, true
 }
 
 // Copy counts a copy that the allocation's stack proved (WPPath): in the
 // region when it follows a write-protect fault there that has not
 // allocated yet, else outside.
-func (s *Stream) Copy() {
+func (s *Stream) Copy() Copied {
+	c := Copied{Addr: s.addr, IP: s.ip, Known: s.pending}
 	if s.pending && s.inside {
 		s.InRegion.InferredCopies++
 	} else {
 		s.Outside.InferredCopies++
 	}
 	s.pending = false
+	return c
 }
 
 // Alloc counts an inferred copy when the allocation is shaped like a copy
 // and follows a write-protect fault that has not allocated yet.
-func (s *Stream) Alloc(order, gfp uint64, rule AllocRule) {
+func (s *Stream) Alloc(order, gfp uint64, rule AllocRule) (Copied, bool) {
 	if !s.pending || !rule.Match(order, gfp) {
-		return
+		return Copied{}, false
 	}
 	s.pending = false
 	if s.inside {
@@ -153,4 +170,5 @@ func (s *Stream) Alloc(order, gfp uint64, rule AllocRule) {
 	} else {
 		s.Outside.InferredCopies++
 	}
+	return Copied{Addr: s.addr, IP: s.ip, Known: true}, true
 }

@@ -10,9 +10,21 @@ import (
 // Tracepoint is a fault or allocation tracepoint as this kernel describes
 // it: its id and where its fields sit in a raw sample.
 type Tracepoint struct {
-	Name string // "exceptions:page_fault_user"
-	ID   uint64
-	a, b perfevents.Field // fault: address, error_code; allocation: order, gfp_flags
+	Name  string // "exceptions:page_fault_user"
+	ID    uint64
+	a, b  perfevents.Field // fault: address, error_code; allocation: order, gfp_flags
+	ip    perfevents.Field // fault: the faulting instruction
+	hasIP bool
+}
+
+// IP reads a fault sample's instruction pointer: user code for
+// page_fault_user, 0 where the format has none.
+func (tp *Tracepoint) IP(raw []byte) uint64 {
+	if !tp.hasIP {
+		return 0
+	}
+	v, _ := tp.ip.Uint(raw)
+	return v
 }
 
 // Fields reads a sample's two fields: address and error code of a fault,
@@ -89,7 +101,9 @@ func NewTracepoint(name string, f *perfevents.Format, a, b string) (*Tracepoint,
 	if !ok1 || !ok2 {
 		return nil, fmt.Errorf("format lacks %s or %s", a, b)
 	}
-	return &Tracepoint{Name: name, ID: f.ID, a: fa, b: fb}, nil
+	tp := &Tracepoint{Name: name, ID: f.ID, a: fa, b: fb}
+	tp.ip, tp.hasIP = f.Field("ip")
+	return tp, nil
 }
 
 // AllocRuleOf reads the flag values of the copy rule from

@@ -26,9 +26,14 @@ func (s *Session) read() error {
 		}
 		s.mu.Lock()
 		ev, ok, err := s.record(&rec, &smp)
+		mmaps := s.mmaps
+		s.mmaps = nil
 		s.mu.Unlock()
 		if err != nil {
 			return err
+		}
+		for _, m := range mmaps {
+			s.cfg.OnMmap(m.m, m.ns)
 		}
 		if ok && s.cfg.OnEvent != nil {
 			s.cfg.OnEvent(ev)
@@ -82,6 +87,15 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		}
 		tk.setComm(string(comm))
 		tk.commAt = append(tk.commAt, commEvent{ns: tm, name: string(comm)})
+	case unix.PERF_RECORD_MMAP2:
+		m, err := perfevents.DecodeMmap2(rec.Data)
+		if err != nil {
+			return Event{}, false, err
+		}
+		tm, _ := trailerTime(rec.Data)
+		if s.cfg.OnMmap != nil {
+			s.mmaps = append(s.mmaps, timedMmap{m, tm})
+		}
 	case unix.PERF_RECORD_LOST:
 		_, n, err := perfevents.DecodeLost(rec.Data)
 		if err != nil {
@@ -128,7 +142,11 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		if err != nil {
 			return Event{}, false, err
 		}
-		class, ok := tk.stream(rec.Cookie).Fault(addr, code, s.region, info.kind == kindKernelFault)
+		var ip uint64
+		if info.kind == kindFault {
+			ip = tp.IP(smp.Raw)
+		}
+		class, ok := tk.stream(rec.Cookie).FaultAt(addr, ip, code, s.region, info.kind == kindKernelFault)
 		if ok && class == cow.FaultWP {
 			return Event{TimeNs: smp.Time, Pid: tk.Pid, Tid: tk.Tid, Name: "wp_fault", Address: addr}, true, nil
 		}
@@ -137,14 +155,22 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		if err != nil {
 			return Event{}, false, err
 		}
+		var c cow.Copied
 		switch {
 		case info.callchain:
-			if s.tp.Rule.Match(order, gfp) && s.wpPath.Contains(smp) {
-				tk.stream(rec.Cookie).Copy()
+			if !s.tp.Rule.Match(order, gfp) || !s.wpPath.Contains(smp) {
+				return Event{}, false, nil
 			}
+			c = tk.stream(rec.Cookie).Copy()
 		case tk.streams[rec.Cookie] != nil:
-			tk.streams[rec.Cookie].Alloc(order, gfp, s.tp.Rule)
+			var ok bool
+			if c, ok = tk.streams[rec.Cookie].Alloc(order, gfp, s.tp.Rule); !ok {
+				return Event{}, false, nil
+			}
+		default:
+			return Event{}, false, nil
 		}
+		return Event{TimeNs: smp.Time, Pid: tk.Pid, Tid: tk.Tid, Name: "copy", Address: c.Addr, IP: c.IP, Known: c.Known}, true, nil
 	case kindProbe:
 		tk.probes[info.probe]++
 		return Event{TimeNs: smp.Time, Pid: tk.Pid, Tid: tk.Tid, Name: "kprobe:" + info.probe, Address: smp.IP}, true, nil

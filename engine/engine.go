@@ -78,15 +78,30 @@ type Config struct {
 	// sampled kprobe hit as it is read, from the reading goroutine,
 	// without the session's lock.
 	OnEvent func(Event)
+	// OnMmap, when set, asks for a record of every mapping the traced
+	// tasks make and is called for each, from the reading goroutine,
+	// without the session's lock, with the record's time.
+	OnMmap func(m perfevents.Mmap, timeNs uint64)
 }
 
-// Event is one write-protect fault or kprobe hit.
+// Event is one write-protect fault, kprobe hit or counted copy.
 type Event struct {
 	TimeNs  uint64 // CLOCK_MONOTONIC
 	Pid     int
 	Tid     int
-	Name    string // "wp_fault" or "kprobe:FUNC"
+	Name    string // "wp_fault", "kprobe:FUNC" or "copy"
 	Address uint64 // the fault's address, or the probed function's
+	// IP is the instruction that faulted (user code for a user-mode
+	// fault), 0 where the tracepoint does not say.
+	IP uint64
+	// Known: a copy's fault was seen, so Address and IP are its fault's.
+	Known bool
+}
+
+// timedMmap is a mapping record waiting for OnMmap.
+type timedMmap struct {
+	m  perfevents.Mmap
+	ns uint64
 }
 
 // Ring sizes, in pages. A task's ring wakes the reader when half full: a
@@ -129,7 +144,8 @@ type Session struct {
 	rings     []ring // by Reader cookie
 	region    report.Region
 	probeErrs map[string]error
-	gated     int // tasks opened with OpenTask
+	gated     int         // tasks opened with OpenTask
+	mmaps     []timedMmap // read, not yet handed to OnMmap
 
 	readDone chan struct{}
 	readErr  error

@@ -403,3 +403,42 @@ func BenchmarkDispatch(b *testing.B) {
 		b.Fatalf("classified %+v: every fault should be a wp fault with a copy", in)
 	}
 }
+
+// TestCopyEvents: a counted copy is an event at its fault's address and
+// instruction, and a mapping record reaches OnMmap.
+func TestCopyEvents(t *testing.T) {
+	s := synthetic(t, true, "")
+	syms, err := perfevents.ParseKallsyms(strings.NewReader(fakeKallsyms), cow.WPPathFunctions...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.wpPath, err = cow.NewWPPath(syms); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.OnMmap = func(perfevents.Mmap, uint64) {} // records wait in s.mmaps for the reader
+	fault := sampleData(s, idFault, 500, 500, 1, userPg+0x10, 0x7)
+	binary.NativeEndian.PutUint64(fault[len(fault)-36+16:], 0x401234) // the fault's ip field
+	var smp perfevents.Sample
+	rec := perfevents.Record{Type: unix.PERF_RECORD_SAMPLE, Data: fault}
+	if ev, ok, err := s.record(&rec, &smp); err != nil || !ok || ev.Name != "wp_fault" {
+		t.Fatalf("fault: %+v %v %v", ev, ok, err)
+	}
+	rec.Data = sampleData(s, idAllocStack, 500, 500, 2, 0, movable, 0xffffffffffffff80, 0xffffffff81100100)
+	ev, ok, err := s.record(&rec, &smp)
+	if err != nil || !ok || ev.Name != "copy" || ev.Address != userPg+0x10 || ev.IP != 0x401234 || !ev.Known || ev.Pid != 500 {
+		t.Errorf("copy event %+v %v %v", ev, ok, err)
+	}
+
+	m := binary.NativeEndian.AppendUint32(nil, 500)
+	m = binary.NativeEndian.AppendUint32(m, 500)
+	for _, v := range []uint64{0x400000, 0x2000, 0, 0, 0, 0} { // addr, len, pgoff, maj/min, ino, generation
+		m = binary.NativeEndian.AppendUint64(m, v)
+	}
+	m = binary.NativeEndian.AppendUint32(m, 5) // PROT_READ|PROT_EXEC
+	m = binary.NativeEndian.AppendUint32(m, 2) // MAP_PRIVATE
+	m = append(m, "/usr/bin/prog\x00\x00\x00"...)
+	feeder{t, s}.feed(0, unix.PERF_RECORD_MMAP2, 0, append(m, trailer(500, 500, 3, idDummy)...))
+	if len(s.mmaps) != 1 || s.mmaps[0].m.Filename != "/usr/bin/prog" || s.mmaps[0].m.Addr != 0x400000 || s.mmaps[0].m.Len != 0x2000 {
+		t.Errorf("mmap records %+v", s.mmaps)
+	}
+}

@@ -311,6 +311,7 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	d := base
 	d.Label, d.Type, d.Config, d.SampleType = "dummy", perfevents.Software, perfevents.Dummy, idType
 	d.TaskRecords, d.Watermark = true, uint32(pages*os.Getpagesize()/4)
+	d.Mmaps = s.cfg.OnMmap != nil
 	dummy, err := perfevents.Open(d, tid, cpu)
 	if err != nil {
 		return err

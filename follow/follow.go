@@ -83,6 +83,9 @@ type timeline struct {
 }
 
 func (tl *timeline) add(e engine.Event) {
+	if e.Name == "copy" {
+		return // the timeline shows faults and probe hits
+	}
 	tl.mu.Lock()
 	tl.pending = append(tl.pending, e)
 	tl.newest = max(tl.newest, e.TimeNs)

@@ -60,6 +60,9 @@ type Attr struct {
 	EnableOnExec bool
 	// TaskRecords adds FORK, EXIT and COMM records to the ring.
 	TaskRecords bool
+	// Mmaps adds a PERF_RECORD_MMAP2 for every mapping, data and
+	// anonymous ones included.
+	Mmaps bool
 	// Monotonic stamps records with CLOCK_MONOTONIC, which user space can
 	// read too, so that record times compare with a trace's start and end.
 	Monotonic bool
@@ -86,6 +89,7 @@ func (a *Attr) perf() *perf.Attr {
 	p.Options.Disabled = a.EnableOnExec
 	p.Options.EnableOnExec = a.EnableOnExec
 	p.Options.Task, p.Options.Comm, p.Options.CommExec = a.TaskRecords, a.TaskRecords, a.TaskRecords
+	p.Options.Mmap, p.Options.MmapData, p.Options.Mmap2 = a.Mmaps, a.Mmaps, a.Mmaps
 	if a.Monotonic {
 		p.Options.UseClockID = true
 		p.ClockID = unix.CLOCK_MONOTONIC

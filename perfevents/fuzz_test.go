@@ -52,5 +52,6 @@ func FuzzDecodeRecords(f *testing.F) {
 		_, _, _, _ = DecodeComm(data)
 		_, _, _ = DecodeLost(data)
 		_, _, _, _ = DecodeThrottle(data)
+		_, _ = DecodeMmap2(data)
 	})
 }

@@ -230,6 +230,37 @@ func DecodeComm(data []byte) (pid, tid uint32, comm []byte, err error) {
 	return pid, tid, rest[:end:end], nil
 }
 
+// Mmap is a PERF_RECORD_MMAP2: a mapping a task made (with Attr.Mmaps:
+// executable ones and data ones, anonymous mappings included as "//anon").
+type Mmap struct {
+	Pid, Tid    uint32
+	Addr, Len   uint64
+	Pgoff       uint64
+	Prot, Flags uint32
+	Filename    string
+}
+
+// DecodeMmap2 parses the body of a PERF_RECORD_MMAP2.
+func DecodeMmap2(data []byte) (Mmap, error) {
+	d := bodyDecoder{buf: data}
+	var m Mmap
+	m.Pid, m.Tid = d.u32(), d.u32()
+	m.Addr, m.Len, m.Pgoff = d.u64(), d.u64(), d.u64()
+	d.u64() // maj, min (or build id size)
+	d.u64() // ino
+	d.u64() // ino_generation
+	m.Prot, m.Flags = d.u32(), d.u32()
+	if err := d.err("mmap2 record", len(data)); err != nil {
+		return Mmap{}, err
+	}
+	end := bytes.IndexByte(d.buf, 0)
+	if end < 0 {
+		return Mmap{}, fmt.Errorf("decode mmap2 record: no NUL after the file name: %w", ErrTruncated)
+	}
+	m.Filename = string(d.buf[:end])
+	return m, nil
+}
+
 // decodeReadBits are the read_format bits DecodeRead understands.
 // PERF_FORMAT_GROUP changes the layout to a list, and PERF_FORMAT_LOST adds
 // a count this signature has no place for.
