@@ -76,7 +76,7 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 		return errors.New("nothing to compare")
 	}
 	switch f {
-	case JSON, CSV:
+	case JSON, CSV, OpenMetrics:
 		return fmt.Errorf("compare writes table or markdown")
 	}
 	traced, all := 0, 0

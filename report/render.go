@@ -22,15 +22,18 @@ const (
 	JSON     Format = "json"
 	CSV      Format = "csv"
 	Markdown Format = "markdown"
+	// OpenMetrics is the Prometheus/OpenMetrics text exposition, for the
+	// node exporter's textfile collector or a Pushgateway.
+	OpenMetrics Format = "openmetrics"
 )
 
 // ParseFormat validates a --format value.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(s); f {
-	case Table, JSON, CSV, Markdown:
+	case Table, JSON, CSV, Markdown, OpenMetrics:
 		return f, nil
 	}
-	return "", fmt.Errorf("unknown format %q (want table, json, csv or markdown)", s)
+	return "", fmt.Errorf("unknown format %q (want table, json, csv, markdown or openmetrics)", s)
 }
 
 // Write renders run in format f.
@@ -44,6 +47,8 @@ func Write(w io.Writer, run *Run, f Format) error {
 		return writeCSV(w, run)
 	case Markdown:
 		return writeText(w, run, true)
+	case OpenMetrics:
+		return writeOpenMetrics(w, run)
 	default:
 		return writeText(w, run, false)
 	}
