@@ -404,7 +404,13 @@ func change(base, cur *uint64) string {
 		s = "+" + s
 	}
 	if *base > 0 {
-		s += fmt.Sprintf(" (%+.1f%%)", 100*float64(d)/float64(*base))
+		pct := 100 * float64(d) / float64(*base)
+		// One decimal would round a change of 1 in 2571 to -0.0%.
+		prec := 1
+		if math.Abs(pct) < 0.1 {
+			prec = 2
+		}
+		s += fmt.Sprintf(" (%+.*f%%)", prec, pct)
 	}
 	return s
 }
