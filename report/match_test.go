@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -148,4 +149,31 @@ func TestTreeTotalLeavesThreadsOut(t *testing.T) {
 			t.Errorf("thread row named %q", m.name)
 		}
 	}
+}
+
+// FuzzCompareReports: compare and the gate take reports that users hand
+// them; whatever ReadRuns accepts must compare and gate without a panic,
+// whatever its pids, depths and parents (a cycle included).
+func FuzzCompareReports(f *testing.F) {
+	f.Add([]byte(`{"schema_version":1,"trace":{},"processes":[{"pid":1,"ppid":2,"comm":"a","depth":1},{"pid":2,"ppid":1,"comm":"a","depth":0},{"pid":2,"tid":3,"ppid":1,"comm":"a","depth":0,"copies":4}]}`))
+	f.Add([]byte(`{"schema_version":1,"trace":{},"processes":[{"pid":5,"ppid":5,"comm":"","depth":-1,"copies":18446744073709551615}]}`))
+	f.Add([]byte(`{"schema_version":1,"kernel":"6.1","processes":[{"role":"writer","pid":1,"copies":5}]}`))
+	bounds, err := ParseBounds([]string{"copies=10%,each.page_faults=1,total.lost_records=0"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		runs, err := ReadRuns(data)
+		if err != nil {
+			return
+		}
+		cols := []Compared{{Label: "a", Runs: runs}, {Label: "b", Runs: runs}}
+		_ = Compare(io.Discard, cols, Table)
+		if v, err := Gate(cols[0], cols[1], bounds); err == nil {
+			_ = WriteVerdict(io.Discard, v, Markdown)
+			if !v.Passed {
+				t.Errorf("a run regressed against itself: %+v", v.Regressions())
+			}
+		}
+	})
 }
