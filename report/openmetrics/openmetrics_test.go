@@ -1,4 +1,4 @@
-package report
+package openmetrics
 
 import (
 	"bytes"
@@ -10,7 +10,55 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/cowtrace/cowtrace/report"
 )
+
+// experimentRun is the experiment's run on a kernel with kprobes.
+func experimentRun() *report.Run {
+	return &report.Run{
+		SchemaVersion: report.SchemaVersion, Kernel: "6.1.0-test-amd64", Scenario: "touched",
+		Blocks: 1000, BlockSize: 102400, Offset: 10240, Touched: true,
+		CopyRoutine: "copy_mc_to_kernel", KprobeMethod: "pmu",
+		Methods: map[string]string{
+			"page_faults": "counter:page-faults", "wp_faults": "tracepoint:exceptions:page_fault_user",
+			"in_region": "tracepoint:exceptions:page_fault_user", "copies": "kprobe:copy_mc_to_kernel",
+		},
+		Processes: []report.Process{
+			{Role: "parent", Pid: 10, PageFaults: report.U64(20), WPFaults: report.U64(13), Copies: report.U64(12),
+				InRegion: &report.FaultClasses{}, Outside: &report.FaultClasses{WP: 13},
+				Probes: map[string]uint64{"copy_mc_to_kernel": 12, "do_wp_page": 13}},
+			{Role: "writer", Pid: 12, PageFaults: report.U64(1000), WPFaults: report.U64(1000), Copies: report.U64(1000),
+				InRegion: &report.FaultClasses{WP: 1000}, Outside: &report.FaultClasses{},
+				Probes: map[string]uint64{"copy_mc_to_kernel": 1000, "do_wp_page": 1000}},
+		},
+	}
+}
+
+// tracedRun is a cowtrace run of sh with two children, and --threads: a
+// thread row under the first process.
+func tracedRun() *report.Run {
+	exit := 0
+	r := &report.Run{
+		SchemaVersion: report.SchemaVersion, Kernel: "6.18.0-test", Scenario: "traced",
+		Methods: map[string]string{"wp_faults": "tracepoint:exceptions:page_fault_user", "copies": "inferred:x"},
+		Trace:   &report.Trace{Command: []string{"sh", "-c", "..."}, DurationMs: 12, EndedBy: "exit", ExitCode: &exit, Threads: true},
+	}
+	for _, p := range []struct {
+		pid, tid, ppid, depth int
+		comm                  string
+		copies                uint64
+	}{{100, 0, 1, 0, "sh", 10}, {100, 150, 1, 0, "sh", 4}, {101, 0, 100, 1, "sh", 17}, {102, 0, 100, 1, "cat", 6}} {
+		role := "child"
+		if p.depth == 0 {
+			role = "command"
+		}
+		r.Processes = append(r.Processes, report.Process{Role: role, Pid: p.pid,
+			Lineage:  &report.Lineage{Tid: p.tid, Ppid: p.ppid, Comm: p.comm, Depth: p.depth, Threads: 1},
+			WPFaults: report.U64(p.copies + 1), Copies: report.U64(p.copies), Outside: &report.FaultClasses{WP: p.copies + 1}})
+	}
+	return r
+}
 
 // parseOpenMetrics reads an exposition back with expfmt's OpenMetrics 1.0
 // parser (the specification's ABNF), failing the test on anything it
@@ -77,10 +125,10 @@ next:
 }
 
 func TestOpenMetricsExperiment(t *testing.T) {
-	run := kprobeRun()
+	run := experimentRun()
 	run.Label = `tuned "fast" kernel`
 	var b bytes.Buffer
-	if err := Write(&b, run, OpenMetrics); err != nil {
+	if err := report.Write(&b, run, report.OpenMetrics); err != nil {
 		t.Fatal(err)
 	}
 	text := b.String()
@@ -106,7 +154,7 @@ func TestOpenMetricsExperiment(t *testing.T) {
 	// A measure not taken has no sample rather than a 0.
 	run.Processes[0].Copies = nil
 	b.Reset()
-	if err := Write(&b, run, OpenMetrics); err != nil {
+	if err := report.Write(&b, run, report.OpenMetrics); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(parseOpenMetrics(t, b.String())["cowtrace_copies"].Metric); n != 1 {
@@ -115,24 +163,20 @@ func TestOpenMetricsExperiment(t *testing.T) {
 }
 
 func TestOpenMetricsTrace(t *testing.T) {
-	run := sixProcesses("", 100, 14)
-	// --threads: a thread row under the first process.
-	thread := run.Processes[0]
-	thread.Lineage = &Lineage{Tid: 150, Ppid: 1, Comm: "sh", Depth: 0}
-	run.Processes = append(run.Processes, thread)
-	run.Trace.Threads = true
 	var b bytes.Buffer
-	if err := Write(&b, run, OpenMetrics); err != nil {
+	if err := Write(&b, tracedRun()); err != nil {
 		t.Fatal(err)
 	}
 	fams := parseOpenMetrics(t, b.String())
-	if n := len(fams["cowtrace_wp_faults"].Metric); n != 7 {
-		t.Errorf("%d wp_faults samples, want 7", n)
+	if n := len(fams["cowtrace_wp_faults"].Metric); n != 4 {
+		t.Errorf("%d wp_faults samples, want 4", n)
 	}
 	if got := value(t, fams, "cowtrace_copies", "command", "cat", "pid", "102", "role", "child", "tid", "all"); got != 6 {
 		t.Errorf("cat copies %v", got)
 	}
-	value(t, fams, "cowtrace_copies", "command", "sh", "pid", "100", "tid", "150")
+	if got := value(t, fams, "cowtrace_copies", "command", "sh", "pid", "100", "tid", "150"); got != 4 {
+		t.Errorf("thread copies %v", got)
+	}
 	if got := value(t, fams, "cowtrace_trace_duration_seconds"); got != 0.012 {
 		t.Errorf("duration %v", got)
 	}

@@ -1,4 +1,16 @@
-package report
+// Package openmetrics renders a cowtrace report as an OpenMetrics
+// exposition, for the node exporter's textfile collector or a Pushgateway.
+// Importing it installs the writer behind report.Write's --format
+// openmetrics.
+//
+// It is a package of its own because Prometheus's encoder
+// (expfmt.MetricFamilyToOpenMetrics, used so that escaping, number formatting
+// and the framing are the format's, not ours) imports net/http, and net
+// links cgo in default builds: every program linking it grows by some 4.9 MB
+// and, built with cgo, its re-executed workload lays its memory out
+// differently. Only the command imports it, not the packages that use
+// report's types.
+package openmetrics
 
 import (
 	"io"
@@ -7,11 +19,12 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/cowtrace/cowtrace/report"
 )
 
-// The OpenMetrics form is written with Prometheus's own encoder
-// (expfmt.MetricFamilyToOpenMetrics), so that escaping, number formatting and
-// the exposition's framing are the format's, not ours.
+func init() { report.RegisterOpenMetrics(Write) }
+
 //
 // Every count is a gauge: it is what one finished run measured for one
 // process, and a process of the next run is another series, so nothing
@@ -22,12 +35,12 @@ import (
 // family is one metric family of the exposition.
 type family struct {
 	name, help string
-	get        func(p *Process) *uint64
+	get        func(p *report.Process) *uint64
 }
 
 // processFamilies are the per-process measures. Their help names the method
 // of the run, as the table's headers do.
-func processFamilies(run *Run) []family {
+func processFamilies(run *report.Run) []family {
 	m := run.Methods
 	how := func(key string) string {
 		if m[key] == "" {
@@ -36,21 +49,21 @@ func processFamilies(run *Run) []family {
 		return " (" + m[key] + ")"
 	}
 	return []family{
-		{name: "cowtrace_page_faults", help: "Page faults of the process" + how("page_faults"), get: func(p *Process) *uint64 { return p.PageFaults }},
-		{name: "cowtrace_minor_faults", help: "Minor page faults of the process" + how("minor_faults"), get: func(p *Process) *uint64 { return p.MinorFaults }},
-		{name: "cowtrace_major_faults", help: "Major page faults of the process" + how("major_faults"), get: func(p *Process) *uint64 { return p.MajorFaults }},
-		{name: "cowtrace_wp_faults", help: "User write-protect faults (x86 error code 0x7), the faults of copy-on-write" + how("wp_faults"), get: func(p *Process) *uint64 { return p.WPFaults }},
-		{name: "cowtrace_copies", help: "Pages the kernel copied for the process" + how("copies"), get: func(p *Process) *uint64 { return p.Copies }},
-		{name: "cowtrace_inferred_copies", help: "Copies inferred from write-protect faults followed by a page allocation" + how("inferred_copies"), get: func(p *Process) *uint64 { return p.InferredCopies }},
-		{name: "cowtrace_lost_records", help: "Perf ring records of the process lost to overflow: its sampled counts are lower bounds", get: func(p *Process) *uint64 { return &p.LostRecords }},
+		{name: "cowtrace_page_faults", help: "Page faults of the process" + how("page_faults"), get: func(p *report.Process) *uint64 { return p.PageFaults }},
+		{name: "cowtrace_minor_faults", help: "Minor page faults of the process" + how("minor_faults"), get: func(p *report.Process) *uint64 { return p.MinorFaults }},
+		{name: "cowtrace_major_faults", help: "Major page faults of the process" + how("major_faults"), get: func(p *report.Process) *uint64 { return p.MajorFaults }},
+		{name: "cowtrace_wp_faults", help: "User write-protect faults (x86 error code 0x7), the faults of copy-on-write" + how("wp_faults"), get: func(p *report.Process) *uint64 { return p.WPFaults }},
+		{name: "cowtrace_copies", help: "Pages the kernel copied for the process" + how("copies"), get: func(p *report.Process) *uint64 { return p.Copies }},
+		{name: "cowtrace_inferred_copies", help: "Copies inferred from write-protect faults followed by a page allocation" + how("inferred_copies"), get: func(p *report.Process) *uint64 { return p.InferredCopies }},
+		{name: "cowtrace_lost_records", help: "Perf ring records of the process lost to overflow: its sampled counts are lower bounds", get: func(p *report.Process) *uint64 { return &p.LostRecords }},
 	}
 }
 
-// writeOpenMetrics renders run as an OpenMetrics exposition: a family per
-// measure, a sample per process, labelled by kernel, label (--label), the
-// experiment's scenario, command (comm) and role, pid and, with --threads,
-// tid ("all" on the process rows, whose counts include every thread).
-func writeOpenMetrics(w io.Writer, run *Run) error {
+// Write renders run as an OpenMetrics exposition: a family per measure, a
+// sample per process, labelled by kernel, label (--label), the experiment's
+// scenario, command (comm) and role, pid and, with --threads, tid ("all" on
+// the process rows, whose counts include every thread).
+func Write(w io.Writer, run *report.Run) error {
 	var fams []*dto.MetricFamily
 	gauge := func(name, help, unit string) *dto.MetricFamily {
 		f := &dto.MetricFamily{Name: &name, Help: &help, Type: dto.MetricType_GAUGE.Enum()}
@@ -137,14 +150,14 @@ func writeOpenMetrics(w io.Writer, run *Run) error {
 // they fell in the experiment's region: one family, labelled by where and
 // class. The kernel-mode faults are a subset of the others and get a family
 // of their own, so that summing one family never counts a fault twice.
-func classified(run *Run, rowLabels [][]*dto.LabelPair,
+func classified(run *report.Run, rowLabels [][]*dto.LabelPair,
 	gauge func(name, help, unit string) *dto.MetricFamily, sample func(*dto.MetricFamily, float64, []*dto.LabelPair)) {
 	var byClass, kernel *dto.MetricFamily
 	for i := range run.Processes {
 		p := &run.Processes[i]
 		for _, where := range []struct {
 			name string
-			fc   *FaultClasses
+			fc   *report.FaultClasses
 		}{{"in_region", p.InRegion}, {"outside", p.Outside}} {
 			if where.fc == nil {
 				continue
@@ -172,4 +185,27 @@ func withLabel(ls []*dto.LabelPair, name, value string) []*dto.LabelPair {
 	out := append(append([]*dto.LabelPair(nil), ls...), pair(name, value))
 	sort.Slice(out, func(a, b int) bool { return out[a].GetName() < out[b].GetName() })
 	return out
+}
+
+// probeNames are the kernel functions any row of run counts, sorted.
+func probeNames(run *report.Run) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, p := range run.Processes {
+		for fn := range p.Probes {
+			if !seen[fn] {
+				seen[fn] = true
+				names = append(names, fn)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
