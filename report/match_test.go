@@ -15,8 +15,8 @@ type proc struct {
 	copies           uint64
 }
 
-// tracedRun is a run as cowtrace run writes it, rows in tree order.
-func tracedRun(label string, procs ...proc) *Run {
+// treeRun is a run as cowtrace run writes it, rows in tree order.
+func treeRun(label string, procs ...proc) *Run {
 	exit := 0
 	r := &Run{
 		SchemaVersion: SchemaVersion, Kernel: "6.18.0-test", Scenario: "traced", Label: label,
@@ -42,7 +42,7 @@ func tracedRun(label string, procs ...proc) *Run {
 
 // The tree of sh -c 'sh -c "true & wait" & sh -c "true & wait" & cat; wait'.
 func sixProcesses(label string, base int, secondShCopies uint64) *Run {
-	return tracedRun(label,
+	return treeRun(label,
 		proc{base, 1, 0, "sh", 0, 10},
 		proc{base + 1, base, 1, "sh", 1, 17},
 		proc{base + 5, base + 1, 2, "true", 3, 11},
