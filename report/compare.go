@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
@@ -74,6 +75,26 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 	if len(cols) == 0 {
 		return errors.New("nothing to compare")
 	}
+	switch f {
+	case JSON, CSV, OpenMetrics:
+		return fmt.Errorf("compare writes table or markdown")
+	}
+	traced, all := 0, 0
+	for _, c := range cols {
+		for _, r := range c.Runs {
+			all++
+			if r.Trace != nil {
+				traced++
+			}
+		}
+	}
+	switch traced {
+	case 0:
+	case all:
+		return compareTraces(w, cols, f == Markdown)
+	default:
+		return errors.New("cannot compare traced runs (cowtrace run, attach) with the experiment's: their rows are different things")
+	}
 	single := true
 	for _, c := range cols {
 		single = single && len(c.Runs) == 1
@@ -139,17 +160,18 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 		}
 	}
 
-	switch f {
-	case JSON, CSV:
-		return fmt.Errorf("compare writes table or markdown")
-	}
+	return sideBySide(w, header, rows, f == Markdown)
+}
+
+// sideBySide renders a comparison: names in the first column, read from the
+// left, and numbers in the others, read from the right.
+func sideBySide(w io.Writer, header []string, rows [][]string, markdown bool) error {
 	opts := []tablewriter.Option{
 		tablewriter.WithHeaderAutoFormat(tw.Off),
 		tablewriter.WithHeaderAlignment(tw.AlignCenter),
-		// The measure's name reads from the left, the numbers from the right.
 		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{Global: tw.AlignRight, PerColumn: []tw.Align{tw.AlignLeft}}),
 	}
-	if f == Markdown {
+	if markdown {
 		opts = append(opts, tablewriter.WithRenderer(renderer.NewMarkdown()))
 	}
 	t := tablewriter.NewTable(w, opts...)
@@ -160,6 +182,137 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 		}
 	}
 	return t.Render()
+}
+
+// compareTraces renders traced runs side by side: a row per process, matched
+// across runs by command and place in the tree (matchProcesses), then the
+// tree's totals; for each measure a column per run. The experiment's fields
+// (blocks, region) mean nothing for a traced program and are left out.
+func compareTraces(w io.Writer, cols []Compared, markdown bool) error {
+	runs := make([]*Run, len(cols))
+	for i, c := range cols {
+		if len(c.Runs) != 1 {
+			return fmt.Errorf("%s: a traced report holds one run, this one %d", c.Label, len(c.Runs))
+		}
+		runs[i] = c.Runs[0]
+	}
+	measures := traceCounts(runs)
+	header := []string{"process"}
+	for _, m := range measures {
+		for _, c := range cols {
+			if markdown {
+				header = append(header, m.title+" ("+c.Label+")")
+			} else {
+				header = append(header, m.title+"\n"+c.Label)
+			}
+		}
+	}
+	header = append(header, "differs")
+	totals := make([]*Process, len(runs))
+	for i, r := range runs {
+		totals[i] = treeTotal(r)
+	}
+	rows := append(matchProcesses(runs), matched{name: "total", procs: totals})
+	var table [][]string
+	for _, m := range rows {
+		row := []string{m.name}
+		differs := false
+		for _, c := range measures {
+			first := ""
+			for i, p := range m.procs {
+				v := "-"
+				if p != nil {
+					v = num(c.get(p))
+				}
+				if i == 0 {
+					first = v
+				}
+				differs = differs || v != first
+				row = append(row, v)
+			}
+		}
+		mark := ""
+		if differs {
+			mark = "≠"
+		}
+		table = append(table, append(row, mark))
+	}
+
+	bw := &errWriter{w: w}
+	for i, r := range runs {
+		if markdown {
+			fmt.Fprint(bw, "- ")
+		}
+		fmt.Fprintf(bw, "%s: %s; lost records %d, throttled %d\n", cols[i].Label, Title(r), r.LostRecords, r.Throttled)
+	}
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	if bw.err != nil {
+		return bw.err
+	}
+	if err := sideBySide(w, header, table, markdown); err != nil {
+		return err
+	}
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	fmt.Fprintln(bw, "processes are matched by command and place in the tree: the commands from the root down, #N for the Nth of that name among its siblings by start; - where a run has no such process")
+	for _, line := range methodDifferences(cols, runs, measures) {
+		fmt.Fprintln(bw, line)
+	}
+	return bw.err
+}
+
+// traceCounts are the measures of a traced comparison: faults, copies, the
+// inferred copies where they are a second measure, and every probed function
+// but the copy routine (already the copies).
+func traceCounts(runs []*Run) []count {
+	cs := []count{counts[0], counts[3], counts[4]} // page_faults, wp_faults, copies
+	fns := map[string]bool{}
+	routines := map[string]bool{}
+	inferred := false
+	for _, r := range runs {
+		m := r.Methods
+		inferred = inferred || (m["inferred_copies"] != "" && m["inferred_copies"] != m["copies"])
+		routines[r.CopyRoutine] = true
+		for _, fn := range probeNames(r) {
+			fns[fn] = true
+		}
+	}
+	if inferred {
+		cs = append(cs, counts[5])
+	}
+	var names []string
+	for fn := range fns {
+		if !routines[fn] {
+			names = append(names, fn)
+		}
+	}
+	sort.Strings(names)
+	for _, fn := range names {
+		cs = append(cs, probeCount(fn))
+	}
+	return cs
+}
+
+// methodDifferences says where runs measured one column differently: a
+// kprobe count next to an inferred one is not a like-for-like comparison.
+func methodDifferences(cols []Compared, runs []*Run, cs []count) []string {
+	var out []string
+	for _, c := range cs {
+		var parts []string
+		differ := false
+		for i, r := range runs {
+			m := orDash(r.Methods[c.key])
+			parts = append(parts, cols[i].Label+" "+m)
+			differ = differ || m != orDash(runs[0].Methods[c.key])
+		}
+		if differ {
+			out = append(out, fmt.Sprintf("note: %s measured differently: %s", c.title, strings.Join(parts, ", ")))
+		}
+	}
+	return out
 }
 
 // measures lists the rows for runs of one scenario: the run's identity and

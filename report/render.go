@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -22,16 +23,29 @@ const (
 	JSON     Format = "json"
 	CSV      Format = "csv"
 	Markdown Format = "markdown"
+	// OpenMetrics is the Prometheus/OpenMetrics text exposition, for the
+	// node exporter's textfile collector or a Pushgateway.
+	OpenMetrics Format = "openmetrics"
 )
 
 // ParseFormat validates a --format value.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(s); f {
-	case Table, JSON, CSV, Markdown:
+	case Table, JSON, CSV, Markdown, OpenMetrics:
 		return f, nil
 	}
-	return "", fmt.Errorf("unknown format %q (want table, json, csv or markdown)", s)
+	return "", fmt.Errorf("unknown format %q (want table, json, csv, markdown or openmetrics)", s)
 }
+
+// openMetrics writes --format openmetrics once package report/openmetrics
+// has registered it.
+var openMetrics func(io.Writer, *Run) error
+
+// RegisterOpenMetrics installs the writer of --format openmetrics; importing
+// package report/openmetrics calls it. That package stands apart because its
+// encoder brings net/http, and with it cgo, into every program that links
+// it: the programs that only use report's types stay without.
+func RegisterOpenMetrics(write func(io.Writer, *Run) error) { openMetrics = write }
 
 // Write renders run in format f.
 func Write(w io.Writer, run *Run, f Format) error {
@@ -44,6 +58,11 @@ func Write(w io.Writer, run *Run, f Format) error {
 		return writeCSV(w, run)
 	case Markdown:
 		return writeText(w, run, true)
+	case OpenMetrics:
+		if openMetrics == nil {
+			return errors.New("--format openmetrics: this program was built without package report/openmetrics")
+		}
+		return openMetrics(w, run)
 	default:
 		return writeText(w, run, false)
 	}

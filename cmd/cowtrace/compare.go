@@ -10,47 +10,108 @@ import (
 )
 
 const compareUsage = `Usage: cowtrace compare [flags] A.json B.json ...
+       cowtrace compare --baseline BASE.json --max-increase MEASURE=BOUND,... CURRENT.json
 
 Shows runs saved with --format json (single runs or cowtrace matrix) side by
 side: a column per file, labelled by --label, else by the run's own label,
-else by its kernel; rows whose values differ are marked. With --format
-markdown the table pastes into a CI job summary or a pull request.
+else by its kernel; rows whose values differ are marked. Runs of cowtrace run
+or attach get a row per process, matched across runs by command and place in
+the tree, and a row for the tree's total. With --format markdown the table
+pastes into a CI job summary or a pull request.
+
+With --baseline, compare is a regression gate: it exits 1 when a measure of
+CURRENT.json grew past its --max-increase bound over BASE.json, 0 when none
+did, 2 for a malformed flag or report. A bound is MEASURE=N (a count) or
+MEASURE=P% (of the baseline's value), for MEASURE one of page_faults,
+minor_faults, major_faults, wp_faults, copies, inferred_copies, lost_records,
+probes.FUNC. It applies to the tree's total and to each process found in
+both runs; total.MEASURE=... or each.MEASURE=... keeps one of them. Example:
+--max-increase total.copies=10%,each.copies=200,wp_faults=20%
 
 Flags:
 `
 
 func cmdCompare(args []string, stdout io.Writer) error {
 	fs := newFlagSet("cowtrace compare", compareUsage)
-	format := fs.String("format", "table", "output format: table or markdown")
-	var labels stringList
-	fs.Var(&labels, "label", "`LABEL` of the next file's column, in order (repeatable)")
+	format := fs.String("format", "table", "output format: table or markdown; json too with --baseline")
+	var labels, maxIncrease stringList
+	fs.Var(&labels, "label", "`LABEL` of the next file's column, in order (repeatable); with --baseline the baseline's first")
+	baseline := fs.String("baseline", "", "gate `BASE.json`: hold the one other report against it")
+	fs.Var(&maxIncrease, "max-increase", "the gate's bounds, `MEASURE=N|P%,...` (repeatable)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	gate := *baseline != ""
 	f, err := report.ParseFormat(*format)
-	if err != nil || (f != report.Table && f != report.Markdown) {
+	if err != nil || (f != report.Table && f != report.Markdown && !(gate && f == report.JSON)) {
+		if gate {
+			return usagef("unknown compare format %q (want table, markdown or json)", *format)
+		}
 		return usagef("unknown compare format %q (want table or markdown)", *format)
 	}
 	files := fs.Args()
-	if len(files) < 2 {
+	var bounds []report.Bound
+	switch {
+	case len(maxIncrease) > 0 && !gate:
+		return usagef("--max-increase needs --baseline BASE.json")
+	case gate && len(maxIncrease) == 0:
+		return usagef("--baseline needs --max-increase, the bounds to hold the current run to")
+	case gate && len(files) != 1:
+		return usagef("--baseline holds one report against it, got %d", len(files))
+	case gate:
+		if bounds, err = report.ParseBounds(maxIncrease); err != nil {
+			return usageError{err}
+		}
+		files = append([]string{*baseline}, files...)
+	case len(files) < 2:
 		return usagef("compare needs at least two JSON reports, got %d", len(files))
 	}
 	if len(labels) > len(files) {
 		return usagef("%d labels for %d files", len(labels), len(files))
 	}
+	cols, err := readCompared(files, labels)
+	if err != nil {
+		return err
+	}
+	if !gate {
+		return report.Compare(stdout, cols, f)
+	}
+	v, err := report.Gate(cols[0], cols[1], bounds)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := report.WriteVerdict(stdout, v, f); err != nil {
+		return err
+	}
+	if r := v.Regressions(); len(r) > 0 {
+		return gateFailed{len(r), len(v.Checks)}
+	}
+	return nil
+}
+
+// gateFailed makes a regression exit 1, apart from bad input's 2.
+type gateFailed struct{ regressions, checks int }
+
+func (g gateFailed) Error() string {
+	return fmt.Sprintf("gate: %d of %d checks grew past their --max-increase bound", g.regressions, g.checks)
+}
+func (g gateFailed) ExitCode() int { return exitFailure }
+
+// readCompared reads each file's runs under its label.
+func readCompared(files, labels []string) ([]report.Compared, error) {
 	cols := make([]report.Compared, len(files))
 	used := map[string]int{}
 	for i, name := range files {
 		data, err := os.ReadFile(name)
 		if err != nil {
-			return usageError{err}
+			return nil, usageError{err}
 		}
 		runs, err := report.ReadRuns(data)
 		if err != nil {
-			return usagef("%s: %v", name, err)
+			return nil, usagef("%s: %v", name, err)
 		}
 		if len(runs) == 0 {
-			return usagef("%s: no runs", name)
+			return nil, usagef("%s: no runs", name)
 		}
 		label := ""
 		switch {
@@ -70,5 +131,5 @@ func cmdCompare(args []string, stdout io.Writer) error {
 			cols[i].Label = fmt.Sprintf("%s (%s)", cols[i].Label, filepath.Base(files[i]))
 		}
 	}
-	return report.Compare(stdout, cols, f)
+	return cols, nil
 }

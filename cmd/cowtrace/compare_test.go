@@ -124,3 +124,74 @@ func TestMatrixCommand(t *testing.T) {
 		t.Errorf("markdown matrix: exit %d\n%s", code, stdout)
 	}
 }
+
+// writeTraced saves a traced run of two processes, the child copying
+// childCopies pages.
+func writeTraced(t *testing.T, dir, name string, childCopies uint64) string {
+	t.Helper()
+	exit := 0
+	r := report.Run{SchemaVersion: report.SchemaVersion, Kernel: "6.18.0-test", Scenario: "traced",
+		Methods: map[string]string{"copies": "inferred:x", "wp_faults": "tracepoint:x"},
+		Trace:   &report.Trace{Command: []string{"prog"}, EndedBy: "exit", ExitCode: &exit},
+		Processes: []report.Process{
+			{Role: "command", Pid: 10, Lineage: &report.Lineage{Ppid: 1, Comm: "prog"}, Copies: report.U64(20), WPFaults: report.U64(30)},
+			{Role: "child", Pid: 11, Lineage: &report.Lineage{Ppid: 10, Comm: "prog", Depth: 1, StartMs: 1},
+				Copies: report.U64(childCopies), WPFaults: report.U64(childCopies + 1)},
+		}}
+	b, _ := json.Marshal(r)
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCompareGateCommand(t *testing.T) {
+	dir := t.TempDir()
+	base := writeTraced(t, dir, "base.json", 1000)
+	same := writeTraced(t, dir, "same.json", 1000)
+	more := writeTraced(t, dir, "more.json", 1200)
+
+	code, stdout, stderr := runCLI("compare", "--baseline", base, "--max-increase", "copies=10%,wp_faults=50", same)
+	if code != exitOK || stderr != "" || !strings.HasPrefix(stdout, "cowtrace gate: passed, all 6 checks within their bounds") {
+		t.Errorf("no regression: exit %d, stderr %q\n%s", code, stderr, stdout)
+	}
+	code, stdout, stderr = runCLI("compare", "--format", "markdown", "--label", "main", "--label", "pr",
+		"--baseline", base, "--max-increase", "copies=10%", "--max-increase", "each.wp_faults=50", more)
+	if code != exitFailure || !strings.Contains(stderr, "gate: 3 of 5 checks grew past their --max-increase bound") {
+		t.Errorf("regression: exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{"**cowtrace gate: FAILED**, 3 of 5 checks", "baseline main, current pr", "| prog/prog ", "**✗ +200 (+20.0%) > +10%**"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, _ = runCLI("compare", "--format", "json", "--baseline", base, "--max-increase", "total.copies=200", more)
+	var v report.Verdict
+	if err := json.Unmarshal([]byte(stdout), &v); code != exitOK || err != nil || !v.Passed || len(v.Checks) != 1 {
+		t.Errorf("json: exit %d, %v, %+v\n%s", code, err, v, stdout)
+	}
+
+	// Every mistake in the flags is found before any file is read: these
+	// files do not exist.
+	missing := filepath.Join(dir, "missing.json")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--baseline", missing, "--max-increase", "copies=ten", missing}, "neither a count nor a percentage"},
+		{[]string{"--baseline", missing, "--max-increase", "pages=10", missing}, `no measure "pages"`},
+		{[]string{"--baseline", missing, "--max-increase", "copies=1%,copies=2%", missing}, "bounds copies twice"},
+		{[]string{"--baseline", missing, missing}, "--baseline needs --max-increase"},
+		{[]string{"--max-increase", "copies=1", missing, missing}, "--max-increase needs --baseline"},
+		{[]string{"--baseline", missing, "--max-increase", "copies=1", missing, missing}, "one report against it, got 2"},
+		{[]string{"--format", "csv", "--baseline", missing, "--max-increase", "copies=1", missing}, "want table, markdown or json"},
+		{[]string{"--format", "json", missing, missing}, "want table or markdown"},
+	} {
+		checkUsageError(t, append([]string{"compare"}, tc.args...), tc.want)
+	}
+	// Reports that cannot be held against each other are bad input too.
+	exp := writeRun(t, dir, "exp.json", "6.1", 1000)
+	checkUsageError(t, []string{"compare", "--baseline", exp, "--max-increase", "copies=1", base}, "cannot hold a traced run")
+	checkUsageError(t, []string{"compare", "--baseline", base, "--max-increase", "probes.do_wp_page=1", same}, "has no probes.do_wp_page")
+}

@@ -1,0 +1,422 @@
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Scope is where a bound of the regression gate applies.
+type Scope string
+
+const (
+	// Both: the tree's total and every process found in both runs.
+	Both Scope = "total and each process"
+	// TotalOnly: the sum over the run's processes.
+	TotalOnly Scope = "total"
+	// EachOnly: every process found in both runs, not the total.
+	EachOnly Scope = "each process"
+)
+
+// Bound is one term of --max-increase: how much a measure may grow from the
+// baseline to the current run, as a count or a percentage of the baseline.
+type Bound struct {
+	Text    string  `json:"bound"`   // as typed: "copies=10%"
+	Measure string  `json:"measure"` // JSON field: "copies", "probes.do_wp_page"
+	Scope   Scope   `json:"scope"`
+	Percent bool    `json:"percent"`
+	Limit   float64 `json:"limit"` // a count, or a percentage when Percent
+}
+
+// ParseBounds parses the values of --max-increase, each comma-separated
+// terms [total.|each.]MEASURE=N or [total.|each.]MEASURE=P%. MEASURE is a
+// per-process count of the JSON report (page_faults, minor_faults,
+// major_faults, wp_faults, copies, inferred_copies, lost_records,
+// probes.FUNC); N is how much it may grow, P how much in percent of the
+// baseline. Without a prefix a bound applies to the tree's total and to each
+// process found in both runs; total. and each. keep one of them, since a
+// percentage that suits a tree's total is noise on a process of a few
+// faults. A measure may be bounded once per place.
+func ParseBounds(values []string) ([]Bound, error) {
+	var out []Bound
+	for _, v := range values {
+		for _, term := range strings.Split(v, ",") {
+			b, err := parseBound(strings.TrimSpace(term))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--max-increase: no bounds")
+	}
+	return out, boundedOnce(out)
+}
+
+func parseBound(term string) (Bound, error) {
+	name, limit, ok := strings.Cut(term, "=")
+	if !ok || name == "" || limit == "" {
+		return Bound{}, fmt.Errorf("--max-increase %q: want MEASURE=N or MEASURE=P%%, e.g. copies=10%% or wp_faults=50", term)
+	}
+	b := Bound{Text: term, Measure: name, Scope: Both}
+	if m, ok := strings.CutPrefix(name, "total."); ok {
+		b.Measure, b.Scope = m, TotalOnly
+	} else if m, ok := strings.CutPrefix(name, "each."); ok {
+		b.Measure, b.Scope = m, EachOnly
+	}
+	if _, ok := countByKey(b.Measure); !ok {
+		var keys []string
+		for _, c := range counts {
+			keys = append(keys, c.key)
+		}
+		return Bound{}, fmt.Errorf("--max-increase %q: no measure %q (want %s or probes.FUNC, optionally after total. or each.)", term, b.Measure, strings.Join(keys, ", "))
+	}
+	digits, percent := strings.CutSuffix(limit, "%")
+	b.Percent = percent
+	v, err := strconv.ParseFloat(digits, 64)
+	switch {
+	case err != nil || math.IsNaN(v) || math.IsInf(v, 0):
+		return Bound{}, fmt.Errorf("--max-increase %q: %q is neither a count nor a percentage", term, limit)
+	case v < 0:
+		return Bound{}, fmt.Errorf("--max-increase %q: a negative bound would fail an unchanged run", term)
+	case !b.Percent && v != math.Trunc(v):
+		return Bound{}, fmt.Errorf("--max-increase %q: a count bound is a whole number", term)
+	}
+	b.Limit = v
+	return b, nil
+}
+
+// boundedOnce refuses a measure bounded twice in one place: which of two
+// limits would hold is not for cowtrace to guess.
+func boundedOnce(bounds []Bound) error {
+	type place struct {
+		measure string
+		total   bool
+	}
+	seen := map[place]string{}
+	for _, b := range bounds {
+		var places []place
+		if b.Scope != EachOnly {
+			places = append(places, place{b.Measure, true})
+		}
+		if b.Scope != TotalOnly {
+			places = append(places, place{b.Measure, false})
+		}
+		for _, p := range places {
+			if prev, ok := seen[p]; ok {
+				return fmt.Errorf("--max-increase bounds %s twice: %q and %q", b.Measure, prev, b.Text)
+			}
+			seen[p] = b.Text
+		}
+	}
+	return nil
+}
+
+// Check is one measure of one row held against its bound.
+type Check struct {
+	Process   string  `json:"process"` // as in compare's rows; "total"
+	Measure   string  `json:"measure"`
+	Baseline  uint64  `json:"baseline"`
+	Current   uint64  `json:"current"`
+	Increase  int64   `json:"increase"`
+	Allowed   float64 `json:"allowed"` // the bound as a count for this row
+	Bound     string  `json:"bound"`
+	Regressed bool    `json:"regressed"`
+}
+
+// Verdict is the regression gate's result.
+type Verdict struct {
+	Passed   bool    `json:"passed"`
+	Baseline GateRun `json:"baseline"`
+	Current  GateRun `json:"current"`
+	Bounds   []Bound `json:"bounds"`
+	Checks   []Check `json:"checks"`
+	// OnlyInBaseline and OnlyInCurrent are processes that one run has and
+	// the other not: shown, counted in the totals, not bounded one by one.
+	OnlyInBaseline []string `json:"only_in_baseline"`
+	OnlyInCurrent  []string `json:"only_in_current"`
+	Notes          []string `json:"notes"`
+
+	rows     []matched
+	measures []count
+	checks   map[checkKey]int // index in Checks
+}
+
+type checkKey struct {
+	row     int
+	measure string
+}
+
+// GateRun names a run of the gate.
+type GateRun struct {
+	Label   string   `json:"label"`
+	Kernel  string   `json:"kernel"`
+	Command []string `json:"command,omitempty"`
+}
+
+// Regressions are the checks past their bound.
+func (v *Verdict) Regressions() []Check {
+	var out []Check
+	for _, c := range v.Checks {
+		if c.Regressed {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Gate holds current against baseline: every bound on every row it applies
+// to. Processes are matched as compare matches them. A bounded measure that
+// either run did not take is an error, not a pass.
+func Gate(baseline, current Compared, bounds []Bound) (*Verdict, error) {
+	if len(baseline.Runs) != 1 || len(current.Runs) != 1 {
+		return nil, errors.New("the gate compares two single runs, not a matrix")
+	}
+	base, cur := baseline.Runs[0], current.Runs[0]
+	if (base.Trace == nil) != (cur.Trace == nil) {
+		return nil, errors.New("cannot hold a traced run (cowtrace run, attach) against an experiment's, or the reverse")
+	}
+	runs := []*Run{base, cur}
+	totals := []*Process{treeTotal(base), treeTotal(cur)}
+	v := &Verdict{
+		Passed:   true,
+		Baseline: gateRun(baseline.Label, base), Current: gateRun(current.Label, cur),
+		Bounds: bounds, checks: map[checkKey]int{},
+		rows: append(matchProcesses(runs), matched{name: "total", procs: totals}),
+	}
+	seen := map[string]bool{}
+	for _, b := range bounds {
+		c, _ := countByKey(b.Measure)
+		for i, r := range []Compared{baseline, current} {
+			if c.get(totals[i]) == nil {
+				return nil, fmt.Errorf("--max-increase %q: %s has no %s (not measured on that run)", b.Text, r.Label, b.Measure)
+			}
+		}
+		if !seen[c.key] {
+			seen[c.key] = true
+			v.measures = append(v.measures, c)
+		}
+	}
+	for _, m := range v.rows {
+		switch {
+		case m.procs[0] == nil:
+			v.OnlyInCurrent = append(v.OnlyInCurrent, m.name)
+		case m.procs[1] == nil:
+			v.OnlyInBaseline = append(v.OnlyInBaseline, m.name)
+		}
+	}
+	// The checks in row order, so that the JSON reads like the table.
+	for ri, m := range v.rows {
+		total := ri == len(v.rows)-1
+		if m.procs[0] == nil || m.procs[1] == nil {
+			continue
+		}
+		for _, b := range bounds {
+			if (total && b.Scope == EachOnly) || (!total && b.Scope == TotalOnly) {
+				continue
+			}
+			c, _ := countByKey(b.Measure)
+			bv, cv := c.get(m.procs[0]), c.get(m.procs[1])
+			if bv == nil || cv == nil {
+				continue
+			}
+			allowed := b.Limit
+			if b.Percent {
+				allowed = float64(*bv) * b.Limit / 100
+			}
+			inc := int64(*cv) - int64(*bv)
+			ch := Check{Process: m.name, Measure: b.Measure, Baseline: *bv, Current: *cv, Increase: inc,
+				Allowed: allowed, Bound: b.Text, Regressed: float64(inc) > allowed}
+			v.Passed = v.Passed && !ch.Regressed
+			v.Checks = append(v.Checks, ch)
+			v.checks[checkKey{ri, c.key}] = len(v.Checks) - 1
+		}
+	}
+	v.Notes = gateNotes(v, runs)
+	return v, nil
+}
+
+func gateRun(label string, r *Run) GateRun {
+	g := GateRun{Label: label, Kernel: r.Kernel}
+	if r.Trace != nil {
+		g.Command = r.Trace.Command
+	}
+	return g
+}
+
+// gateNotes are what a reader of a verdict must know to trust it.
+func gateNotes(v *Verdict, runs []*Run) []string {
+	var notes []string
+	for _, c := range v.measures {
+		if a, b := runs[0].Methods[c.key], runs[1].Methods[c.key]; a != b {
+			notes = append(notes, fmt.Sprintf("%s measured differently: %s by %s, %s by %s", c.key, v.Baseline.Label, orDash(a), v.Current.Label, orDash(b)))
+		}
+	}
+	for i, r := range runs {
+		if r.LostRecords > 0 {
+			label := []string{v.Baseline.Label, v.Current.Label}[i]
+			notes = append(notes, fmt.Sprintf("%s lost %d records: its sampled counts are lower bounds", label, r.LostRecords))
+		}
+	}
+	if len(v.OnlyInBaseline)+len(v.OnlyInCurrent) > 0 {
+		notes = append(notes, fmt.Sprintf("processes in one run only (in the totals, not bounded one by one): baseline %s; current %s",
+			orDash(strings.Join(v.OnlyInBaseline, ", ")), orDash(strings.Join(v.OnlyInCurrent, ", "))))
+	}
+	return notes
+}
+
+// WriteVerdict renders the gate's result: a verdict line, a table of the
+// bounded measures per process and for the total, baseline, current and
+// change, regressions marked, then each regression in words. JSON holds the
+// verdict and every check.
+func WriteVerdict(w io.Writer, v *Verdict, f Format) error {
+	switch f {
+	case JSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case Table, Markdown:
+	default:
+		return fmt.Errorf("the gate writes table, markdown or json")
+	}
+	markdown := f == Markdown
+	bw := &errWriter{w: w}
+	var bounds []string
+	for _, b := range v.Bounds {
+		bounds = append(bounds, b.Text)
+	}
+	verdict := "passed"
+	detail := fmt.Sprintf("all %d checks within their bounds", len(v.Checks))
+	if n := len(v.Regressions()); n > 0 {
+		verdict = "FAILED"
+		detail = fmt.Sprintf("%d of %d checks grew past their bound", n, len(v.Checks))
+	}
+	if markdown {
+		verdict = "**cowtrace gate: " + verdict + "**"
+	} else {
+		verdict = "cowtrace gate: " + verdict
+	}
+	fmt.Fprintf(bw, "%s, %s (--max-increase %s; baseline %s, current %s)\n", verdict, detail,
+		strings.Join(bounds, ","), v.Baseline.Label, v.Current.Label)
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	if bw.err != nil {
+		return bw.err
+	}
+
+	header := []string{"process"}
+	for _, c := range v.measures {
+		for _, col := range []string{"baseline", "current", "change"} {
+			if markdown {
+				header = append(header, c.title+" "+col)
+			} else {
+				header = append(header, c.title+"\n"+col)
+			}
+		}
+	}
+	var rows [][]string
+	for ri, m := range v.rows {
+		row := []string{m.name}
+		for _, c := range v.measures {
+			cells := [3]string{"-", "-", ""}
+			for i, p := range m.procs {
+				if p != nil {
+					cells[i] = num(c.get(p))
+				}
+			}
+			switch {
+			case m.procs[0] == nil:
+				cells[2] = "new"
+			case m.procs[1] == nil:
+				cells[2] = "gone"
+			default:
+				cells[2] = change(c.get(m.procs[0]), c.get(m.procs[1]))
+			}
+			if i, ok := v.checks[checkKey{ri, c.key}]; ok && v.Checks[i].Regressed {
+				cells[2] = "✗ " + cells[2] + " > " + allowedText(v.Checks[i])
+				if markdown {
+					cells[2] = "**" + cells[2] + "**"
+				}
+			}
+			row = append(row, cells[:]...)
+		}
+		rows = append(rows, row)
+	}
+	if err := sideBySide(w, header, rows, markdown); err != nil {
+		return err
+	}
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	for _, c := range v.Regressions() {
+		if markdown {
+			fmt.Fprint(bw, "- ")
+		}
+		fmt.Fprintf(bw, "regression: %s %s %d -> %d, %s, past %s (%s)\n", c.Process, c.Measure, c.Baseline, c.Current,
+			change(&c.Baseline, &c.Current), allowedText(c), c.Bound)
+	}
+	scopes := map[Scope][]string{}
+	var order []Scope
+	for _, b := range v.Bounds {
+		if scopes[b.Scope] == nil {
+			order = append(order, b.Scope)
+		}
+		scopes[b.Scope] = append(scopes[b.Scope], b.Measure)
+	}
+	where := map[Scope]string{
+		Both:      "the total and each process in both runs",
+		TotalOnly: "the total",
+		EachOnly:  "each process in both runs",
+	}
+	for _, s := range order {
+		if markdown {
+			fmt.Fprint(bw, "- ")
+		}
+		fmt.Fprintf(bw, "bounds on %s: %s\n", where[s], strings.Join(scopes[s], ", "))
+	}
+	for _, n := range v.Notes {
+		if markdown {
+			fmt.Fprint(bw, "- ")
+		}
+		fmt.Fprintf(bw, "note: %s\n", n)
+	}
+	return bw.err
+}
+
+// change is an increase for people: "+12 (+30.0%)", "-3 (-2.1%)", "0", and
+// no percentage of a baseline of 0.
+func change(base, cur *uint64) string {
+	if base == nil || cur == nil {
+		return "-"
+	}
+	d := int64(*cur) - int64(*base)
+	if d == 0 {
+		return "0"
+	}
+	s := strconv.FormatInt(d, 10)
+	if d > 0 {
+		s = "+" + s
+	}
+	if *base > 0 {
+		pct := 100 * float64(d) / float64(*base)
+		// One decimal would round a change of 1 in 2571 to -0.0%.
+		prec := 1
+		if math.Abs(pct) < 0.1 {
+			prec = 2
+		}
+		s += fmt.Sprintf(" (%+.*f%%)", prec, pct)
+	}
+	return s
+}
+
+// allowedText is a check's bound as the table shows it: "+10%" or "+50".
+func allowedText(c Check) string {
+	_, limit, _ := strings.Cut(c.Bound, "=")
+	return "+" + limit
+}

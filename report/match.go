@@ -1,0 +1,172 @@
+package report
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// matched is one process across runs: the same command at the same place in
+// each run's tree (or, for the experiment, the same role). procs has one
+// entry per run, nil where that run has no such process.
+type matched struct {
+	name  string // as shown: "sh/sh#2/true", "writer", "total"
+	depth int
+	procs []*Process
+}
+
+// sep joins the segments of a process's key: a comm may hold any byte but
+// NUL, so no command name can forge another process's path.
+const sep = "\x00"
+
+// matchProcesses pairs the rows of runs. Pids differ from run to run, so a
+// traced process is known by its path of commands from the root, each with
+// its ordinal among the siblings of that name in start order: in
+// `sh -c 'a & a & b'` the two a's are a#1 and a#2 wherever their pids fall.
+// Thread rows (--threads) follow their process as "thread N". The rows come
+// in tree order, the union of every run's tree; the experiment's rows are
+// matched by role.
+func matchProcesses(runs []*Run) []matched {
+	type node struct {
+		key      string
+		depth    int
+		children []*node
+		procs    []*Process
+	}
+	root := &node{}
+	nodes := map[string]*node{}
+	for i, r := range runs {
+		keys := rowKeys(r)
+		for j := range r.Processes {
+			p := &r.Processes[j]
+			path := strings.Split(keys[p], sep)
+			parent := root
+			for d := range path {
+				key := strings.Join(path[:d+1], sep)
+				n := nodes[key]
+				if n == nil {
+					n = &node{key: key, depth: d, procs: make([]*Process, len(runs))}
+					nodes[key] = n
+					parent.children = append(parent.children, n)
+				}
+				parent = n
+			}
+			parent.procs[i] = p
+		}
+	}
+	exists := func(key string) bool { return nodes[key] != nil }
+	var out []matched
+	var walk func(n *node)
+	walk = func(n *node) {
+		for _, c := range n.children {
+			out = append(out, matched{name: displayName(c.key, exists), depth: c.depth, procs: c.procs})
+			walk(c)
+		}
+	}
+	walk(root)
+	return out
+}
+
+// rowKeys gives each row of r its key: the role for the experiment, the
+// path of comm#ordinal segments from the root for a traced run.
+func rowKeys(r *Run) map[*Process]string {
+	keys := map[*Process]string{}
+	if r.Trace == nil {
+		for i := range r.Processes {
+			keys[&r.Processes[i]] = r.Processes[i].Role
+		}
+		return keys
+	}
+	// A process hangs under the row with its ppid one level up, as
+	// cowtrace run built the tree; anything else is a root.
+	type at struct{ pid, depth int }
+	procRow := map[at]*Process{}
+	var procs, threads []*Process
+	for i := range r.Processes {
+		p := &r.Processes[i]
+		switch {
+		case p.Lineage == nil:
+			keys[p] = p.Role
+		case p.Tid != 0:
+			threads = append(threads, p)
+		default:
+			procRow[at{p.Pid, p.Depth}] = p
+			procs = append(procs, p)
+		}
+	}
+	parentOf := func(p *Process) *Process {
+		if p.Depth == 0 {
+			return nil
+		}
+		return procRow[at{p.Ppid, p.Depth - 1}]
+	}
+	byStart := func(ps []*Process) {
+		sort.SliceStable(ps, func(i, j int) bool {
+			if ps[i].StartMs != ps[j].StartMs {
+				return ps[i].StartMs < ps[j].StartMs
+			}
+			return ps[i].Pid < ps[j].Pid
+		})
+	}
+	byStart(procs)
+	// Ordinals among same-named siblings, counted in start order.
+	type sibling struct {
+		parent *Process
+		comm   string
+	}
+	seen := map[sibling]int{}
+	ordinal := map[*Process]int{}
+	for _, p := range procs {
+		s := sibling{parentOf(p), p.Comm}
+		seen[s]++
+		ordinal[p] = seen[s]
+	}
+	var keyOf func(p *Process) string
+	keyOf = func(p *Process) string {
+		if k, ok := keys[p]; ok {
+			return k
+		}
+		k := p.Comm + "#" + strconv.Itoa(ordinal[p])
+		if parent := parentOf(p); parent != nil {
+			k = keyOf(parent) + sep + k
+		}
+		keys[p] = k
+		return k
+	}
+	for _, p := range procs {
+		keyOf(p)
+	}
+	byStart(threads)
+	n := map[int]int{}
+	for _, t := range threads {
+		n[t.Pid]++
+		owner, ok := keys[procRow[at{t.Pid, t.Depth}]]
+		if !ok {
+			// A thread row without its process row is not what
+			// cowtrace writes; keep it apart rather than guess.
+			owner = t.Comm + "#pid" + strconv.Itoa(t.Pid)
+		}
+		keys[t] = owner + sep + "thread " + strconv.Itoa(n[t.Pid])
+	}
+	return keys
+}
+
+// displayName turns a key into what the table shows: segments joined by
+// "/", each with its ordinal only where some run has a second sibling of that
+// name (exists says whether a key is in any run).
+func displayName(key string, exists func(key string) bool) string {
+	segs := strings.Split(key, sep)
+	out := make([]string, len(segs))
+	for d, s := range segs {
+		out[d] = s
+		i := strings.LastIndexByte(s, '#')
+		if i < 0 || strings.HasPrefix(s, "thread ") {
+			continue
+		}
+		second := strings.Join(append(segs[:d:d], s[:i+1]+"2"), sep)
+		if !exists(second) {
+			out[d] = s[:i]
+		}
+	}
+	return strings.Join(out, "/")
+}
