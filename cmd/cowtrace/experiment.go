@@ -77,7 +77,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	blockSize := fs.Int("block-size", seed.BlockSize, "bytes per block")
 	offset := fs.Int("offset", seed.Offset, "offset of the byte read or written in each block")
 	noTouch := fs.Bool("no-touch", false, "do not write the memory before the fork (the seed's second run)")
-	format := fs.String("format", "table", "output format: table, json, csv or markdown")
+	format := fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics")
 	method := fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none")
 	mode := fs.String("mode", "classify", "classify: sample and classify every fault; count: in-kernel filtered counters only, no sampling")
 	var probes stringList

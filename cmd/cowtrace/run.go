@@ -69,7 +69,7 @@ type traceFlags struct {
 
 func addTraceFlags(fs *flag.FlagSet) *traceFlags {
 	tf := &traceFlags{
-		format:   fs.String("format", "table", "output format: table, json, csv or markdown"),
+		format:   fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics"),
 		method:   fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none"),
 		threads:  fs.Bool("threads", false, "a row for every thread too, after its process's row"),
 		timeline: fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)"),
