@@ -1,11 +1,11 @@
-//go:build !amd64
+//go:build !amd64 && !arm64
 
 package workload
 
 import "syscall"
 
-// cloneShared needs assembly (see clone_amd64.s), written for amd64 only:
-// vfork and clone-vm children are refused elsewhere.
+// cloneShared needs assembly (clone_amd64.s, clone_arm64.s): on other
+// architectures vfork and clone-vm children are refused.
 func cloneShared(flags, stack uintptr, args *[childArgs]uintptr) (pid uintptr, errno syscall.Errno) {
 	return 0, syscall.ENOSYS
 }
