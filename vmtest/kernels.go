@@ -27,6 +27,7 @@ type kernel struct {
 	Label   string // "6.1", "6.12" or the path given with -kernel
 	Package string // Debian package it came from, "" for -kernel
 	Vmlinuz string
+	Arch    string // "" for x86, the host's; "arm64" (arm64.go)
 }
 
 // parseDepends returns the linux-image-* packages that `apt-cache depends`
@@ -78,8 +79,9 @@ func resolveImage(ctx context.Context, meta string) (string, error) {
 
 // fetchKernel makes sure the vmlinuz of pkg is in the cache and returns its
 // path. The cache is keyed by package name, which changes with every new
-// kernel build, so a cached entry is never stale.
-func fetchKernel(ctx context.Context, cache, pkg string) (string, error) {
+// kernel build, so a cached entry is never stale. aptOpts go before apt-get's
+// command (the arm64 lists, see arm64.go).
+func fetchKernel(ctx context.Context, cache, pkg string, aptOpts ...string) (string, error) {
 	dir := filepath.Join(cache, "kernels", pkg)
 	if vm, err := findVmlinuz(dir); err == nil {
 		return vm, nil
@@ -93,7 +95,7 @@ func fetchKernel(ctx context.Context, cache, pkg string) (string, error) {
 	}
 	defer os.RemoveAll(dl)
 	logf("downloading %s", pkg)
-	cmd := exec.CommandContext(ctx, "apt-get", "download", pkg)
+	cmd := exec.CommandContext(ctx, "apt-get", append(aptOpts, "download", pkg)...)
 	cmd.Dir = dl
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("apt-get download %s: %v: %s", pkg, err, tail(string(out), 10))

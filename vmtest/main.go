@@ -5,7 +5,7 @@
 //
 // Usage, from the module root:
 //
-//	go run ./vmtest [-kernels 6.1,6.12] [-kernel PATH] [-guest-budget 50s] [-json FILE] [-readme README.md]
+//	go run ./vmtest [-kernels 6.1,6.12] [-arm64 6.1] [-kernel PATH] [-guest-budget 50s] [-json FILE] [-readme README.md]
 //
 // Each kernel's commands are spread over as many guests as it takes for
 // each guest to stay within -guest-budget (see shard.go); the results of a
@@ -14,7 +14,10 @@
 // It needs qemu-system-x86_64 (Debian: qemu-system-x86), and apt-get and
 // dpkg to fetch the kernels; cpio is not needed. gcc with a static libc
 // (Debian: gcc libc6-dev) builds the C programs of testdata/ that `cowtrace
-// run` traces in the guests; without it those checks are left out.
+// run` traces in the guests; without it those checks are left out. The arm64
+// guests (-arm64, see arm64.go) need qemu-system-aarch64 (Debian:
+// qemu-system-arm) and, for their C programs, aarch64-linux-gnu-gcc (Debian:
+// gcc-aarch64-linux-gnu libc6-dev-arm64-cross).
 package main
 
 import (
@@ -31,6 +34,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,6 +62,11 @@ type options struct {
 	skip       string
 	append     string
 	budget     time.Duration
+	// The arm64 guests (arm64.go).
+	arm64       string
+	qemuArm64   string
+	cpuArm64    string
+	arm64Budget time.Duration
 }
 
 func defaultCache() string {
@@ -93,6 +102,10 @@ func main() {
 	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
 	flag.StringVar(&o.append, "append", "", "more kernel command line, e.g. ignore_loglevel to see every kernel message on the console")
 	flag.DurationVar(&o.budget, "guest-budget", 50*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
+	flag.StringVar(&o.arm64, "arm64", "6.1", "comma-separated Debian arm64 kernel series to boot under qemu-system-aarch64 (6.1); empty for none")
+	flag.StringVar(&o.qemuArm64, "qemu-arm64", "qemu-system-aarch64", "qemu binary for the arm64 guests")
+	flag.StringVar(&o.cpuArm64, "cpu-arm64", arm64CPU, "qemu CPU model of the arm64 guests")
+	flag.DurationVar(&o.arm64Budget, "arm64-guest-budget", 150*time.Second, "-guest-budget for the arm64 guests, which TCG emulates several times slower")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -121,6 +134,73 @@ type built struct {
 	progs    bool // the C programs are in progsDir
 }
 
+// archPlan is what one target's guests boot: the build, the guests' shards,
+// an initramfs for each, and the checks of the target.
+type archPlan struct {
+	t       *target
+	b       *built
+	plan    []shard
+	initrds []string
+	checks  []check
+}
+
+// prepare builds everything for t's guests, shards the commands within
+// budget and writes an initramfs per guest.
+func prepare(ctx context.Context, root, work string, o options, t *target, budget time.Duration) (*archPlan, error) {
+	buildStart := time.Now()
+	b, err := buildAll(ctx, root, work, splitList(o.pkgs), t)
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if t.Arch != "" {
+		prefix = t.Arch + ": "
+	}
+	for _, n := range b.notes {
+		logf("%s%s", prefix, n)
+	}
+	// The shards take bootCost for a guest's boot; a target that boots
+	// slower has that much less room for commands.
+	budget -= max(t.BootCost-bootCost, 0)
+	units, err := makeUnits(b.manifest.Commands, t.weight, splitters(), budget)
+	if err != nil {
+		return nil, fmt.Errorf("guest budget: %w", err)
+	}
+	plan := planShards(units, budget)
+	// Each guest's initramfs has the common files, the files of its own
+	// commands and its own manifest: less to unpack at boot under TCG.
+	initrds := make([]string, len(plan))
+	for i := range plan {
+		s := &plan[i]
+		man, err := json.MarshalIndent(s.manifest(), "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		bases := s.bases()
+		var files []initramfsFile
+		for _, f := range b.files {
+			if f.For == "" || bases[f.For] {
+				files = append(files, f)
+			}
+		}
+		initrds[i] = filepath.Join(work, fmt.Sprintf("initramfs%s-%d.cpio.gz", t.suffix(), i+1))
+		if err := writeInitramfs(initrds[i], files, map[string][]byte{guest.ManifestPath: man}); err != nil {
+			return nil, fmt.Errorf("initramfs: %w", err)
+		}
+	}
+	logf("built%s in %v: cowtrace %v, %d test binaries, %d commands per kernel in %d guests of at most %v predicted (guest budget %v)",
+		t.suffix(), time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands), len(plan), t.predict(&plan[0]), budget+max(t.BootCost-bootCost, 0))
+
+	checks := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
+	if t.Arch == "arm64" {
+		checks = arm64Checks()
+	}
+	for _, tb := range b.tests {
+		checks = append(checks, testBinaryCheck(tb))
+	}
+	return &archPlan{t: t, b: b, plan: plan, initrds: initrds, checks: checks}, nil
+}
+
 func run(ctx context.Context, o options) (bool, error) {
 	start := time.Now()
 	if err := haveTool(o.qemu); err != nil {
@@ -140,8 +220,19 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 		kernels = append(kernels, kernel{Label: filepath.Base(o.kernelPath), Vmlinuz: o.kernelPath})
 	}
+	arm64Busybox := ""
+	if o.arm64 != "" {
+		if err := haveTool(o.qemuArm64); err != nil {
+			return false, err
+		}
+		ks, bb, err := resolveArm64(ctx, o.cache, splitList(o.arm64))
+		if err != nil {
+			return false, err
+		}
+		kernels, arm64Busybox = append(kernels, ks...), bb
+	}
 	if len(kernels) == 0 {
-		return false, errors.New("no kernel to boot: give -kernels or -kernel")
+		return false, errors.New("no kernel to boot: give -kernels, -arm64 or -kernel")
 	}
 	var skip *regexp.Regexp
 	if o.skip != "" {
@@ -172,63 +263,39 @@ func run(ctx context.Context, o options) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	buildStart := time.Now()
-	b, err := buildAll(ctx, root, work, splitList(o.pkgs))
-	if err != nil {
-		return false, err
-	}
-	for _, n := range b.notes {
-		logf("%s", n)
-	}
-	units, err := makeUnits(b.manifest.Commands, weightOf, splitters(), o.budget)
-	if err != nil {
-		return false, fmt.Errorf("-guest-budget: %w", err)
-	}
-	plan := planShards(units, o.budget)
-	// Each guest's initramfs has the common files, the files of its own
-	// commands and its own manifest: less to unpack at boot under TCG.
-	initrds := make([]string, len(plan))
-	for i := range plan {
-		s := &plan[i]
-		man, err := json.MarshalIndent(s.manifest(), "", "  ")
+	// One build and one set of guests per architecture (arm64.go).
+	plans := map[string]*archPlan{}
+	for _, k := range kernels {
+		if plans[k.Arch] != nil {
+			continue
+		}
+		t, budget := &target{Qemu: o.qemu, CPU: o.cpu, CC: "gcc", BootCost: bootCost}, o.budget
+		if k.Arch == "arm64" {
+			t, budget = arm64Target(o.qemuArm64, o.cpuArm64, arm64Busybox), o.arm64Budget
+		}
+		p, err := prepare(ctx, root, work, o, t, budget)
 		if err != nil {
 			return false, err
 		}
-		bases := s.bases()
-		var files []initramfsFile
-		for _, f := range b.files {
-			if f.For == "" || bases[f.For] {
-				files = append(files, f)
-			}
-		}
-		initrds[i] = filepath.Join(work, fmt.Sprintf("initramfs-%d.cpio.gz", i+1))
-		if err := writeInitramfs(initrds[i], files, map[string][]byte{guest.ManifestPath: man}); err != nil {
-			return false, fmt.Errorf("initramfs: %w", err)
-		}
-	}
-	logf("built in %v: cowtrace %v, %d test binaries, %d commands per kernel in %d guests of at most %v predicted (-guest-budget %v)",
-		time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands), len(plan), plan[0].Weight(), o.budget)
-
-	checks := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
-	for _, t := range b.tests {
-		checks = append(checks, testBinaryCheck(t))
+		plans[k.Arch] = p
 	}
 
 	// Every guest of every kernel goes into one pool of -parallel, the
 	// heaviest guests first so that the short ones fill in at the end.
 	type job struct {
 		k, s int
+		w    time.Duration
 	}
 	var jobs []job
-	for s := range plan {
-		for k := range kernels {
-			jobs = append(jobs, job{k, s})
-		}
-	}
 	shards := make([][]*guestShard, len(kernels))
-	for k := range shards {
-		shards[k] = make([]*guestShard, len(plan))
+	for k := range kernels {
+		p := plans[kernels[k].Arch]
+		for s := range p.plan {
+			jobs = append(jobs, job{k, s, p.t.predict(&p.plan[s])})
+		}
+		shards[k] = make([]*guestShard, len(p.plan))
 	}
+	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.w - a.w) })
 	queue := make(chan job)
 	var wg sync.WaitGroup
 	var logMu sync.Mutex
@@ -237,8 +304,10 @@ func run(ctx context.Context, o options) (bool, error) {
 		go func() {
 			defer wg.Done()
 			for j := range queue {
-				k, s := kernels[j.k], &plan[j.s]
-				gs := &guestShard{Index: j.s + 1, Of: len(plan), Units: s.Units, Manifest: s.manifest()}
+				k := kernels[j.k]
+				p := plans[k.Arch]
+				s := &p.plan[j.s]
+				gs := &guestShard{Index: j.s + 1, Of: len(p.plan), Units: s.Units, Manifest: s.manifest()}
 				label := fmt.Sprintf("%s %s", k.Label, gs.label())
 				timeout := o.timeout
 				if timeout <= 0 {
@@ -249,7 +318,7 @@ func run(ctx context.Context, o options) (bool, error) {
 						timeout += c.Timeout
 					}
 				}
-				logf("booting %s (%s), predicted %v", label, k.Vmlinuz, s.Weight().Round(time.Second/10))
+				logf("booting %s (%s), predicted %v", label, k.Vmlinuz, j.w.Round(time.Second/10))
 				consoleLog, err := os.Create(filepath.Join(work, fmt.Sprintf("console-%d-%d.log", j.k, j.s+1)))
 				var console io.Writer = io.Discard
 				if err == nil {
@@ -259,8 +328,8 @@ func run(ctx context.Context, o options) (bool, error) {
 					console = io.MultiWriter(console, &prefixWriter{mu: &logMu, prefix: "[" + label + "] ", w: os.Stderr})
 				}
 				gs.Boot = boot(ctx, bootOptions{
-					Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB,
-					Vmlinuz: k.Vmlinuz, Initrd: initrds[j.s], Append: o.append, Timeout: timeout, Console: console,
+					Qemu: p.t.Qemu, Machine: p.t.Machine, TTY: p.t.TTY, Accel: o.accel, CPU: p.t.CPU, MemMB: o.memMB,
+					Vmlinuz: k.Vmlinuz, Initrd: p.initrds[j.s], Append: o.append, Timeout: timeout, Console: console,
 				})
 				if consoleLog != nil {
 					consoleLog.Close()
@@ -283,8 +352,9 @@ func run(ctx context.Context, o options) (bool, error) {
 	}
 	runs := make([]*kernelRun, len(kernels))
 	for i, k := range kernels {
-		g := newShardedRun(b.manifest, shards[i])
-		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks, skip), Tests: b.tests, Notes: b.notes}
+		p := plans[k.Arch]
+		g := newShardedRun(p.b.manifest, shards[i])
+		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, p.checks, skip), Tests: p.b.tests, Notes: p.b.notes}
 	}
 
 	allOK := true
@@ -352,12 +422,16 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// goCmd runs the go tool in the module root with cgo off: the initramfs has
-// no libc, so every binary in it must be static.
-func goCmd(ctx context.Context, root string, args ...string) ([]byte, error) {
+// goCmdFor runs the go tool in the module root with cgo off (the initramfs
+// has no libc, so every binary in it must be static), for goarch ("" for
+// the host's).
+func goCmdFor(ctx context.Context, root, goarch string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if goarch != "" {
+		cmd.Env = append(cmd.Env, "GOARCH="+goarch)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -403,9 +477,12 @@ func absent(p *pkgInfo, pkg string) string {
 	return ""
 }
 
-func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, error) {
+func buildAll(ctx context.Context, root, work string, pkgs []string, t *target) (*built, error) {
 	b := &built{}
-	bin := filepath.Join(work, "bin")
+	bin := filepath.Join(work, "bin"+t.suffix())
+	goCmd := func(ctx context.Context, root string, args ...string) ([]byte, error) {
+		return goCmdFor(ctx, root, t.GOARCH, args...)
+	}
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return nil, err
 	}
@@ -415,12 +492,12 @@ func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, er
 	}
 	b.files = append(b.files, initramfsFile{Src: gi, Dst: "init", Perm: 0o755})
 	env := []string{"PATH=/bin:/tests", "HOME=/tmp", "TMPDIR=/tmp", "USER=root"}
-	if files, why := busybox(); why != "" {
+	if files, why := busybox(t.Busybox); why != "" {
 		b.notes = append(b.notes, why)
 	} else {
 		b.files = append(b.files, files...)
 	}
-	progs, why, err := buildProgs(ctx, root, bin)
+	progs, why, err := buildProgs(ctx, root, bin, t.CC)
 	if err != nil {
 		return nil, err
 	}

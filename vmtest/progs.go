@@ -17,6 +17,12 @@ import (
 // statically, and the tests find them through progsEnv.
 var testProgs = []string{"cow_seed", "cow_tree", "cow_fork_later"}
 
+// ccPackages are the Debian packages of each C compiler and its static libc.
+var ccPackages = map[string]string{
+	"gcc":                   "gcc libc6-dev",
+	"aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
+}
+
 const (
 	progsDir = "/progs"
 	// progsEnv names the directory of prebuilt programs for the tests
@@ -24,13 +30,13 @@ const (
 	progsEnv = "COWTRACE_TESTPROGS"
 )
 
-// buildProgs compiles testProgs with gcc -static. Without gcc or a static
-// libc it returns no files and the reason, so that the rest of the matrix
-// still runs.
-func buildProgs(ctx context.Context, root, bin string) ([]initramfsFile, string, error) {
-	gcc, err := exec.LookPath("gcc")
+// buildProgs compiles testProgs with cc -static (gcc, or a cross compiler
+// for the guest's architecture). Without it or a static libc it returns no
+// files and the reason, so that the rest of the matrix still runs.
+func buildProgs(ctx context.Context, root, bin, cc string) ([]initramfsFile, string, error) {
+	gcc, err := exec.LookPath(cc)
 	if err != nil {
-		return nil, "gcc is not installed (apt-get install gcc libc6-dev)", nil
+		return nil, cc + " is not installed (apt-get install " + ccPackages[cc] + ")", nil
 	}
 	dir := filepath.Join(bin, "progs")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -50,9 +56,9 @@ func buildProgs(ctx context.Context, root, bin string) ([]initramfsFile, string,
 			}
 			msg := strings.TrimSpace(string(b))
 			if strings.Contains(msg, "cannot find -lc") {
-				return nil, "no static libc for gcc -static (libc6-dev's libc.a is missing)", nil
+				return nil, "no static libc for " + cc + " -static (" + ccPackages[cc] + ": libc.a is missing)", nil
 			}
-			return nil, "", errors.New("gcc -static " + name + ": " + err.Error() + "\n" + msg)
+			return nil, "", errors.New(cc + " -static " + name + ": " + err.Error() + "\n" + msg)
 		}
 		files = append(files, initramfsFile{Src: out, Dst: progsDir + "/" + name, Perm: 0o755})
 	}
@@ -65,11 +71,13 @@ func buildProgs(ctx context.Context, root, bin string) ([]initramfsFile, string,
 var busyboxApplets = []string{"sh", "true", "sleep", "id"}
 
 // busybox puts a static busybox into /bin with a link per applet, or
-// says why not.
-func busybox() ([]initramfsFile, string) {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		return nil, "no busybox (apt-get install busybox-static): tests that start sh, true, sleep or id skip in the guests"
+// says why not: the one at bb, or the one on the PATH when bb is "".
+func busybox(bb string) ([]initramfsFile, string) {
+	if bb == "" {
+		var err error
+		if bb, err = exec.LookPath("busybox"); err != nil {
+			return nil, "no busybox (apt-get install busybox-static): tests that start sh, true, sleep or id skip in the guests"
+		}
 	}
 	if !isStatic(bb) {
 		return nil, bb + " is not static (apt-get install busybox-static): tests that start sh, true, sleep or id skip in the guests"

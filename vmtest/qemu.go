@@ -17,6 +17,8 @@ import (
 // bootOptions is how one guest is started.
 type bootOptions struct {
 	Qemu    string
+	Machine string // qemu -M; "" for the default (x86's pc)
+	TTY     string // the kernel's serial console; "" for ttyS0
 	Accel   string
 	CPU     string
 	MemMB   int
@@ -41,7 +43,15 @@ type bootResult struct {
 }
 
 func qemuArgs(o bootOptions) []string {
-	return []string{
+	var machine []string
+	if o.Machine != "" {
+		machine = []string{"-M", o.Machine}
+	}
+	tty := o.TTY
+	if tty == "" {
+		tty = "ttyS0"
+	}
+	return append(machine,
 		"-accel", o.Accel,
 		"-cpu", o.CPU,
 		"-m", fmt.Sprint(o.MemMB),
@@ -55,9 +65,9 @@ func qemuArgs(o bootOptions) []string {
 		"-initrd", o.Initrd,
 		// panic=-1 reboots at once on a panic (a crashed /init included),
 		// and -no-reboot turns that reboot into qemu exiting.
-		"-append", strings.TrimSpace("console=ttyS0 quiet panic=-1 " + o.Append),
+		"-append", strings.TrimSpace("console="+tty+" quiet panic=-1 "+o.Append),
 		"-no-reboot",
-	}
+	)
 }
 
 // boot runs one guest to its power-off (or the timeout) and decodes the
@@ -134,7 +144,11 @@ func boot(ctx context.Context, o bootOptions) *bootResult {
 
 func haveTool(name string) error {
 	if _, err := exec.LookPath(name); err != nil {
-		return fmt.Errorf("%s not found (Debian: apt-get install -y qemu-system-x86): %w", name, err)
+		pkg := "qemu-system-x86"
+		if strings.Contains(name, "aarch64") {
+			pkg = "qemu-system-arm"
+		}
+		return fmt.Errorf("%s not found (Debian: apt-get install -y %s): %w", name, pkg, err)
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ const inspectDir = "/vmtest-tracefs"
 
 var symbolsOfInterest = []string{
 	"copy_mc_to_kernel", "wp_page_copy", "do_wp_page", "copy_page",
-	"folio_copy", "__wp_page_copy_user", "copy_highpage",
+	"folio_copy", "__wp_page_copy_user", "copy_highpage", "copy_user_highpage",
 }
 
 type console struct {
