@@ -55,6 +55,20 @@ func ParseMode(s string) (Mode, error) {
 // created in the kernel.
 var ErrInternal = errors.New("internal error")
 
+// ParseFaultMethod reads --fault-method: "auto" (the x86 fault tracepoints
+// where the kernel has them, else faults by address) or "address" (faults
+// by address everywhere, to compare the generic method with the
+// tracepoints); it returns Config.FaultsByAddress.
+func ParseFaultMethod(s string) (byAddress bool, err error) {
+	switch s {
+	case "", "auto":
+		return false, nil
+	case "address":
+		return true, nil
+	}
+	return false, fmt.Errorf("unknown fault method %q (want auto or address)", s)
+}
+
 // Config configures a Session.
 type Config struct {
 	KprobeMethod perfevents.KprobeMethod // "" is auto
@@ -78,6 +92,11 @@ type Config struct {
 	// sampled kprobe hit as it is read, from the reading goroutine,
 	// without the session's lock.
 	OnEvent func(Event)
+	// FaultsByAddress uses the generic fault method even where the x86
+	// fault tracepoints exist: every page fault sampled with its address,
+	// split by region but not classified. Where they do not exist
+	// (arm64), it is used anyway.
+	FaultsByAddress bool
 	// OnMmap, when set, asks for a record of every mapping the traced
 	// tasks make and is called for each, from the reading goroutine,
 	// without the session's lock, with the record's time.
@@ -132,7 +151,10 @@ type Session struct {
 	allocFilter string // count mode's filter of copy-shaped allocations
 	// wpPath tells copies among allocations by their kernel stack; nil
 	// where kallsyms cannot say, and copies are inferred by pairing.
-	wpPath    *cow.WPPath
+	wpPath *cow.WPPath
+	// faultAddr: faults come from the page-fault event sampled with its
+	// address, for want of (or instead of) the fault tracepoints.
+	faultAddr bool
 	cpus      []int // inherited events: the CPUs, and the owner of each one's ring
 	cpuOwners []*perfevents.Event
 
@@ -198,6 +220,11 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 	s.tfs = tfs
 	s.tp = cow.DetectTracepoints(tfs, tfsErr)
 	s.unavailable = append(s.unavailable, s.tp.Unavailable...)
+	if cfg.FaultsByAddress && s.tp.Fault != nil {
+		s.tp.Fault, s.tp.KernelFault = nil, nil
+		s.note("tracepoint:exceptions:page_fault_user", "not used: faults by address were asked for (--fault-method address)")
+	}
+	s.faultAddr = s.tp.Fault == nil && cfg.Mode == ModeClassify
 	if s.tp.Alloc != nil {
 		s.allocFilter = s.tp.Rule.CopyAllocFilter()
 		s.findWPPath()

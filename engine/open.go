@@ -18,6 +18,7 @@ const (
 	idType     = unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_IDENTIFIER
 	tpType     = idType | unix.PERF_SAMPLE_RAW
 	kprobeType = idType | unix.PERF_SAMPLE_IP
+	addrType   = idType | unix.PERF_SAMPLE_IP | unix.PERF_SAMPLE_ADDR
 )
 
 type eventKind int
@@ -40,6 +41,9 @@ type eventInfo struct {
 	counted cow.CountKind // kindCounted
 	// callchain: a kindAlloc sample carries the kernel's stack.
 	callchain bool
+	// addr: a kindCounter sample (page-faults) carries the fault's
+	// address and instruction, the generic fault method.
+	addr bool
 }
 
 func (i eventInfo) sampleType() uint64 {
@@ -53,6 +57,10 @@ func (i eventInfo) sampleType() uint64 {
 		return tpType
 	case kindProbe:
 		return kprobeType
+	case kindCounter:
+		if i.addr {
+			return addrType
+		}
 	}
 	return idType
 }
@@ -97,8 +105,16 @@ func (s *Session) OpenTask(pid, tid int) error {
 		return ev, nil
 	}
 	for i, c := range faultCounters {
+		if i == 0 && s.faultAddr {
+			continue // sampled, in openTaskByAddress
+		}
 		if _, err := open(perfevents.Attr{Label: c.label, Type: perfevents.Software, Config: c.config},
 			eventInfo{kind: kindCounter, counter: i}); err != nil {
+			return err
+		}
+	}
+	if s.faultAddr {
+		if err := s.openTaskByAddress(tk, open); err != nil {
 			return err
 		}
 	}
@@ -169,6 +185,32 @@ func (s *Session) openTaskFaults(tk *Task, open openFunc) error {
 	s.mode = ModeClassify
 	s.fallback = fmt.Sprintf("count mode fell back to sampling every fault: %v", err)
 	return s.openTaskSampled(tk, open)
+}
+
+// openTaskByAddress opens the generic fault method on a task: every page
+// fault sampled with its address into the task's ring, and the allocation
+// tracepoint, with its stacks, writing into that ring too.
+func (s *Session) openTaskByAddress(tk *Task, open openFunc) error {
+	pages := s.ringPages(taskRingPages)
+	a := perfevents.Attr{Label: faultCounters[0].label, Type: perfevents.Software, Config: faultCounters[0].config,
+		SampleType: addrType, Watermark: uint32(pages * os.Getpagesize() / 2)}
+	ev, err := open(a, eventInfo{kind: kindCounter, counter: 0, addr: true})
+	if err != nil {
+		return err
+	}
+	cookie := len(s.rings)
+	s.rings = append(s.rings, ring{tid: tk.Tid})
+	if err := s.reader.Add(ev.FD(), pages, cookie); err != nil {
+		return err
+	}
+	if s.tp.Alloc == nil {
+		return nil
+	}
+	aev, err := s.openAlloc(perfevents.Attr{Watermark: a.Watermark}, open)
+	if err != nil {
+		return err
+	}
+	return aev.SetOutput(ev)
 }
 
 // openTaskSampled opens the fault tracepoint with the task's ring, and the
@@ -338,7 +380,11 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	for i, c := range faultCounters {
 		a := base
 		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
-		if _, err := open(a, eventInfo{kind: kindCounter, counter: i}); err != nil {
+		info := eventInfo{kind: kindCounter, counter: i}
+		if i == 0 && s.faultAddr {
+			a.SampleType, info.addr = addrType, true
+		}
+		if _, err := open(a, info); err != nil {
 			return err
 		}
 	}

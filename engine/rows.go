@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/cowtrace/cowtrace/cow"
@@ -65,11 +66,23 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 			r.InferredCopies = report.U64(total.InferredCopies)
 		}
 		r.LostRecords = lost
-	case s.tp.Alloc != nil:
-		// No fault tracepoint (arm64): copies from allocation stacks only.
+	case s.faultAddr:
+		// Faults by address (arm64, or asked for): where, not which kind;
+		// write-protect faults from do_wp_page where it was probed, copies
+		// from allocation stacks.
 		total := in
 		cow.AddClasses(&total, out)
-		r.InferredCopies = report.U64(total.InferredCopies)
+		if region {
+			r.InRegion, r.Outside = &in, &out
+		} else {
+			r.Outside = &total
+		}
+		if n, ok := probes[cow.WPFunction]; ok {
+			r.WPFaults = report.U64(n)
+		}
+		if s.tp.Alloc != nil {
+			r.InferredCopies = report.U64(total.InferredCopies)
+		}
 		r.LostRecords = lost
 	}
 	if routine := s.copyRoutineLocked(); routine != "" {
@@ -135,6 +148,8 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		KernelFault: s.tp.KernelFault != nil,
 		Alloc:       s.tp.Alloc != nil,
 		Callchain:   s.wpPath != nil,
+		FaultAddr:   s.faultAddr,
+		WPProbe:     s.faultAddr && slices.Contains(s.probedLocked(), cow.WPFunction),
 		Region:      region,
 		Count:       s.mode == ModeCount,
 		AllocFilter: s.allocFilter,

@@ -101,7 +101,14 @@ func columns(run *Run) []column {
 		{"pid", "", func(p *Process) string { return strconv.Itoa(p.Pid) }},
 	}
 	cols = append(cols, faultColumns(m)...)
-	if m["wp_faults"] != "" {
+	switch {
+	case strings.HasPrefix(m["in_region"], "sampled:"):
+		// Faults by address only (no x86 fault tracepoints).
+		if m["wp_faults"] != "" {
+			cols = append(cols, column{"wp faults", m["wp_faults"], func(p *Process) string { return num(p.WPFaults) }})
+		}
+		cols = append(cols, column{"faults in region", m["in_region"], region(func(f *FaultClasses) uint64 { return f.Total() })})
+	case m["wp_faults"] != "":
 		cols = append(cols,
 			column{"wp faults", m["wp_faults"], func(p *Process) string { return num(p.WPFaults) }},
 			column{"wp in region", m["in_region"], region(func(f *FaultClasses) uint64 { return f.WP })},
