@@ -24,7 +24,9 @@ type Used struct {
 	// Counters is how the software fault events were read: "counter"
 	// (read per task) or "sampled" (a record per fault, for inherited
 	// events).
-	Counters           string
+	Counters string
+	// UserOnly: the software events count user mode only (":u").
+	UserOnly           bool
 	Fault, KernelFault bool // the fault tracepoints were opened
 	// FaultAddr: without them, the page-fault event sampled with its
 	// address splits faults by region, unclassified.
@@ -32,7 +34,7 @@ type Used struct {
 	// WPProbe: write-protect faults are do_wp_page's kprobe hits, for
 	// want of the fault tracepoint.
 	WPProbe bool
-	Alloc              bool // ... and the allocation tracepoint
+	Alloc   bool // ... and the allocation tracepoint
 	// Callchain: allocations are copies by their kernel stack (WPPath),
 	// not by following a write-protect fault.
 	Callchain bool
@@ -55,6 +57,9 @@ func Methods(u Used) map[string]string {
 		{"page_faults", "page-faults"}, {"minor_faults", "minor-faults"}, {"major_faults", "major-faults"},
 	} {
 		m[c.key] = u.Counters + ":" + c.label
+		if u.UserOnly {
+			m[c.key] += ":u"
+		}
 	}
 	if u.Fault {
 		tp := FaultMethod(u.KernelFault)

@@ -155,6 +155,10 @@ type Session struct {
 	// faultAddr: faults come from the page-fault event sampled with its
 	// address, for want of (or instead of) the fault tracepoints.
 	faultAddr bool
+	// access is what this process may trace; userOnly: its events count
+	// user mode only (an unprivileged process at perf_event_paranoid 2).
+	access    perfevents.Access
+	userOnly  bool
 	cpus      []int // inherited events: the CPUs, and the owner of each one's ring
 	cpuOwners []*perfevents.Event
 
@@ -213,9 +217,18 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 			s.Close()
 		}
 	}()
-	tfs, tfsErr := perfevents.OpenTracefs()
-	if tfsErr != nil && errors.Is(tfsErr, perfevents.ErrPermission) {
-		return nil, fmt.Errorf("%w: %s", tfsErr, perfevents.PermissionHint())
+	s.access = perfevents.CurrentAccess()
+	s.userOnly = !s.access.KernelEvents()
+	var tfs *perfevents.Tracefs
+	var tfsErr error
+	if s.access.RawTracepoints() {
+		// A refusal (a security module, lockdown) leaves the software
+		// events, as it does for a user without privileges.
+		if tfs, tfsErr = perfevents.OpenTracefs(); errors.Is(tfsErr, perfevents.ErrPermission) {
+			tfsErr = fmt.Errorf("%w: %s", tfsErr, perfevents.PermissionHint())
+		}
+	} else {
+		tfsErr = fmt.Errorf("tracepoints need root, CAP_PERFMON or kernel.perf_event_paranoid -1 (it is %d)", s.access.Paranoid)
 	}
 	s.tfs = tfs
 	s.tp = cow.DetectTracepoints(tfs, tfsErr)
@@ -236,13 +249,21 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 			s.tp.Alloc = nil
 		}
 	}
-	kp, why, err := perfevents.NewKprobes(cfg.KprobeMethod, tfs)
+	method := cfg.KprobeMethod
+	if !s.access.Privileged && method == perfevents.KprobeAuto {
+		method = perfevents.KprobeNone
+		s.note("kprobes", "need root or CAP_PERFMON")
+	}
+	kp, why, err := perfevents.NewKprobes(method, tfs)
 	if err != nil {
 		return nil, err
 	}
-	if kp == nil {
+	if kp == nil && method != cfg.KprobeMethod {
+		why = ""
+	}
+	if kp == nil && why != "" {
 		s.note("kprobes", why)
-	} else {
+	} else if kp != nil {
 		s.kp = kp
 		if err := s.calibrate(ctx); err != nil {
 			return nil, err

@@ -93,6 +93,7 @@ func (s *Session) OpenTask(pid, tid int) error {
 	tk.Root, tk.forked = true, true
 	s.gated++
 	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
+		a.ExcludeKernel = s.userOnly
 		ev, err := perfevents.Open(a, tid, perfevents.AnyCPU)
 		if err != nil {
 			return nil, err
@@ -312,6 +313,15 @@ func (s *Session) ringPages(def int) int {
 	if s.cfg.RingPages > 0 {
 		return s.cfg.RingPages
 	}
+	if !s.access.Privileged {
+		// Without CAP_IPC_LOCK a user may lock kernel.perf_event_mlock_kb
+		// (516 KiB) per CPU in all its rings: one ring per CPU for an
+		// inherited trace, one per task for gated tasks.
+		if def == cpuRingPages {
+			return 64
+		}
+		return 16
+	}
 	return def
 }
 
@@ -335,7 +345,7 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 		}
 		s.cpus, s.cpuOwners = cpus, make([]*perfevents.Event, len(cpus))
 	}
-	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true}
+	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true, ExcludeKernel: s.userOnly}
 	for ci := range s.cpus {
 		if err := s.openCPU(tid, ci, base); err != nil {
 			return err

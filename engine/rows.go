@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 
@@ -144,6 +145,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	}
 	run.Methods = cow.Methods(cow.Used{
 		Counters:    counters,
+		UserOnly:    s.userOnly,
 		Fault:       s.tp.Fault != nil,
 		KernelFault: s.tp.KernelFault != nil,
 		Alloc:       s.tp.Alloc != nil,
@@ -176,5 +178,9 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	}
 	if s.fallback != "" {
 		run.Notes = append(run.Notes, s.fallback)
+	}
+	if s.userOnly {
+		run.Notes = append(run.Notes, fmt.Sprintf("without privileges (euid %d, no CAP_PERFMON, kernel.perf_event_paranoid %d): page faults are user mode's only (:u), as perf stat -e page-faults:u counts them; write-protect faults, their classes and copies need root, CAP_PERFMON or kernel.perf_event_paranoid -1",
+			s.access.Euid, s.access.Paranoid))
 	}
 }
