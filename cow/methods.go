@@ -26,7 +26,9 @@ type Used struct {
 	// events).
 	Counters string
 	// UserOnly: the software events count user mode only (":u").
-	UserOnly           bool
+	UserOnly bool
+	// NoMinor: minor faults were not measured.
+	NoMinor            bool
 	Fault, KernelFault bool // the fault tracepoints were opened
 	// FaultAddr: without them, the page-fault event sampled with its
 	// address splits faults by region, unclassified.
@@ -60,6 +62,9 @@ func Methods(u Used) map[string]string {
 		if u.UserOnly {
 			m[c.key] += ":u"
 		}
+	}
+	if u.NoMinor {
+		delete(m, "minor_faults")
 	}
 	if u.Fault {
 		tp := FaultMethod(u.KernelFault)

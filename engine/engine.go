@@ -92,6 +92,10 @@ type Config struct {
 	// sampled kprobe hit as it is read, from the reading goroutine,
 	// without the session's lock.
 	OnEvent func(Event)
+	// MinorFaults samples the minor-faults event of inherited tasks too:
+	// one more record per fault. Tasks opened with OpenTask count all
+	// three fault counters regardless, at no cost per fault.
+	MinorFaults bool
 	// FaultsByAddress uses the generic fault method even where the x86
 	// fault tracepoints exist: every page fault sampled with its address,
 	// split by region but not classified. Where they do not exist

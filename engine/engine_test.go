@@ -59,7 +59,7 @@ func synthetic(t testing.TB, inherited bool, copyRoutine string) *Session {
 		t.Fatal(err)
 	}
 	tp.Rule = cow.AllocRuleOf(al)
-	s := &Session{cfg: Config{StartAtExec: true}, tp: tp, mode: ModeClassify, ids: map[uint64]eventInfo{
+	s := &Session{cfg: Config{StartAtExec: true, MinorFaults: true}, tp: tp, mode: ModeClassify, ids: map[uint64]eventInfo{
 		idPageFaults:  {kind: kindCounter, counter: 0},
 		idMinor:       {kind: kindCounter, counter: 1},
 		idMajor:       {kind: kindCounter, counter: 2},

@@ -388,6 +388,10 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 		return ev, s.redirect(ev, ci)
 	}
 	for i, c := range faultCounters {
+		if i == 1 && !s.cfg.MinorFaults {
+			// A record for every fault, for a count few need: on request.
+			continue
+		}
 		a := base
 		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
 		info := eventInfo{kind: kindCounter, counter: i}

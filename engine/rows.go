@@ -45,6 +45,9 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 		}
 	}
 	r.PageFaults, r.MinorFaults, r.MajorFaults = report.U64(counters[0]), report.U64(counters[1]), report.U64(counters[2])
+	if !s.minorCounted() {
+		r.MinorFaults = nil
+	}
 	for _, fn := range s.probedLocked() {
 		probes[fn] += 0
 	}
@@ -112,6 +115,9 @@ func countedRow(r *report.Process, sums [cow.NumCountKinds]uint64, alloc bool) {
 	}
 }
 
+// minorCounted: the minor-faults event was opened (see Config.MinorFaults).
+func (s *Session) minorCounted() bool { return s.cpus == nil || s.cfg.MinorFaults }
+
 // probedLocked are the functions that were probed.
 func (s *Session) probedLocked() []string {
 	var out []string
@@ -146,6 +152,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	run.Methods = cow.Methods(cow.Used{
 		Counters:    counters,
 		UserOnly:    s.userOnly,
+		NoMinor:     !s.minorCounted(),
 		Fault:       s.tp.Fault != nil,
 		KernelFault: s.tp.KernelFault != nil,
 		Alloc:       s.tp.Alloc != nil,

@@ -31,6 +31,8 @@ type Options struct {
 	// FaultsByAddress asks for the generic fault method (see
 	// engine.Config.FaultsByAddress).
 	FaultsByAddress bool
+	// MinorFaults samples minor faults too (engine.Config.MinorFaults).
+	MinorFaults bool
 	// RingPages is each CPU's ring in pages (a power of two); 0 is the
 	// engine's default.
 	RingPages int
@@ -52,7 +54,7 @@ type TimelineEvent struct {
 // newSession starts an engine session for a followed target.
 func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Session, *timeline, error) {
 	var tl *timeline
-	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress,
+	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress, MinorFaults: opt.MinorFaults,
 		RingPages: opt.RingPages, StartAtExec: startAtExec}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}

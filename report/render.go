@@ -123,11 +123,11 @@ func columns(run *Run) []column {
 
 // faultColumns are the software counters' columns, in every table.
 func faultColumns(m map[string]string) []column {
-	return []column{
-		{"page faults", m["page_faults"], func(p *Process) string { return num(p.PageFaults) }},
-		{"minor", m["minor_faults"], func(p *Process) string { return num(p.MinorFaults) }},
-		{"major", m["major_faults"], func(p *Process) string { return num(p.MajorFaults) }},
+	cols := []column{{"page faults", m["page_faults"], func(p *Process) string { return num(p.PageFaults) }}}
+	if m["minor_faults"] != "" {
+		cols = append(cols, column{"minor", m["minor_faults"], func(p *Process) string { return num(p.MinorFaults) }})
 	}
+	return append(cols, column{"major", m["major_faults"], func(p *Process) string { return num(p.MajorFaults) }})
 }
 
 // copyColumns are the copies, the inferred copies when they are another
@@ -294,6 +294,8 @@ func methodLines(run *Run) []string {
 	var out []string
 	m := run.Methods
 	switch {
+	case strings.HasPrefix(m["page_faults"], "sampled:") && m["minor_faults"] == "":
+		out = append(out, "page faults, major: perf software events page-faults, major-faults, every event sampled with its thread id (minor faults with --minor-faults)")
 	case strings.HasPrefix(m["page_faults"], "sampled:"):
 		out = append(out, "page faults, minor, major: perf software events page-faults, minor-faults, major-faults, every event sampled with its thread id")
 	case m["page_faults"] != "":
