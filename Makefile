@@ -5,7 +5,7 @@ BIN     ?= bin/cowtrace
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short lint vmtest bench clean
+.PHONY: all build run test test-short lint vmtest bench readme clean
 
 all: build
 
@@ -46,6 +46,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./perfevents ./engine
 	$(GO) run ./bench/faultcost
 	GO=$(GO) $(GO) run ./bench -rounds $(ROUNDS)
+
+# Every cowtrace output shown in README.md, run again on this machine (root).
+readme: build
+	$(GO) run ./internal/readme -cowtrace $(BIN) README.md
 
 clean:
 	rm -rf bin
