@@ -188,6 +188,15 @@ func (s *Session) openTaskFaults(tk *Task, open openFunc) error {
 	return s.openTaskSampled(tk, open)
 }
 
+// addTaskRing maps ev's ring as task tk's. The kernel redirects output only
+// into a ring that is already mapped: the task's other sampled events are
+// opened after.
+func (s *Session) addTaskRing(tk *Task, ev *perfevents.Event, pages int) error {
+	cookie := len(s.rings)
+	s.rings = append(s.rings, ring{tid: tk.Tid})
+	return s.reader.Add(ev.FD(), pages, cookie)
+}
+
 // openTaskByAddress opens the generic fault method on a task: every page
 // fault sampled with its address into the task's ring, and the allocation
 // tracepoint, with its stacks, writing into that ring too.
@@ -199,9 +208,7 @@ func (s *Session) openTaskByAddress(tk *Task, open openFunc) error {
 	if err != nil {
 		return err
 	}
-	cookie := len(s.rings)
-	s.rings = append(s.rings, ring{tid: tk.Tid})
-	if err := s.reader.Add(ev.FD(), pages, cookie); err != nil {
+	if err := s.addTaskRing(tk, ev, pages); err != nil {
 		return err
 	}
 	if s.tp.Alloc == nil {
@@ -225,10 +232,7 @@ func (s *Session) openTaskSampled(tk *Task, open openFunc) error {
 	if err != nil {
 		return err
 	}
-	// The kernel redirects output only into a ring that is already mapped.
-	cookie := len(s.rings)
-	s.rings = append(s.rings, ring{tid: tk.Tid})
-	if err := s.reader.Add(ev.FD(), pages, cookie); err != nil {
+	if err := s.addTaskRing(tk, ev, pages); err != nil {
 		return err
 	}
 	if kf := s.tp.KernelFault; kf != nil {

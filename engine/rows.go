@@ -58,42 +58,39 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 	case s.tp.Fault != nil && s.mode == ModeCount:
 		countedRow(r, counted, s.tp.Alloc != nil)
 	case s.tp.Fault != nil:
-		total := in
-		cow.AddClasses(&total, out)
-		if region {
-			r.InRegion, r.Outside = &in, &out
-		} else {
-			r.Outside = &total
-		}
+		total := s.sampledRow(r, in, out, region, lost)
 		r.WPFaults = report.U64(total.WP)
-		if s.tp.Alloc != nil {
-			r.InferredCopies = report.U64(total.InferredCopies)
-		}
-		r.LostRecords = lost
 	case s.faultAddr:
 		// Faults by address (arm64, or asked for): where, not which kind;
-		// write-protect faults from do_wp_page where it was probed, copies
-		// from allocation stacks.
-		total := in
-		cow.AddClasses(&total, out)
-		if region {
-			r.InRegion, r.Outside = &in, &out
-		} else {
-			r.Outside = &total
-		}
+		// write-protect faults from do_wp_page where it was probed.
+		s.sampledRow(r, in, out, region, lost)
 		if n, ok := probes[cow.WPFunction]; ok {
 			r.WPFaults = report.U64(n)
 		}
-		if s.tp.Alloc != nil {
-			r.InferredCopies = report.U64(total.InferredCopies)
-		}
-		r.LostRecords = lost
 	}
 	if routine := s.copyRoutineLocked(); routine != "" {
 		r.Copies = report.U64(probes[routine])
 	} else if r.InferredCopies != nil {
 		r.Copies = report.U64(*r.InferredCopies)
 	}
+}
+
+// sampledRow fills r from the classified samples: fault classes in and
+// outside the region (or all outside without one), the copies, the lost
+// records of the tasks' rings. It returns the classes summed.
+func (s *Session) sampledRow(r *report.Process, in, out report.FaultClasses, region bool, lost uint64) report.FaultClasses {
+	total := in
+	cow.AddClasses(&total, out)
+	if region {
+		r.InRegion, r.Outside = &in, &out
+	} else {
+		r.Outside = &total
+	}
+	if s.tp.Alloc != nil {
+		r.InferredCopies = report.U64(total.InferredCopies)
+	}
+	r.LostRecords = lost
+	return total
 }
 
 // countedRow fills r from count mode's filtered counters.
