@@ -465,9 +465,21 @@ func checkPerfRecord(_ []byte, tmp string) (lost, thr int64, wp uint64, err erro
 		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
 		return n
 	}
+	// The aggregated "LOST events" line counts PERF_RECORD_LOST records,
+	// each of which stands for any number of samples; the per-event
+	// sections ("EVENT stats:") give the samples lost, the sum of those
+	// records' counts, as "LOST_SAMPLES events".
+	if i := regexp.MustCompile(`(?m) stats:$`).FindIndex(b); i != nil {
+		for _, m := range regexp.MustCompile(`(?m)^\s*LOST_SAMPLES events:\s+(\d+)`).FindAllSubmatch(b[i[1]:], -1) {
+			n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+			lost += n
+		}
+	} else if get("LOST") > 0 {
+		return 0, 0, 0, fmt.Errorf("perf report --stats: LOST records but no per-event count of the samples lost")
+	}
 	// Samples of every fault of the tree (first touches too): "seen" is
 	// the number of samples.
-	return get("LOST"), get("THROTTLE"), uint64(get("SAMPLE")), nil
+	return lost, get("THROTTLE"), uint64(get("SAMPLE")), nil
 }
 
 func checkBpftrace(out []byte, _ string) (lost, thr int64, wp uint64, err error) {
