@@ -483,16 +483,27 @@ func checkPerfRecord(_ []byte, tmp string) (lost, thr int64, wp uint64, err erro
 }
 
 func checkBpftrace(out []byte, _ string) (lost, thr int64, wp uint64, err error) {
-	// Maps count in the kernel: nothing to lose. The writer is the pid with
-	// the most write-protect faults.
-	for _, m := range regexp.MustCompile(`(?m)^@\[\d+\]: (\d+)$`).FindAllSubmatch(out, -1) {
-		n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-		wp = max(wp, n)
+	// Maps count in the kernel: nothing to lose. The program counts every
+	// process of the machine; the workload names its writer.
+	pid, err := writerPID(out)
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	if wp == 0 {
-		return 0, 0, 0, fmt.Errorf("no @[pid] counts in bpftrace's output: %s", lastLine(string(out)))
+	m := regexp.MustCompile(`(?m)^@\[` + strconv.Itoa(pid) + `\]: (\d+)$`).FindSubmatch(out)
+	if m == nil {
+		return 0, 0, 0, fmt.Errorf("no @[%d] count in bpftrace's output: %s", pid, lastLine(string(out)))
 	}
+	wp, _ = strconv.ParseUint(string(m[1]), 10, 64)
 	return -1, -1, wp, nil
+}
+
+// writerPID reads the line in which the workload names its writer.
+func writerPID(out []byte) (int, error) {
+	m := regexp.MustCompile(`(?m)^` + writerLine + ` (\d+)$`).FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("the workload did not name its writer (%q)", writerLine)
+	}
+	return strconv.Atoi(string(m[1]))
 }
 
 func median(ds []time.Duration) time.Duration {
