@@ -13,7 +13,7 @@ import (
 // tracing it: the baseline, and the command that perf and bpftrace wrap.
 const untracedArg = "__untraced"
 
-// writerLine starts the line, on stderr, in which the workload names its
+// writerLine starts the line, on stderr, in which either workload names its
 // writer child: tools that count by pid system-wide (bpftrace) are read
 // with it.
 const writerLine = "writer pid"
