@@ -28,8 +28,11 @@ type Used struct {
 	// UserOnly: the software events count user mode only (":u").
 	UserOnly bool
 	// NoMinor: minor faults were not measured.
-	NoMinor            bool
-	Fault, KernelFault bool // the fault tracepoints were opened
+	NoMinor bool
+	// PageFaultsByTracepoint: a process's page faults are the faults the
+	// fault tracepoints classified, not the software counter's.
+	PageFaultsByTracepoint bool
+	Fault, KernelFault     bool // the fault tracepoints were opened
 	// FaultAddr: without them, the page-fault event sampled with its
 	// address splits faults by region, unclassified.
 	FaultAddr bool
@@ -65,6 +68,9 @@ func Methods(u Used) map[string]string {
 	}
 	if u.NoMinor {
 		delete(m, "minor_faults")
+	}
+	if u.PageFaultsByTracepoint && u.Fault {
+		m["page_faults"] = FaultMethod(u.KernelFault)
 	}
 	if u.Fault {
 		tp := FaultMethod(u.KernelFault)

@@ -92,10 +92,13 @@ type Config struct {
 	// sampled kprobe hit as it is read, from the reading goroutine,
 	// without the session's lock.
 	OnEvent func(Event)
-	// MinorFaults samples the minor-faults event of inherited tasks too:
-	// one more record per fault. Tasks opened with OpenTask count all
-	// three fault counters regardless, at no cost per fault.
-	MinorFaults bool
+	// Counters samples the page-faults and minor-faults software events of
+	// inherited tasks, a record per fault each. Without it, where the
+	// fault tracepoints exist, a process's page faults are its faults
+	// that they classified, and minor faults are not measured; tasks
+	// opened with OpenTask count all three regardless, at no cost per
+	// fault.
+	Counters bool
 	// FaultsByAddress uses the generic fault method even where the x86
 	// fault tracepoints exist: every page fault sampled with its address,
 	// split by region but not classified. Where they do not exist

@@ -392,8 +392,7 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 		return ev, s.redirect(ev, ci)
 	}
 	for i, c := range faultCounters {
-		if i == 1 && !s.cfg.MinorFaults {
-			// A record for every fault, for a count few need: on request.
+		if !s.sampledCounter(i) {
 			continue
 		}
 		a := base
@@ -443,6 +442,20 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 		}
 	}
 	return nil
+}
+
+// sampledCounter says whether inherited tasks sample faultCounters[i]:
+// each costs a record per fault, so page-faults only where no tracepoint
+// counts the faults instead, minor-faults only on request, major-faults
+// (rare) always.
+func (s *Session) sampledCounter(i int) bool {
+	switch i {
+	case 0:
+		return s.cfg.Counters || s.tp.Fault == nil
+	case 1:
+		return s.cfg.Counters
+	}
+	return true
 }
 
 func (s *Session) redirect(ev *perfevents.Event, ci int) error {

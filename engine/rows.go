@@ -45,7 +45,7 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 		}
 	}
 	r.PageFaults, r.MinorFaults, r.MajorFaults = report.U64(counters[0]), report.U64(counters[1]), report.U64(counters[2])
-	if !s.minorCounted() {
+	if s.cpus != nil && !s.sampledCounter(1) {
 		r.MinorFaults = nil
 	}
 	for _, fn := range s.probedLocked() {
@@ -60,6 +60,9 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 	case s.tp.Fault != nil:
 		total := s.sampledRow(r, in, out, region, lost)
 		r.WPFaults = report.U64(total.WP)
+		if s.cpus != nil && !s.sampledCounter(0) {
+			r.PageFaults = report.U64(total.Total())
+		}
 	case s.faultAddr:
 		// Faults by address (arm64, or asked for): where, not which kind;
 		// write-protect faults from do_wp_page where it was probed.
@@ -112,9 +115,6 @@ func countedRow(r *report.Process, sums [cow.NumCountKinds]uint64, alloc bool) {
 	}
 }
 
-// minorCounted: the minor-faults event was opened (see Config.MinorFaults).
-func (s *Session) minorCounted() bool { return s.cpus == nil || s.cfg.MinorFaults }
-
 // probedLocked are the functions that were probed.
 func (s *Session) probedLocked() []string {
 	var out []string
@@ -147,20 +147,21 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		counters = "sampled"
 	}
 	run.Methods = cow.Methods(cow.Used{
-		Counters:    counters,
-		UserOnly:    s.userOnly,
-		NoMinor:     !s.minorCounted(),
-		Fault:       s.tp.Fault != nil,
-		KernelFault: s.tp.KernelFault != nil,
-		Alloc:       s.tp.Alloc != nil,
-		Callchain:   s.wpPath != nil,
-		FaultAddr:   s.faultAddr,
-		WPProbe:     s.faultAddr && slices.Contains(s.probedLocked(), cow.WPFunction),
-		Region:      region,
-		Count:       s.mode == ModeCount,
-		AllocFilter: s.allocFilter,
-		CopyRoutine: s.copyRoutineLocked(),
-		Probes:      s.probedLocked(),
+		Counters:               counters,
+		UserOnly:               s.userOnly,
+		NoMinor:                s.cpus != nil && !s.sampledCounter(1),
+		PageFaultsByTracepoint: s.cpus != nil && !s.sampledCounter(0),
+		Fault:                  s.tp.Fault != nil,
+		KernelFault:            s.tp.KernelFault != nil,
+		Alloc:                  s.tp.Alloc != nil,
+		Callchain:              s.wpPath != nil,
+		FaultAddr:              s.faultAddr,
+		WPProbe:                s.faultAddr && slices.Contains(s.probedLocked(), cow.WPFunction),
+		Region:                 region,
+		Count:                  s.mode == ModeCount,
+		AllocFilter:            s.allocFilter,
+		CopyRoutine:            s.copyRoutineLocked(),
+		Probes:                 s.probedLocked(),
 	})
 	run.Unavailable = append(run.Unavailable, s.unavailable...)
 	var probeNotes []report.Unavailable

@@ -31,8 +31,9 @@ type Options struct {
 	// FaultsByAddress asks for the generic fault method (see
 	// engine.Config.FaultsByAddress).
 	FaultsByAddress bool
-	// MinorFaults samples minor faults too (engine.Config.MinorFaults).
-	MinorFaults bool
+	// Counters samples the page-faults and minor-faults software events
+	// too (engine.Config.Counters).
+	Counters bool
 	// RingPages is each CPU's ring in pages (a power of two); 0 is the
 	// engine's default.
 	RingPages int
@@ -54,7 +55,7 @@ type TimelineEvent struct {
 // newSession starts an engine session for a followed target.
 func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Session, *timeline, error) {
 	var tl *timeline
-	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress, MinorFaults: opt.MinorFaults,
+	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress, Counters: opt.Counters,
 		RingPages: opt.RingPages, StartAtExec: startAtExec}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}

@@ -294,8 +294,10 @@ func methodLines(run *Run) []string {
 	var out []string
 	m := run.Methods
 	switch {
+	case strings.HasPrefix(m["page_faults"], "tracepoint:"):
+		out = append(out, "page faults: every fault the tracepoints below classified; major: perf software event major-faults, every event sampled with its thread id (the software counters page-faults and minor-faults with --counters)")
 	case strings.HasPrefix(m["page_faults"], "sampled:") && m["minor_faults"] == "":
-		out = append(out, "page faults, major: perf software events page-faults, major-faults, every event sampled with its thread id (minor faults with --minor-faults)")
+		out = append(out, "page faults, major: perf software events page-faults, major-faults, every event sampled with its thread id (minor faults with --counters)")
 	case strings.HasPrefix(m["page_faults"], "sampled:"):
 		out = append(out, "page faults, minor, major: perf software events page-faults, minor-faults, major-faults, every event sampled with its thread id")
 	case m["page_faults"] != "":

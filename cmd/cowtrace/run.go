@@ -61,7 +61,7 @@ type traceFlags struct {
 	format   *string
 	method   *string
 	faults   *string
-	minor    *bool
+	counters *bool
 	threads  *bool
 	timeline *bool
 	probes   stringList
@@ -76,7 +76,7 @@ func addTraceFlags(fs *flag.FlagSet) *traceFlags {
 		method:   fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none"),
 		faults:   fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)"),
 		threads:  fs.Bool("threads", false, "a row for every thread too, after its process's row"),
-		minor:    fs.Bool("minor-faults", false, "count minor faults per process too (one more record per fault)"),
+		counters: fs.Bool("counters", false, "sample the software counters page-faults and minor-faults per process too (a record per fault each); without it page faults are the faults the fault tracepoints classified"),
 		timeline: fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)"),
 		label:    fs.String("label", "", "label of this run in the report (and in cowtrace compare)"),
 		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
@@ -117,7 +117,7 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	if err != nil {
 		return traceSetup{}, err
 	}
-	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, MinorFaults: *tf.minor}
+	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters}
 	return traceSetup{opt: opt, format: f, expect: es}, nil
 }
 
