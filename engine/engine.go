@@ -305,9 +305,6 @@ func (s *Session) note(what, why string) {
 	s.unavailable = append(s.unavailable, report.Unavailable{What: what, Why: why})
 }
 
-// Kernel is the kernel release.
-func (s *Session) Kernel() string { return perfevents.KernelRelease() }
-
 // SetRegion sets the address range that faults are split by (in_region and
 // outside); without one every fault is outside.
 func (s *Session) SetRegion(r report.Region) {
