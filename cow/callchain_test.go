@@ -7,7 +7,7 @@ import (
 	"github.com/cowtrace/cowtrace/perfevents"
 )
 
-func TestNewWPPath(t *testing.T) {
+func TestNewCopyPath(t *testing.T) {
 	for _, tc := range []struct {
 		kallsyms string
 		want     string // "" for a rule, else part of the error
@@ -18,11 +18,11 @@ func TestNewWPPath(t *testing.T) {
 		// A last symbol has no known extent, and is no rule.
 		{"ffffffff81100000 t do_wp_page\n", "not in kallsyms"},
 	} {
-		syms, err := perfevents.ParseKallsyms(strings.NewReader(tc.kallsyms), WPPathFunctions...)
+		syms, err := perfevents.ParseKallsyms(strings.NewReader(tc.kallsyms), CopyPathFunctions...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := NewWPPath(syms)
+		p, err := NewCopyPath(syms)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%q: %v", tc.kallsyms, err)
