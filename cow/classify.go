@@ -66,6 +66,7 @@ func AddClasses(dst *report.FaultClasses, src report.FaultClasses) {
 	dst.Exec += src.Exec
 	dst.InferredCopies += src.InferredCopies
 	dst.KernelMode += src.KernelMode
+	dst.Unclassified += src.Unclassified
 }
 
 // UserAddress says whether an x86-64 address is in the user half, with 4-
@@ -144,7 +145,20 @@ func (s *Stream) FaultAt(address, ip, errorCode uint64, region report.Region, ke
 	return class, true
 }
 
-// Copy counts a copy that the allocation's stack proved (WPPath): in the
+// FaultByAddress counts a fault known by its address only (no error code,
+// no class: the software page-fault event) and makes it the fault a copy
+// that follows belongs to.
+func (s *Stream) FaultByAddress(address, ip uint64, region report.Region) {
+	inside := address >= region.Start && address-region.Start < region.Length
+	if inside {
+		s.InRegion.Unclassified++
+	} else {
+		s.Outside.Unclassified++
+	}
+	s.pending, s.inside, s.addr, s.ip = true, inside, address, ip
+}
+
+// Copy counts a copy that the allocation's stack proved (CopyPath): in the
 // region when it follows a write-protect fault there that has not
 // allocated yet, else outside.
 func (s *Stream) Copy() Copied {

@@ -133,6 +133,9 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 	switch info.kind {
 	case kindCounter:
 		tk.counters[info.counter]++
+		if info.addr {
+			tk.stream(rec.Cookie).FaultByAddress(smp.Addr, smp.IP, s.region)
+		}
 	case kindFault, kindKernelFault:
 		tp := s.tp.Fault
 		if info.kind == kindKernelFault {
@@ -158,7 +161,7 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		var c cow.Copied
 		switch {
 		case info.callchain:
-			if !s.tp.Rule.Match(order, gfp) || !s.wpPath.Contains(smp) {
+			if !s.tp.Rule.Match(order, gfp) || !s.copyPath.Contains(smp) {
 				return Event{}, false, nil
 			}
 			c = tk.stream(rec.Cookie).Copy()
