@@ -31,8 +31,10 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-# Debian's 6.1 and 6.12 kernels (with kprobes) under qemu TCG: the experiment,
-# its variants and the kernel-facing test binaries in each (see vmtest/main.go).
+# Debian's 6.1 and 6.12 kernels (with kprobes) under qemu TCG, and its 6.1
+# arm64 kernel under qemu-system-aarch64 (VMTEST_FLAGS='-arm64 ""' leaves it
+# out): the experiment, its variants and the kernel-facing test binaries in
+# each (see vmtest/main.go and vmtest/arm64.go).
 # make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels".
 vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)

@@ -37,6 +37,7 @@ const inspectDir = "/vmtest-tracefs"
 var symbolsOfInterest = []string{
 	"copy_mc_to_kernel", "wp_page_copy", "do_wp_page", "copy_page",
 	"folio_copy", "__wp_page_copy_user", "copy_highpage", "copy_user_highpage",
+	"do_cow_fault", "do_fault",
 }
 
 type console struct {

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
+)
+
+func TestArm64Sources(t *testing.T) {
+	deb822 := "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+	got := arm64Sources(deb822)
+	for _, want := range []string{
+		"deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example/debian bookworm main\n",
+		"deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example/debian-security bookworm-security main\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("arm64Sources:\n%s\nwant a line %q", got, want)
+		}
+	}
+	if got := arm64Sources(""); !strings.Contains(got, "http://deb.debian.org/debian bookworm main") {
+		t.Errorf("without sources: %s", got)
+	}
+}
+
+func TestSkipArm64Tests(t *testing.T) {
+	units := []unit{
+		{Base: "perfevents.test", Part: 1, Parts: 1, Cmd: testCmd("perfevents.test")},
+		// A split part that skips tests of its own already: one -test.skip,
+		// both patterns.
+		{Base: "cmd_cowtrace.test", Part: 3, Parts: 3, Cmd: testCmd("cmd_cowtrace.test", "-test.skip", "^(TestA)$")},
+		{Base: "report.test", Part: 1, Parts: 1, Cmd: testCmd("report.test")},
+	}
+	notes := skipArm64Tests(units)
+	if len(notes) != 1 {
+		t.Errorf("notes %q: want one, for perfevents.test (the cmd part is not its first)", notes)
+	}
+	if a := units[0].Cmd.Argv; a[len(a)-2] != "-test.skip" || !strings.Contains(a[len(a)-1], "TestOpenTracefsPrivate") {
+		t.Errorf("perfevents argv %q", a)
+	}
+	a := units[1].Cmd.Argv
+	if n := strings.Count(strings.Join(a, " "), "-test.skip"); n != 1 {
+		t.Errorf("cmd argv %q has %d -test.skip", a, n)
+	}
+	if i := slices.Index(a, "-test.skip"); !strings.HasPrefix(a[i+1], "^(TestA)$|") || !strings.Contains(a[i+1], "TestConcurrentRuns") {
+		t.Errorf("cmd argv %q: want its own skip, then arm64's", a)
+	}
+	if a := units[2].Cmd.Argv; slices.Contains(a, "-test.skip") {
+		t.Errorf("report argv %q: nothing to skip", a)
+	}
+}
+
+func TestClassExpectations(t *testing.T) {
+	for expect, class := range map[string]bool{
+		"writer.in_region.wp == blocks":                true,
+		"reader.in_region.read == 0":                   true,
+		"writer.in_region.write_not_present == blocks": true,
+		"parent.in_region.inferred_copies == 0":        false,
+		"writer.copies == blocks":                      false,
+		"reader.wp_faults == 0":                        false,
+		"writer.in_region.wp_extra == 1":               false,
+	} {
+		if got := classRE.MatchString(expect); got != class {
+			t.Errorf("%q: class %v, want %v", expect, got, class)
+		}
+	}
+}
+
+func TestArm64Weights(t *testing.T) {
+	arm := arm64Target("q", arm64CPU, "")
+	if got, want := arm.weight("matrix"), weightOf("matrix")*3/2; got != want {
+		t.Errorf("arm64 matrix weight %v, want %v", got, want)
+	}
+	host := &target{}
+	if got := host.weight("matrix"); got != weightOf("matrix") {
+		t.Errorf("host weight %v", got)
+	}
+	if arm.BootCost < bootCost || arm.BootCost > time.Minute {
+		t.Errorf("arm64 boot cost %v", arm.BootCost)
+	}
+}
+
+func testCmd(name string, extra ...string) guest.Command {
+	return guest.Command{Name: name, Argv: append([]string{"/tests/" + name}, extra...)}
+}
