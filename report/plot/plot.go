@@ -59,7 +59,7 @@ func SVG(w io.Writer, run *report.Run) error {
 		Series:         series,
 	}
 	g.Elements = []chart.Renderable{chart.LegendLeft(&g, chart.Style{FillColor: drawing.ColorWhite}),
-		title(html.EscapeString(report.Title(run)))}
+		title(html.EscapeString(shorten(report.Title(run), 120)))}
 	return g.Render(chart.SVG, w)
 }
 
@@ -75,6 +75,14 @@ func title(text string) chart.Renderable {
 		// Right of LegendLeft's box, which sits in the left padding.
 		r.Text(text, 270, 20)
 	}
+}
+
+// shorten cuts s to n runes: the title has the width right of the legend.
+func shorten(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 // line is one series; a series of one point gets a second so that go-chart
