@@ -5,7 +5,7 @@ BIN     ?= bin/cowtrace
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short lint vmtest bench clean
+.PHONY: all build run test test-short lint vmtest bench readme clean
 
 all: build
 
@@ -38,14 +38,21 @@ vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)
 
 # What tracing costs the traced, side by side with perf stat, perf record and
-# bpftrace (root; apt-get install -y linux-perf bpftrace): Go benchmarks of the
-# hot path, CPU per copy-on-write fault, then interleaved rounds of the 1 GiB
-# workload. ROUNDS=30 on a quiet machine.
+# bpftrace (root; apt-get install -y linux-perf bpftrace gcc): Go benchmarks of
+# the hot path, CPU per copy-on-write fault, then interleaved rounds of the two
+# 1 GiB workloads (cowtrace's experiment worker, and a C program under
+# cowtrace run). ROUNDS=30 on a quiet machine; BENCH_FLAGS='-workload fork'
+# for cowtrace run's rows alone.
 ROUNDS ?= 10
+BENCH_FLAGS ?=
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./perfevents ./engine
 	$(GO) run ./bench/faultcost
-	GO=$(GO) $(GO) run ./bench -rounds $(ROUNDS)
+	GO=$(GO) $(GO) run ./bench -rounds $(ROUNDS) $(BENCH_FLAGS)
+
+# Every cowtrace output shown in README.md, run again on this machine (root).
+readme: build
+	$(GO) run ./internal/readme -cowtrace $(BIN) README.md
 
 clean:
 	rm -rf bin

@@ -1,15 +1,20 @@
 // Command bench measures what cowtrace costs the workload it measures, side
 // by side with the tools a user would pick instead (perf stat, perf record,
-// bpftrace), and prints a markdown table. Run it as root: go run ./bench.
+// bpftrace), and prints a markdown table per workload. Run it as root:
+// go run ./bench.
 //
-// Every tool runs the same workload: cowtrace's own experiment worker
-// (package workload), 1 GiB of private memory written before the fork and a
-// writer child that writes one byte in every 4 KiB page. cowtrace drives the
-// worker itself; for the untraced baseline and the external tools this
-// binary drives it, with the same gates opened at once (see untraced.go).
-// Tools run in interleaved rounds, each starting one tool further on
-// (A B C, B C A, C A B ...), so that a change of the
-// machine's load hits every tool alike; ratios are paired, per round.
+// Two workloads, each with its own untraced baseline and table. "worker" is
+// cowtrace's own experiment worker (package workload), 1 GiB of private
+// memory written before the fork and a writer child that writes one byte in
+// every 4 KiB page: cowtrace's experiment drives the worker itself; for the
+// untraced baseline and the external tools this binary drives it, with the
+// same gates opened at once (see untraced.go). "fork" is the same shape as a
+// plain C program (testdata/cow_fork_write.c) under `cowtrace run`, as a user
+// would trace their own command (see fork.go). Every tool of every workload
+// runs in the same interleaved rounds, each round starting one tool further
+// on (A B C, B C A, C A B ...), so that a change of the machine's load hits
+// every tool alike; ratios are paired, per round, with the untraced run of
+// the tool's workload.
 package main
 
 import (
@@ -47,29 +52,45 @@ func main() {
 	}
 }
 
-// tool is one way of running the workload.
+// tool is one way of running a workload.
 type tool struct {
 	name string
-	argv func(w workloadArgs) []string
-	// check reads what the tool reported after a round: records lost and
-	// throttled (-1: not applicable) and the writer's wp faults it saw.
-	check func(out []byte, tmp string) (lost, throttled int64, wp uint64, err error)
-	times []time.Duration
-	cpu   []time.Duration // user+system of the whole command: tool and workload
-	lost  int64
-	thr   int64
-	wp    []uint64
-	rss   int64 // peak RSS of the tool's own process, KiB; 0 = not measured
+	// workload is the program the tool runs: workerLoad or forkLoad.
+	workload string
+	argv     func(w workloadArgs) []string
+	// check reads what the tool reported after a round.
+	check  func(out []byte, w workloadArgs) (seen, error)
+	times  []time.Duration
+	cpu    []time.Duration // user+system of the whole command: tool and workload
+	lost   int64
+	thr    int64
+	wp     []uint64
+	copies []int64
+	rss    int64 // peak RSS of the tool's own process, KiB; 0 = not measured
 	// ownCPU is the user+system time of the tool's own process (all its
 	// threads, not the workload), from the peak-RSS run; -1 = not measured.
 	ownCPU time.Duration
 }
 
+// seen is what a tool reported after one round; -1 where the tool does not
+// say.
+type seen struct {
+	lost, throttled int64
+	// wp is the writer's write-protect faults, or what the tool counts in
+	// their place (see the workload's note under its table).
+	wp     uint64
+	copies int64
+}
+
 type workloadArgs struct {
 	self, cowtrace, tmp string
-	blocks              int
+	// blocks is the number of 4 KiB pages the writer child writes, in
+	// either workload.
+	blocks int
 	// other is a second cowtrace binary (-compare), to measure a change.
 	other string
+	// prog is the fork workload's C program, built by buildFork.
+	prog string
 }
 
 func (w workloadArgs) untraced() []string {
@@ -83,7 +104,57 @@ func (w workloadArgs) cowtraceArgs(mode string) []string {
 
 const bpftraceProgram = `tracepoint:exceptions:page_fault_user /args->error_code == 7/ { @[pid] = count(); }`
 
-func tools(names string, compare bool) ([]*tool, error) {
+const (
+	workerLoad = "worker"
+	forkLoad   = "fork"
+)
+
+// tools returns the tools of each workload named in loads, each workload's
+// untraced baseline first. names filters them by prefix: a workload none of
+// whose tools is named is left out, and a name that matches no tool of any
+// of the workloads is an error.
+func tools(names, loads string, compare bool) ([]*tool, error) {
+	var out []*tool
+	matched := map[string]bool{}
+	for _, l := range strings.Split(loads, ",") {
+		var all []*tool
+		switch l {
+		case workerLoad:
+			all = workerTools(compare)
+		case forkLoad:
+			all = forkTools(compare)
+		default:
+			return nil, fmt.Errorf("no workload named %q (%s or %s)", l, workerLoad, forkLoad)
+		}
+		for _, t := range all {
+			t.workload = l
+		}
+		if names == "" {
+			out = append(out, all...)
+			continue
+		}
+		sel := []*tool{all[0]}
+		for _, n := range strings.Split(names, ",") {
+			for _, t := range all[1:] {
+				if strings.HasPrefix(t.name, n) && !slices.Contains(sel, t) {
+					sel, matched[n] = append(sel, t), true
+				}
+			}
+		}
+		if len(sel) > 1 {
+			out = append(out, sel...)
+		}
+	}
+	for _, n := range strings.Split(names, ",") {
+		if names != "" && !matched[n] {
+			return nil, fmt.Errorf("no tool named %q in workloads %s", n, loads)
+		}
+	}
+	return out, nil
+}
+
+// workerTools are the rows of the worker workload.
+func workerTools(compare bool) []*tool {
 	all := []*tool{
 		{name: "untraced", argv: workloadArgs.untraced},
 		{name: "cowtrace --mode count", argv: func(w workloadArgs) []string { return w.cowtraceArgs("count") },
@@ -116,48 +187,36 @@ func tools(names string, compare bool) ([]*tool, error) {
 				}})
 		}
 	}
-	if names == "" {
-		return all, nil
-	}
-	out := []*tool{all[0]}
-	for _, n := range strings.Split(names, ",") {
-		found := false
-		for _, t := range all[1:] {
-			if strings.HasPrefix(t.name, n) && !slices.Contains(out, t) {
-				out, found = append(out, t), true
-			}
-		}
-		if !found {
-			return nil, fmt.Errorf("no tool named %q", n)
-		}
-	}
-	return out, nil
+	return all
 }
 
 func run() error {
 	rounds := flag.Int("rounds", 10, "interleaved rounds of every tool")
 	blocks := flag.Int("blocks", 262144, "4 KiB pages the writer child writes (262144: 1 GiB)")
-	only := flag.String("tools", "", "comma-separated name prefixes of the tools to run (default all; untraced always runs)")
-	startRounds := flag.Int("startup-rounds", 20, "interleaved rounds of the start-up measurement")
+	workloads := flag.String("workload", workerLoad+","+forkLoad, "comma-separated workloads: "+workerLoad+" (cowtrace's experiment worker), "+forkLoad+" (a C program under cowtrace run)")
+	only := flag.String("tools", "", "comma-separated name prefixes of the tools to run (default all; each workload's untraced baseline always runs)")
+	startRounds := flag.Int("startup-rounds", 20, "interleaved rounds of the start-up measurement (0: none)")
 	prebuilt := flag.String("cowtrace", "", "a cowtrace binary to measure (default: build ./cmd/cowtrace statically)")
 	other := flag.String("compare", "", "a second cowtrace binary to measure in the same rounds (before/after a change)")
 	flag.Parse()
-	if *rounds < 1 || *blocks < 1 {
-		return fmt.Errorf("-rounds and -blocks must be positive")
+	if *rounds < 1 || *blocks < 1 || *startRounds < 0 {
+		return fmt.Errorf("-rounds and -blocks must be positive, -startup-rounds not negative")
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: cowtrace, perf and bpftrace open tracepoints on other processes")
 	}
-	ts, err := tools(*only, *other != "")
+	ts, err := tools(*only, *workloads, *other != "")
 	if err != nil {
 		return err
 	}
+	fork := false
 	for _, t := range ts {
 		if a := t.argv(workloadArgs{}); strings.HasPrefix(t.name, "perf") || strings.HasPrefix(t.name, "bpftrace") {
 			if _, err := exec.LookPath(a[0]); err != nil {
 				return fmt.Errorf("%s is not installed (apt-get install -y linux-perf bpftrace)", a[0])
 			}
 		}
+		fork = fork || t.workload == forkLoad
 	}
 
 	// perf and bpftrace mount tracefs when it is not mounted, and leave it
@@ -201,6 +260,11 @@ func run() error {
 			return err
 		}
 	}
+	if fork {
+		if w.prog, err = buildFork(tmp); err != nil {
+			return err
+		}
+	}
 
 	loadStart := loadavg()
 	var loads []float64
@@ -219,13 +283,14 @@ func run() error {
 			t.times = append(t.times, d)
 			t.cpu = append(t.cpu, cpu)
 			if t.check != nil {
-				lost, thr, wp, err := t.check(out, tmp)
+				s, err := t.check(out, w)
 				if err != nil {
 					return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
 				}
-				t.lost += lost
-				t.thr += thr
-				t.wp = append(t.wp, wp)
+				t.lost += s.lost
+				t.thr += s.throttled
+				t.wp = append(t.wp, s.wp)
+				t.copies = append(t.copies, s.copies)
 			}
 		}
 		fmt.Fprintf(os.Stderr, "bench: round %d/%d done (load %.2f)\n", r+1, *rounds, loads[len(loads)-1])
@@ -233,7 +298,10 @@ func run() error {
 	loadEnd := loadavg()
 	elapsed := time.Since(started)
 
-	for _, t := range ts[1:] {
+	for _, t := range ts {
+		if t.name == "untraced" {
+			continue
+		}
 		kb, cpu, err := peakRSS(t.argv(w))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: peak RSS of %s: %v\n", t.name, err)
@@ -242,35 +310,72 @@ func run() error {
 		t.rss, t.ownCPU = kb, cpu
 	}
 
-	starts, startNote, err := startup(w, *startRounds)
-	if err != nil {
-		return err
+	var exact string
+	if fork && slices.ContainsFunc(ts, func(t *tool) bool { return t.name == forkRunName }) {
+		if exact, err = exactness(w); err != nil {
+			return fmt.Errorf("exactness: %w", err)
+		}
+	}
+
+	var starts []*startupCmd
+	var startNote string
+	if *startRounds > 0 {
+		if starts, startNote, err = startup(w, *startRounds); err != nil {
+			return err
+		}
 	}
 
 	out := os.Stdout
 	fmt.Fprintf(out, "Measured %s on kernel %s, %d CPUs; load average at start %s, at end %s, 1-min load at each round %.2f-%.2f; %d interleaved rounds in %s.\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), kernel(), runtime.NumCPU(), loadStart, loadEnd,
 		slices.Min(loads), slices.Max(loads), *rounds, elapsed.Round(time.Second))
-	fmt.Fprintf(out, "Workload: %d MiB of private memory written before the fork, a writer child writing one byte in each of %d 4 KiB pages (%d copy-on-write faults) and a reader child reading them.\n\n",
-		*blocks*4096>>20, *blocks, *blocks)
-	writeTable(out, ts)
-	fmt.Fprintf(out, "\nStart-up (median of %d interleaved rounds, wall time of the whole command)%s:\n\n", *startRounds, startNote)
-	fmt.Fprintln(out, "| command | median ms | min-max ms |\n|---|---:|---:|")
-	for _, s := range starts {
-		fmt.Fprintf(out, "| `%s` | %.1f | %.1f-%.1f |\n", s.label, ms(median(s.times)), ms(slices.Min(s.times)), ms(slices.Max(s.times)))
+	writeWorkloads(out, ts, strings.Split(*workloads, ","), *blocks, exact)
+	if len(starts) > 0 {
+		fmt.Fprintf(out, "Start-up (median of %d interleaved rounds, wall time of the whole command)%s:\n\n", *startRounds, startNote)
+		fmt.Fprintln(out, "| command | median ms | min-max ms |\n|---|---:|---:|")
+		for _, s := range starts {
+			fmt.Fprintf(out, "| `%s` | %.1f | %.1f-%.1f |\n", s.label, ms(median(s.times)), ms(slices.Min(s.times)), ms(slices.Max(s.times)))
+		}
+		fmt.Fprintln(out)
 	}
 	how := "built here with CGO_ENABLED=0 -trimpath"
 	if *prebuilt != "" {
 		how = "given with -cowtrace"
 	}
-	fmt.Fprintf(out, "\ncowtrace binary (%s): %.1f MB (%d bytes).\n", how, float64(st.Size())/1e6, st.Size())
+	fmt.Fprintf(out, "cowtrace binary (%s): %.1f MB (%d bytes).\n", how, float64(st.Size())/1e6, st.Size())
 	return nil
+}
+
+// writeWorkloads writes each workload's description and table, and for the
+// fork workload the checks of cowtrace run and the exactness line.
+func writeWorkloads(out io.Writer, ts []*tool, workloads []string, blocks int, exact string) {
+	for _, l := range workloads {
+		lts := slices.DeleteFunc(slices.Clone(ts), func(t *tool) bool { return t.workload != l })
+		if len(lts) == 0 {
+			continue
+		}
+		switch l {
+		case workerLoad:
+			fmt.Fprintf(out, "Workload %q: %d MiB of private memory written before the fork, a writer child writing one byte in each of %d 4 KiB pages (%d copy-on-write faults) and a reader child reading them.\n\n",
+				l, blocks*4096>>20, blocks, blocks)
+		case forkLoad:
+			fmt.Fprintf(out, "Workload %q: %s\n\n", l, forkNote(blocks))
+		}
+		writeTable(out, lts)
+		if l == forkLoad {
+			fmt.Fprintf(out, "\n%s\n", forkChecks(lts, blocks))
+			if exact != "" {
+				fmt.Fprintf(out, "\n%s\n", exact)
+			}
+		}
+		fmt.Fprintln(out)
+	}
 }
 
 func writeTable(out io.Writer, ts []*tool) {
 	base := ts[0].times
-	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | added CPU s (median, paired) | tool's own CPU s | writer wp faults seen | lost | throttled | peak RSS MB |")
-	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | added CPU s (median, paired) | tool's own CPU s | writer wp faults seen | writer copies | lost | throttled | peak RSS MB |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, t := range ts {
 		var ratios, added, addedCPU []float64
 		for i, d := range t.times {
@@ -282,8 +387,11 @@ func writeTable(out io.Writer, ts []*tool) {
 		if t.rss > 0 {
 			own = fmt.Sprintf("%.2f", t.ownCPU.Seconds())
 		}
-		lost, thr, rss, wp := "-", "-", "-", "-"
+		lost, thr, rss, wp, copies := "-", "-", "-", "-", "-"
 		if t.check != nil {
+			if lo := slices.Min(t.copies); lo >= 0 {
+				copies = fmt.Sprintf("%d-%d", lo, slices.Max(t.copies))
+			}
 			if t.lost >= 0 {
 				lost = strconv.FormatInt(t.lost, 10)
 			}
@@ -295,9 +403,9 @@ func writeTable(out io.Writer, ts []*tool) {
 		if t.rss > 0 {
 			rss = fmt.Sprintf("%.1f", float64(t.rss)/1024)
 		}
-		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %+.2f | %s | %s | %s | %s | %s |\n", t.name,
+		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %+.2f | %s | %s | %s | %s | %s | %s |\n", t.name,
 			median(t.times).Seconds(), slices.Min(t.times).Seconds(), slices.Max(t.times).Seconds(),
-			medianF(ratios), medianF(added), medianF(addedCPU), own, wp, lost, thr, rss)
+			medianF(ratios), medianF(added), medianF(addedCPU), own, wp, copies, lost, thr, rss)
 	}
 }
 
@@ -415,45 +523,78 @@ func buildNoop(tmp string) (string, error) {
 	return out, nil
 }
 
-func checkCowtrace(out []byte, _ string) (lost, thr int64, wp uint64, err error) {
-	var r struct {
-		LostRecords int64 `json:"lost_records"`
-		Throttled   int64 `json:"throttled"`
-		Processes   []struct {
-			Role     string  `json:"role"`
-			WPFaults *uint64 `json:"wp_faults"`
-		} `json:"processes"`
-	}
-	// stdout (the JSON) comes first; stderr after it is not JSON.
-	if err := json.NewDecoder(bytes.NewReader(out)).Decode(&r); err != nil {
-		return 0, 0, 0, fmt.Errorf("cowtrace output: %w", err)
-	}
-	for _, p := range r.Processes {
-		if p.Role == "writer" && p.WPFaults != nil {
-			wp = *p.WPFaults
-		}
-	}
-	return r.LostRecords, r.Throttled, wp, nil
+// cowtraceReport is what bench reads of cowtrace's JSON report, of the
+// experiment or of run.
+type cowtraceReport struct {
+	LostRecords int64 `json:"lost_records"`
+	Throttled   int64 `json:"throttled"`
+	Processes   []struct {
+		Role     string  `json:"role"`
+		PID      int     `json:"pid"`
+		Depth    int     `json:"depth"`
+		WPFaults *uint64 `json:"wp_faults"`
+		Copies   *uint64 `json:"copies"`
+	} `json:"processes"`
 }
 
-func checkPerfStat(_ []byte, tmp string) (lost, thr int64, wp uint64, err error) {
-	b, err := os.ReadFile(filepath.Join(tmp, "stat.txt"))
+func decodeCowtrace(out []byte) (cowtraceReport, error) {
+	var r cowtraceReport
+	// stdout (the JSON) comes first; stderr after it is not JSON.
+	if err := json.NewDecoder(bytes.NewReader(out)).Decode(&r); err != nil {
+		return r, fmt.Errorf("cowtrace output: %w", err)
+	}
+	return r, nil
+}
+
+func checkCowtrace(out []byte, _ workloadArgs) (seen, error) {
+	r, err := decodeCowtrace(out)
 	if err != nil {
-		return 0, 0, 0, err
+		return seen{}, err
+	}
+	s := seen{lost: r.LostRecords, throttled: r.Throttled, copies: -1}
+	for _, p := range r.Processes {
+		if p.Role == "writer" && p.WPFaults != nil {
+			s.wp = *p.WPFaults
+		}
+		if p.Role == "writer" && p.Copies != nil {
+			s.copies = int64(*p.Copies)
+		}
+	}
+	return s, nil
+}
+
+func checkPerfStat(_ []byte, w workloadArgs) (seen, error) {
+	b, err := os.ReadFile(filepath.Join(w.tmp, "stat.txt"))
+	if err != nil {
+		return seen{}, err
 	}
 	// perf stat counts the whole process tree; the writer's faults are not
 	// told apart, so "wp faults seen" is the total (every page fault, or
 	// every write-protect fault with the filter).
 	m := regexp.MustCompile(`(?m)^(\d+),[^,]*,(page-faults|exceptions:page_fault_user)`).FindSubmatch(b)
 	if m == nil {
-		return 0, 0, 0, fmt.Errorf("no count in %q", b)
+		return seen{}, fmt.Errorf("no count in %q", b)
 	}
 	n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-	return -1, -1, n, nil
+	return seen{lost: -1, throttled: -1, wp: n, copies: -1}, nil
 }
 
-func checkPerfRecord(_ []byte, tmp string) (lost, thr int64, wp uint64, err error) {
-	b, err := exec.Command("perf", "report", "-i", filepath.Join(tmp, "perf.data"), "--stats").CombinedOutput()
+func checkPerfRecord(_ []byte, w workloadArgs) (seen, error) {
+	lost, thr, samples, err := perfStats(filepath.Join(w.tmp, "perf.data"))
+	// Samples of every fault of the tree (first touches too): "seen" is
+	// the number of samples.
+	return seen{lost: lost, throttled: thr, wp: samples, copies: -1}, err
+}
+
+// perfStats reads a perf.data file's samples lost, THROTTLE records and
+// samples.
+//
+// The aggregated "LOST events" line counts PERF_RECORD_LOST records, each of
+// which stands for any number of samples; the per-event sections ("EVENT
+// stats:") give the samples lost, the sum of those records' counts, as
+// "LOST_SAMPLES events".
+func perfStats(data string) (lost, thr int64, samples uint64, err error) {
+	b, err := exec.Command("perf", "report", "-i", data, "--stats").CombinedOutput()
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("perf report --stats: %w: %s", err, lastLine(string(b)))
 	}
@@ -465,22 +606,39 @@ func checkPerfRecord(_ []byte, tmp string) (lost, thr int64, wp uint64, err erro
 		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
 		return n
 	}
-	// Samples of every fault of the tree (first touches too): "seen" is
-	// the number of samples.
-	return get("LOST"), get("THROTTLE"), uint64(get("SAMPLE")), nil
+	if i := regexp.MustCompile(`(?m) stats:$`).FindIndex(b); i != nil {
+		for _, m := range regexp.MustCompile(`(?m)^\s*LOST_SAMPLES events:\s+(\d+)`).FindAllSubmatch(b[i[1]:], -1) {
+			n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+			lost += n
+		}
+	} else if get("LOST") > 0 {
+		return 0, 0, 0, fmt.Errorf("perf report --stats: LOST records but no per-event count of the samples lost")
+	}
+	return lost, get("THROTTLE"), uint64(get("SAMPLE")), nil
 }
 
-func checkBpftrace(out []byte, _ string) (lost, thr int64, wp uint64, err error) {
-	// Maps count in the kernel: nothing to lose. The writer is the pid with
-	// the most write-protect faults.
-	for _, m := range regexp.MustCompile(`(?m)^@\[\d+\]: (\d+)$`).FindAllSubmatch(out, -1) {
-		n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-		wp = max(wp, n)
+func checkBpftrace(out []byte, _ workloadArgs) (seen, error) {
+	// Maps count in the kernel: nothing to lose. The program counts every
+	// process of the machine; the workload names its writer.
+	pid, err := writerPID(out)
+	if err != nil {
+		return seen{}, err
 	}
-	if wp == 0 {
-		return 0, 0, 0, fmt.Errorf("no @[pid] counts in bpftrace's output: %s", lastLine(string(out)))
+	m := regexp.MustCompile(`(?m)^@\[` + strconv.Itoa(pid) + `\]: (\d+)$`).FindSubmatch(out)
+	if m == nil {
+		return seen{}, fmt.Errorf("no @[%d] count in bpftrace's output: %s", pid, lastLine(string(out)))
 	}
-	return -1, -1, wp, nil
+	wp, _ := strconv.ParseUint(string(m[1]), 10, 64)
+	return seen{lost: -1, throttled: -1, wp: wp, copies: -1}, nil
+}
+
+// writerPID reads the line in which either workload names its writer.
+func writerPID(out []byte) (int, error) {
+	m := regexp.MustCompile(`(?m)^` + writerLine + ` (\d+)$`).FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("the workload did not name its writer (%q)", writerLine)
+	}
+	return strconv.Atoi(string(m[1]))
 }
 
 func median(ds []time.Duration) time.Duration {

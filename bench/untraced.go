@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -11,6 +12,11 @@ import (
 // untracedArg makes this binary drive the experiment's worker with nobody
 // tracing it: the baseline, and the command that perf and bpftrace wrap.
 const untracedArg = "__untraced"
+
+// writerLine starts the line, on stderr, in which either workload names its
+// writer child: tools that count by pid system-wide (bpftrace) are read
+// with it.
+const writerLine = "writer pid"
 
 // runUntraced runs the worker cowtrace runs for --blocks N --block-size 4096
 // --offset 0, opening each gate as soon as its process reaches it, as
@@ -39,6 +45,9 @@ func runUntraced(args []string) error {
 		case workload.KindReady:
 			err = p.Release(0)
 		case workload.KindAtGate:
+			if m.Child > 0 && cfg.Children[m.Child-1] == workload.ActionWrite {
+				fmt.Fprintf(os.Stderr, "%s %d\n", writerLine, m.Pid)
+			}
 			err = p.Release(m.Child)
 		case workload.KindParentDone:
 			if err := p.Release(0); err != nil {

@@ -66,6 +66,7 @@ func AddClasses(dst *report.FaultClasses, src report.FaultClasses) {
 	dst.Exec += src.Exec
 	dst.InferredCopies += src.InferredCopies
 	dst.KernelMode += src.KernelMode
+	dst.Unclassified += src.Unclassified
 }
 
 // UserAddress says whether an x86-64 address is in the user half, with 4-
@@ -142,6 +143,19 @@ func (s *Stream) FaultAt(address, ip, errorCode uint64, region report.Region, ke
 	s.inside = inside
 	s.addr, s.ip = address, ip
 	return class, true
+}
+
+// FaultByAddress counts a fault known by its address only (no error code,
+// no class: the software page-fault event) and makes it the fault a copy
+// that follows belongs to.
+func (s *Stream) FaultByAddress(address, ip uint64, region report.Region) {
+	inside := address >= region.Start && address-region.Start < region.Length
+	if inside {
+		s.InRegion.Unclassified++
+	} else {
+		s.Outside.Unclassified++
+	}
+	s.pending, s.inside, s.addr, s.ip = true, inside, address, ip
 }
 
 // Copy counts a copy that the allocation's stack proved (WPPath): in the

@@ -2,6 +2,10 @@ package cow
 
 import "fmt"
 
+// FaultAddrMethod names the generic fault method: every page fault sampled
+// with its address, whatever the architecture.
+const FaultAddrMethod = "sampled:page-faults with address"
+
 // InferredMethod names the rule behind inferred copies.
 const InferredMethod = "inferred:exceptions:page_fault_user+kmem:mm_page_alloc"
 
@@ -20,9 +24,22 @@ type Used struct {
 	// Counters is how the software fault events were read: "counter"
 	// (read per task) or "sampled" (a record per fault, for inherited
 	// events).
-	Counters           string
-	Fault, KernelFault bool // the fault tracepoints were opened
-	Alloc              bool // ... and the allocation tracepoint
+	Counters string
+	// UserOnly: the software events count user mode only (":u").
+	UserOnly bool
+	// NoMinor: minor faults were not measured.
+	NoMinor bool
+	// PageFaultsByTracepoint: a process's page faults are the faults the
+	// fault tracepoints classified, not the software counter's.
+	PageFaultsByTracepoint bool
+	Fault, KernelFault     bool // the fault tracepoints were opened
+	// FaultAddr: without them, the page-fault event sampled with its
+	// address splits faults by region, unclassified.
+	FaultAddr bool
+	// WPProbe: write-protect faults are do_wp_page's kprobe hits, for
+	// want of the fault tracepoint.
+	WPProbe bool
+	Alloc   bool // ... and the allocation tracepoint
 	// Callchain: allocations are copies by their kernel stack (WPPath),
 	// not by following a write-protect fault.
 	Callchain bool
@@ -45,6 +62,15 @@ func Methods(u Used) map[string]string {
 		{"page_faults", "page-faults"}, {"minor_faults", "minor-faults"}, {"major_faults", "major-faults"},
 	} {
 		m[c.key] = u.Counters + ":" + c.label
+		if u.UserOnly {
+			m[c.key] += ":u"
+		}
+	}
+	if u.NoMinor {
+		delete(m, "minor_faults")
+	}
+	if u.PageFaultsByTracepoint && u.Fault {
+		m["page_faults"] = FaultMethod(u.KernelFault)
 	}
 	if u.Fault {
 		tp := FaultMethod(u.KernelFault)
@@ -52,6 +78,15 @@ func Methods(u Used) map[string]string {
 		if u.Region {
 			m["in_region"] = tp
 		}
+	}
+	if !u.Fault && u.FaultAddr {
+		m["in_region"], m["outside"] = FaultAddrMethod, FaultAddrMethod
+		if !u.Region {
+			delete(m, "in_region")
+		}
+	}
+	if !u.Fault && u.WPProbe {
+		m["wp_faults"] = "kprobe:" + WPFunction
 	}
 	switch {
 	case u.Alloc && u.Callchain:

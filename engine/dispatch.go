@@ -133,6 +133,9 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 	switch info.kind {
 	case kindCounter:
 		tk.counters[info.counter]++
+		if info.addr {
+			tk.stream(rec.Cookie).FaultByAddress(smp.Addr, smp.IP, s.region)
+		}
 	case kindFault, kindKernelFault:
 		tp := s.tp.Fault
 		if info.kind == kindKernelFault {

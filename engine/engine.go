@@ -55,6 +55,20 @@ func ParseMode(s string) (Mode, error) {
 // created in the kernel.
 var ErrInternal = errors.New("internal error")
 
+// ParseFaultMethod reads --fault-method: "auto" (the x86 fault tracepoints
+// where the kernel has them, else faults by address) or "address" (faults
+// by address everywhere, to compare the generic method with the
+// tracepoints); it returns Config.FaultsByAddress.
+func ParseFaultMethod(s string) (byAddress bool, err error) {
+	switch s {
+	case "", "auto":
+		return false, nil
+	case "address":
+		return true, nil
+	}
+	return false, fmt.Errorf("unknown fault method %q (want auto or address)", s)
+}
+
 // Config configures a Session.
 type Config struct {
 	KprobeMethod perfevents.KprobeMethod // "" is auto
@@ -78,6 +92,18 @@ type Config struct {
 	// sampled kprobe hit as it is read, from the reading goroutine,
 	// without the session's lock.
 	OnEvent func(Event)
+	// Counters samples the page-faults and minor-faults software events of
+	// inherited tasks, a record per fault each. Without it, where the
+	// fault tracepoints exist, a process's page faults are its faults
+	// that they classified, and minor faults are not measured; tasks
+	// opened with OpenTask count all three regardless, at no cost per
+	// fault.
+	Counters bool
+	// FaultsByAddress uses the generic fault method even where the x86
+	// fault tracepoints exist: every page fault sampled with its address,
+	// split by region but not classified. Where they do not exist
+	// (arm64), it is used anyway.
+	FaultsByAddress bool
 	// OnMmap, when set, asks for a record of every mapping the traced
 	// tasks make and is called for each, from the reading goroutine,
 	// without the session's lock, with the record's time.
@@ -132,7 +158,14 @@ type Session struct {
 	allocFilter string // count mode's filter of copy-shaped allocations
 	// wpPath tells copies among allocations by their kernel stack; nil
 	// where kallsyms cannot say, and copies are inferred by pairing.
-	wpPath    *cow.WPPath
+	wpPath *cow.WPPath
+	// faultAddr: faults come from the page-fault event sampled with its
+	// address, for want of (or instead of) the fault tracepoints.
+	faultAddr bool
+	// access is what this process may trace; userOnly: its events count
+	// user mode only (an unprivileged process at perf_event_paranoid 2).
+	access    perfevents.Access
+	userOnly  bool
 	cpus      []int // inherited events: the CPUs, and the owner of each one's ring
 	cpuOwners []*perfevents.Event
 
@@ -191,13 +224,27 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 			s.Close()
 		}
 	}()
-	tfs, tfsErr := perfevents.OpenTracefs()
-	if tfsErr != nil && errors.Is(tfsErr, perfevents.ErrPermission) {
-		return nil, fmt.Errorf("%w: %s", tfsErr, perfevents.PermissionHint())
+	s.access = perfevents.CurrentAccess()
+	s.userOnly = !s.access.KernelEvents()
+	var tfs *perfevents.Tracefs
+	var tfsErr error
+	if s.access.RawTracepoints() {
+		// A refusal (a security module, lockdown) leaves the software
+		// events, as it does for a user without privileges.
+		if tfs, tfsErr = perfevents.OpenTracefs(); errors.Is(tfsErr, perfevents.ErrPermission) {
+			tfsErr = fmt.Errorf("%w: %s", tfsErr, perfevents.PermissionHint())
+		}
+	} else {
+		tfsErr = fmt.Errorf("tracepoints need root, CAP_PERFMON or kernel.perf_event_paranoid -1 (it is %d)", s.access.Paranoid)
 	}
 	s.tfs = tfs
 	s.tp = cow.DetectTracepoints(tfs, tfsErr)
 	s.unavailable = append(s.unavailable, s.tp.Unavailable...)
+	if cfg.FaultsByAddress && s.tp.Fault != nil {
+		s.tp.Fault, s.tp.KernelFault = nil, nil
+		s.note("tracepoint:exceptions:page_fault_user", "not used: faults by address were asked for (--fault-method address)")
+	}
+	s.faultAddr = s.tp.Fault == nil && cfg.Mode == ModeClassify
 	if s.tp.Alloc != nil {
 		s.allocFilter = s.tp.Rule.CopyAllocFilter()
 		s.findWPPath()
@@ -209,13 +256,21 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 			s.tp.Alloc = nil
 		}
 	}
-	kp, why, err := perfevents.NewKprobes(cfg.KprobeMethod, tfs)
+	method := cfg.KprobeMethod
+	if !s.access.Privileged && method == perfevents.KprobeAuto {
+		method = perfevents.KprobeNone
+		s.note("kprobes", "need root or CAP_PERFMON")
+	}
+	kp, why, err := perfevents.NewKprobes(method, tfs)
 	if err != nil {
 		return nil, err
 	}
-	if kp == nil {
+	if kp == nil && method != cfg.KprobeMethod {
+		why = ""
+	}
+	if kp == nil && why != "" {
 		s.note("kprobes", why)
-	} else {
+	} else if kp != nil {
 		s.kp = kp
 		if err := s.calibrate(ctx); err != nil {
 			return nil, err
@@ -249,9 +304,6 @@ func (s *Session) findWPPath() {
 func (s *Session) note(what, why string) {
 	s.unavailable = append(s.unavailable, report.Unavailable{What: what, Why: why})
 }
-
-// Kernel is the kernel release.
-func (s *Session) Kernel() string { return perfevents.KernelRelease() }
 
 // SetRegion sets the address range that faults are split by (in_region and
 // outside); without one every fault is outside.

@@ -59,7 +59,7 @@ func synthetic(t testing.TB, inherited bool, copyRoutine string) *Session {
 		t.Fatal(err)
 	}
 	tp.Rule = cow.AllocRuleOf(al)
-	s := &Session{cfg: Config{StartAtExec: true}, tp: tp, mode: ModeClassify, ids: map[uint64]eventInfo{
+	s := &Session{cfg: Config{StartAtExec: true, Counters: true}, tp: tp, mode: ModeClassify, ids: map[uint64]eventInfo{
 		idPageFaults:  {kind: kindCounter, counter: 0},
 		idMinor:       {kind: kindCounter, counter: 1},
 		idMajor:       {kind: kindCounter, counter: 2},
@@ -440,5 +440,31 @@ func TestCopyEvents(t *testing.T) {
 	feeder{t, s}.feed(0, unix.PERF_RECORD_MMAP2, 0, append(m, trailer(500, 500, 3, idDummy)...))
 	if len(s.mmaps) != 1 || s.mmaps[0].m.Filename != "/usr/bin/prog" || s.mmaps[0].m.Addr != 0x400000 || s.mmaps[0].m.Len != 0x2000 {
 		t.Errorf("mmap records %+v", s.mmaps)
+	}
+}
+
+// TestPageFaultsByTracepoint: without Counters, a followed process's page
+// faults are its classified faults (no software counter record per fault),
+// and minor faults are not measured rather than 0.
+func TestPageFaultsByTracepoint(t *testing.T) {
+	s := synthetic(t, true, "")
+	s.cfg.Counters = false
+	f := feeder{t, s}
+	f.sample(0, idFault, 600, 600, 1, userPg, 0x6)
+	f.sample(0, idFault, 600, 600, 2, userPg, 0x7)
+	f.sample(0, idKernelFault, 600, 600, 3, userPg+0x1000, 0x3)
+	f.sample(0, idMajor, 600, 600, 4, 0, 0)
+	var r report.Process
+	s.Row(&r, []int{600}, false)
+	if r.PageFaults == nil || *r.PageFaults != 3 || r.MinorFaults != nil || *r.MajorFaults != 1 || *r.WPFaults != 2 {
+		t.Errorf("page faults %v minor %v major %v wp %v; want 3, none, 1, 2", r.PageFaults, r.MinorFaults, *r.MajorFaults, *r.WPFaults)
+	}
+	var run report.Run
+	s.FillRun(&run, false)
+	if m := run.Methods["page_faults"]; m != cow.FaultMethod(true) {
+		t.Errorf("page faults by %q", m)
+	}
+	if m, ok := run.Methods["minor_faults"]; ok {
+		t.Errorf("minor faults by %q, not measured", m)
 	}
 }

@@ -18,6 +18,7 @@ const (
 	idType     = unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_IDENTIFIER
 	tpType     = idType | unix.PERF_SAMPLE_RAW
 	kprobeType = idType | unix.PERF_SAMPLE_IP
+	addrType   = idType | unix.PERF_SAMPLE_IP | unix.PERF_SAMPLE_ADDR
 )
 
 type eventKind int
@@ -40,6 +41,9 @@ type eventInfo struct {
 	counted cow.CountKind // kindCounted
 	// callchain: a kindAlloc sample carries the kernel's stack.
 	callchain bool
+	// addr: a kindCounter sample (page-faults) carries the fault's
+	// address and instruction, the generic fault method.
+	addr bool
 }
 
 func (i eventInfo) sampleType() uint64 {
@@ -53,6 +57,10 @@ func (i eventInfo) sampleType() uint64 {
 		return tpType
 	case kindProbe:
 		return kprobeType
+	case kindCounter:
+		if i.addr {
+			return addrType
+		}
 	}
 	return idType
 }
@@ -85,6 +93,7 @@ func (s *Session) OpenTask(pid, tid int) error {
 	tk.Root, tk.forked = true, true
 	s.gated++
 	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
+		a.ExcludeKernel = s.userOnly
 		ev, err := perfevents.Open(a, tid, perfevents.AnyCPU)
 		if err != nil {
 			return nil, err
@@ -97,8 +106,16 @@ func (s *Session) OpenTask(pid, tid int) error {
 		return ev, nil
 	}
 	for i, c := range faultCounters {
+		if i == 0 && s.faultAddr {
+			continue // sampled, in openTaskByAddress
+		}
 		if _, err := open(perfevents.Attr{Label: c.label, Type: perfevents.Software, Config: c.config},
 			eventInfo{kind: kindCounter, counter: i}); err != nil {
+			return err
+		}
+	}
+	if s.faultAddr {
+		if err := s.openTaskByAddress(tk, open); err != nil {
 			return err
 		}
 	}
@@ -171,6 +188,39 @@ func (s *Session) openTaskFaults(tk *Task, open openFunc) error {
 	return s.openTaskSampled(tk, open)
 }
 
+// addTaskRing maps ev's ring as task tk's. The kernel redirects output only
+// into a ring that is already mapped: the task's other sampled events are
+// opened after.
+func (s *Session) addTaskRing(tk *Task, ev *perfevents.Event, pages int) error {
+	cookie := len(s.rings)
+	s.rings = append(s.rings, ring{tid: tk.Tid})
+	return s.reader.Add(ev.FD(), pages, cookie)
+}
+
+// openTaskByAddress opens the generic fault method on a task: every page
+// fault sampled with its address into the task's ring, and the allocation
+// tracepoint, with its stacks, writing into that ring too.
+func (s *Session) openTaskByAddress(tk *Task, open openFunc) error {
+	pages := s.ringPages(taskRingPages)
+	a := perfevents.Attr{Label: faultCounters[0].label, Type: perfevents.Software, Config: faultCounters[0].config,
+		SampleType: addrType, Watermark: uint32(pages * os.Getpagesize() / 2)}
+	ev, err := open(a, eventInfo{kind: kindCounter, counter: 0, addr: true})
+	if err != nil {
+		return err
+	}
+	if err := s.addTaskRing(tk, ev, pages); err != nil {
+		return err
+	}
+	if s.tp.Alloc == nil {
+		return nil
+	}
+	aev, err := s.openAlloc(perfevents.Attr{Watermark: a.Watermark}, open)
+	if err != nil {
+		return err
+	}
+	return aev.SetOutput(ev)
+}
+
 // openTaskSampled opens the fault tracepoint with the task's ring, and the
 // kernel-fault and allocation tracepoints writing into that same ring.
 func (s *Session) openTaskSampled(tk *Task, open openFunc) error {
@@ -182,10 +232,7 @@ func (s *Session) openTaskSampled(tk *Task, open openFunc) error {
 	if err != nil {
 		return err
 	}
-	// The kernel redirects output only into a ring that is already mapped.
-	cookie := len(s.rings)
-	s.rings = append(s.rings, ring{tid: tk.Tid})
-	if err := s.reader.Add(ev.FD(), pages, cookie); err != nil {
+	if err := s.addTaskRing(tk, ev, pages); err != nil {
 		return err
 	}
 	if kf := s.tp.KernelFault; kf != nil {
@@ -270,6 +317,15 @@ func (s *Session) ringPages(def int) int {
 	if s.cfg.RingPages > 0 {
 		return s.cfg.RingPages
 	}
+	if !s.access.Privileged {
+		// Without CAP_IPC_LOCK a user may lock kernel.perf_event_mlock_kb
+		// (516 KiB) per CPU in all its rings: one ring per CPU for an
+		// inherited trace, one per task for gated tasks.
+		if def == cpuRingPages {
+			return 64
+		}
+		return 16
+	}
 	return def
 }
 
@@ -293,7 +349,7 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 		}
 		s.cpus, s.cpuOwners = cpus, make([]*perfevents.Event, len(cpus))
 	}
-	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true}
+	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true, ExcludeKernel: s.userOnly}
 	for ci := range s.cpus {
 		if err := s.openCPU(tid, ci, base); err != nil {
 			return err
@@ -336,9 +392,16 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 		return ev, s.redirect(ev, ci)
 	}
 	for i, c := range faultCounters {
+		if !s.sampledCounter(i) {
+			continue
+		}
 		a := base
 		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
-		if _, err := open(a, eventInfo{kind: kindCounter, counter: i}); err != nil {
+		info := eventInfo{kind: kindCounter, counter: i}
+		if i == 0 && s.faultAddr {
+			a.SampleType, info.addr = addrType, true
+		}
+		if _, err := open(a, info); err != nil {
 			return err
 		}
 	}
@@ -379,6 +442,20 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 		}
 	}
 	return nil
+}
+
+// sampledCounter says whether inherited tasks sample faultCounters[i]:
+// each costs a record per fault, so page-faults only where no tracepoint
+// counts the faults instead, minor-faults only on request, major-faults
+// (rare) always.
+func (s *Session) sampledCounter(i int) bool {
+	switch i {
+	case 0:
+		return s.cfg.Counters || s.tp.Fault == nil
+	case 1:
+		return s.cfg.Counters
+	}
+	return true
 }
 
 func (s *Session) redirect(ev *perfevents.Event, ci int) error {

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/cowtrace/cowtrace/cow"
@@ -43,6 +45,9 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 		}
 	}
 	r.PageFaults, r.MinorFaults, r.MajorFaults = report.U64(counters[0]), report.U64(counters[1]), report.U64(counters[2])
+	if s.cpus != nil && !s.sampledCounter(1) {
+		r.MinorFaults = nil
+	}
 	for _, fn := range s.probedLocked() {
 		probes[fn] += 0
 	}
@@ -53,30 +58,42 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 	case s.tp.Fault != nil && s.mode == ModeCount:
 		countedRow(r, counted, s.tp.Alloc != nil)
 	case s.tp.Fault != nil:
-		total := in
-		cow.AddClasses(&total, out)
-		if region {
-			r.InRegion, r.Outside = &in, &out
-		} else {
-			r.Outside = &total
-		}
+		total := s.sampledRow(r, in, out, region, lost)
 		r.WPFaults = report.U64(total.WP)
-		if s.tp.Alloc != nil {
-			r.InferredCopies = report.U64(total.InferredCopies)
+		if s.cpus != nil && !s.sampledCounter(0) {
+			r.PageFaults = report.U64(total.Total())
 		}
-		r.LostRecords = lost
-	case s.tp.Alloc != nil:
-		// No fault tracepoint (arm64): copies from allocation stacks only.
-		total := in
-		cow.AddClasses(&total, out)
-		r.InferredCopies = report.U64(total.InferredCopies)
-		r.LostRecords = lost
+	case s.faultAddr:
+		// Faults by address (arm64, or asked for): where, not which kind;
+		// write-protect faults from do_wp_page where it was probed.
+		s.sampledRow(r, in, out, region, lost)
+		if n, ok := probes[cow.WPFunction]; ok {
+			r.WPFaults = report.U64(n)
+		}
 	}
 	if routine := s.copyRoutineLocked(); routine != "" {
 		r.Copies = report.U64(probes[routine])
 	} else if r.InferredCopies != nil {
 		r.Copies = report.U64(*r.InferredCopies)
 	}
+}
+
+// sampledRow fills r from the classified samples: fault classes in and
+// outside the region (or all outside without one), the copies, the lost
+// records of the tasks' rings. It returns the classes summed.
+func (s *Session) sampledRow(r *report.Process, in, out report.FaultClasses, region bool, lost uint64) report.FaultClasses {
+	total := in
+	cow.AddClasses(&total, out)
+	if region {
+		r.InRegion, r.Outside = &in, &out
+	} else {
+		r.Outside = &total
+	}
+	if s.tp.Alloc != nil {
+		r.InferredCopies = report.U64(total.InferredCopies)
+	}
+	r.LostRecords = lost
+	return total
 }
 
 // countedRow fills r from count mode's filtered counters.
@@ -130,16 +147,21 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		counters = "sampled"
 	}
 	run.Methods = cow.Methods(cow.Used{
-		Counters:    counters,
-		Fault:       s.tp.Fault != nil,
-		KernelFault: s.tp.KernelFault != nil,
-		Alloc:       s.tp.Alloc != nil,
-		Callchain:   s.wpPath != nil,
-		Region:      region,
-		Count:       s.mode == ModeCount,
-		AllocFilter: s.allocFilter,
-		CopyRoutine: s.copyRoutineLocked(),
-		Probes:      s.probedLocked(),
+		Counters:               counters,
+		UserOnly:               s.userOnly,
+		NoMinor:                s.cpus != nil && !s.sampledCounter(1),
+		PageFaultsByTracepoint: s.cpus != nil && !s.sampledCounter(0),
+		Fault:                  s.tp.Fault != nil,
+		KernelFault:            s.tp.KernelFault != nil,
+		Alloc:                  s.tp.Alloc != nil,
+		Callchain:              s.wpPath != nil,
+		FaultAddr:              s.faultAddr,
+		WPProbe:                s.faultAddr && slices.Contains(s.probedLocked(), cow.WPFunction),
+		Region:                 region,
+		Count:                  s.mode == ModeCount,
+		AllocFilter:            s.allocFilter,
+		CopyRoutine:            s.copyRoutineLocked(),
+		Probes:                 s.probedLocked(),
 	})
 	run.Unavailable = append(run.Unavailable, s.unavailable...)
 	var probeNotes []report.Unavailable
@@ -161,5 +183,9 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	}
 	if s.fallback != "" {
 		run.Notes = append(run.Notes, s.fallback)
+	}
+	if s.userOnly {
+		run.Notes = append(run.Notes, fmt.Sprintf("without privileges (euid %d, no CAP_PERFMON, kernel.perf_event_paranoid %d): page faults are user mode's only (:u), as perf stat -e page-faults:u counts them; write-protect faults, their classes and copies need root, CAP_PERFMON or kernel.perf_event_paranoid -1",
+			s.access.Euid, s.access.Paranoid))
 	}
 }

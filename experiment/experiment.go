@@ -23,6 +23,9 @@ type Options struct {
 	KprobeMethod perfevents.KprobeMethod
 	// Mode is how faults are measured; "" is engine.ModeClassify.
 	Mode engine.Mode
+	// FaultsByAddress asks for the generic fault method (see
+	// engine.Config.FaultsByAddress).
+	FaultsByAddress bool
 	// Probes are extra kernel functions to count per process.
 	Probes []string
 	// Proof adds physical-frame evidence (ProofPagemap). It holds the
@@ -65,7 +68,8 @@ func Run(ctx context.Context, opt Options) (*report.Run, error) {
 	if err := opt.Workload.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := engine.New(ctx, engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, Mode: opt.Mode, HandOff: opt.HandOff})
+	s, err := engine.New(ctx, engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, Mode: opt.Mode,
+		HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress})
 	if err != nil {
 		return nil, err
 	}

@@ -288,3 +288,39 @@ func findWorker(t *testing.T) int {
 	}
 	return 0
 }
+
+// TestFaultsByAddress: the generic fault method (every page fault sampled
+// with its address, copies by allocation stack: what arm64 gets) gives the
+// children the counts the x86 tracepoints give them: the writer's faults in
+// the region and copies equal the blocks, the reader's are none.
+func TestFaultsByAddress(t *testing.T) {
+	requireTracing(t)
+	cfg := workload.Seed()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	byTP, err := Run(ctx, Options{Workload: cfg, KprobeMethod: perfevents.KprobeNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byAddr, err := Run(ctx, Options{Workload: cfg, KprobeMethod: perfevents.KprobeNone, FaultsByAddress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := byAddr.Methods["in_region"]; m != cow.FaultAddrMethod {
+		t.Fatalf("in_region by %q, want %q", m, cow.FaultAddrMethod)
+	}
+	if !strings.HasPrefix(byAddr.Methods["copies"], "callchain:") {
+		t.Skipf("copies by %q: no allocation stacks here (%v)", byAddr.Methods["copies"], byAddr.Unavailable)
+	}
+	for _, role := range []string{"reader", "writer"} {
+		a, b := row(t, byTP, role), row(t, byAddr, role)
+		want := uint64(0)
+		if role == "writer" {
+			want = uint64(cfg.Blocks)
+		}
+		if a.InRegion.Total() != want || b.InRegion.Total() != want || copies(t, a) != want || copies(t, b) != want {
+			t.Errorf("%s: tracepoints %d faults in region, %d copies; by address %d and %d; want %d",
+				role, a.InRegion.Total(), *a.Copies, b.InRegion.Total(), *b.Copies, want)
+		}
+	}
+}

@@ -29,6 +29,12 @@ type Options struct {
 	// HandOff leaves the release of the events to a holder process: for a
 	// program that exits right after the trace (engine.Config.HandOff).
 	HandOff bool
+	// FaultsByAddress asks for the generic fault method (see
+	// engine.Config.FaultsByAddress).
+	FaultsByAddress bool
+	// Counters samples the page-faults and minor-faults software events
+	// too (engine.Config.Counters).
+	Counters bool
 	// RingPages is each CPU's ring in pages (a power of two); 0 is the
 	// engine's default.
 	RingPages int
@@ -58,7 +64,7 @@ type TimelineEvent struct {
 func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Session, *timeline, *collector, error) {
 	var tl *timeline
 	var col *collector
-	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff,
+	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress, Counters: opt.Counters,
 		RingPages: opt.RingPages, StartAtExec: startAtExec}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}

@@ -54,6 +54,9 @@ type Attr struct {
 	// sample, at most that many frames (PERF_SAMPLE_CALLCHAIN without the
 	// user part: no unwinding of the traced program's stack).
 	KernelCallchain uint16
+	// ExcludeKernel counts only what happens in user mode, all that an
+	// unprivileged process may count at perf_event_paranoid 2.
+	ExcludeKernel bool
 	// Inherit gives the event to every task the task creates from then on.
 	Inherit bool
 	// EnableOnExec keeps the event off until the task execs.
@@ -86,6 +89,8 @@ func (a *Attr) perf() *perf.Attr {
 	}
 	p.Options.SampleIDAll = a.SampleType != 0 || a.TaskRecords
 	p.Options.Inherit = a.Inherit
+	p.Options.ExcludeKernel = a.ExcludeKernel
+	p.Options.ExcludeHypervisor = a.ExcludeKernel
 	p.Options.Disabled = a.EnableOnExec
 	p.Options.EnableOnExec = a.EnableOnExec
 	p.Options.Task, p.Options.Comm, p.Options.CommExec = a.TaskRecords, a.TaskRecords, a.TaskRecords

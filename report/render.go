@@ -101,7 +101,14 @@ func columns(run *Run) []column {
 		{"pid", "", func(p *Process) string { return strconv.Itoa(p.Pid) }},
 	}
 	cols = append(cols, faultColumns(m)...)
-	if m["wp_faults"] != "" {
+	switch {
+	case strings.HasPrefix(m["in_region"], "sampled:"):
+		// Faults by address only (no x86 fault tracepoints).
+		if m["wp_faults"] != "" {
+			cols = append(cols, column{"wp faults", m["wp_faults"], func(p *Process) string { return num(p.WPFaults) }})
+		}
+		cols = append(cols, column{"faults in region", m["in_region"], region(func(f *FaultClasses) uint64 { return f.Total() })})
+	case m["wp_faults"] != "":
 		cols = append(cols,
 			column{"wp faults", m["wp_faults"], func(p *Process) string { return num(p.WPFaults) }},
 			column{"wp in region", m["in_region"], region(func(f *FaultClasses) uint64 { return f.WP })},
@@ -116,11 +123,11 @@ func columns(run *Run) []column {
 
 // faultColumns are the software counters' columns, in every table.
 func faultColumns(m map[string]string) []column {
-	return []column{
-		{"page faults", m["page_faults"], func(p *Process) string { return num(p.PageFaults) }},
-		{"minor", m["minor_faults"], func(p *Process) string { return num(p.MinorFaults) }},
-		{"major", m["major_faults"], func(p *Process) string { return num(p.MajorFaults) }},
+	cols := []column{{"page faults", m["page_faults"], func(p *Process) string { return num(p.PageFaults) }}}
+	if m["minor_faults"] != "" {
+		cols = append(cols, column{"minor", m["minor_faults"], func(p *Process) string { return num(p.MinorFaults) }})
 	}
+	return append(cols, column{"major", m["major_faults"], func(p *Process) string { return num(p.MajorFaults) }})
 }
 
 // copyColumns are the copies, the inferred copies when they are another
@@ -290,6 +297,10 @@ func methodLines(run *Run) []string {
 	var out []string
 	m := run.Methods
 	switch {
+	case strings.HasPrefix(m["page_faults"], "tracepoint:"):
+		out = append(out, "page faults: every fault the tracepoints below classified; major: perf software event major-faults, every event sampled with its thread id (the software counters page-faults and minor-faults with --counters)")
+	case strings.HasPrefix(m["page_faults"], "sampled:") && m["minor_faults"] == "":
+		out = append(out, "page faults, major: perf software events page-faults, major-faults, every event sampled with its thread id (minor faults with --counters)")
 	case strings.HasPrefix(m["page_faults"], "sampled:"):
 		out = append(out, "page faults, minor, major: perf software events page-faults, minor-faults, major-faults, every event sampled with its thread id")
 	case m["page_faults"] != "":

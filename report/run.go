@@ -114,10 +114,16 @@ type FaultClasses struct {
 	// process's memory in a system call (copy_to_user), not the process
 	// itself: exceptions:page_fault_kernel instead of page_fault_user.
 	KernelMode uint64 `json:"kernel_mode"`
+	// Unclassified counts faults known by their address only: the
+	// software page-fault event, on kernels without the x86 fault
+	// tracepoints (arm64), says where a fault was, not of which kind.
+	Unclassified uint64 `json:"unclassified,omitempty"`
 }
 
 // Total is the number of faults of every kind (KernelMode is a subset).
-func (f *FaultClasses) Total() uint64 { return f.WP + f.WriteNotPresent + f.Read + f.Exec }
+func (f *FaultClasses) Total() uint64 {
+	return f.WP + f.WriteNotPresent + f.Read + f.Exec + f.Unclassified
+}
 
 // Find returns the first process with the role, or nil.
 func (r *Run) Find(role string) *Process {

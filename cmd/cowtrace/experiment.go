@@ -77,8 +77,9 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	blockSize := fs.Int("block-size", seed.BlockSize, "bytes per block")
 	offset := fs.Int("offset", seed.Offset, "offset of the byte read or written in each block")
 	noTouch := fs.Bool("no-touch", false, "do not write the memory before the fork (the seed's second run)")
-	format := fs.String("format", "table", "output format: table, json, csv or markdown")
+	format := fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics")
 	method := fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none")
+	faultMethod := fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)")
 	mode := fs.String("mode", "classify", "classify: sample and classify every fault; count: in-kernel filtered counters only, no sampling")
 	var probes stringList
 	fs.Var(&probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
@@ -101,6 +102,10 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usageError{err}
 	}
 	km, err := perfevents.ParseKprobeMethod(*method)
+	if err != nil {
+		return usageError{err}
+	}
+	byAddr, err := engine.ParseFaultMethod(*faultMethod)
 	if err != nil {
 		return usageError{err}
 	}
@@ -149,7 +154,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 			err = cerr
 		}
 	}()
-	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: km, Probes: probes, Mode: md, Proof: pf,
+	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: km, Probes: probes, Mode: md, Proof: pf, FaultsByAddress: byAddr,
 		HandOff: handOff}
 	if *pause {
 		opt.AfterAttach = func(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
@@ -74,6 +75,7 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	writers := fs.Int("writers", scenario.DefaultWriters, "number of writer children of many-writers")
 	format := fs.String("format", "table", "output format: table, json or markdown")
 	method := fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none")
+	faultMethod := fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)")
 	only := fs.String("only", "", "comma-separated `NAMES` of the scenarios to run (default: all)")
 	strict := fs.Bool("strict", false, "exit 1 when a scenario's stated outcome does not hold")
 	label := fs.String("label", "", "label of every run (shown by cowtrace compare)")
@@ -89,6 +91,10 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("unknown matrix format %q (want table, json or markdown)", *format)
 	}
 	km, err := perfevents.ParseKprobeMethod(*method)
+	if err != nil {
+		return usageError{err}
+	}
+	byAddr, err := engine.ParseFaultMethod(*faultMethod)
 	if err != nil {
 		return usageError{err}
 	}
@@ -129,7 +135,7 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				Held: true, NotApplicable: err.Error()})
 			continue
 		}
-		opt := experiment.Options{Workload: cfgs[i], Scenario: s.Name, KprobeMethod: km}
+		opt := experiment.Options{Workload: cfgs[i], Scenario: s.Name, KprobeMethod: km, FaultsByAddress: byAddr}
 		if s.Provable() {
 			opt.Proof = pf
 		}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/follow"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
@@ -60,6 +61,8 @@ Flags:
 type traceFlags struct {
 	format   *string
 	method   *string
+	faults   *string
+	counters *bool
 	threads  *bool
 	timeline *bool
 	probes   stringList
@@ -72,9 +75,11 @@ type traceFlags struct {
 
 func addTraceFlags(fs *flag.FlagSet) *traceFlags {
 	tf := &traceFlags{
-		format:   fs.String("format", "table", "output format: table, json, csv or markdown"),
+		format:   fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics"),
 		method:   fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none"),
+		faults:   fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)"),
 		threads:  fs.Bool("threads", false, "a row for every thread too, after its process's row"),
+		counters: fs.Bool("counters", false, "sample the software counters page-faults and minor-faults per process too (a record per fault each); without it page faults are the faults the fault tracepoints classified"),
 		timeline: fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)"),
 		label:    fs.String("label", "", "label of this run in the report (and in cowtrace compare)"),
 		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
@@ -105,6 +110,10 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	if err != nil {
 		return traceSetup{}, usageError{err}
 	}
+	byAddr, err := engine.ParseFaultMethod(*tf.faults)
+	if err != nil {
+		return traceSetup{}, usageError{err}
+	}
 	for _, p := range tf.probes {
 		if !validFunctionName(p) {
 			return traceSetup{}, usagef("--probe %q is not a kernel function name", p)
@@ -119,7 +128,8 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	default:
 		return traceSetup{}, usagef("--by %q: want mapping or function", *tf.by)
 	}
-	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, By: *tf.by, Plot: *tf.plotPath != ""}
+	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters,
+		By: *tf.by, Plot: *tf.plotPath != ""}
 	return traceSetup{opt: opt, format: f, expect: es}, nil
 }
 

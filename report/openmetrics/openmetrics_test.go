@@ -48,7 +48,7 @@ func tracedRun() *report.Run {
 		pid, tid, ppid, depth int
 		comm                  string
 		copies                uint64
-	}{{100, 0, 1, 0, "sh", 10}, {100, 150, 1, 0, "sh", 4}, {101, 0, 100, 1, "sh", 17}, {102, 0, 100, 1, "cat", 6}} {
+	}{{100, 0, 1, 0, "sh", 10}, {100, 150, 1, 0, "sh", 4}, {101, 0, 100, 1, "sh", 17}, {102, 0, 100, 1, "ca\\t\"\n", 6}} {
 		role := "child"
 		if p.depth == 0 {
 			role = "command"
@@ -171,7 +171,8 @@ func TestOpenMetricsTrace(t *testing.T) {
 	if n := len(fams["cowtrace_wp_faults"].Metric); n != 4 {
 		t.Errorf("%d wp_faults samples, want 4", n)
 	}
-	if got := value(t, fams, "cowtrace_copies", "command", "cat", "pid", "102", "role", "child", "tid", "all"); got != 6 {
+	// A name with a backslash, a quote and a newline comes back as it was.
+	if got := value(t, fams, "cowtrace_copies", "command", "ca\\t\"\n", "pid", "102", "role", "child", "tid", "all"); got != 6 {
 		t.Errorf("cat copies %v", got)
 	}
 	if got := value(t, fams, "cowtrace_copies", "command", "sh", "pid", "100", "tid", "150"); got != 4 {
