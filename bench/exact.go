@@ -87,9 +87,11 @@ var (
 	perfScriptField  = regexp.MustCompile(`(\w+)=(\S+)`)
 )
 
-// onWPPath says whether a kernel function is one of cow.WPPathFunctions
-// (or a compiler variant of one, do_wp_page.cold...): its frame on an
-// allocation's stack makes the allocation a copy.
+// onWPPath says whether a kernel function is on the write-protect fault's
+// path (or a compiler variant of one, do_wp_page.cold...): its frame on an
+// allocation's stack makes the allocation a copy. perf's own resolution of
+// the stack, independent of cowtrace's (cow.CopyPath), which the writer's
+// copies, all write-protect ones, are checked against.
 func onWPPath(sym string) bool {
 	for _, f := range []string{"do_wp_page", "wp_page_copy"} {
 		if sym == f || strings.HasPrefix(sym, f+".") {

@@ -6,10 +6,26 @@ import (
 	"github.com/cowtrace/cowtrace/perfevents"
 )
 
-// WPPathFunctions are the functions through which every write-protect fault
-// runs, and wp_page_copy, where it copies (inlined into do_wp_page on some
-// kernels: 6.12).
-var WPPathFunctions = []string{WPFunction, "wp_page_copy"}
+// Where copy-on-write copies a page, by the functions on the allocation's
+// kernel stack:
+//   - copyFunctions: the write-protect fault (do_wp_page, wp_page_copy: a
+//     write to a page fork shared, or to a read-only mapped page of a
+//     private file mapping) and the first write to a not-present page of
+//     a private file mapping (do_cow_fault);
+//   - faultFunctions with anonAllocFunctions: do_cow_fault inlined into
+//     do_fault (6.18), where the only anonymous folio do_fault allocates
+//     is the copy's (page-cache pages come from filemap functions).
+//
+// These are the copies a kprobe on the copy routine counts
+// (copy_mc_to_kernel on Debian's x86 kernels, called by both paths).
+var (
+	copyFunctions      = []string{WPFunction, "wp_page_copy", "do_cow_fault"}
+	faultFunctions     = []string{"do_fault"}
+	anonAllocFunctions = []string{"vma_alloc_folio", "vma_alloc_folio_noprof", "alloc_pages_vma"}
+)
+
+// CopyPathFunctions are the kallsyms names CopyPath needs.
+var CopyPathFunctions = append(append(append([]string{}, copyFunctions...), faultFunctions...), anonAllocFunctions...)
 
 // CallchainFrames bounds the kernel stack taken with each allocation, and
 // with it the unwinding's cost: mm_page_alloc fires four frames below
@@ -21,57 +37,72 @@ var WPPathFunctions = []string{WPFunction, "wp_page_copy"}
 const CallchainFrames = 16
 
 // CallchainMethod names the rule behind copies taken from allocation stacks.
-const CallchainMethod = "callchain:kmem:mm_page_alloc through do_wp_page"
+const CallchainMethod = "callchain:kmem:mm_page_alloc on the copy-on-write path (do_wp_page, do_cow_fault)"
 
-// WPPath tells an allocation made on the write-protect fault path from any
-// other by its kernel stack: an order-0 user-page allocation that is not
-// zeroed and whose stack runs through do_wp_page (or wp_page_copy) is the
-// page a copy-on-write fault copies into. Page-cache pages of a buffered
-// write(2), which have the same order and flags, are allocated elsewhere
-// (ext4_da_write_begin...), and so are never taken for copies. It needs
-// nothing of the architecture but kallsyms.
-type WPPath struct {
-	funcs []perfevents.Symbol
+// CopyPath tells the allocation of a page that copy-on-write copies into
+// from any other by its kernel stack: an order-0 user-page allocation that
+// is not zeroed and whose stack runs through the copy-on-write path. A
+// zero-page replacement allocates a zeroed page; page-cache pages of a
+// buffered write(2) or a file read, which have the same order and flags,
+// are allocated elsewhere (ext4_da_write_begin, filemap_fault...), and so
+// are never taken for copies. It needs nothing of the architecture but
+// kallsyms.
+type CopyPath struct {
+	copies, faults, anon []perfevents.Symbol
 }
 
-// NewWPPath finds the extents of the write-protect path's functions, their
-// compiler variants included, in kallsyms. Without real addresses
-// (kptr_restrict) or without do_wp_page there is no rule.
-func NewWPPath(syms *perfevents.Symbols) (*WPPath, error) {
+// NewCopyPath finds the extents of the path's functions, their compiler
+// variants included, in kallsyms. Without real addresses (kptr_restrict)
+// or without do_wp_page there is no rule.
+func NewCopyPath(syms *perfevents.Symbols) (*CopyPath, error) {
 	if syms.AddressesHidden() {
 		return nil, fmt.Errorf("kallsyms hides addresses (kernel.kptr_restrict)")
 	}
-	p := &WPPath{}
-	for _, fn := range WPPathFunctions {
-		for _, s := range append(syms.All(fn), syms.Variants(fn)...) {
-			if s.IsText() && s.Module == "" && s.Size > 0 {
-				p.funcs = append(p.funcs, s)
+	find := func(names []string) []perfevents.Symbol {
+		var out []perfevents.Symbol
+		for _, fn := range names {
+			for _, s := range append(syms.All(fn), syms.Variants(fn)...) {
+				if s.IsText() && s.Module == "" && s.Size > 0 {
+					out = append(out, s)
+				}
 			}
 		}
+		return out
 	}
-	if len(p.funcs) == 0 {
+	p := &CopyPath{copies: find(copyFunctions), faults: find(faultFunctions), anon: find(anonAllocFunctions)}
+	if len(p.copies) == 0 {
 		return nil, fmt.Errorf("%s is not in kallsyms", WPFunction)
 	}
 	return p, nil
 }
 
 // Functions are the functions whose frames make an allocation a copy.
-func (p *WPPath) Functions() []string {
+func (p *CopyPath) Functions() []string {
 	var out []string
-	for _, s := range p.funcs {
+	for _, s := range p.copies {
 		out = append(out, s.Name)
 	}
 	return out
 }
 
 // Contains says whether the sample's kernel stack runs through the path.
-func (p *WPPath) Contains(smp *perfevents.Sample) bool {
+func (p *CopyPath) Contains(smp *perfevents.Sample) bool {
+	var fault, anon bool
 	for i := range smp.Frames() {
 		ip := smp.Frame(i)
-		for _, f := range p.funcs {
-			if f.Contains(ip) {
-				return true
-			}
+		if within(p.copies, ip) {
+			return true
+		}
+		fault = fault || within(p.faults, ip)
+		anon = anon || within(p.anon, ip)
+	}
+	return fault && anon
+}
+
+func within(syms []perfevents.Symbol, ip uint64) bool {
+	for _, f := range syms {
+		if f.Contains(ip) {
+			return true
 		}
 	}
 	return false

@@ -158,7 +158,7 @@ func (s *Stream) FaultByAddress(address, ip uint64, region report.Region) {
 	s.pending, s.inside, s.addr, s.ip = true, inside, address, ip
 }
 
-// Copy counts a copy that the allocation's stack proved (WPPath): in the
+// Copy counts a copy that the allocation's stack proved (CopyPath): in the
 // region when it follows a write-protect fault there that has not
 // allocated yet, else outside.
 func (s *Stream) Copy() Copied {

@@ -40,7 +40,7 @@ type Used struct {
 	// want of the fault tracepoint.
 	WPProbe bool
 	Alloc   bool // ... and the allocation tracepoint
-	// Callchain: allocations are copies by their kernel stack (WPPath),
+	// Callchain: allocations are copies by their kernel stack (CopyPath),
 	// not by following a write-protect fault.
 	Callchain bool
 	Region    bool // faults are split by a region

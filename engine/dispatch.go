@@ -161,7 +161,7 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		var c cow.Copied
 		switch {
 		case info.callchain:
-			if !s.tp.Rule.Match(order, gfp) || !s.wpPath.Contains(smp) {
+			if !s.tp.Rule.Match(order, gfp) || !s.copyPath.Contains(smp) {
 				return Event{}, false, nil
 			}
 			c = tk.stream(rec.Cookie).Copy()

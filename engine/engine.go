@@ -156,9 +156,9 @@ type Session struct {
 	mode        Mode
 	fallback    string // why count mode fell back to sampling, if it did
 	allocFilter string // count mode's filter of copy-shaped allocations
-	// wpPath tells copies among allocations by their kernel stack; nil
+	// copyPath tells copies among allocations by their kernel stack; nil
 	// where kallsyms cannot say, and copies are inferred by pairing.
-	wpPath *cow.WPPath
+	copyPath *cow.CopyPath
 	// faultAddr: faults come from the page-fault event sampled with its
 	// address, for want of (or instead of) the fault tracepoints.
 	faultAddr bool
@@ -247,11 +247,11 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 	s.faultAddr = s.tp.Fault == nil && cfg.Mode == ModeClassify
 	if s.tp.Alloc != nil {
 		s.allocFilter = s.tp.Rule.CopyAllocFilter()
-		s.findWPPath()
+		s.findCopyPath()
 	}
 	if s.tp.Fault == nil {
 		s.tp.KernelFault = nil
-		if s.wpPath == nil {
+		if s.copyPath == nil {
 			// Without a stack, allocations serve only to pair with faults.
 			s.tp.Alloc = nil
 		}
@@ -286,15 +286,15 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 	return s, nil
 }
 
-// findWPPath finds the write-protect path in kallsyms, for copies told by
+// findCopyPath finds the copy-on-write path in kallsyms, for copies told by
 // their allocation's stack.
-func (s *Session) findWPPath() {
+func (s *Session) findCopyPath() {
 	if s.cfg.Mode == ModeCount {
 		return
 	}
-	syms, err := perfevents.LoadKallsyms(cow.WPPathFunctions...)
+	syms, err := perfevents.LoadKallsyms(cow.CopyPathFunctions...)
 	if err == nil {
-		s.wpPath, err = cow.NewWPPath(syms)
+		s.copyPath, err = cow.NewCopyPath(syms)
 	}
 	if err != nil {
 		s.note("callchain copies", fmt.Sprintf("%v: copies are inferred by pairing a write-protect fault with the allocation that follows it", err))

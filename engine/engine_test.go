@@ -322,11 +322,11 @@ ffffffff81200800 T other
 // fault record came on another path (no fault tracepoint) is.
 func TestCopiesByStack(t *testing.T) {
 	s := synthetic(t, true, "")
-	syms, err := perfevents.ParseKallsyms(strings.NewReader(fakeKallsyms), cow.WPPathFunctions...)
+	syms, err := perfevents.ParseKallsyms(strings.NewReader(fakeKallsyms), cow.CopyPathFunctions...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.wpPath, err = cow.NewWPPath(syms); err != nil {
+	if s.copyPath, err = cow.NewCopyPath(syms); err != nil {
 		t.Fatal(err)
 	}
 	const kctx = 0xffffffffffffff80 // PERF_CONTEXT_KERNEL
@@ -408,11 +408,11 @@ func BenchmarkDispatch(b *testing.B) {
 // instruction, and a mapping record reaches OnMmap.
 func TestCopyEvents(t *testing.T) {
 	s := synthetic(t, true, "")
-	syms, err := perfevents.ParseKallsyms(strings.NewReader(fakeKallsyms), cow.WPPathFunctions...)
+	syms, err := perfevents.ParseKallsyms(strings.NewReader(fakeKallsyms), cow.CopyPathFunctions...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.wpPath, err = cow.NewWPPath(syms); err != nil {
+	if s.copyPath, err = cow.NewCopyPath(syms); err != nil {
 		t.Fatal(err)
 	}
 	s.cfg.OnMmap = func(perfevents.Mmap, uint64) {} // records wait in s.mmaps for the reader

@@ -263,7 +263,7 @@ func (s *Session) openTaskSampled(tk *Task, open openFunc) error {
 func (s *Session) openAlloc(a perfevents.Attr, open openFunc) (*perfevents.Event, error) {
 	a.Label, a.Type, a.Config, a.SampleType = "tracepoint:"+s.tp.Alloc.Name, perfevents.Tracepoint, s.tp.Alloc.ID, tpType
 	info := eventInfo{kind: kindAlloc}
-	if s.wpPath != nil {
+	if s.copyPath != nil {
 		a.KernelCallchain, info.callchain = cow.CallchainFrames, true
 	}
 	ev, err := open(a, info)

@@ -154,7 +154,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		Fault:                  s.tp.Fault != nil,
 		KernelFault:            s.tp.KernelFault != nil,
 		Alloc:                  s.tp.Alloc != nil,
-		Callchain:              s.wpPath != nil,
+		Callchain:              s.copyPath != nil,
 		FaultAddr:              s.faultAddr,
 		WPProbe:                s.faultAddr && slices.Contains(s.probedLocked(), cow.WPFunction),
 		Region:                 region,
