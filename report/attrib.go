@@ -129,7 +129,7 @@ func attribMethodLines(run *Run) []string {
 	switch run.CopiesBy {
 	case ByMapping:
 		return []string{
-			"copies by mapping: each counted copy at its write-protect fault's address, in the process's mappings at that moment (PERF_RECORD_MMAP2 records, a fork's child starting from its parent's, an exec from none, attach from /proc/PID/maps)",
+			"copies by mapping: each counted copy at its write-protect fault's address, in the process's mappings at that moment (PERF_RECORD_MMAP2 records; a fork's child starts from its parent's, an exec, told by its new main stack, from none, an attached process from its /proc/PID/maps)",
 			"  [heap], [stack], [vdso]: the kernel's names; anonymous memory in no record or unnamed is [heap] when it lies between the executable's end and the lowest mapping of the mmap area (brk starts within 1 GiB of the executable), [stack] above every mapping, else [anon] (anonymous mmaps: allocator arenas, thread stacks)",
 		}
 	case ByFunction:
