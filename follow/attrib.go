@@ -70,7 +70,7 @@ func (c *collector) addInitial(pid int) {
 // step is one thing that changes or reads an address space, in time order.
 type step struct {
 	ns   uint64
-	kind int // stepMmap, stepFork, stepCopy: their order at equal times
+	kind int // stepExec, stepMmap, stepFork, stepCopy: their order at equal times
 	pid  int
 	// parent is a fork's parent process.
 	parent int
@@ -79,7 +79,8 @@ type step struct {
 }
 
 const (
-	stepMmap = iota
+	stepExec = iota
+	stepMmap
 	stepFork
 	stepCopy
 )
@@ -93,8 +94,7 @@ type shares struct {
 // attribute splits every process's copies by mapping or by function after
 // the trace. Processes are the pids of tasks; a fork's child starts from
 // its parent's mappings at the fork, the processes the trace attached to
-// from /proc/PID/maps, and an exec (seen as a new main stack: see apply)
-// from none.
+// from /proc/PID/maps, and an exec (its COMM record) from none.
 func (c *collector) attribute(tasks []*engine.Task) map[int][]report.Share {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -115,8 +115,10 @@ func (c *collector) attribute(tasks []*engine.Task) map[int][]report.Share {
 	counted := map[int]*shares{}
 	for _, st := range steps {
 		switch st.kind {
+		case stepExec:
+			spaces[st.pid] = &addrSpace{}
 		case stepMmap:
-			spaces[st.pid] = apply(space(st.pid), st.m)
+			space(st.pid).insert(st.m)
 		case stepFork:
 			if p := spaces[st.parent]; p != nil {
 				spaces[st.pid] = p.clone()
@@ -157,6 +159,11 @@ func (c *collector) steps(tasks []*engine.Task) []step {
 			m: mapping{start: m.Addr, end: m.Addr + m.Len, pgoff: m.Pgoff, name: m.Filename}})
 	}
 	for _, tk := range tasks {
+		// The kernel sends an exec's COMM record (begin_new_exec) before
+		// the mappings of the new program and its stack.
+		for _, ns := range tk.Execs {
+			steps = append(steps, step{ns: ns, kind: stepExec, pid: tk.Pid})
+		}
 		if tk.Root || tk.Tid != tk.Pid || tk.StartNs == 0 {
 			continue
 		}
@@ -179,26 +186,6 @@ func (c *collector) steps(tasks []*engine.Task) []step {
 		return steps[i].kind < steps[j].kind
 	})
 	return steps
-}
-
-// apply adds a mapping record to a process's address space. A record of a
-// main stack whose top differs from the one the process had is an exec: the
-// kernel emits one for the new stack (setup_arg_pages) before it maps the
-// new program, while the stack only ever grows down from its top within one
-// address space. Until the engine reports execs, this is how an exec starts
-// a process's mappings anew (with ASLR off the top is the same, and the old
-// program's mappings linger where the new one maps nothing).
-func apply(a *addrSpace, m mapping) *addrSpace {
-	if m.name == stackName {
-		for _, o := range a.maps {
-			if o.name == stackName && o.end != m.end {
-				a = &addrSpace{}
-				break
-			}
-		}
-	}
-	a.insert(m)
-	return a
 }
 
 // Names of copies that no mapping or function can be given.

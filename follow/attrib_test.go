@@ -69,21 +69,6 @@ func TestAddrSpaceInsertSplits(t *testing.T) {
 	}
 }
 
-// TestApplyExec: a main stack with another top is a new program's.
-func TestApplyExec(t *testing.T) {
-	a := &addrSpace{}
-	a = apply(a, mapping{start: 0x7ffd0000, end: 0x7ffe0000, name: stackName})
-	a = apply(a, mapping{start: 0x1000, end: 0x2000, name: "/bin/sh"})
-	a = apply(a, mapping{start: 0x7ffc0000, end: 0x7ffe0000, name: stackName}) // growth
-	if _, ok := a.find(0x1000); !ok {
-		t.Fatal("stack growth dropped the mappings")
-	}
-	a = apply(a, mapping{start: 0x7fa00000, end: 0x7fa10000, name: stackName})
-	if _, ok := a.find(0x1000); ok {
-		t.Error("a new stack top kept the old program's mappings")
-	}
-}
-
 // TestCollectorForkAndExec: a child names its copies after the parent's
 // mappings at the fork, and after its own once it execs.
 func TestCollectorForkAndExec(t *testing.T) {
@@ -100,7 +85,7 @@ func TestCollectorForkAndExec(t *testing.T) {
 	mm(10, 50, 0x7f800000, 0x10000, "/tmp/after-fork") // not the child's
 	cp(11, 20, 0x7f000010)                             // the parent's libc, inherited
 	cp(11, 21, 0x7f800010)                             // mapped by the parent after the fork
-	mm(11, 30, 0x7ffa0000, 0x10000, stackName)         // exec: another stack top
+	mm(11, 30, 0x7ffa0000, 0x10000, stackName)         // after the exec at 29
 	mm(11, 31, 0x500000, 0x1000, "/bin/child")
 	mm(11, 32, 0x7f100000, 0x10000, "/lib/libc2.so")
 	cp(11, 40, 0x7ff00010) // the old stack is gone
@@ -109,7 +94,7 @@ func TestCollectorForkAndExec(t *testing.T) {
 	col.event(engine.Event{Name: "copy", Pid: 11, Tid: 11, TimeNs: 43})
 	tasks := []*engine.Task{
 		{Pid: 10, Tid: 10, Root: true, StartNs: 1},
-		{Pid: 11, Tid: 11, Ppid: 10, ParentTid: 10, StartNs: 10},
+		{Pid: 11, Tid: 11, Ppid: 10, ParentTid: 10, StartNs: 10, Execs: []uint64{29}},
 	}
 	got := map[string]uint64{}
 	for _, s := range col.attribute(tasks)[11] {
