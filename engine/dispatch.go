@@ -85,6 +85,9 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 				tk.StartNs = tm
 			}
 		}
+		if rec.Misc&unix.PERF_RECORD_MISC_COMM_EXEC != 0 {
+			tk.Execs = append(tk.Execs, tm)
+		}
 		tk.setComm(string(comm))
 		tk.commAt = append(tk.commAt, commEvent{ns: tm, name: string(comm)})
 	case unix.PERF_RECORD_MMAP2:

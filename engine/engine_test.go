@@ -225,6 +225,9 @@ func TestInheritedTree(t *testing.T) {
 	if child.Ppid != 100 || child.ParentTid != 100 || !child.Exited || child.StartNs != 2000 || child.EndNs != 3000 {
 		t.Errorf("child lineage %+v", *child)
 	}
+	if len(child.Execs) != 1 || child.Execs[0] != 2500 {
+		t.Errorf("child execs %v, want [2500]", child.Execs)
+	}
 	if got := child.Comms; len(got) != 2 || got[0] != "prog" || got[1] != "worker" {
 		t.Errorf("child names %q, want [prog worker]", got)
 	}

@@ -322,7 +322,7 @@ func (s *Session) ringPages(def int) int {
 		// (516 KiB) per CPU in all its rings: one ring per CPU for an
 		// inherited trace, one per task for gated tasks.
 		if def == cpuRingPages {
-			return 64
+			return 128 // and the metadata page: 516 KiB
 		}
 		return 16
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -23,6 +24,9 @@ type Task struct {
 	EndNs     uint64
 	// Comms are the task's names in time order, once Settle has run.
 	Comms []string
+	// Execs are the times (CLOCK_MONOTONIC) of the task's execs, from its
+	// COMM records that carry PERF_RECORD_MISC_COMM_EXEC, in time order.
+	Execs []uint64
 
 	forked   bool        // a FORK record (or the root's opening) was seen
 	execSeen bool        // the root's exec
@@ -201,6 +205,7 @@ func (s *Session) settleNamesLocked() {
 		}
 		done[tk] = true
 		sort.SliceStable(tk.commAt, func(i, j int) bool { return tk.commAt[i].ns < tk.commAt[j].ns })
+		slices.Sort(tk.Execs)
 		var names []string
 		if p := s.tasks[tk.ParentTid]; p != nil && p != tk && !tk.Root && depth < 1000 {
 			settle(p, depth+1)

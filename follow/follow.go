@@ -15,6 +15,7 @@ import (
 
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/perfevents"
+	"github.com/cowtrace/cowtrace/report"
 )
 
 // Options configure a trace.
@@ -37,6 +38,12 @@ type Options struct {
 	// RingPages is each CPU's ring in pages (a power of two); 0 is the
 	// engine's default.
 	RingPages int
+	// By splits each process's copies by mapping or by function
+	// (report.ByMapping, report.ByFunction; "" does not).
+	By string
+	// Plot keeps each process's copies and faults over time in the run's
+	// Timeseries.
+	Plot bool
 }
 
 // ErrNoProcess: the process to trace does not exist (or no longer does).
@@ -52,23 +59,63 @@ type TimelineEvent struct {
 	Address uint64 // the fault's address, or the probed function's
 }
 
-// newSession starts an engine session for a followed target.
-func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Session, *timeline, error) {
+// newSession starts an engine session for a followed target, with the
+// timeline and the collector of --by and --plot when asked for.
+func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Session, *timeline, *collector, error) {
 	var tl *timeline
+	var col *collector
 	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress, Counters: opt.Counters,
 		RingPages: opt.RingPages, StartAtExec: startAtExec}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}
+	}
+	if opt.By != "" || opt.Plot {
+		col = &collector{by: opt.By, plot: opt.Plot}
+		if opt.By != "" {
+			// Mapping records cost a record per mmap: only --by needs them.
+			cfg.OnMmap = col.mmap
+		}
+	}
+	switch {
+	case tl != nil && col != nil:
+		cfg.OnEvent = func(e engine.Event) { tl.add(e); col.event(e) }
+	case tl != nil:
 		cfg.OnEvent = tl.add
+	case col != nil:
+		cfg.OnEvent = col.event
 	}
 	s, err := engine.New(ctx, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if tl != nil {
 		tl.s = s
 	}
-	return s, tl, nil
+	return s, tl, col, nil
+}
+
+// finish adds to run what the collector gathered, once the trace stopped.
+func (c *collector) finish(s *engine.Session, run *report.Run) {
+	if c == nil {
+		return
+	}
+	if c.by != "" {
+		run.CopiesBy = c.by
+		run.Methods["copies_by"] = "mmap2:" + c.by
+		by := c.attribute(s.Tasks())
+		for i := range run.Processes {
+			p := &run.Processes[i]
+			if p.Role != "thread" {
+				p.CopiesBy = by[p.Pid]
+			}
+		}
+		run.Notes = append(run.Notes, c.notes...)
+		run.Notes = append(run.Notes, attribNotes(run)...)
+	}
+	if c.plot {
+		start, _ := s.Span()
+		run.Timeseries = c.series(run, start)
+	}
 }
 
 // timelineLag is how long (in sample time) a timeline event waits before it

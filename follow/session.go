@@ -35,7 +35,7 @@ type RunSpec struct {
 // precedes the start; once the command runs, signals are forwarded to it
 // instead and the trace ends when it exits.
 func Run(ctx context.Context, opt Options, spec RunSpec) (_ *report.Run, err error) {
-	s, tl, err := newSession(ctx, opt, true)
+	s, tl, col, err := newSession(ctx, opt, true)
 	if err != nil {
 		return nil, err
 	}
@@ -73,6 +73,7 @@ wait:
 	}
 	tl.flush()
 	run := result(s, spec.Threads, true)
+	col.finish(s, run)
 	run.Trace.Command = append([]string{}, spec.Argv...)
 	run.Trace.EndedBy = "exit"
 	code, err := exitCode(cmd.ProcessState, waitErr)
@@ -126,7 +127,7 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 		return nil, err
 	}
 
-	s, tl, err := newSession(ctx, opt, false)
+	s, tl, col, err := newSession(ctx, opt, false)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +138,11 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 
 	if err := openProcess(s, spec.Pid); err != nil {
 		return nil, err
+	}
+	if col != nil && col.by != "" {
+		// Read once the events are open: a mapping made meanwhile is in
+		// both, which does no harm.
+		col.addInitial(spec.Pid)
 	}
 	s.Start()
 	start := time.Now()
@@ -149,6 +155,7 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 	}
 	tl.flush()
 	run := result(s, spec.Threads, false)
+	col.finish(s, run)
 	run.Trace.AttachedPid = spec.Pid
 	run.Trace.EndedBy = endedBy
 	if endedBy == "exit" {

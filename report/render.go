@@ -244,6 +244,9 @@ func writeText(w io.Writer, run *Run, markdown bool) error {
 	if err := t.Render(); err != nil {
 		return err
 	}
+	if err := writeAttribution(w, run, markdown); err != nil {
+		return err
+	}
 
 	if markdown {
 		fmt.Fprintln(bw)
@@ -334,7 +337,7 @@ func methodLines(run *Run) []string {
 			out = append(out, fmt.Sprintf("%s: kprobe (%s) hits", fn, run.KprobeMethod))
 		}
 	}
-	return out
+	return append(out, attribMethodLines(run)...)
 }
 
 func writeCSV(w io.Writer, run *Run) error {

@@ -41,6 +41,12 @@ type Run struct {
 
 	// Trace is set for cowtrace run and attach (see tree.go).
 	Trace *Trace `json:"trace,omitempty"`
+	// CopiesBy says how each traced process's copies are split in its
+	// Process.CopiesBy (--by): ByMapping or ByFunction; "" when not.
+	CopiesBy string `json:"copies_by,omitempty"`
+	// Timeseries are the processes' copies and faults over time (--plot);
+	// not in the JSON report.
+	Timeseries []Timeseries `json:"-"`
 
 	Processes []Process `json:"processes"`
 }
@@ -86,6 +92,10 @@ type Process struct {
 	// Probes are kprobe hit counts by function name (the copy routine,
 	// do_wp_page, --probe functions).
 	Probes map[string]uint64 `json:"probes,omitempty"`
+
+	// CopiesBy splits the process's counted copies by mapping or by
+	// function (Run.CopiesBy), largest first.
+	CopiesBy []Share `json:"copies_by,omitempty"`
 
 	// Pagemap is the physical-frame evidence of --proof pagemap (children).
 	Pagemap *Pagemap `json:"pagemap,omitempty"`

@@ -75,6 +75,7 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 			err = cerr
 		}
 	}()
+	defer ts.dropPlot()
 
 	attached := func() {
 		// vmtest and scripts wait for exactly this line (vmtest/checks.go).
@@ -95,6 +96,9 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		return err
 	}
 	reported = true
+	if err := ts.writePlot(run, stderr); err != nil {
+		return err
+	}
 	return checkExpectations(run, ts.expect)
 }
 

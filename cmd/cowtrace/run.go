@@ -19,6 +19,7 @@ import (
 	"github.com/cowtrace/cowtrace/follow"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/plot"
 )
 
 const runUsage = `Usage: cowtrace run [flags] [--] CMD [ARGS...]
@@ -68,6 +69,8 @@ type traceFlags struct {
 	expects  stringList
 	label    *string
 	outPath  *string
+	by       *string
+	plotPath *string
 }
 
 func addTraceFlags(fs *flag.FlagSet) *traceFlags {
@@ -80,6 +83,8 @@ func addTraceFlags(fs *flag.FlagSet) *traceFlags {
 		timeline: fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)"),
 		label:    fs.String("label", "", "label of this run in the report (and in cowtrace compare)"),
 		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
+		by:       fs.String("by", "", "split each process's copies by `WHAT`: mapping (heap, stack, anonymous mmap, a file's private mapping) or function (the user code whose write faulted)"),
+		plotPath: fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE.svg`"),
 	}
 	fs.Var(&tf.probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
 	fs.Var(&tf.expects, "expect", "exit 1 unless `EXPR` holds, e.g. 'sum.copies < 1000' (repeatable; the grammar is in cowtrace run -h)")
@@ -91,6 +96,7 @@ type traceSetup struct {
 	opt    follow.Options
 	format report.Format
 	expect []report.Expectation
+	plot   *output // --plot's file, nil without
 }
 
 // setup validates the shared flags; the timeline is set up once the output
@@ -117,7 +123,13 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	if err != nil {
 		return traceSetup{}, err
 	}
-	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters}
+	switch *tf.by {
+	case "", report.ByMapping, report.ByFunction:
+	default:
+		return traceSetup{}, usagef("--by %q: want mapping or function", *tf.by)
+	}
+	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters,
+		By: *tf.by, Plot: *tf.plotPath != ""}
 	return traceSetup{opt: opt, format: f, expect: es}, nil
 }
 
@@ -131,7 +143,45 @@ func (tf *traceFlags) output(ts *traceSetup, stdout io.Writer) (*output, error) 
 	if *tf.timeline {
 		ts.opt.Timeline = timelinePrinter(out, ts.format)
 	}
+	if *tf.plotPath != "" {
+		// Opened now, as -o is: a path that cannot be written is said
+		// before the command runs.
+		f, err := os.OpenFile(*tf.plotPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+		if err != nil {
+			out.close(false)
+			return nil, usagef("--plot: %v", err)
+		}
+		ts.plot = &output{Writer: f, file: f}
+	}
 	return out, nil
+}
+
+// writePlot draws the run into --plot's file, which is removed when there
+// is nothing to draw, as -o's is without a report.
+func (ts *traceSetup) writePlot(run *report.Run, stderr io.Writer) error {
+	if ts.plot == nil {
+		return nil
+	}
+	f := ts.plot
+	ts.plot = nil
+	err := plot.SVG(f, run)
+	if errors.Is(err, plot.ErrNothing) {
+		fmt.Fprintf(stderr, "cowtrace: --plot: %v\n", err)
+		return f.close(false)
+	}
+	if err != nil {
+		f.close(false)
+		return fmt.Errorf("--plot: %w", err)
+	}
+	return f.close(true)
+}
+
+// dropPlot removes --plot's file when the trace ended without a report.
+func (ts *traceSetup) dropPlot() {
+	if ts.plot != nil {
+		ts.plot.close(false)
+		ts.plot = nil
+	}
 }
 
 // timelinePrinter writes one line per event: the seed's
@@ -218,6 +268,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 			err = cerr
 		}
 	}()
+	defer ts.dropPlot()
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
@@ -236,6 +287,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		return err
 	}
 	reported = true
+	if err := ts.writePlot(run, stderr); err != nil {
+		return err
+	}
 	failed := report.CheckAll(run, ts.expect)
 	if code := *run.Trace.ExitCode; code != 0 {
 		// The command's failure comes first: its status is kept, as

@@ -45,6 +45,9 @@ func TestRunBadInput(t *testing.T) {
 		{"attach", "-p", "1", "--ready-fd", "1"},
 		{"attach", "-p", "1", "--ready-fd", "987"},
 		{"attach", "-p", "1", "-o", "/nonexistent/dir/r.json"},
+		{"run", "--by", "library", "--", "true"},
+		{"attach", "-p", "1", "--by", "Mapping"},
+		{"run", "--plot", "/nonexistent/dir/p.svg", "--", "true"},
 	} {
 		if args[0] == "attach" && len(args) == 3 && args[2] == strconv.Itoa(gone.Process.Pid) && os.Geteuid() != 0 {
 			continue
