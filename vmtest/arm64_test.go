@@ -85,3 +85,30 @@ func TestArm64Weights(t *testing.T) {
 func testCmd(name string, extra ...string) guest.Command {
 	return guest.Command{Name: name, Argv: append([]string{"/tests/" + name}, extra...)}
 }
+
+func TestReadmeNotes(t *testing.T) {
+	rep := func(copies, writer, reader string) string {
+		return `{"schema_version":1,"blocks":1000,"methods":{"copies":"` + copies + `","in_region":"` + faultAddrMethod + `","wp_faults":"kprobe:do_wp_page"},` +
+			`"processes":[{"role":"writer","wp_faults":1000,"copies":` + writer + `,"in_region":{"unclassified":1000}},{"role":"reader","copies":` + reader + `,"in_region":{}}]}`
+	}
+	res := []*guest.Result{
+		{Name: "touched", Stdout: rep("kprobe:copy_user_highpage", "1000", "0")},
+		{Name: "generic", Stdout: rep("callchain:x", "1000", "0")},
+	}
+	shard := &guestShard{Index: 1, Of: 1, Boot: &bootResult{Results: res, Elapsed: 42 * time.Second, Done: true, Sent: 2}}
+	g := newShardedRun(guest.Manifest{}, []*guestShard{shard})
+	r := &kernelRun{Kernel: kernel{Label: "6.1-arm64", Arch: "arm64"}, Guest: g, Notes: []string{"arm64: scenario.test skips X: why"}}
+	notes := readmeNotes([]*kernelRun{r}, 90*time.Second, 2)
+	for _, want := range []string{
+		"whole run 1m30s",
+		"- 6.1-arm64 (arm64): 1 guests, 42 s, 42 s in all",
+		"- kprobes (`kprobe:copy_user_highpage`): writer 1000 copies, 1000 faults in the region, wp_faults 1000; reader 0 copies",
+		"- no kprobes (`callchain:x`): writer 1000 copies",
+		"- `--no-touch`, kprobes: " + errNoResult.Error(),
+		"- scenario.test skips X: why",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+}

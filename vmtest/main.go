@@ -402,7 +402,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 	if o.readme != "" {
-		section := readmeSection(table, time.Now().UTC(), shellJoin(append([]string{"go", "run", "./vmtest"}, os.Args[1:]...)), allOK)
+		section := readmeSection(table+readmeNotes(runs, time.Since(start), o.parallel), time.Now().UTC(), shellJoin(append([]string{"go", "run", "./vmtest"}, os.Args[1:]...)), allOK)
 		if err := replaceReadmeSection(o.readme, section); err != nil {
 			return false, err
 		}
