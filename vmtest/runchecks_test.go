@@ -114,7 +114,7 @@ func TestFollowChecksCatchFailures(t *testing.T) {
 		{"run seed: kprobe hits attributed per process", `3 copies by allocation stacks`, func(t *testing.T, g *guestRun) {
 			edit(t, g, "run-seed", func(d map[string]any) {
 				d["methods"].(map[string]any)["inferred_copies"] = "callchain:x"
-				row(d, 0)["inferred_copies"] = 3
+				row(d, 2)["inferred_copies"] = 3
 			})
 		}},
 		{"run tree (tracefs): exact per-child attribution", `child 3 \(3 pages\): wp_faults 9`, func(t *testing.T, g *guestRun) {
