@@ -64,9 +64,12 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 			r.PageFaults = report.U64(total.Total())
 		}
 	case s.faultAddr:
-		// Faults by address (arm64, or asked for): where, not which kind;
-		// write-protect faults from do_wp_page where it was probed.
+		// Faults by address (arm64, or asked for): where, not which kind.
 		s.sampledRow(r, in, out, region, lost)
+	}
+	if s.tp.Fault == nil {
+		// Without the fault tracepoint, do_wp_page's hits where it was
+		// probed: it handles every write-protect fault.
 		if n, ok := probes[cow.WPFunction]; ok {
 			r.WPFaults = report.U64(n)
 		}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -10,6 +11,10 @@ import (
 	"strings"
 	"sync"
 )
+
+// ErrNotMeasured: an expectation names a measure the run did not take (null
+// in its JSON), so it cannot be decided either way.
+var ErrNotMeasured = errors.New("not measured in this run (null)")
 
 // Expectation is one --expect condition on a run, such as
 // "writer.copies == 1000" or "sum.copies < 1000": two operands and a
@@ -636,7 +641,7 @@ func (o operand) lookup(v map[string]any, what string) (float64, error) {
 	case float64:
 		return v, nil
 	case nil:
-		return 0, fmt.Errorf("%s is not measured in this run (null)", o.text)
+		return 0, fmt.Errorf("%s is %w", o.text, ErrNotMeasured)
 	case bool:
 		if v {
 			return 1, nil
