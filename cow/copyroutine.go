@@ -29,6 +29,11 @@ var CopyCandidates = []string{
 	"wp_page_copy",
 }
 
+// ZeroPageCopier is the candidate that also runs when a write replaces the
+// shared zero page, which copies nothing: its hits count copies only where
+// nothing better tells them.
+const ZeroPageCopier = "wp_page_copy"
+
 // WPFunction is the handler of every write-protect fault, copy or reuse.
 const WPFunction = "do_wp_page"
 
@@ -101,7 +106,7 @@ func (c *Calibration) Verdict() (name, check string) {
 	}
 	check = fmt.Sprintf("%s: %d hits on %d known copy-on-write writes (%s); rejected: %s",
 		name, c.hits[name], CalibrationPages, wp, strings.Join(rejected, ", "))
-	if name == "wp_page_copy" {
+	if name == ZeroPageCopier {
 		check += "; note: wp_page_copy also counts zero-page replacements, which copy nothing"
 	}
 	return name, check

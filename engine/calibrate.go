@@ -43,6 +43,11 @@ func (s *Session) calibrate(ctx context.Context) error {
 					if !refused(err) {
 						return err
 					}
+					if fn == cow.WPFunction {
+						s.mu.Lock()
+						s.probeErrs[fn] = err
+						s.mu.Unlock()
+					}
 					cal.Refused(fn, err)
 					continue
 				}

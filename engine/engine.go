@@ -237,6 +237,12 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 	} else {
 		tfsErr = fmt.Errorf("tracepoints need root, CAP_PERFMON or kernel.perf_event_paranoid -1 (it is %d)", s.access.Paranoid)
 	}
+	lockedDown := perfevents.Lockdown() == "confidentiality"
+	if lockedDown && tfs != nil {
+		// tracefs opens but lists no event (LOCKDOWN_TRACEFS): say why.
+		tfs.Close()
+		tfs, tfsErr = nil, errors.New("refused by kernel lockdown (confidentiality mode: LOCKDOWN_TRACEFS)")
+	}
 	s.tfs = tfs
 	s.tp = cow.DetectTracepoints(tfs, tfsErr)
 	s.unavailable = append(s.unavailable, s.tp.Unavailable...)
@@ -257,7 +263,11 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		}
 	}
 	method := cfg.KprobeMethod
-	if !s.access.Privileged && method == perfevents.KprobeAuto {
+	switch {
+	case lockedDown && method == perfevents.KprobeAuto:
+		method = perfevents.KprobeNone
+		s.note("kprobes", "refused by kernel lockdown (confidentiality mode: LOCKDOWN_KPROBES)")
+	case !s.access.Privileged && method == perfevents.KprobeAuto:
 		method = perfevents.KprobeNone
 		s.note("kprobes", "need root or CAP_PERFMON")
 	}

@@ -471,3 +471,34 @@ func TestPageFaultsByTracepoint(t *testing.T) {
 		t.Errorf("minor faults by %q, not measured", m)
 	}
 }
+
+// TestZeroPageCopierNotCopies: where the calibration could only pick
+// wp_page_copy (5.10), which also runs for zero-page replacements, the
+// copies are the allocation stacks' and its hits a probe column.
+func TestZeroPageCopierNotCopies(t *testing.T) {
+	s := synthetic(t, true, cow.ZeroPageCopier)
+	s.probeFns = []string{cow.ZeroPageCopier, cow.WPFunction}
+	syms, err := perfevents.ParseKallsyms(strings.NewReader(fakeKallsyms), cow.CopyPathFunctions...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.copyPath, err = cow.NewCopyPath(syms); err != nil {
+		t.Fatal(err)
+	}
+	s.ids[idCopy] = eventInfo{kind: kindProbe, probe: cow.ZeroPageCopier}
+	f := feeder{t, s}
+	// A write to the shared zero page: wp_page_copy runs, nothing is copied.
+	f.sample(0, idFault, 700, 700, 1, userPg, 0x7)
+	f.sample(0, idCopy, 700, 700, 2, 0xffffffff81100800, 0)
+	f.sample(0, idAllocStack, 700, 700, 3, 0, movable|zeroed, 0xffffffffffffff80, 0xffffffff81100810)
+	var r report.Process
+	s.Row(&r, []int{700}, false)
+	if *r.Copies != 0 || r.Probes[cow.ZeroPageCopier] != 1 {
+		t.Errorf("copies %d, wp_page_copy hits %d; want 0 and 1", *r.Copies, r.Probes[cow.ZeroPageCopier])
+	}
+	var run report.Run
+	s.FillRun(&run, false)
+	if run.Methods["copies"] != cow.CallchainMethod {
+		t.Errorf("copies by %q", run.Methods["copies"])
+	}
+}

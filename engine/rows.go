@@ -129,12 +129,18 @@ func (s *Session) probedLocked() []string {
 	return out
 }
 
-// copyRoutineLocked is the copy routine when it was probed.
+// copyRoutineLocked is the copy routine whose hits are the copies: the
+// calibrated one when it was probed, except wp_page_copy where allocation
+// stacks can tell copies, since wp_page_copy also runs when a write replaces
+// the shared zero page and copies nothing (its hits stay a probe column).
 func (s *Session) copyRoutineLocked() string {
-	if s.copyRoutine != "" && s.probeErrs[s.copyRoutine] == nil {
-		return s.copyRoutine
+	switch {
+	case s.copyRoutine == "" || s.probeErrs[s.copyRoutine] != nil:
+		return ""
+	case s.copyRoutine == cow.ZeroPageCopier && s.copyPath != nil && s.tp.Alloc != nil:
+		return ""
 	}
-	return ""
+	return s.copyRoutine
 }
 
 // FillRun fills the run-wide fields of run after Stop: what was measured
