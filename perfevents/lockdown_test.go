@@ -6,7 +6,7 @@ func TestParseLockdown(t *testing.T) {
 	for in, want := range map[string]string{
 		"[none] integrity confidentiality\n": "none",
 		"none integrity [confidentiality]\n": "confidentiality",
-		"": "",
+		"":                                   "",
 	} {
 		if got := parseLockdown(in); got != want {
 			t.Errorf("parseLockdown(%q) = %q, want %q", in, got, want)
