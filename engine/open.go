@@ -257,7 +257,8 @@ func (s *Session) ringPages(def int) int {
 // OpenInherited opens every event on task tid, on every CPU, inherited by
 // every task tid creates from then on, as perf record does: the kernel
 // refuses to mmap an inherited per-task event opened with cpu = -1. Every
-// event of one CPU writes into that CPU's single ring. With enableOnExec the
+// event of one CPU writes into that CPU's single ring. Only the CPUs of
+// tid's affinity get events and rings (rings.go). With enableOnExec the
 // events stay off until a task that has them execs.
 //
 // Counters are sampled on every fault rather than read: inherit_stat's
@@ -267,57 +268,38 @@ func (s *Session) ringPages(def int) int {
 func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cpus == nil {
-		cpus, err := perfevents.OnlineCPUs()
-		if err != nil {
-			return err
-		}
-		s.cpus, s.cpuOwners = cpus, make([]*perfevents.Event, len(cpus))
+	cis, err := s.cpusFor(tid)
+	if err != nil {
+		return err
 	}
 	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true}
-	for ci := range s.cpus {
+	for _, ci := range cis {
 		if err := s.openCPU(tid, ci, base); err != nil {
 			return err
 		}
 	}
-	return nil
+	return s.openGuard(tid, base, cis)
 }
 
-// openCPU opens the events of task tid on CPU index ci. The dummy carries
-// the task records; the first one of each CPU owns that CPU's ring and
-// every other event writes into it.
+// openCPU opens the events of task tid on CPU index ci. The page-faults
+// counter carries the task records; the first one of each CPU owns that
+// CPU's ring and every other event writes into it.
 func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	cpu := s.cpus[ci]
-	pages := s.ringPages(cpuRingPages)
-	d := base
-	d.Label, d.Type, d.Config, d.SampleType = "dummy", perfevents.Software, perfevents.Dummy, idType
-	d.TaskRecords, d.Watermark = true, uint32(pages*os.Getpagesize()/4)
-	dummy, err := perfevents.Open(d, tid, cpu)
-	if err != nil {
-		return err
-	}
-	s.track(dummy, eventInfo{kind: kindDummy})
-	if s.cpuOwners[ci] == nil {
-		cookie := len(s.rings)
-		s.rings = append(s.rings, ring{tid: -1})
-		if err := s.reader.Add(dummy.FD(), pages, cookie); err != nil {
-			return err
-		}
-		s.cpuOwners[ci] = dummy
-	} else if err := s.redirect(dummy, ci); err != nil {
-		return err
-	}
 	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
 		ev, err := perfevents.Open(a, tid, cpu)
 		if err != nil {
 			return nil, err
 		}
 		s.track(ev, info)
-		return ev, s.redirect(ev, ci)
+		return ev, s.output(ev, ci)
 	}
 	for i, c := range faultCounters {
 		a := base
 		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
+		if i == 0 {
+			s.ringOwnerAttr(&a)
+		}
 		if _, err := open(a, eventInfo{kind: kindCounter, counter: i}); err != nil {
 			return err
 		}
@@ -353,7 +335,7 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 			return err
 		}
 		s.track(ev, eventInfo{kind: kindProbe, probe: fn})
-		if err := s.redirect(ev, ci); err != nil {
+		if err := s.output(ev, ci); err != nil {
 			return err
 		}
 	}

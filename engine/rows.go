@@ -155,4 +155,5 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	if s.fallback != "" {
 		run.Notes = append(run.Notes, s.fallback)
 	}
+	s.ringNotesLocked(run)
 }
