@@ -118,6 +118,7 @@ type Session struct {
 	cpus        []int  // inherited events: the CPUs, and the owner of each one's ring
 	cpuOwners   []*perfevents.Event
 	plan        *ringPlan // the size of the CPUs' rings
+	readerPrio  error     // why the ring reader has no real-time priority
 
 	mu        sync.Mutex
 	events    []*perfevents.Event
@@ -244,6 +245,7 @@ func (s *Session) Start() {
 				s.readErr = fmt.Errorf("%w in the ring reader: %v (please report)", ErrInternal, v)
 			}
 		}()
+		s.readerPrio = promptReader()
 		s.readErr = s.read()
 	}()
 }
