@@ -28,9 +28,10 @@ type Options struct {
 	// HandOff leaves the release of the events to a holder process: for a
 	// program that exits right after the trace (engine.Config.HandOff).
 	HandOff bool
-	// RingPages is each CPU's ring in pages (a power of two); 0 is the
-	// engine's default.
-	RingPages int
+	// RingSize is the bytes of ring memory for every CPU's ring together
+	// (--ring-size), split over the CPUs the target may run on; 0 is
+	// engine.DefaultRingBudget.
+	RingSize int64
 }
 
 // ErrNoProcess: the process to trace does not exist (or no longer does).
@@ -50,7 +51,7 @@ type TimelineEvent struct {
 func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Session, *timeline, error) {
 	var tl *timeline
 	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff,
-		RingPages: opt.RingPages, StartAtExec: startAtExec}
+		RingBudget: opt.RingSize, StartAtExec: startAtExec}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}
 		cfg.OnEvent = tl.add

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/follow"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
@@ -65,6 +66,7 @@ type traceFlags struct {
 	expects  stringList
 	label    *string
 	outPath  *string
+	ringSize *string
 }
 
 func addTraceFlags(fs *flag.FlagSet) *traceFlags {
@@ -75,6 +77,7 @@ func addTraceFlags(fs *flag.FlagSet) *traceFlags {
 		timeline: fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)"),
 		label:    fs.String("label", "", "label of this run in the report (and in cowtrace compare)"),
 		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
+		ringSize: fs.String("ring-size", "", "ring buffer memory for all CPUs together, e.g. 8M: split over the CPUs the traced tasks may run on (default 32M, 512K-4M per CPU)"),
 	}
 	fs.Var(&tf.probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
 	fs.Var(&tf.expects, "expect", "exit 1 unless `EXPR` holds, e.g. 'sum.copies < 1000' (repeatable; the grammar is in cowtrace run -h)")
@@ -108,7 +111,14 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	if err != nil {
 		return traceSetup{}, err
 	}
-	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff}
+	ringSize, err := parseSize(*tf.ringSize)
+	if err != nil {
+		return traceSetup{}, usagef("--ring-size: %v", err)
+	}
+	if ringSize > 0 && ringSize < engine.MinRingSize {
+		return traceSetup{}, usagef("--ring-size %s: want at least %dK, which one CPU's ring needs", *tf.ringSize, engine.MinRingSize>>10)
+	}
+	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, RingSize: ringSize}
 	return traceSetup{opt: opt, format: f, expect: es}, nil
 }
 
