@@ -245,7 +245,9 @@ func (s *Session) Start() {
 				s.readErr = fmt.Errorf("%w in the ring reader: %v (please report)", ErrInternal, v)
 			}
 		}()
-		s.readerPrio = promptReader()
+		restore, prioErr := promptReader()
+		defer restore()
+		s.readerPrio = prioErr
 		s.readErr = s.read()
 	}()
 }

@@ -42,26 +42,40 @@ const (
 	MinRingSize = 64 << 10
 )
 
-// promptReader gives the calling goroutine a thread of its own, for good,
-// at the lowest real-time priority (SCHED_FIFO 1): how much a ring must
-// hold is what the traced tasks write while the reader, woken, waits for a
-// CPU. On the 2-CPU development machine at a load of 7, the 1 GiB workload
-// under cowtrace run lost records with 512 KiB rings per CPU at normal
-// priority in every run, and with 2 MiB in one run of two; at this one, none
-// with 512 KiB in 8 runs (perf record offers the same as --realtime). The
-// reader sleeps in epoll_wait between wake-ups and drains quickly (0.2 s of
-// CPU for the 1.3 million records of that workload), so it takes the traced
-// tasks' CPUs no longer than before, only sooner. The goroutine exits while
-// locked, which ends the thread with it: no other goroutine ever runs at
-// this priority, and SCHED_RESET_ON_FORK keeps it from any task the thread
-// would start.
-func promptReader() error {
+// promptReader runs the calling goroutine on a thread of its own at the
+// lowest real-time priority (SCHED_FIFO 1) until restore: how much a ring
+// must hold is what the traced tasks write while the reader, woken, waits
+// for a CPU. On the 2-CPU development machine at a load of 7, the 1 GiB
+// workload under cowtrace run lost records with 512 KiB rings per CPU at
+// normal priority in every run, and with 2 MiB in one run of two; at this
+// one, none with 512 KiB in 8 runs (perf record offers the same as
+// --realtime). The reader sleeps in epoll_wait between wake-ups and drains
+// quickly (0.2 s of CPU for the 1.3 million records of that workload), so it
+// takes the traced tasks' CPUs no longer than before, only sooner.
+//
+// restore puts the thread back to normal priority and lets the runtime have
+// it again. The thread must outlive the reader: it may be the one that
+// forked the experiment's worker, which dies with it (PR_SET_PDEATHSIG
+// follows the forking thread). Only if the priority cannot be lowered does
+// the thread end with the goroutine, so that no other goroutine ever runs at
+// it; SCHED_RESET_ON_FORK keeps it from any task the thread starts meanwhile.
+func promptReader() (restore func(), err error) {
 	runtime.LockOSThread()
-	attr := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 1, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
-	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
-		return fmt.Errorf("sched_setattr SCHED_FIFO: %w", err)
+	was, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return func() {}, fmt.Errorf("sched_getattr: %w", err)
 	}
-	return nil
+	rt := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 1, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
+	if err := unix.SchedSetAttr(0, &rt, 0); err != nil {
+		runtime.UnlockOSThread()
+		return func() {}, fmt.Errorf("sched_setattr SCHED_FIFO: %w", err)
+	}
+	return func() {
+		if unix.SchedSetAttr(0, was, 0) == nil {
+			runtime.UnlockOSThread()
+		}
+	}, nil
 }
 
 // ringPlan is the size of every CPU's ring, decided at the first

@@ -2,7 +2,10 @@ package engine
 
 import (
 	"reflect"
+	"runtime"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cowtrace/cowtrace/report"
 )
@@ -122,5 +125,44 @@ func TestRingNote(t *testing.T) {
 	(&Session{}).ringNotesLocked(&run)
 	if len(run.Notes) != 0 {
 		t.Errorf("a session without CPU rings notes %q", run.Notes)
+	}
+}
+
+// TestPromptReader: the reader's thread runs at SCHED_FIFO until restore,
+// and then has its old policy and nice value back.
+func TestPromptReader(t *testing.T) {
+	skip := make(chan error, 1)
+	go func() {
+		defer close(skip)
+		runtime.LockOSThread()
+		old, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		// A thread that ends locked takes its nice value with it.
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, 3); err != nil {
+			t.Errorf("nice 3: %v", err)
+			return
+		}
+		restore, err := promptReader()
+		if err != nil {
+			skip <- err
+			return
+		}
+		if a, err := unix.SchedGetAttr(0, 0); err != nil || a.Policy != unix.SCHED_FIFO || a.Priority != 1 {
+			t.Errorf("reading: %+v, %v; want SCHED_FIFO 1", a, err)
+		}
+		restore()
+		if a, err := unix.SchedGetAttr(0, 0); err != nil || a.Policy != unix.SCHED_NORMAL || a.Nice != 3 {
+			t.Errorf("after restore: %+v, %v; want SCHED_NORMAL at nice 3", a, err)
+		}
+		// Getpriority's raw result is 20 - nice.
+		if unix.Setpriority(unix.PRIO_PROCESS, 0, 20-old) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	if err := <-skip; err != nil {
+		t.Skipf("no real-time priority here: %v", err)
 	}
 }
