@@ -6,6 +6,7 @@
 // Usage, from the module root:
 //
 //	go run ./vmtest [-kernels 6.1,6.12] [-kernel PATH] [-guest-budget 50s] [-json FILE] [-readme README.md]
+//	go run ./vmtest -rings 2,16,48 [-rings-compare OLD-COWTRACE]
 //
 // Each kernel's commands are spread over as many guests as it takes for
 // each guest to stay within -guest-budget (see shard.go); the results of a
@@ -58,6 +59,10 @@ type options struct {
 	skip       string
 	append     string
 	budget     time.Duration
+	// -rings: what cowtrace run costs by vCPU count (rings.go)
+	rings         string
+	ringsCompare  string
+	ringsStartups int
 }
 
 func defaultCache() string {
@@ -94,6 +99,9 @@ func main() {
 	flag.StringVar(&o.append, "append", "", "more kernel command line, e.g. ignore_loglevel to see every kernel message on the console")
 	flag.DurationVar(&o.budget, "guest-budget", 50*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
+	flag.StringVar(&o.rings, "rings", "", "instead of the tests: boot a Debian 6.1 guest with each of these comma-separated vCPU counts and measure cowtrace run's memory, descriptors and start-up (rings.go)")
+	flag.StringVar(&o.ringsCompare, "rings-compare", "", "with -rings, measure this static cowtrace `binary` too (e.g. one built before a change)")
+	flag.IntVar(&o.ringsStartups, "rings-startups", 3, "with -rings, timed runs of cowtrace run -- true")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "vmtest: unexpected arguments %q\n", flag.Args())
@@ -101,6 +109,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	run := run
+	if o.rings != "" {
+		run = runRings
+	}
 	ok, err := run(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
