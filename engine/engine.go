@@ -118,7 +118,7 @@ type Session struct {
 	cpus        []int  // inherited events: the CPUs, and the owner of each one's ring
 	cpuOwners   []*perfevents.Event
 	plan        *ringPlan // the size of the CPUs' rings
-	readerPrio  error     // why the ring reader has no real-time priority
+	readerPrio  error     // why the rings are read without real-time priority
 
 	mu        sync.Mutex
 	events    []*perfevents.Event
@@ -245,7 +245,7 @@ func (s *Session) Start() {
 				s.readErr = fmt.Errorf("%w in the ring reader: %v (please report)", ErrInternal, v)
 			}
 		}()
-		restore, prioErr := promptReader()
+		restore, prioErr := promptThreads()
 		defer restore()
 		s.readerPrio = prioErr
 		s.readErr = s.read()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/bits"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,10 +30,10 @@ const (
 	cpuRingMaxPages = 1024
 	// cpuRingMinPages (512 KiB, perf record's default) is the least one
 	// CPU gets from the default budget, however many CPUs share it: with
-	// the reader at real-time priority (promptReader), the 1 GiB workload
+	// cowtrace at real-time priority (promptThreads), the 1 GiB workload
 	// (a writer child that faults on 262144 pages, five records each) lost
-	// no record under cowtrace run with it on the 2-CPU development
-	// machine at a load of 7, in 8 runs of 8; 128 KiB rings lost some.
+	// no record under cowtrace run with it on the 2-CPU development machine
+	// in any of 16 runs at loads of 3 to 7.
 	cpuRingMinPages = 128
 	// MinRingSize is the smallest ring a user may ask for per CPU: the
 	// kernel writes records of up to 64 KiB (header.size has 16 bits), and
@@ -42,40 +41,52 @@ const (
 	MinRingSize = 64 << 10
 )
 
-// promptReader runs the calling goroutine on a thread of its own at the
-// lowest real-time priority (SCHED_FIFO 1) until restore: how much a ring
-// must hold is what the traced tasks write while the reader, woken, waits
-// for a CPU. On the 2-CPU development machine at a load of 7, the 1 GiB
-// workload under cowtrace run lost records with 512 KiB rings per CPU at
-// normal priority in every run, and with 2 MiB in one run of two; at this
-// one, none with 512 KiB in 8 runs (perf record offers the same as
-// --realtime). The reader sleeps in epoll_wait between wake-ups and drains
-// quickly (0.2 s of CPU for the 1.3 million records of that workload), so it
-// takes the traced tasks' CPUs no longer than before, only sooner.
-//
-// restore puts the thread back to normal priority and lets the runtime have
-// it again. The thread must outlive the reader: it may be the one that
-// forked the experiment's worker, which dies with it (PR_SET_PDEATHSIG
-// follows the forking thread). Only if the priority cannot be lowered does
-// the thread end with the goroutine, so that no other goroutine ever runs at
-// it; SCHED_RESET_ON_FORK keeps it from any task the thread starts meanwhile.
-func promptReader() (restore func(), err error) {
-	runtime.LockOSThread()
-	was, err := unix.SchedGetAttr(0, 0)
+// promptThreads puts every thread of cowtrace at the lowest real-time
+// priority (SCHED_FIFO 1) until restore: how much a ring must hold is what
+// the traced tasks write while the reader, woken, waits for a CPU. The
+// reader's thread alone is not enough: the Go scheduler hands its goroutine
+// and the Ps between threads, and one of them waiting behind the load
+// stalls it. On the 2-CPU development machine at a load of 7, the 1 GiB
+// workload under cowtrace run lost records with 512 KiB rings per CPU in
+// every run at normal priority, and in 4 runs of 4 with the reader's thread
+// alone at SCHED_FIFO 1; with every thread there, in none of 4 run in turn
+// with those (perf record offers the same as --realtime). The threads sleep
+// between wake-ups and the reader drains quickly (0.2 s of CPU for the 1.3
+// million records of that workload), so they take the traced tasks' CPUs no
+// longer than before, only sooner. SCHED_RESET_ON_FORK keeps the priority
+// from any task or thread created meanwhile.
+func promptThreads() (restore func(), err error) {
+	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		runtime.UnlockOSThread()
-		return func() {}, fmt.Errorf("sched_getattr: %w", err)
+		return func() {}, err
+	}
+	was := map[int]*unix.SchedAttr{}
+	restore = func() {
+		for tid, a := range was {
+			// A thread that ended meanwhile is gone with its priority.
+			_ = unix.SchedSetAttr(tid, a, 0)
+		}
 	}
 	rt := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 1, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
-	if err := unix.SchedSetAttr(0, &rt, 0); err != nil {
-		runtime.UnlockOSThread()
-		return func() {}, fmt.Errorf("sched_setattr SCHED_FIFO: %w", err)
-	}
-	return func() {
-		if unix.SchedSetAttr(0, was, 0) == nil {
-			runtime.UnlockOSThread()
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
 		}
-	}, nil
+		a, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetAttr(tid, &rt, 0); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				continue
+			}
+			restore()
+			return func() {}, fmt.Errorf("sched_setattr SCHED_FIFO: %w", err)
+		}
+		was[tid] = a
+	}
+	return restore, nil
 }
 
 // ringPlan is the size of every CPU's ring, decided at the first
@@ -274,7 +285,7 @@ func (s *Session) ringNotesLocked(run *report.Run) {
 	run.Notes = append(run.Notes, fmt.Sprintf("ring buffers: %.1f MiB pinned, %s on each of %d CPUs (%s, %s; %s)",
 		float64(pinned)/(1<<20), formatBytes(each), len(cpus), formatCPUList(cpus), where, sized))
 	if s.readerPrio != nil {
-		run.Notes = append(run.Notes, fmt.Sprintf("ring reader at normal priority (%v): under load, records are lost "+
+		run.Notes = append(run.Notes, fmt.Sprintf("cowtrace read the rings at normal priority (%v): under load, records are lost "+
 			"sooner with small rings; --ring-size sets how much they hold", s.readerPrio))
 	}
 	if len(p.guards) > 0 {

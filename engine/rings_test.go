@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"os"
 	"reflect"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -128,41 +130,53 @@ func TestRingNote(t *testing.T) {
 	}
 }
 
-// TestPromptReader: the reader's thread runs at SCHED_FIFO until restore,
-// and then has its old policy and nice value back.
-func TestPromptReader(t *testing.T) {
-	skip := make(chan error, 1)
-	go func() {
-		defer close(skip)
-		runtime.LockOSThread()
-		old, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+// TestPromptThreads: every thread runs at SCHED_FIFO until restore, and
+// then has its old policy and nice value back.
+func TestPromptThreads(t *testing.T) {
+	type attrs map[int]unix.SchedAttr
+	all := func() attrs {
+		ents, err := os.ReadDir("/proc/self/task")
 		if err != nil {
-			t.Error(err)
-			return
+			t.Fatal(err)
 		}
-		// A thread that ends locked takes its nice value with it.
-		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, 3); err != nil {
-			t.Errorf("nice 3: %v", err)
-			return
+		m := attrs{}
+		for _, e := range ents {
+			tid, _ := strconv.Atoi(e.Name())
+			if a, err := unix.SchedGetAttr(tid, 0); err == nil {
+				a.Size, a.Flags = 0, 0
+				m[tid] = *a
+			}
 		}
-		restore, err := promptReader()
-		if err != nil {
-			skip <- err
-			return
-		}
-		if a, err := unix.SchedGetAttr(0, 0); err != nil || a.Policy != unix.SCHED_FIFO || a.Priority != 1 {
-			t.Errorf("reading: %+v, %v; want SCHED_FIFO 1", a, err)
-		}
-		restore()
-		if a, err := unix.SchedGetAttr(0, 0); err != nil || a.Policy != unix.SCHED_NORMAL || a.Nice != 3 {
-			t.Errorf("after restore: %+v, %v; want SCHED_NORMAL at nice 3", a, err)
-		}
-		// Getpriority's raw result is 20 - nice.
-		if unix.Setpriority(unix.PRIO_PROCESS, 0, 20-old) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	if err := <-skip; err != nil {
+		return m
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	old, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, 3); err != nil {
+		t.Fatalf("nice 3: %v", err)
+	}
+	// Getpriority's raw result is 20 - nice.
+	defer unix.Setpriority(unix.PRIO_PROCESS, 0, 20-old)
+	before := all()
+	restore, err := promptThreads()
+	if err != nil {
 		t.Skipf("no real-time priority here: %v", err)
+	}
+	for tid, a := range all() {
+		if _, ok := before[tid]; ok && (a.Policy != unix.SCHED_FIFO || a.Priority != 1) {
+			t.Errorf("thread %d: %+v, want SCHED_FIFO 1", tid, a)
+		}
+	}
+	restore()
+	for tid, a := range all() {
+		if b, ok := before[tid]; ok && a != b {
+			t.Errorf("thread %d after restore: %+v, want %+v", tid, a, b)
+		}
+	}
+	if a := before[unix.Gettid()]; a.Nice != 3 {
+		t.Errorf("this thread before: %+v, want nice 3", a)
 	}
 }
