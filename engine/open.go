@@ -254,12 +254,12 @@ func (s *Session) ringPages(def int) int {
 	return def
 }
 
-// OpenInherited opens every event on task tid, on every CPU, inherited by
-// every task tid creates from then on, as perf record does: the kernel
-// refuses to mmap an inherited per-task event opened with cpu = -1. Every
-// event of one CPU writes into that CPU's single ring. Only the CPUs of
-// tid's affinity get events and rings (rings.go). With enableOnExec the
-// events stay off until a task that has them execs.
+// OpenInherited opens every event on task tid, on every online CPU of its
+// affinity (rings.go), inherited by every task tid creates from then on, as
+// perf record does: the kernel refuses to mmap an inherited per-task event
+// opened with cpu = -1. Every event of one CPU writes into that CPU's single
+// ring. With enableOnExec the events stay off until a task that has them
+// execs.
 //
 // Counters are sampled on every fault rather than read: inherit_stat's
 // PERF_RECORD_READ at each task's exit measured wrong on Linux 6.18, since
