@@ -5,7 +5,7 @@ BIN     ?= bin/cowtrace
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short lint vmtest bench readme clean
+.PHONY: all build run test test-short lint vmtest vmtest-rings bench readme clean
 
 all: build
 
@@ -38,6 +38,14 @@ lint:
 # make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels".
 vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)
+
+# What `cowtrace run` costs by CPU count: memory, descriptors and start-up in
+# one Debian 6.1 guest per vCPU count, one after another (slow: the 48-vCPU
+# guest alone takes minutes under TCG). RINGS_COMPARE=PATH measures a second,
+# static cowtrace binary in the same guests, e.g. one built before a change.
+RINGS ?= 2,16,48
+vmtest-rings:
+	$(GO) run ./vmtest -rings $(RINGS) $(if $(RINGS_COMPARE),-rings-compare $(RINGS_COMPARE))
 
 # What tracing costs the traced, side by side with perf stat, perf record and
 # bpftrace (root; apt-get install -y linux-perf bpftrace gcc): Go benchmarks of

@@ -78,8 +78,12 @@ type Config struct {
 	// always sampled.
 	Mode Mode
 	// RingPages is each ring's size in pages (a power of two); 0 picks
-	// taskRingPages or cpuRingPages.
+	// taskRingPages, or splits RingBudget over the CPUs.
 	RingPages int
+	// RingBudget is the bytes of ring memory for the inherited events'
+	// rings together, split evenly over the CPUs the target may run on;
+	// 0 is DefaultRingBudget (see rings.go).
+	RingBudget int64
 	// HandOff leaves the release of the events to a holder process
 	// (perfevents.HandOff) at Close: for a program that exits right after
 	// the trace. Ignored with tracefs kprobes, whose kprobe_events entries
@@ -130,16 +134,12 @@ type timedMmap struct {
 	ns uint64
 }
 
-// Ring sizes, in pages. A task's ring wakes the reader when half full: a
-// wake-up costs the faulting task far more than a record in this kind of
-// guest (bench/faultcost: waking every 64 records tripled the cost of a
-// sampled fault), and the half left free keeps records from being lost
-// while the reader catches up. A CPU's ring serves every traced task on that
-// CPU and wakes at a quarter.
-const (
-	taskRingPages = 512
-	cpuRingPages  = 1024
-)
+// taskRingPages is the size of a task's ring, in pages. It wakes the reader
+// when half full: a wake-up costs the faulting task far more than a record
+// in this kind of guest (bench/faultcost: waking every 64 records tripled
+// the cost of a sampled fault), and the half left free keeps records from
+// being lost while the reader catches up. CPUs' rings: see rings.go.
+const taskRingPages = 512
 
 // Session is one trace: the kernel's facilities found once, the events of
 // every task, and what their records said.
@@ -164,10 +164,12 @@ type Session struct {
 	faultAddr bool
 	// access is what this process may trace; userOnly: its events count
 	// user mode only (an unprivileged process at perf_event_paranoid 2).
-	access    perfevents.Access
-	userOnly  bool
-	cpus      []int // inherited events: the CPUs, and the owner of each one's ring
-	cpuOwners []*perfevents.Event
+	access     perfevents.Access
+	userOnly   bool
+	cpus       []int // inherited events: the CPUs, and the owner of each one's ring
+	cpuOwners  []*perfevents.Event
+	plan       *ringPlan // the size of the CPUs' rings
+	readerPrio error     // why the rings are read without real-time priority
 
 	mu        sync.Mutex
 	events    []*perfevents.Event
@@ -343,6 +345,9 @@ func (s *Session) Start() {
 				s.readErr = fmt.Errorf("%w in the ring reader: %v (please report)", ErrInternal, v)
 			}
 		}()
+		restore, prioErr := promptThreads()
+		defer restore()
+		s.readerPrio = prioErr
 		s.readErr = s.read()
 	}()
 }

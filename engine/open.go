@@ -319,21 +319,19 @@ func (s *Session) ringPages(def int) int {
 	}
 	if !s.access.Privileged {
 		// Without CAP_IPC_LOCK a user may lock kernel.perf_event_mlock_kb
-		// (516 KiB) per CPU in all its rings: one ring per CPU for an
-		// inherited trace, one per task for gated tasks.
-		if def == cpuRingPages {
-			return 128 // and the metadata page: 516 KiB
-		}
-		return 16
+		// (516 KiB) per CPU in all its rings, one per task here (CPU
+		// rings: see cpusFor).
+		return min(def, 16)
 	}
 	return def
 }
 
-// OpenInherited opens every event on task tid, on every CPU, inherited by
-// every task tid creates from then on, as perf record does: the kernel
-// refuses to mmap an inherited per-task event opened with cpu = -1. Every
-// event of one CPU writes into that CPU's single ring. With enableOnExec the
-// events stay off until a task that has them execs.
+// OpenInherited opens every event on task tid, on every online CPU of its
+// affinity (rings.go), inherited by every task tid creates from then on, as
+// perf record does: the kernel refuses to mmap an inherited per-task event
+// opened with cpu = -1. Every event of one CPU writes into that CPU's single
+// ring. With enableOnExec the events stay off until a task that has them
+// execs.
 //
 // Counters are sampled on every fault rather than read: inherit_stat's
 // PERF_RECORD_READ at each task's exit measured wrong on Linux 6.18, since
@@ -342,61 +340,47 @@ func (s *Session) ringPages(def int) int {
 func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cpus == nil {
-		cpus, err := perfevents.OnlineCPUs()
-		if err != nil {
-			return err
-		}
-		s.cpus, s.cpuOwners = cpus, make([]*perfevents.Event, len(cpus))
+	cis, err := s.cpusFor(tid)
+	if err != nil {
+		return err
 	}
 	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true, ExcludeKernel: s.userOnly}
-	for ci := range s.cpus {
+	for _, ci := range cis {
 		if err := s.openCPU(tid, ci, base); err != nil {
 			return err
 		}
 	}
-	return nil
+	return s.openGuard(tid, base, cis)
 }
 
-// openCPU opens the events of task tid on CPU index ci. The dummy carries
-// the task records; the first one of each CPU owns that CPU's ring and
-// every other event writes into it.
+// openCPU opens the events of task tid on CPU index ci. The page-faults
+// counter carries the task records; the first one of each CPU owns that
+// CPU's ring and every other event writes into it.
 func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	cpu := s.cpus[ci]
-	pages := s.ringPages(cpuRingPages)
-	d := base
-	d.Label, d.Type, d.Config, d.SampleType = "dummy", perfevents.Software, perfevents.Dummy, idType
-	d.TaskRecords, d.Watermark = true, uint32(pages*os.Getpagesize()/4)
-	d.Mmaps = s.cfg.OnMmap != nil
-	dummy, err := perfevents.Open(d, tid, cpu)
-	if err != nil {
-		return err
-	}
-	s.track(dummy, eventInfo{kind: kindDummy})
-	if s.cpuOwners[ci] == nil {
-		cookie := len(s.rings)
-		s.rings = append(s.rings, ring{tid: -1})
-		if err := s.reader.Add(dummy.FD(), pages, cookie); err != nil {
-			return err
-		}
-		s.cpuOwners[ci] = dummy
-	} else if err := s.redirect(dummy, ci); err != nil {
-		return err
-	}
 	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
 		ev, err := perfevents.Open(a, tid, cpu)
 		if err != nil {
 			return nil, err
 		}
 		s.track(ev, info)
-		return ev, s.redirect(ev, ci)
+		return ev, s.output(ev, ci)
 	}
+	owner := true
 	for i, c := range faultCounters {
 		if !s.sampledCounter(i) {
 			continue
 		}
 		a := base
 		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
+		if owner {
+			// The first event of the task on this CPU carries its task
+			// records (and mappings), and maps the ring if it is the
+			// first of any task there.
+			s.ringOwnerAttr(&a)
+			a.Mmaps = s.cfg.OnMmap != nil
+			owner = false
+		}
 		info := eventInfo{kind: kindCounter, counter: i}
 		if i == 0 && s.faultAddr {
 			a.SampleType, info.addr = addrType, true
@@ -437,7 +421,7 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 			return err
 		}
 		s.track(ev, eventInfo{kind: kindProbe, probe: fn})
-		if err := s.redirect(ev, ci); err != nil {
+		if err := s.output(ev, ci); err != nil {
 			return err
 		}
 	}

@@ -197,4 +197,5 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		run.Notes = append(run.Notes, fmt.Sprintf("without privileges (euid %d, no CAP_PERFMON, kernel.perf_event_paranoid %d): page faults are user mode's only (:u), as perf stat -e page-faults:u counts them; write-protect faults, their classes and copies need root, CAP_PERFMON or kernel.perf_event_paranoid -1",
 			s.access.Euid, s.access.Paranoid))
 	}
+	s.ringNotesLocked(run)
 }

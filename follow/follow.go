@@ -44,6 +44,10 @@ type Options struct {
 	// Plot keeps each process's copies and faults over time in the run's
 	// Timeseries.
 	Plot bool
+	// RingSize is the bytes of ring memory for every CPU's ring together
+	// (--ring-size), split over the CPUs the target may run on; 0 is
+	// engine.DefaultRingBudget.
+	RingSize int64
 }
 
 // ErrNoProcess: the process to trace does not exist (or no longer does).
@@ -65,7 +69,7 @@ func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Ses
 	var tl *timeline
 	var col *collector
 	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress, Counters: opt.Counters,
-		RingPages: opt.RingPages, StartAtExec: startAtExec}
+		RingPages: opt.RingPages, RingBudget: opt.RingSize, StartAtExec: startAtExec}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}
 	}

@@ -6,6 +6,7 @@
 // Usage, from the module root:
 //
 //	go run ./vmtest [-kernels 6.1,6.12] [-arm64 6.1] [-kernel PATH] [-guest-budget 50s] [-json FILE] [-readme README.md]
+//	go run ./vmtest -rings 2,16,48 [-rings-compare OLD-COWTRACE]
 //
 // Each kernel's commands are spread over as many guests as it takes for
 // each guest to stay within -guest-budget (see shard.go); the results of a
@@ -67,6 +68,10 @@ type options struct {
 	qemuArm64   string
 	cpuArm64    string
 	arm64Budget time.Duration
+	// -rings: what cowtrace run costs by vCPU count (rings.go)
+	rings         string
+	ringsCompare  string
+	ringsStartups int
 }
 
 func defaultCache() string {
@@ -107,6 +112,9 @@ func main() {
 	flag.StringVar(&o.cpuArm64, "cpu-arm64", arm64CPU, "qemu CPU model of the arm64 guests")
 	flag.DurationVar(&o.arm64Budget, "arm64-guest-budget", 90*time.Second, "-guest-budget for the arm64 guests, which boot slower: fewer, longer guests")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
+	flag.StringVar(&o.rings, "rings", "", "instead of the tests: boot a Debian 6.1 guest with each of these comma-separated vCPU counts and measure cowtrace run's memory, descriptors and start-up (rings.go)")
+	flag.StringVar(&o.ringsCompare, "rings-compare", "", "with -rings, measure this static cowtrace `binary` too (e.g. one built before a change)")
+	flag.IntVar(&o.ringsStartups, "rings-startups", 3, "with -rings, timed runs of cowtrace run -- true")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "vmtest: unexpected arguments %q\n", flag.Args())
@@ -114,6 +122,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	run := run
+	if o.rings != "" {
+		run = runRings
+	}
 	ok, err := run(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)

@@ -22,6 +22,7 @@ type bootOptions struct {
 	Accel   string
 	CPU     string
 	MemMB   int
+	SMP     int // vCPUs; 0 is 1
 	Vmlinuz string
 	Initrd  string
 	Append  string // extra kernel command line
@@ -55,7 +56,7 @@ func qemuArgs(o bootOptions) []string {
 		"-accel", o.Accel,
 		"-cpu", o.CPU,
 		"-m", fmt.Sprint(o.MemMB),
-		"-smp", "1",
+		"-smp", fmt.Sprint(max(o.SMP, 1)),
 		// Only the serial port: no VGA, NIC or other default devices,
 		// which the guest never uses and which cost boot time under TCG.
 		"-nodefaults",

@@ -71,6 +71,7 @@ type traceFlags struct {
 	outPath  *string
 	by       *string
 	plotPath *string
+	ringSize *string
 }
 
 func addTraceFlags(fs *flag.FlagSet) *traceFlags {
@@ -85,6 +86,7 @@ func addTraceFlags(fs *flag.FlagSet) *traceFlags {
 		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
 		by:       fs.String("by", "", "split each process's copies by `WHAT`: mapping (heap, stack, anonymous mmap, a file's private mapping) or function (the user code whose write faulted)"),
 		plotPath: fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE.svg`"),
+		ringSize: fs.String("ring-size", "", "ring buffer memory for all CPUs together, e.g. 8M: split over the CPUs the traced tasks may run on (default 32M, 512K-4M per CPU)"),
 	}
 	fs.Var(&tf.probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
 	fs.Var(&tf.expects, "expect", "exit 1 unless `EXPR` holds, e.g. 'sum.copies < 1000' (repeatable; the grammar is in cowtrace run -h)")
@@ -123,13 +125,20 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	if err != nil {
 		return traceSetup{}, err
 	}
+	ringSize, err := parseSize(*tf.ringSize)
+	if err != nil {
+		return traceSetup{}, usagef("--ring-size: %v", err)
+	}
+	if ringSize > 0 && ringSize < engine.MinRingSize {
+		return traceSetup{}, usagef("--ring-size %s: want at least %dK, which one CPU's ring needs", *tf.ringSize, engine.MinRingSize>>10)
+	}
 	switch *tf.by {
 	case "", report.ByMapping, report.ByFunction:
 	default:
 		return traceSetup{}, usagef("--by %q: want mapping or function", *tf.by)
 	}
 	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters,
-		By: *tf.by, Plot: *tf.plotPath != ""}
+		By: *tf.by, Plot: *tf.plotPath != "", RingSize: ringSize}
 	return traceSetup{opt: opt, format: f, expect: es}, nil
 }
 
