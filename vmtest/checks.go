@@ -60,7 +60,10 @@ type cowtraceCommand struct {
 	// NeedsProgs: the command runs a program of progsDir, so it is left
 	// out when they could not be built.
 	NeedsProgs bool
-	Timeout    time.Duration // 0: 90 s
+	// NeedsKprobes: the command tests a kprobe route, and is left out on
+	// kernels that offer none.
+	NeedsKprobes bool
+	Timeout      time.Duration // 0: 90 s
 }
 
 // attachedLine is what `cowtrace --pause-after-attach` prints to stderr once
@@ -72,11 +75,11 @@ var cowtraceCommands = []cowtraceCommand{
 	{Name: "no-touch", Args: []string{"--format", "json", "--no-touch"}},
 	{Name: "blocks-5000", Args: []string{"--format", "json", "--blocks", "5000"}},
 	{Name: "tracefs", Args: []string{"--format", "json", "--kprobe-method", "tracefs"}},
-	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT},
-	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM},
+	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT, NeedsKprobes: true},
+	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM, NeedsKprobes: true},
 	{Name: "count", Args: []string{"--format", "json", "--mode", "count"}},
 	{Name: "run-seed", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_seed"}, NeedsProgs: true},
-	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true},
+	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, NeedsKprobes: true},
 	{Name: "matrix", Args: []string{"matrix", "--format", "json"}, Timeout: 5 * time.Minute},
 }
 
@@ -99,6 +102,10 @@ type guestRun struct {
 	// parts are the results of the commands split over guests, in part
 	// order (nil where a part never reported).
 	parts map[string][]*guest.Result
+	// Expect is what the kernel should offer; THPFromGuest takes whether
+	// it has transparent huge pages from the guest instead.
+	Expect       expectation
+	THPFromGuest bool
 }
 
 func newGuestRun(b *bootResult, m guest.Manifest) *guestRun {

@@ -1,11 +1,14 @@
-// Command vmtest boots Debian's kprobe-enabled kernels under qemu and runs
-// cowtrace and its kernel-facing test binaries inside them. The development
-// and CI machines run a kernel without kprobes, so this is the only place
-// where cowtrace's kprobe paths meet a real kernel.
+// Command vmtest boots Debian's kernels under qemu and runs cowtrace and its
+// kernel-facing test binaries inside them: kernels with kprobes (5.10, 6.1,
+// 6.12), one without transparent huge pages (6.1's PREEMPT_RT flavour) and
+// a boot whose lockdown policy refuses kprobes and tracefs to root (see
+// kernels.go). The development and CI machines run a kernel without
+// kprobes, so this is the only place where cowtrace's kprobe paths meet a
+// real kernel. Each boot is checked against the best method it offers.
 //
 // Usage, from the module root:
 //
-//	go run ./vmtest [-kernels 6.1,6.12] [-kernel PATH] [-guest-budget 50s] [-json FILE] [-readme README.md]
+//	go run ./vmtest [-kernels 5.10,6.1,...] [-kernel PATH] [-run REGEXP] [-guest-budget 50s] [-json FILE] [-readme README.md]
 //
 // Each kernel's commands are spread over as many guests as it takes for
 // each guest to stay within -guest-budget (see shard.go); the results of a
@@ -31,6 +34,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,6 +60,7 @@ type options struct {
 	accel      string
 	cpu        string
 	skip       string
+	only       string
 	append     string
 	budget     time.Duration
 }
@@ -75,7 +80,7 @@ func defaultCache() string {
 func main() {
 	var o options
 	flag.StringVar(&o.cache, "cache", defaultCache(), "`dir` for downloaded kernels")
-	flag.StringVar(&o.kernels, "kernels", "6.1,6.12", "comma-separated Debian kernel series to boot (6.1, 6.12); empty for none")
+	flag.StringVar(&o.kernels, "kernels", strings.Join(specNames(), ","), "comma-separated kernels to boot ("+strings.Join(specNames(), ", ")+"); empty for none")
 	flag.StringVar(&o.kernelPath, "kernel", "", "boot this vmlinuz `path` too (with -kernels '' only it)")
 	flag.StringVar(&o.pkgs, "pkgs", "./perfevents,./workload,./experiment,./cmd/cowtrace,./scenario,./proof,./follow,./report", "comma-separated packages whose tests run in the guests")
 	flag.StringVar(&o.jsonOut, "json", "", "write every guest's results to `file`")
@@ -93,6 +98,7 @@ func main() {
 	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
 	flag.StringVar(&o.append, "append", "", "more kernel command line, e.g. ignore_loglevel to see every kernel message on the console")
 	flag.DurationVar(&o.budget, "guest-budget", 50*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
+	flag.StringVar(&o.only, "run", "", "run only the commands whose name matches this `regexp` (the checks of the others are skipped)")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -119,6 +125,9 @@ type built struct {
 	notes    []string // what was left out, and why
 	cowtrace bool
 	progs    bool // the C programs are in progsDir
+	// needsKprobes are the commands that test the kprobe routes, left
+	// out on kernels that have none to offer.
+	needsKprobes map[string]bool
 }
 
 func run(ctx context.Context, o options) (bool, error) {
@@ -138,7 +147,9 @@ func run(ctx context.Context, o options) (bool, error) {
 		if _, err := os.Stat(o.kernelPath); err != nil {
 			return false, err
 		}
-		kernels = append(kernels, kernel{Label: filepath.Base(o.kernelPath), Vmlinuz: o.kernelPath})
+		// A kernel of one's own is taken for one with kprobes, as
+		// Debian's are; its THP is what its guest shows.
+		kernels = append(kernels, kernel{Label: filepath.Base(o.kernelPath), Vmlinuz: o.kernelPath, Expect: kprobes, THPFromGuest: true})
 	}
 	if len(kernels) == 0 {
 		return false, errors.New("no kernel to boot: give -kernels or -kernel")
@@ -180,34 +191,40 @@ func run(ctx context.Context, o options) (bool, error) {
 	for _, n := range b.notes {
 		logf("%s", n)
 	}
-	units, err := makeUnits(b.manifest.Commands, weightOf, splitters(), o.budget)
-	if err != nil {
-		return false, fmt.Errorf("-guest-budget: %w", err)
-	}
-	plan := planShards(units, o.budget)
-	// Each guest's initramfs has the common files, the files of its own
-	// commands and its own manifest: less to unpack at boot under TCG.
-	initrds := make([]string, len(plan))
-	for i := range plan {
-		s := &plan[i]
-		man, err := json.MarshalIndent(s.manifest(), "", "  ")
-		if err != nil {
-			return false, err
+	var only *regexp.Regexp
+	if o.only != "" {
+		if only, err = regexp.Compile(o.only); err != nil {
+			return false, fmt.Errorf("-run: %w", err)
 		}
-		bases := s.bases()
-		var files []initramfsFile
-		for _, f := range b.files {
-			if f.For == "" || bases[f.For] {
-				files = append(files, f)
+	}
+	// Kernels that run the same commands share a plan and its initramfs.
+	plans := map[string]*kernelPlan{}
+	kplans := make([]*kernelPlan, len(kernels))
+	for i, k := range kernels {
+		man := b.manifestFor(k, only)
+		key := commandNames(man)
+		if plans[key] == nil {
+			p, err := makePlan(work, len(plans)+1, b, man, o.budget)
+			if err != nil {
+				return false, err
 			}
+			plans[key] = p
 		}
-		initrds[i] = filepath.Join(work, fmt.Sprintf("initramfs-%d.cpio.gz", i+1))
-		if err := writeInitramfs(initrds[i], files, map[string][]byte{guest.ManifestPath: man}); err != nil {
-			return false, fmt.Errorf("initramfs: %w", err)
+		kplans[i] = plans[key]
+	}
+	for _, k := range kernels {
+		if k.Expect.NoTests != "" && len(b.tests) > 0 {
+			logf("%s: no test binaries: %s", k.Label, k.Expect.NoTests)
 		}
 	}
-	logf("built in %v: cowtrace %v, %d test binaries, %d commands per kernel in %d guests of at most %v predicted (-guest-budget %v)",
-		time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands), len(plan), plan[0].Weight(), o.budget)
+	maxGuest := time.Duration(0)
+	nGuests := 0
+	for _, p := range kplans {
+		maxGuest = max(maxGuest, p.shards[0].Weight())
+		nGuests += len(p.shards)
+	}
+	logf("built in %v: cowtrace %v, %d test binaries, %d commands, %d guests for %d kernels, each at most %v predicted (-guest-budget %v)",
+		time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands), nGuests, len(kernels), maxGuest, o.budget)
 
 	checks := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
 	for _, t := range b.tests {
@@ -220,15 +237,16 @@ func run(ctx context.Context, o options) (bool, error) {
 		k, s int
 	}
 	var jobs []job
-	for s := range plan {
-		for k := range kernels {
+	shards := make([][]*guestShard, len(kernels))
+	for k, p := range kplans {
+		shards[k] = make([]*guestShard, len(p.shards))
+		for s := range p.shards {
 			jobs = append(jobs, job{k, s})
 		}
 	}
-	shards := make([][]*guestShard, len(kernels))
-	for k := range shards {
-		shards[k] = make([]*guestShard, len(plan))
-	}
+	slices.SortStableFunc(jobs, func(a, b job) int {
+		return int(kplans[b.k].shards[b.s].Weight() - kplans[a.k].shards[a.s].Weight())
+	})
 	queue := make(chan job)
 	var wg sync.WaitGroup
 	var logMu sync.Mutex
@@ -237,8 +255,9 @@ func run(ctx context.Context, o options) (bool, error) {
 		go func() {
 			defer wg.Done()
 			for j := range queue {
-				k, s := kernels[j.k], &plan[j.s]
-				gs := &guestShard{Index: j.s + 1, Of: len(plan), Units: s.Units, Manifest: s.manifest()}
+				k, p := kernels[j.k], kplans[j.k]
+				s := &p.shards[j.s]
+				gs := &guestShard{Index: j.s + 1, Of: len(p.shards), Units: s.Units, Manifest: s.manifest()}
 				label := fmt.Sprintf("%s %s", k.Label, gs.label())
 				timeout := o.timeout
 				if timeout <= 0 {
@@ -250,7 +269,7 @@ func run(ctx context.Context, o options) (bool, error) {
 					}
 				}
 				logf("booting %s (%s), predicted %v", label, k.Vmlinuz, s.Weight().Round(time.Second/10))
-				consoleLog, err := os.Create(filepath.Join(work, fmt.Sprintf("console-%d-%d.log", j.k, j.s+1)))
+				consoleLog, err := os.Create(filepath.Join(work, fmt.Sprintf("console-%s-%d.log", k.Label, j.s+1)))
 				var console io.Writer = io.Discard
 				if err == nil {
 					console = consoleLog
@@ -260,7 +279,8 @@ func run(ctx context.Context, o options) (bool, error) {
 				}
 				gs.Boot = boot(ctx, bootOptions{
 					Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB,
-					Vmlinuz: k.Vmlinuz, Initrd: initrds[j.s], Append: o.append, Timeout: timeout, Console: console,
+					Vmlinuz: k.Vmlinuz, Initrd: p.initrds[j.s], Append: strings.TrimSpace(k.Append + " " + o.append),
+					Timeout: timeout, Console: console,
 				})
 				if consoleLog != nil {
 					consoleLog.Close()
@@ -283,8 +303,16 @@ func run(ctx context.Context, o options) (bool, error) {
 	}
 	runs := make([]*kernelRun, len(kernels))
 	for i, k := range kernels {
-		g := newShardedRun(b.manifest, shards[i])
-		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks, skip), Tests: b.tests, Notes: b.notes}
+		g := newShardedRun(kplans[i].manifest, shards[i])
+		g.Expect = k.Expect
+		g.THPFromGuest = k.THPFromGuest
+		var tests []string
+		for _, t := range b.tests {
+			if slices.ContainsFunc(g.Manifest.Commands, func(c guest.Command) bool { return c.Name == t }) {
+				tests = append(tests, t)
+			}
+		}
+		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks, skip), Tests: tests, Notes: b.notes}
 	}
 
 	allOK := true
@@ -328,6 +356,73 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 	return allOK, nil
+}
+
+// kernelPlan is what the guests of one set of commands boot: the shards
+// and their initramfs images.
+type kernelPlan struct {
+	manifest guest.Manifest
+	shards   []shard
+	initrds  []string
+}
+
+// makePlan spreads man's commands over guests and writes an initramfs for
+// each: the common files, the files of its own commands and its own
+// manifest, which is less to unpack at boot under TCG.
+func makePlan(work string, n int, b *built, man guest.Manifest, budget time.Duration) (*kernelPlan, error) {
+	units, err := makeUnits(man.Commands, weightOf, splitters(), budget)
+	if err != nil {
+		return nil, fmt.Errorf("-guest-budget: %w", err)
+	}
+	if len(units) == 0 {
+		return nil, errors.New("no command to run (-run matches none)")
+	}
+	p := &kernelPlan{manifest: man, shards: planShards(units, budget)}
+	for i := range p.shards {
+		s := &p.shards[i]
+		js, err := json.MarshalIndent(s.manifest(), "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		bases := s.bases()
+		var files []initramfsFile
+		for _, f := range b.files {
+			if f.For == "" || bases[f.For] {
+				files = append(files, f)
+			}
+		}
+		path := filepath.Join(work, fmt.Sprintf("initramfs-%d-%d.cpio.gz", n, i+1))
+		if err := writeInitramfs(path, files, map[string][]byte{guest.ManifestPath: js}); err != nil {
+			return nil, fmt.Errorf("initramfs: %w", err)
+		}
+		p.initrds = append(p.initrds, path)
+	}
+	return p, nil
+}
+
+// manifestFor is the commands kernel k runs: the test binaries unless its
+// expectation leaves them out, the commands that need kprobes only where
+// they are to be had, and only those -run matches.
+func (b *built) manifestFor(k kernel, only *regexp.Regexp) guest.Manifest {
+	var m guest.Manifest
+	for _, c := range b.manifest.Commands {
+		switch {
+		case only != nil && !only.MatchString(c.Name):
+		case k.Expect.NoTests != "" && slices.Contains(b.tests, c.Name):
+		case k.Expect.Copies != methodKprobe && b.needsKprobes[c.Name]:
+		default:
+			m.Commands = append(m.Commands, c)
+		}
+	}
+	return m
+}
+
+func commandNames(m guest.Manifest) string {
+	var n []string
+	for _, c := range m.Commands {
+		n = append(n, c.Name)
+	}
+	return strings.Join(n, ",")
 }
 
 func splitList(s string) []string {
@@ -404,7 +499,7 @@ func absent(p *pkgInfo, pkg string) string {
 }
 
 func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, error) {
-	b := &built{}
+	b := &built{needsKprobes: map[string]bool{}}
 	bin := filepath.Join(work, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return nil, err
@@ -460,6 +555,7 @@ func buildAll(ctx context.Context, root, work string, pkgs []string) (*built, er
 			if c.Signal != 0 {
 				cmd.WaitStderr, cmd.Signal = attachedLine, int(c.Signal)
 			}
+			b.needsKprobes[c.Name] = c.NeedsKprobes
 			b.manifest.Commands = append(b.manifest.Commands, cmd)
 		}
 	}
