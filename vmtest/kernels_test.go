@@ -101,6 +101,12 @@ func TestSpecs(t *testing.T) {
 		default:
 			t.Errorf("%s: copies by %q", sp.Name, sp.Expect.Copies)
 		}
+		if sp.Expect.Faults != faultsTracepoint && sp.Expect.Faults != faultsAddress {
+			t.Errorf("%s: faults by %q", sp.Name, sp.Expect.Faults)
+		}
+		if sp.Expect.Kprobes != (sp.Expect.Copies != methodNone) && sp.Expect.Lockdown == "none" {
+			t.Errorf("%s: kprobes %v with copies by %s", sp.Name, sp.Expect.Kprobes, sp.Expect.Copies)
+		}
 		if sp.Expect.Lockdown == "" {
 			t.Errorf("%s: no lockdown mode", sp.Name)
 		}

@@ -226,7 +226,7 @@ func run(ctx context.Context, o options) (bool, error) {
 	logf("built in %v: cowtrace %v, %d test binaries, %d commands, %d guests for %d kernels, each at most %v predicted (-guest-budget %v)",
 		time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands), nGuests, len(kernels), maxGuest, o.budget)
 
-	checks := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
+	checks := append(append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...), doctorChecks...)
 	for _, t := range b.tests {
 		checks = append(checks, testBinaryCheck(t))
 	}
@@ -312,7 +312,7 @@ func run(ctx context.Context, o options) (bool, error) {
 				tests = append(tests, t)
 			}
 		}
-		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checks, skip), Tests: tests, Notes: b.notes}
+		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checksFor(checks, k.Expect), skip), Tests: tests, Notes: b.notes}
 	}
 
 	allOK := true
@@ -330,6 +330,12 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 		for _, l := range append(append(r.testLines(), r.Guest.seedLine()...), r.Guest.matrixLines()...) {
 			fmt.Println("    " + l)
+		}
+	}
+	for _, r := range runs {
+		if out := r.Guest.doctorText(); out != "" {
+			fmt.Printf("\n---- cowtrace doctor on %s (%s)\n%s", r.name(), r.Kernel.Label, indent(out))
+			fmt.Println()
 		}
 	}
 	fmt.Println()
@@ -409,7 +415,7 @@ func (b *built) manifestFor(k kernel, only *regexp.Regexp) guest.Manifest {
 		switch {
 		case only != nil && !only.MatchString(c.Name):
 		case k.Expect.NoTests != "" && slices.Contains(b.tests, c.Name):
-		case k.Expect.Copies != methodKprobe && b.needsKprobes[c.Name]:
+		case !k.Expect.Kprobes && b.needsKprobes[c.Name]:
 		default:
 			m.Commands = append(m.Commands, c)
 		}
