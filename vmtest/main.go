@@ -227,9 +227,6 @@ func run(ctx context.Context, o options) (bool, error) {
 		time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands), nGuests, len(kernels), maxGuest, o.budget)
 
 	checks := append(append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...), doctorChecks...)
-	for _, t := range b.tests {
-		checks = append(checks, testBinaryCheck(t))
-	}
 
 	// Every guest of every kernel goes into one pool of -parallel, the
 	// heaviest guests first so that the short ones fill in at the end.
@@ -306,13 +303,17 @@ func run(ctx context.Context, o options) (bool, error) {
 		g := newShardedRun(kplans[i].manifest, shards[i])
 		g.Expect = k.Expect
 		g.THPFromGuest = k.THPFromGuest
+		// A kernel's checks: those for what it should offer, and one for
+		// each test binary it ran.
+		kchecks := checksFor(checks, k.Expect)
 		var tests []string
 		for _, t := range b.tests {
 			if slices.ContainsFunc(g.Manifest.Commands, func(c guest.Command) bool { return c.Name == t }) {
 				tests = append(tests, t)
+				kchecks = append(kchecks, testBinaryCheck(t))
 			}
 		}
-		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, checksFor(checks, k.Expect), skip), Tests: tests, Notes: b.notes}
+		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, kchecks, skip), Tests: tests, Notes: b.notes}
 	}
 
 	allOK := true

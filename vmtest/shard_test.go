@@ -16,6 +16,7 @@ import (
 var realCommands = []string{
 	"touched", "no-touch", "blocks-5000", "tracefs", "sigint", "sigterm", "count", "run-seed", "run-tree-tracefs", "matrix",
 	"perfevents.test", "workload.test", "experiment.test", "cmd_cowtrace.test", "scenario.test", "proof.test", "follow.test", "report.test",
+	"doctor", "doctor-json",
 }
 
 func commands(names ...string) []guest.Command {
@@ -91,7 +92,7 @@ func TestPlanRealManifest(t *testing.T) {
 			if low := int((load + room - 1) / room); len(shards) > low+1 {
 				t.Errorf("%d guests for %v of commands in %v each; %d would do at best", len(shards), load, room, low)
 			}
-			split := budget-bootCost < 45*time.Second
+			split := budget-bootCost < weightOf("matrix")
 			checkParts(t, units, "matrix", split, func(u unit) []string {
 				i := slices.Index(u.Cmd.Argv, "--only")
 				if i < 0 || i+1 >= len(u.Cmd.Argv) {
@@ -293,7 +294,7 @@ func TestShardedMatrixMerges(t *testing.T) {
 	}
 
 	// A scenario run twice, in two parts, is caught.
-	g = shardedRun(t, commands("matrix"), 30*time.Second, func(r *guest.Result) {
+	g = shardedRun(t, commands("matrix"), 35*time.Second, func(r *guest.Result) {
 		// Parts of 4 scenarios in sorted order: touched is in the second.
 		if strings.HasPrefix(r.Name, "matrix[3/") {
 			r.Stdout = matrixJSON([]string{"touched"})
