@@ -135,6 +135,14 @@ func examine(ctx context.Context) *doctorReport {
 	d.KptrRestr = d.readInt("kptr_restrict", "/proc/sys/kernel/kptr_restrict")
 	d.readLockdown()
 	d.readTracefs()
+	if d.Lockdown == "confidentiality" {
+		// tracefs creates no file under it: "not found" is the policy.
+		for i := range d.Tracepoints {
+			if d.Tracepoints[i].ID == nil {
+				d.Tracepoints[i].Why += " (lockdown's confidentiality mode leaves tracefs empty: LOCKDOWN_TRACEFS)"
+			}
+		}
+	}
 	if typ, _, err := perfevents.KprobePMUType(); err != nil {
 		d.Problems["kprobe_pmu_type"] = err.Error()
 	} else {
@@ -428,6 +436,10 @@ func (d *doctorReport) better(key, method string) string {
 		}
 	case "copies":
 		switch {
+		case method == "kprobe:wp_page_copy" && d.Run.Methods["inferred_copies"] == cow.CallchainMethod:
+			// The calibration's last resort: it counts replacements of the
+			// shared zero page too, which copy nothing.
+			return "copies told by their allocation's kernel stack, exact where wp_page_copy is not: it also runs when a write replaces the shared zero page (the inferred_copies column)"
 		case kp == "":
 		case method == cow.CallchainMethod:
 			return kp + ": " + betterKprobe
@@ -542,10 +554,10 @@ func (d *doctorReport) writeText(w io.Writer) error {
 		line("kprobe route", "%s", cmp.Or(d.Run.KprobeMethod, "none"))
 		line("copy routine", "%s", cmp.Or(d.Run.CopyRoutine, "none"))
 		if d.Run.CopyRoutineCheck != "" {
-			line("copy routine check", "%s", d.Run.CopyRoutineCheck)
+			line("copy routine check", "%s", clip(d.Run.CopyRoutineCheck))
 		}
 		for _, u := range d.Run.Unavailable {
-			line("unavailable", "%s: %s", u.What, u.Why)
+			line("unavailable", "%s: %s", u.What, clip(u.Why))
 		}
 		for _, n := range d.Run.Notes {
 			line("note", "%s", n)
@@ -560,4 +572,15 @@ func (d *doctorReport) writeText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// clip shortens the engine's longest reasons (a calibration that every
+// candidate refused lists each refusal) for the text form; --format json
+// has them whole.
+func clip(s string) string {
+	const max = 300
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "... (whole in --format json)"
 }

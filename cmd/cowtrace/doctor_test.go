@@ -149,6 +149,14 @@ func TestDoctorBetter(t *testing.T) {
 		}
 	}
 
+	// 5.10: the calibration's last resort, wp_page_copy, also counts
+	// zero-page replacements; the allocation stacks are exact.
+	wpc := ciDoctor()
+	wpc.Run.KprobeMethod, wpc.Run.CopyRoutine, wpc.Run.Methods["copies"] = "pmu", "wp_page_copy", "kprobe:wp_page_copy"
+	if b := better(wpc, "copies"); !strings.Contains(b, "zero page") {
+		t.Errorf("wp_page_copy: better %q", b)
+	}
+
 	// Lockdown's confidentiality mode: the software events only, and the
 	// lockdown named as what stands in the way.
 	ld := ciDoctor()
