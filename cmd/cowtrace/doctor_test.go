@@ -80,12 +80,13 @@ measures: the method a run here uses; what a better one would take
   major faults                  counter:major-faults
   wp faults                     tracepoint:exceptions:page_fault_user+page_fault_kernel
   faults in region              tracepoint:exceptions:page_fault_user+page_fault_kernel
-  copies                        callchain:kmem:mm_page_alloc through do_wp_page
+  copies                        CALLCHAIN
                                 better with CONFIG_KPROBES and CONFIG_KPROBE_EVENTS (here: kernel built without CONFIG_KPROBES): a kprobe on the copy routine, its hits counted per process
-  inferred copies               callchain:kmem:mm_page_alloc through do_wp_page
+  inferred copies               CALLCHAIN
   do_wp_page hits               not measured
                                 better with CONFIG_KPROBES and CONFIG_KPROBE_EVENTS (here: kernel built without CONFIG_KPROBES): a kprobe on do_wp_page, every write-protect fault's handler
 `
+	want = strings.ReplaceAll(want, "CALLCHAIN", cow.CallchainMethod)
 	if got := b.String(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
