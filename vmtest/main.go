@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -97,7 +98,7 @@ func main() {
 	flag.StringVar(&o.accel, "accel", "tcg", "qemu accelerator")
 	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
 	flag.StringVar(&o.append, "append", "", "more kernel command line, e.g. ignore_loglevel to see every kernel message on the console")
-	flag.DurationVar(&o.budget, "guest-budget", 50*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
+	flag.DurationVar(&o.budget, "guest-budget", 90*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
 	flag.StringVar(&o.only, "run", "", "run only the commands whose name matches this `regexp` (the checks of the others are skipped)")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
 	flag.Parse()
@@ -215,6 +216,9 @@ func run(ctx context.Context, o options) (bool, error) {
 	for _, k := range kernels {
 		if k.Expect.NoTests != "" && len(b.tests) > 0 {
 			logf("%s: no test binaries: %s", k.Label, k.Expect.NoTests)
+		}
+		for _, name := range slices.Sorted(maps.Keys(k.Expect.LeaveOut)) {
+			logf("%s: no %s: %s", k.Label, name, k.Expect.LeaveOut[name])
 		}
 	}
 	maxGuest := time.Duration(0)
@@ -416,6 +420,7 @@ func (b *built) manifestFor(k kernel, only *regexp.Regexp) guest.Manifest {
 		switch {
 		case only != nil && !only.MatchString(c.Name):
 		case k.Expect.NoTests != "" && slices.Contains(b.tests, c.Name):
+		case k.Expect.LeaveOut[c.Name] != "":
 		case !k.Expect.Kprobes && b.needsKprobes[c.Name]:
 		default:
 			m.Commands = append(m.Commands, c)
