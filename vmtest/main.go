@@ -361,7 +361,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 	if o.readme != "" {
-		section := readmeSection(table, time.Now().UTC(), shellJoin(append([]string{"go", "run", "./vmtest"}, os.Args[1:]...)), allOK)
+		section := readmeSection(table, time.Now().UTC(), shellJoin(append([]string{"go", "run", "./vmtest"}, figureArgs(os.Args[1:])...)), allOK)
 		if err := replaceReadmeSection(o.readme, section); err != nil {
 			return false, err
 		}
@@ -639,6 +639,26 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// figureArgs are the arguments that decide the figures: without those that
+// only say where vmtest writes (-json, -work, -keep, -v).
+func figureArgs(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		switch name {
+		case "json", "work":
+			if !hasValue {
+				i++
+			}
+			continue
+		case "keep", "v":
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
 }
 
 // shellJoin quotes args so that the command written to the README can be
