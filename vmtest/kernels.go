@@ -84,10 +84,10 @@ var specs = []kernelSpec{
 		// the shared zero page and copies nothing. Allocation stacks tell
 		// exactly.
 		Name: "5.10", Suite: "bullseye", Meta: "linux-image-amd64",
-		Image:  regexp.MustCompile(`^linux-image-5\.10\.0-[0-9]+-amd64$`),
+		Image: regexp.MustCompile(`^linux-image-5\.10\.0-[0-9]+-amd64$`),
 		Expect: expectation{Kprobes: true, Copies: methodCallchain, Faults: faultsTracepoint, THP: true, Lockdown: "none",
 			LeaveOut: cliTestsElsewhere},
-		About:  "an older kernel: Debian 11's",
+		About: "an older kernel: Debian 11's",
 	},
 	{
 		Name: "6.1", Suite: "bookworm", Meta: "linux-image-amd64",
@@ -96,10 +96,10 @@ var specs = []kernelSpec{
 	},
 	{
 		Name: "6.1-rt", Suite: "bookworm", Meta: "linux-image-rt-amd64",
-		Image:  regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-rt-amd64$`),
+		Image: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-rt-amd64$`),
 		Expect: expectation{Kprobes: true, Copies: methodKprobe, Faults: faultsTracepoint, THP: false, Lockdown: "none",
 			LeaveOut: cliTestsElsewhere},
-		About:  "PREEMPT_RT, which has no transparent huge pages on 6.1",
+		About: "PREEMPT_RT, which has no transparent huge pages on 6.1",
 	},
 	{
 		// Lockdown's confidentiality mode refuses kprobes
