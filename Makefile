@@ -31,11 +31,15 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-# Debian's 6.1 and 6.12 kernels (with kprobes) under qemu TCG, and its 6.1
-# arm64 kernel under qemu-system-aarch64 (VMTEST_FLAGS='-arm64 ""' leaves it
-# out): the experiment, its variants and the kernel-facing test binaries in
-# each (see vmtest/main.go and vmtest/arm64.go).
-# make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels".
+# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12 with
+# kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
+# lockdown=confidentiality (no kprobes, no tracefs); and Debian's 6.1 arm64
+# kernel under qemu-system-aarch64 (vmtest/arm64.go; VMTEST_FLAGS='-arm64 ""'
+# leaves it out). The experiment, its variants, the matrix, doctor and the
+# kernel-facing test binaries in each, each kernel checked for the best
+# method it offers (see vmtest/main.go).
+# make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels";
+# VMTEST_FLAGS='-kernels 6.1-lockdown -arm64 "" -run doctor' runs one command on one boot.
 vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)
 

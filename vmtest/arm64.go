@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -78,6 +79,12 @@ const arm64CPU = "max,pauth-impdef=on"
 // series does for x86.
 var arm64Series = map[string]string{
 	"6.1": "linux-image-arm64",
+}
+
+// arm64Images matches the cached image packages of an arm64 series, for
+// when apt cannot answer (cachedImage).
+var arm64Images = map[string]*regexp.Regexp{
+	"6.1": regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-arm64$`),
 }
 
 // arm64Apt runs apt with package lists of its own for arm64 (bookworm and
@@ -196,17 +203,17 @@ func resolveArm64(ctx context.Context, cache string, names []string) ([]kernel, 
 			image, err = apt.resolveImage(ctx, meta)
 		}
 		if err == nil {
-			vm, err = fetchKernel(ctx, cache, image, apt.opts()...)
+			vm, err = fetchKernel(ctx, cache, image, "arm64", apt.opts()...)
 		}
 		if err != nil {
-			cached, cerr := cachedImage(cache, name)
+			cached, cerr := cachedImage(cache, arm64Images[name])
 			if cerr != nil {
 				return nil, "", err
 			}
 			logf("%v; using cached %s", err, cached)
 			vm, image = cached, filepath.Base(filepath.Dir(cached))
 		}
-		ks = append(ks, kernel{Label: label, Package: image, Vmlinuz: vm, Arch: "arm64"})
+		ks = append(ks, kernel{Label: label, Package: image, Vmlinuz: vm, Arch: "arm64", Expect: arm64Expect, THPFromGuest: true})
 	}
 	bb, err := apt.busybox(ctx, cache, aptErr == nil)
 	if err != nil {

@@ -112,3 +112,33 @@ func TestReadmeNotes(t *testing.T) {
 		}
 	}
 }
+
+// TestArm64ChecksOnce: each check of the arm64 guests is there once, the
+// arm64 replacements of the matrix and count checks among them, and none
+// that is for a kernel with fault tracepoints or with counters only.
+func TestArm64ChecksOnce(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range checksFor(arm64Checks(), arm64Expect) {
+		if seen[c.Name] {
+			t.Errorf("check %q twice", c.Name)
+		}
+		seen[c.Name] = true
+	}
+	for _, c := range followChecks {
+		if c.For != nil && !c.For(arm64Expect) && seen[c.Name] {
+			t.Errorf("check %q is not for arm64", c.Name)
+		}
+	}
+	var matrix, count int
+	for _, c := range arm64Checks() {
+		switch c.Cmd {
+		case "matrix":
+			matrix++
+		case "count":
+			count++
+		}
+	}
+	if matrix != 1 || count != 1 {
+		t.Errorf("%d matrix and %d count checks, want 1 each", matrix, count)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cowtrace/cowtrace/cow"
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 
@@ -16,15 +17,16 @@ import (
 // checks look at; the rest of the document is ignored on purpose, so that
 // adding fields to cowtrace does not break the harness.
 type cowtraceReport struct {
-	SchemaVersion int               `json:"schema_version"`
-	Kernel        string            `json:"kernel"`
-	Scenario      string            `json:"scenario"`
-	Blocks        int64             `json:"blocks"`
-	Touched       bool              `json:"touched"`
-	CopyRoutine   string            `json:"copy_routine"`
-	KprobeMethod  string            `json:"kprobe_method"`
-	Methods       map[string]string `json:"methods"`
-	Unavailable   []struct {
+	SchemaVersion    int               `json:"schema_version"`
+	Kernel           string            `json:"kernel"`
+	Scenario         string            `json:"scenario"`
+	Blocks           int64             `json:"blocks"`
+	Touched          bool              `json:"touched"`
+	CopyRoutine      string            `json:"copy_routine"`
+	CopyRoutineCheck string            `json:"copy_routine_check"`
+	KprobeMethod     string            `json:"kprobe_method"`
+	Methods          map[string]string `json:"methods"`
+	Unavailable      []struct {
 		What string `json:"what"`
 		Why  string `json:"why"`
 	} `json:"unavailable"`
@@ -35,6 +37,7 @@ type cowtraceReport struct {
 type cowtraceProcess struct {
 	Role           string           `json:"role"`
 	PID            int              `json:"pid"`
+	PageFaults     *int64           `json:"page_faults"`
 	WPFaults       int64            `json:"wp_faults"`
 	Copies         *int64           `json:"copies"`
 	InferredCopies *int64           `json:"inferred_copies"`
@@ -60,7 +63,10 @@ type cowtraceCommand struct {
 	// NeedsProgs: the command runs a program of progsDir, so it is left
 	// out when they could not be built.
 	NeedsProgs bool
-	Timeout    time.Duration // 0: 90 s
+	// NeedsKprobes: the command tests a kprobe route, and is left out on
+	// kernels that offer none.
+	NeedsKprobes bool
+	Timeout      time.Duration // 0: 90 s
 }
 
 // attachedLine is what `cowtrace --pause-after-attach` prints to stderr once
@@ -72,12 +78,15 @@ var cowtraceCommands = []cowtraceCommand{
 	{Name: "no-touch", Args: []string{"--format", "json", "--no-touch"}},
 	{Name: "blocks-5000", Args: []string{"--format", "json", "--blocks", "5000"}},
 	{Name: "tracefs", Args: []string{"--format", "json", "--kprobe-method", "tracefs"}},
-	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT},
-	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM},
+	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT, NeedsKprobes: true},
+	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM, NeedsKprobes: true},
 	{Name: "count", Args: []string{"--format", "json", "--mode", "count"}},
 	{Name: "run-seed", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_seed"}, NeedsProgs: true},
-	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true},
+	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, NeedsKprobes: true},
 	{Name: "matrix", Args: []string{"matrix", "--format", "json"}, Timeout: 5 * time.Minute},
+	// doctor's text goes to vmtest's output, its JSON to the checks.
+	{Name: "doctor", Args: []string{"doctor"}},
+	{Name: "doctor-json", Args: []string{"doctor", "--format", "json"}},
 }
 
 // errNoResult marks checks that could not look at anything because the
@@ -99,10 +108,17 @@ type guestRun struct {
 	// parts are the results of the commands split over guests, in part
 	// order (nil where a part never reported).
 	parts map[string][]*guest.Result
+	// Expect is what the kernel should offer; THPFromGuest takes whether
+	// it has transparent huge pages from the guest instead.
+	Expect       expectation
+	THPFromGuest bool
 }
 
+// newGuestRun views one boot; its kernel is taken for one with kprobes
+// unless Expect is set.
 func newGuestRun(b *bootResult, m guest.Manifest) *guestRun {
-	g := &guestRun{Boot: b, Manifest: m, results: map[string]*guest.Result{}, reports: map[string]*cowtraceReport{}, runs: map[string]*runReport{}}
+	g := &guestRun{Boot: b, Manifest: m, results: map[string]*guest.Result{}, reports: map[string]*cowtraceReport{}, runs: map[string]*runReport{},
+		Expect: kprobes}
 	for _, r := range b.Results {
 		g.results[r.Name] = r
 	}
@@ -148,11 +164,30 @@ func (g *guestRun) report(name string) (*cowtraceReport, error) {
 }
 
 // check is one assertion about a guest. Cmd names the command whose output
-// is shown when the check fails ("" for none).
+// is shown when the check fails ("" for none). For says which kernels it
+// is for, by what they should offer (nil: every kernel): a kernel is checked
+// for its own best method, never held to another's.
 type check struct {
 	Name string
 	Cmd  string
 	Fn   func(g *guestRun) error
+	For  func(e expectation) bool
+}
+
+func withKprobes(e expectation) bool  { return e.Kprobes }
+func withCopies(e expectation) bool   { return e.Copies != methodNone }
+func countersOnly(e expectation) bool { return e.Copies == methodNone }
+func byTracepoint(e expectation) bool { return e.Faults == faultsTracepoint }
+
+// checksFor are the checks of a kernel that should offer e.
+func checksFor(all []check, e expectation) []check {
+	var out []check
+	for _, c := range all {
+		if c.For == nil || c.For(e) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 type checkResult struct {
@@ -166,22 +201,31 @@ func (c checkResult) failed() bool { return c.Skipped == "" && c.Err != "" }
 
 var guestChecks = []check{
 	{Name: "guest finished and sent every result", Fn: checkGuestDone},
-	{Name: "kernel has the kprobe PMU and kprobe_events", Fn: checkKprobeSupport},
+	{Name: "kernel offers what vmtest expects of it", Fn: checkKernelOffers},
 }
 
 var cowtraceChecks = []check{
-	{Name: "touched: a kprobe counts copies", Cmd: "touched", Fn: checkCopyRoutine},
-	{Name: "touched: writer copies == blocks", Cmd: "touched", Fn: checkWriterCopiesBlocks},
-	{Name: "touched: reader copies == 0", Cmd: "touched", Fn: checkReaderNoCopies},
-	{Name: "touched: parent copies present", Cmd: "touched", Fn: checkParentCopies},
-	{Name: "touched: writer do_wp_page == wp_faults", Cmd: "touched", Fn: checkDoWPPage},
-	{Name: "touched: inferred copies == copies", Cmd: "touched", Fn: checkInferred},
-	{Name: "no-touch: writer copies nothing", Cmd: "no-touch", Fn: checkNoTouch},
-	{Name: "blocks 5000: writer copies 5000", Cmd: "blocks-5000", Fn: checkBlocks5000},
-	{Name: "tracefs kprobes agree with the PMU", Cmd: "tracefs", Fn: checkTracefsAgrees},
-	{Name: "SIGINT mid-run exits clean, no kprobe left", Cmd: "sigint", Fn: checkSignalClean("sigint")},
-	{Name: "SIGTERM mid-run exits clean, no kprobe left", Cmd: "sigterm", Fn: checkSignalClean("sigterm")},
+	{Name: "touched: copies by the kernel's best method", Cmd: "touched", Fn: checkCopyMethod, For: withCopies},
+	{Name: "touched: writer copies == blocks", Cmd: "touched", Fn: checkWriterCopiesBlocks, For: withCopies},
+	{Name: "touched: reader copies == 0", Cmd: "touched", Fn: checkReaderNoCopies, For: withCopies},
+	{Name: "touched: parent copies present", Cmd: "touched", Fn: checkParentCopies, For: withCopies},
+	{Name: "touched: writer do_wp_page == wp_faults", Cmd: "touched", Fn: checkDoWPPage, For: withKprobes},
+	{Name: "touched: inferred copies == copies", Cmd: "touched", Fn: checkInferred, For: withCopies},
+	{Name: "no-touch: writer copies nothing", Cmd: "no-touch", Fn: checkNoTouch, For: withCopies},
+	{Name: "blocks 5000: writer copies 5000", Cmd: "blocks-5000", Fn: checkBlocks5000, For: withCopies},
+	{Name: "tracefs kprobes agree with the PMU", Cmd: "tracefs", Fn: checkTracefsAgrees, For: withKprobes},
+	{Name: "SIGINT mid-run exits clean, no kprobe left", Cmd: "sigint", Fn: checkSignalClean("sigint"), For: withKprobes},
+	{Name: "SIGTERM mid-run exits clean, no kprobe left", Cmd: "sigterm", Fn: checkSignalClean("sigterm"), For: withKprobes},
 	{Name: "no run leaves kprobes or tracefs mounts", Fn: checkNoLeftovers},
+
+	// A kernel that permits only the software events: what they measure
+	// must hold exactly, and what they cannot must be absent, not 0.
+	{Name: "touched: software events only; copies and wp faults not measured", Cmd: "touched", Fn: checkCountersOnlyMethods, For: countersOnly},
+	{Name: "touched: writer faults once per block in the region, reader never", Cmd: "touched", Fn: checkRegionFaults("touched", 1000, 0), For: countersOnly},
+	{Name: "no-touch: writer and reader fault once per block in the region", Cmd: "no-touch", Fn: checkRegionFaults("no-touch", 1000, 1000), For: countersOnly},
+	{Name: "blocks 5000: writer faults 5000 times in the region", Cmd: "blocks-5000", Fn: checkRegionFaults("blocks-5000", 5000, 0), For: countersOnly},
+	{Name: "tracefs route refused in one line, nothing left", Cmd: "tracefs", Fn: checkTracefsRefused, For: countersOnly},
+	{Name: "unavailable names the lockdown for kprobes and tracepoints", Cmd: "touched", Fn: checkPolicyNamed, For: func(e expectation) bool { return e.Lockdown != "none" }},
 }
 
 func checkGuestDone(g *guestRun) error {
@@ -227,38 +271,68 @@ func bootDone(b *bootResult, m guest.Manifest, results map[string]*guest.Result,
 	return errors.Join(errs...)
 }
 
-func checkKprobeSupport(g *guestRun) error {
+// checkKernelOffers: the guest booted the kernel its expectation is
+// about: every guest the same release, the lockdown mode and transparent
+// huge pages as declared, the kprobe routes present where they are to be
+// used, and tracefs empty where lockdown hides it.
+func checkKernelOffers(g *guestRun) error {
 	i := g.Boot.Info
 	if i == nil {
 		return errors.New("no info from the guest")
 	}
-	// Every guest of a kernel must have booted the same kernel.
+	var errs []error
 	for _, s := range g.Guests {
 		if si := s.Boot.Info; si != nil && si.Release != i.Release {
-			return fmt.Errorf("%s booted %s, another guest %s", s.label(), si.Release, i.Release)
+			errs = append(errs, fmt.Errorf("%s booted %s, another guest %s", s.label(), si.Release, i.Release))
 		}
 	}
-	if i.KprobePMUType < 0 {
-		return errors.New("no /sys/bus/event_source/devices/kprobe/type")
+	e := g.Expect
+	if lockdown := cmpOr(i.Lockdown, "none"); lockdown != e.Lockdown {
+		errs = append(errs, fmt.Errorf("lockdown %q, want %q (kernel command line %q)", i.Lockdown, e.Lockdown, i.Cmdline))
 	}
-	if !i.KprobeEvents {
-		return fmt.Errorf("tracefs has no kprobe_events %s", i.TracefsErr)
+	if !g.THPFromGuest && i.THP != e.THP {
+		errs = append(errs, fmt.Errorf("transparent huge pages: %v, want %v", i.THP, e.THP))
+	}
+	switch {
+	case e.Kprobes && i.KprobePMUType < 0:
+		errs = append(errs, errors.New("no /sys/bus/event_source/devices/kprobe/type"))
+	case e.Kprobes && !i.KprobeEvents:
+		errs = append(errs, fmt.Errorf("tracefs has no kprobe_events %s", i.TracefsErr))
+	case e.Lockdown == "confidentiality" && i.KprobeEvents:
+		errs = append(errs, errors.New("lockdown=confidentiality, yet tracefs shows kprobe_events"))
+	}
+	return errors.Join(errs...)
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// copiesPrefix is how a report's methods.copies starts with each best
+// method.
+var copiesPrefix = map[string]string{methodKprobe: "kprobe:", methodCallchain: "callchain:"}
+
+// wantCopyMethod checks a run's copies method against the kernel's best.
+func wantCopyMethod(g *guestRun, rep *cowtraceReport) error {
+	want := copiesPrefix[g.Expect.Copies]
+	if m := rep.Methods["copies"]; !strings.HasPrefix(m, want) {
+		return fmt.Errorf("methods.copies = %q, want the best this kernel offers, a %q prefix (copy routine check: %s)", m, want, cmpOr(rep.CopyRoutineCheck, "none"))
+	}
+	if want == "kprobe:" && rep.CopyRoutine == "" {
+		return errors.New("copy_routine is empty")
 	}
 	return nil
 }
 
-func checkCopyRoutine(g *guestRun) error {
+func checkCopyMethod(g *guestRun) error {
 	rep, err := g.report("touched")
 	if err != nil {
 		return err
 	}
-	if rep.CopyRoutine == "" {
-		return errors.New("copy_routine is empty")
-	}
-	if m := rep.Methods["copies"]; !strings.HasPrefix(m, "kprobe:") {
-		return fmt.Errorf("methods.copies = %q, want a \"kprobe:\" prefix", m)
-	}
-	return nil
+	return wantCopyMethod(g, rep)
 }
 
 func writerReader(g *guestRun, name string) (rep *cowtraceReport, w, r *cowtraceProcess, err error) {
@@ -460,7 +534,9 @@ func leftovers(g *guestRun, name string) error {
 		return fmt.Errorf("%s: tracefs was not inspected after the run", name)
 	}
 	var errs []error
-	if t.Err != "" {
+	// Where lockdown hides tracefs there is no kprobe_events to read,
+	// nor anything a run could have left in it.
+	if t.Err != "" && (g.Expect.Lockdown != "confidentiality" || !strings.Contains(t.Err, "kprobe_events")) {
 		errs = append(errs, fmt.Errorf("%s: inspecting tracefs: %s", name, t.Err))
 	}
 	if s := strings.TrimSpace(t.KprobeEvents); s != "" {
@@ -524,7 +600,8 @@ func testBinaryCheck(name string) check {
 }
 
 // runChecks runs every check; those whose command is not in the manifest,
-// or whose name skip matches, are skipped, with the reason.
+// or whose name skip matches, are skipped, with the reason. The caller
+// picks the kernel's checks (checksFor).
 func runChecks(g *guestRun, checks []check, skip *regexp.Regexp) []checkResult {
 	inManifest := map[string]bool{}
 	for _, c := range g.Manifest.Commands {
@@ -543,4 +620,117 @@ func runChecks(g *guestRun, checks []check, skip *regexp.Regexp) []checkResult {
 		out = append(out, cr)
 	}
 	return out
+}
+
+// checkCountersOnlyMethods: where only the software events are permitted,
+// the run measures with them and says so: no copies, no write-protect
+// faults (null, never 0), the region split by the faults' addresses.
+func checkCountersOnlyMethods(g *guestRun) error {
+	rep, err := g.report("touched")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range []string{"copies", "inferred_copies", "wp_faults"} {
+		if m, ok := rep.Methods[k]; ok {
+			errs = append(errs, fmt.Errorf("methods.%s = %q: not permitted here, yet claimed", k, m))
+		}
+	}
+	if m := rep.Methods["in_region"]; m != cow.FaultAddrMethod {
+		errs = append(errs, fmt.Errorf("methods.in_region = %q, want %q", m, cow.FaultAddrMethod))
+	}
+	for _, p := range rep.Processes {
+		if p.Copies != nil || p.InferredCopies != nil {
+			errs = append(errs, fmt.Errorf("%s: copies %s, inferred_copies %s: want null", p.Role, fmtp(p.Copies), fmtp(p.InferredCopies)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkRegionFaults: the software page-fault event, sampled with its
+// address, counts the writer's and the reader's faults in the region
+// exactly (all their faults after the gate are there).
+func checkRegionFaults(name string, writer, reader int64) func(g *guestRun) error {
+	return func(g *guestRun) error {
+		_, w, r, err := writerReader(g, name)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, c := range []struct {
+			p    *cowtraceProcess
+			want int64
+		}{{w, writer}, {r, reader}} {
+			if n := c.p.InRegion["unclassified"]; n != c.want {
+				errs = append(errs, fmt.Errorf("%s in_region.unclassified = %d, want %d", c.p.Role, n, c.want))
+			}
+			if c.p.PageFaults == nil || *c.p.PageFaults != c.want {
+				errs = append(errs, fmt.Errorf("%s page_faults = %s, want %d", c.p.Role, fmtp(c.p.PageFaults), c.want))
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// checkTracefsRefused: --kprobe-method tracefs where the kernel permits no
+// kprobe is a failure of one line, with nothing left behind.
+func checkTracefsRefused(g *guestRun) error {
+	r, err := g.result("tracefs")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if r.Signaled != "" || r.ExitCode != 1 {
+		errs = append(errs, fmt.Errorf("%s, want exit 1", exitStatus(r)))
+	}
+	if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "cowtrace: ") {
+		errs = append(errs, fmt.Errorf("stderr %q: want one line starting \"cowtrace: \"", r.Stderr))
+	}
+	if panicRE.MatchString(r.Stderr) {
+		errs = append(errs, errors.New("stderr shows a Go panic or crash"))
+	}
+	return errors.Join(append(errs, leftovers(g, "tracefs"))...)
+}
+
+// checkPolicyNamed: where a policy refuses what the kernel has, the run
+// says it is the policy: every reason for kprobes and for tracepoints
+// being unavailable names the lockdown, as does the refused tracefs route.
+func checkPolicyNamed(g *guestRun) error {
+	rep, err := g.report("touched")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	groups := map[string]int{}
+	for _, u := range rep.Unavailable {
+		group := ""
+		switch {
+		case strings.HasPrefix(u.What, "kprobe"), u.What == "copy routine":
+			group = "kprobes"
+		case strings.HasPrefix(u.What, "tracepoint"), u.What == "tracefs":
+			group = "tracepoints"
+		default:
+			continue
+		}
+		groups[group]++
+		if !strings.Contains(u.Why, "lockdown") {
+			errs = append(errs, fmt.Errorf("unavailable %s: %q does not name the lockdown", u.What, shorten(u.Why, 200)))
+		}
+	}
+	for _, group := range []string{"kprobes", "tracepoints"} {
+		if groups[group] == 0 {
+			errs = append(errs, fmt.Errorf("unavailable says nothing about %s", group))
+		}
+	}
+	if r, err := g.result("tracefs"); err == nil && !strings.Contains(r.Stderr, "lockdown") {
+		errs = append(errs, fmt.Errorf("--kprobe-method tracefs: %q does not name the lockdown", shorten(strings.TrimSpace(r.Stderr), 200)))
+	}
+	return errors.Join(errs...)
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cowtrace/cowtrace/cow"
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 
@@ -52,7 +53,7 @@ func fakeGuest() *guestRun {
 	}
 	add("perfevents.test", "--- PASS: TestX (0.00s)\nPASS\n", nil)
 	b := &bootResult{
-		Info:    &guest.Info{Release: "6.1.0-56-amd64", KprobePMUType: 6, KprobeEvents: true},
+		Info:    &guest.Info{Release: "6.1.0-56-amd64", KprobePMUType: 6, KprobeEvents: true, THP: true, Lockdown: "none"},
 		Results: results, Done: true, Sent: len(results),
 	}
 	return newGuestRun(b, m)
@@ -60,7 +61,7 @@ func fakeGuest() *guestRun {
 
 func allChecks() []check {
 	c := append(append([]check{}, guestChecks...), cowtraceChecks...)
-	return append(c, testBinaryCheck("perfevents.test"))
+	return append(checksFor(c, kprobes), testBinaryCheck("perfevents.test"))
 }
 
 func TestChecksPassOnGoodGuest(t *testing.T) {
@@ -80,7 +81,7 @@ func TestChecksCatchFailures(t *testing.T) {
 		{"touched: writer copies == blocks", "writer copies = 999", func(g *guestRun) {
 			g.results["touched"].Stdout = fakeReport("pmu", 1000, 999, true)
 		}},
-		{"touched: a kprobe counts copies", "copy_routine is empty", func(g *guestRun) {
+		{"touched: copies by the kernel's best method", "copy_routine is empty", func(g *guestRun) {
 			g.results["touched"].Stdout = strings.Replace(g.results["touched"].Stdout, `"copy_routine":"copy_mc_to_kernel"`, `"copy_routine":""`, 1)
 		}},
 		{"touched: parent copies present", "parent copies is null", func(g *guestRun) {
@@ -113,8 +114,14 @@ func TestChecksCatchFailures(t *testing.T) {
 		{"guest finished and sent every result", "no done marker", func(g *guestRun) {
 			g.Boot.Done = false
 		}},
-		{"kernel has the kprobe PMU and kprobe_events", "no /sys/bus/event_source/devices/kprobe/type", func(g *guestRun) {
+		{"kernel offers what vmtest expects of it", "no /sys/bus/event_source/devices/kprobe/type", func(g *guestRun) {
 			g.Boot.Info.KprobePMUType = -1
+		}},
+		{"kernel offers what vmtest expects of it", `lockdown "integrity", want "none"`, func(g *guestRun) {
+			g.Boot.Info.Lockdown = "integrity"
+		}},
+		{"kernel offers what vmtest expects of it", "transparent huge pages: false, want true", func(g *guestRun) {
+			g.Boot.Info.THP = false
 		}},
 		{"test binary perfevents.test", "exit 1", func(g *guestRun) {
 			g.results["perfevents.test"].ExitCode = 1
@@ -165,5 +172,124 @@ func TestShellJoin(t *testing.T) {
 	want := `go run ./vmtest -kernels '' -skip '^touched: (x|y)' 'it'\''s'`
 	if got != want {
 		t.Errorf("shellJoin = %s, want %s", got, want)
+	}
+}
+
+// fakeCountersReport is a touched-like report of a kernel that permits
+// the software events only: page faults, and faults in the region by
+// address.
+func fakeCountersReport(blocks, writer, reader int64) string {
+	procs := []map[string]any{
+		{"role": "parent", "pid": 1, "page_faults": 23, "copies": nil, "inferred_copies": nil,
+			"in_region": map[string]int64{}, "outside": map[string]int64{"unclassified": 23}},
+		{"role": "reader", "pid": 2, "page_faults": reader, "copies": nil, "inferred_copies": nil,
+			"in_region": map[string]int64{"unclassified": reader}},
+		{"role": "writer", "pid": 3, "page_faults": writer, "copies": nil, "inferred_copies": nil,
+			"in_region": map[string]int64{"unclassified": writer}},
+	}
+	doc := map[string]any{
+		"schema_version": 1, "kernel": "6.1.0-57-amd64", "blocks": blocks, "kprobe_method": "pmu",
+		"methods": map[string]string{"page_faults": "counter:page-faults", "in_region": cow.FaultAddrMethod, "outside": cow.FaultAddrMethod},
+		"unavailable": []map[string]string{
+			{"what": "tracepoint:exceptions:page_fault_user", "why": "tracefs is empty: kernel lockdown (confidentiality)"},
+			{"what": "copy routine", "why": "every candidate refused: kernel lockdown (confidentiality)"},
+		},
+		"processes": procs,
+	}
+	b, _ := json.Marshal(doc)
+	return string(b)
+}
+
+var lockdown = expectation{Copies: methodNone, Faults: faultsAddress, THP: true, Lockdown: "confidentiality"}
+
+func fakeLockdownGuest() *guestRun {
+	var m guest.Manifest
+	var results []*guest.Result
+	add := func(name, stdout string, mod func(*guest.Result)) {
+		m.Commands = append(m.Commands, guest.Command{Name: name, InspectTracefs: true})
+		r := &guest.Result{Name: name, Stdout: stdout, Tracefs: &guest.TracefsState{Err: "open /vmtest-tracefs/kprobe_events: no such file or directory"}}
+		if mod != nil {
+			mod(r)
+		}
+		results = append(results, r)
+	}
+	add("touched", fakeCountersReport(1000, 1000, 0), nil)
+	add("no-touch", fakeCountersReport(1000, 1000, 1000), nil)
+	add("blocks-5000", fakeCountersReport(5000, 5000, 0), nil)
+	add("tracefs", "", func(r *guest.Result) {
+		r.ExitCode, r.Stderr = 1, "cowtrace: --kprobe-method tracefs: kernel lockdown (confidentiality) hides kprobe_events\n"
+	})
+	g := newGuestRun(&bootResult{
+		Info:    &guest.Info{Release: "6.1.0-57-amd64", KprobePMUType: 6, THP: true, Lockdown: "confidentiality", TracefsErr: "open: no such file"},
+		Results: results, Done: true, Sent: len(results),
+	}, m)
+	g.Expect = lockdown
+	return g
+}
+
+func TestChecksFor(t *testing.T) {
+	all := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
+	for _, c := range checksFor(all, lockdown) {
+		if c.For == nil {
+			continue
+		}
+		if strings.Contains(c.Name, "kprobe") && !strings.Contains(c.Name, "lockdown") || strings.Contains(c.Name, "copies ==") {
+			t.Errorf("lockdown boot gets %q", c.Name)
+		}
+	}
+	for _, c := range checksFor(all, kprobes) {
+		if c.For != nil && (c.For(lockdown) && !c.For(kprobes)) {
+			t.Errorf("kprobe kernel gets %q", c.Name)
+		}
+	}
+}
+
+func TestCountersOnlyChecks(t *testing.T) {
+	checks := checksFor(append(append([]check{}, guestChecks...), cowtraceChecks...), lockdown)
+	for _, r := range runChecks(fakeLockdownGuest(), checks, nil) {
+		if r.Err != "" || r.Skipped != "" {
+			t.Errorf("%s: err %q, skipped %q", r.Name, r.Err, r.Skipped)
+		}
+	}
+	for _, tc := range []struct {
+		check, want string
+		spoil       func(g *guestRun)
+	}{
+		{"touched: software events only; copies and wp faults not measured", `methods.copies = "kprobe:x"`, func(g *guestRun) {
+			g.results["touched"].Stdout = strings.Replace(g.results["touched"].Stdout, `"methods":{`, `"methods":{"copies":"kprobe:x",`, 1)
+		}},
+		{"touched: writer faults once per block in the region, reader never", "writer in_region.unclassified = 999", func(g *guestRun) {
+			g.results["touched"].Stdout = fakeCountersReport(1000, 999, 0)
+		}},
+		{"no-touch: writer and reader fault once per block in the region", "reader in_region.unclassified = 0, want 1000", func(g *guestRun) {
+			g.results["no-touch"].Stdout = fakeCountersReport(1000, 1000, 0)
+		}},
+		{"tracefs route refused in one line, nothing left", "exit 0, want exit 1", func(g *guestRun) {
+			g.results["tracefs"].ExitCode = 0
+		}},
+		{"unavailable names the lockdown for kprobes and tracepoints", `does not name the lockdown`, func(g *guestRun) {
+			g.results["touched"].Stdout = strings.Replace(g.results["touched"].Stdout, "tracefs is empty: kernel lockdown (confidentiality)", "not found (x86 only)", 1)
+		}},
+		{"no run leaves kprobes or tracefs mounts", "left mounted", func(g *guestRun) {
+			g.results["touched"].Tracefs.StillMounted = []string{"/sys/kernel/tracing"}
+		}},
+		{"kernel offers what vmtest expects of it", `lockdown "none", want "confidentiality"`, func(g *guestRun) {
+			g.Boot.Info.Lockdown = "none"
+		}},
+	} {
+		g := fakeLockdownGuest()
+		tc.spoil(g)
+		found := false
+		for _, r := range runChecks(g, checks, nil) {
+			if r.Name == tc.check {
+				found = true
+				if !strings.Contains(r.Err, tc.want) {
+					t.Errorf("%s: err %q, want it to contain %q", r.Name, r.Err, tc.want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no check named %q", tc.check)
+		}
 	}
 }

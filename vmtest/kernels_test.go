@@ -31,7 +31,8 @@ func TestParseDepends(t *testing.T) {
 
 func TestCachedImageKeepsSeriesApart(t *testing.T) {
 	cache := t.TempDir()
-	for _, pkg := range []string{"linux-image-6.1.0-9-amd64", "linux-image-6.1.0-56-amd64", "linux-image-6.12.117+deb12-amd64"} {
+	for _, pkg := range []string{"linux-image-6.1.0-9-amd64", "linux-image-6.1.0-56-amd64", "linux-image-6.1.0-57-rt-amd64",
+		"linux-image-6.12.117+deb12-amd64", "linux-image-5.10.0-46-amd64"} {
 		dir := filepath.Join(cache, "kernels", pkg)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -44,19 +45,73 @@ func TestCachedImageKeepsSeriesApart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cache, "kernels", "linux-image-6.12.117+deb12-amd64", "vmlinuz-y.part"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for series, want := range map[string]string{
-		"6.1":  "linux-image-6.1.0-56-amd64",
-		"6.12": "linux-image-6.12.117+deb12-amd64",
+	for name, want := range map[string]string{
+		"5.10":         "linux-image-5.10.0-46-amd64",
+		"6.1":          "linux-image-6.1.0-56-amd64",
+		"6.1-rt":       "linux-image-6.1.0-57-rt-amd64",
+		"6.1-lockdown": "linux-image-6.1.0-56-amd64",
+		"6.12":         "linux-image-6.12.117+deb12-amd64",
 	} {
-		vm, err := cachedImage(cache, series)
+		sp, ok := lookupSpec(name)
+		if !ok {
+			t.Fatalf("no spec %s", name)
+		}
+		vm, err := cachedImage(cache, sp.Image)
 		if err != nil {
-			t.Fatalf("%s: %v", series, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		if got := filepath.Base(filepath.Dir(vm)); got != want || filepath.Base(vm) != "vmlinuz-x" {
-			t.Errorf("%s: %s, want %s/vmlinuz-x", series, vm, want)
+			t.Errorf("%s: %s, want %s/vmlinuz-x", name, vm, want)
 		}
 	}
-	if _, err := cachedImage(t.TempDir(), "6.1"); err == nil {
+	sp, _ := lookupSpec("6.1")
+	if _, err := cachedImage(t.TempDir(), sp.Image); err == nil {
 		t.Error("empty cache: no error")
+	}
+}
+
+func TestDebianMirrors(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "debian.sources")
+	src := "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if m, s := debianMirrors(f); m != "http://mirror.example/debian" || s != "http://mirror.example/debian-security" {
+		t.Errorf("debianMirrors = %s, %s", m, s)
+	}
+	if m, s := debianMirrors(filepath.Join(t.TempDir(), "none")); m != "http://deb.debian.org/debian" || s != "http://deb.debian.org/debian-security" {
+		t.Errorf("no sources: %s, %s", m, s)
+	}
+}
+
+// TestSpecs: every boot of the matrix says what it expects, and the names
+// that the cache fallback matches belong to one series each.
+func TestSpecs(t *testing.T) {
+	seen := map[string]bool{}
+	for _, sp := range specs {
+		if seen[sp.Name] {
+			t.Errorf("%s twice", sp.Name)
+		}
+		seen[sp.Name] = true
+		if sp.Suite == "" || sp.Meta == "" || sp.Image == nil || sp.About == "" {
+			t.Errorf("%s: incomplete: %+v", sp.Name, sp)
+		}
+		switch sp.Expect.Copies {
+		case methodKprobe, methodCallchain, methodNone:
+		default:
+			t.Errorf("%s: copies by %q", sp.Name, sp.Expect.Copies)
+		}
+		if sp.Expect.Faults != faultsTracepoint && sp.Expect.Faults != faultsAddress {
+			t.Errorf("%s: faults by %q", sp.Name, sp.Expect.Faults)
+		}
+		if sp.Expect.Kprobes != (sp.Expect.Copies != methodNone) && sp.Expect.Lockdown == "none" {
+			t.Errorf("%s: kprobes %v with copies by %s", sp.Name, sp.Expect.Kprobes, sp.Expect.Copies)
+		}
+		if sp.Expect.Lockdown == "" {
+			t.Errorf("%s: no lockdown mode", sp.Name)
+		}
+	}
+	if sp, _ := lookupSpec("6.1"); sp.Image.MatchString("linux-image-6.1.0-57-rt-amd64") {
+		t.Error("6.1 takes the rt image")
 	}
 }

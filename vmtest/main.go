@@ -1,11 +1,14 @@
-// Command vmtest boots Debian's kprobe-enabled kernels under qemu and runs
-// cowtrace and its kernel-facing test binaries inside them. The development
-// and CI machines run a kernel without kprobes, so this is the only place
-// where cowtrace's kprobe paths meet a real kernel.
+// Command vmtest boots Debian's kernels under qemu and runs cowtrace and its
+// kernel-facing test binaries inside them: kernels with kprobes (5.10, 6.1,
+// 6.12), one without transparent huge pages (6.1's PREEMPT_RT flavour) and
+// a boot whose lockdown policy refuses kprobes and tracefs to root (see
+// kernels.go). The development and CI machines run a kernel without
+// kprobes, so this is the only place where cowtrace's kprobe paths meet a
+// real kernel. Each boot is checked against the best method it offers.
 //
 // Usage, from the module root:
 //
-//	go run ./vmtest [-kernels 6.1,6.12] [-arm64 6.1] [-kernel PATH] [-guest-budget 50s] [-json FILE] [-readme README.md]
+//	go run ./vmtest [-kernels 5.10,6.1,...] [-arm64 6.1] [-kernel PATH] [-run REGEXP] [-guest-budget 90s] [-json FILE] [-readme README.md]
 //	go run ./vmtest -rings 2,16,48 [-rings-compare OLD-COWTRACE]
 //
 // Each kernel's commands are spread over as many guests as it takes for
@@ -28,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -61,6 +65,7 @@ type options struct {
 	accel      string
 	cpu        string
 	skip       string
+	only       string
 	append     string
 	budget     time.Duration
 	// The arm64 guests (arm64.go).
@@ -89,7 +94,7 @@ func defaultCache() string {
 func main() {
 	var o options
 	flag.StringVar(&o.cache, "cache", defaultCache(), "`dir` for downloaded kernels")
-	flag.StringVar(&o.kernels, "kernels", "6.1,6.12", "comma-separated Debian kernel series to boot (6.1, 6.12); empty for none")
+	flag.StringVar(&o.kernels, "kernels", strings.Join(specNames(), ","), "comma-separated kernels to boot ("+strings.Join(specNames(), ", ")+"); empty for none")
 	flag.StringVar(&o.kernelPath, "kernel", "", "boot this vmlinuz `path` too (with -kernels '' only it)")
 	flag.StringVar(&o.pkgs, "pkgs", "./perfevents,./workload,./experiment,./cmd/cowtrace,./scenario,./proof,./follow,./report", "comma-separated packages whose tests run in the guests")
 	flag.StringVar(&o.jsonOut, "json", "", "write every guest's results to `file`")
@@ -106,11 +111,12 @@ func main() {
 	flag.StringVar(&o.accel, "accel", "tcg", "qemu accelerator")
 	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
 	flag.StringVar(&o.append, "append", "", "more kernel command line, e.g. ignore_loglevel to see every kernel message on the console")
-	flag.DurationVar(&o.budget, "guest-budget", 50*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
+	flag.DurationVar(&o.budget, "guest-budget", 90*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
+	flag.StringVar(&o.only, "run", "", "run only the commands whose name matches this `regexp` (the checks of the others are skipped)")
 	flag.StringVar(&o.arm64, "arm64", "6.1", "comma-separated Debian arm64 kernel series to boot under qemu-system-aarch64 (6.1); empty for none")
 	flag.StringVar(&o.qemuArm64, "qemu-arm64", "qemu-system-aarch64", "qemu binary for the arm64 guests")
 	flag.StringVar(&o.cpuArm64, "cpu-arm64", arm64CPU, "qemu CPU model of the arm64 guests")
-	flag.DurationVar(&o.arm64Budget, "arm64-guest-budget", 90*time.Second, "-guest-budget for the arm64 guests, which boot slower: fewer, longer guests")
+	flag.DurationVar(&o.arm64Budget, "arm64-guest-budget", 90*time.Second, "-guest-budget for the arm64 guests, which boot slower")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
 	flag.StringVar(&o.rings, "rings", "", "instead of the tests: boot a Debian 6.1 guest with each of these comma-separated vCPU counts and measure cowtrace run's memory, descriptors and start-up (rings.go)")
 	flag.StringVar(&o.ringsCompare, "rings-compare", "", "with -rings, measure this static cowtrace `binary` too (e.g. one built before a change)")
@@ -144,22 +150,23 @@ type built struct {
 	notes    []string // what was left out, and why
 	cowtrace bool
 	progs    bool // the C programs are in progsDir
+	// needsKprobes are the commands that test the kprobe routes, left
+	// out on kernels that have none to offer.
+	needsKprobes map[string]bool
 }
 
-// archPlan is what one target's guests boot: the build, the guests' shards,
-// an initramfs for each, and the checks of the target.
-type archPlan struct {
-	t       *target
-	b       *built
-	plan    []shard
-	initrds []string
-	checks  []check
+// archBuild is what the guests of one architecture share: the target, the
+// build, its guest budget and the checks of the architecture (checksFor
+// picks a kernel's among them by its expectation).
+type archBuild struct {
+	t      *target
+	b      *built
+	budget time.Duration
+	checks []check
 }
 
-// prepare builds everything for t's guests, shards the commands within
-// budget and writes an initramfs per guest.
-func prepare(ctx context.Context, root, work string, o options, t *target, budget time.Duration) (*archPlan, error) {
-	buildStart := time.Now()
+// buildArch builds everything for t's guests.
+func buildArch(ctx context.Context, root, work string, o options, t *target, budget time.Duration) (*archBuild, error) {
 	b, err := buildAll(ctx, root, work, splitList(o.pkgs), t)
 	if err != nil {
 		return nil, err
@@ -171,52 +178,11 @@ func prepare(ctx context.Context, root, work string, o options, t *target, budge
 	for _, n := range b.notes {
 		logf("%s%s", prefix, n)
 	}
-	// The shards take bootCost for a guest's boot; a target that boots
-	// slower has that much less room for commands.
-	budget -= max(t.BootCost-bootCost, 0)
-	units, err := makeUnits(b.manifest.Commands, t.weight, splitters(), budget)
-	if err != nil {
-		return nil, fmt.Errorf("guest budget: %w", err)
-	}
-	if t.Arch == "arm64" {
-		for _, n := range skipArm64Tests(units) {
-			logf("%s", n)
-			b.notes = append(b.notes, n)
-		}
-	}
-	plan := planShards(units, budget)
-	// Each guest's initramfs has the common files, the files of its own
-	// commands and its own manifest: less to unpack at boot under TCG.
-	initrds := make([]string, len(plan))
-	for i := range plan {
-		s := &plan[i]
-		man, err := json.MarshalIndent(s.manifest(), "", "  ")
-		if err != nil {
-			return nil, err
-		}
-		bases := s.bases()
-		var files []initramfsFile
-		for _, f := range b.files {
-			if f.For == "" || bases[f.For] {
-				files = append(files, f)
-			}
-		}
-		initrds[i] = filepath.Join(work, fmt.Sprintf("initramfs%s-%d.cpio.gz", t.suffix(), i+1))
-		if err := writeInitramfs(initrds[i], files, map[string][]byte{guest.ManifestPath: man}); err != nil {
-			return nil, fmt.Errorf("initramfs: %w", err)
-		}
-	}
-	logf("built%s in %v: cowtrace %v, %d test binaries, %d commands per kernel in %d guests of at most %v predicted (guest budget %v)",
-		t.suffix(), time.Since(buildStart).Round(time.Second/10), b.cowtrace, len(b.tests), len(b.manifest.Commands), len(plan), t.predict(&plan[0]), budget+max(t.BootCost-bootCost, 0))
-
-	checks := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
+	checks := append(append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...), doctorChecks...)
 	if t.Arch == "arm64" {
 		checks = arm64Checks()
 	}
-	for _, tb := range b.tests {
-		checks = append(checks, testBinaryCheck(tb))
-	}
-	return &archPlan{t: t, b: b, plan: plan, initrds: initrds, checks: checks}, nil
+	return &archBuild{t: t, b: b, budget: budget, checks: checks}, nil
 }
 
 func run(ctx context.Context, o options) (bool, error) {
@@ -236,7 +202,9 @@ func run(ctx context.Context, o options) (bool, error) {
 		if _, err := os.Stat(o.kernelPath); err != nil {
 			return false, err
 		}
-		kernels = append(kernels, kernel{Label: filepath.Base(o.kernelPath), Vmlinuz: o.kernelPath})
+		// A kernel of one's own is taken for one with kprobes, as
+		// Debian's are; its THP is what its guest shows.
+		kernels = append(kernels, kernel{Label: filepath.Base(o.kernelPath), Vmlinuz: o.kernelPath, Expect: kprobes, THPFromGuest: true})
 	}
 	arm64Busybox := ""
 	if o.arm64 != "" {
@@ -281,22 +249,62 @@ func run(ctx context.Context, o options) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	// One build and one set of guests per architecture (arm64.go).
-	plans := map[string]*archPlan{}
-	for _, k := range kernels {
-		if plans[k.Arch] != nil {
-			continue
+	var only *regexp.Regexp
+	if o.only != "" {
+		if only, err = regexp.Compile(o.only); err != nil {
+			return false, fmt.Errorf("-run: %w", err)
 		}
-		t, budget := &target{Qemu: o.qemu, CPU: o.cpu, CC: "gcc", BootCost: bootCost}, o.budget
-		if k.Arch == "arm64" {
-			t, budget = arm64Target(o.qemuArm64, o.cpuArm64, arm64Busybox), o.arm64Budget
-		}
-		p, err := prepare(ctx, root, work, o, t, budget)
-		if err != nil {
-			return false, err
-		}
-		plans[k.Arch] = p
 	}
+	// One build per architecture (arm64.go), with its checks; kernels of
+	// an architecture that run the same commands share a plan and its
+	// initramfs images.
+	buildStart := time.Now()
+	archs := map[string]*archBuild{}
+	plans := map[string]*kernelPlan{}
+	kplans := make([]*kernelPlan, len(kernels))
+	for i, k := range kernels {
+		a := archs[k.Arch]
+		if a == nil {
+			t, budget := &target{Qemu: o.qemu, CPU: o.cpu, CC: "gcc", BootCost: bootCost}, o.budget
+			if k.Arch == "arm64" {
+				t, budget = arm64Target(o.qemuArm64, o.cpuArm64, arm64Busybox), o.arm64Budget
+			}
+			if a, err = buildArch(ctx, root, work, o, t, budget); err != nil {
+				return false, err
+			}
+			archs[k.Arch] = a
+		}
+		man := a.b.manifestFor(k, only)
+		key := k.Arch + "/" + commandNames(man)
+		if plans[key] == nil {
+			p, err := makePlan(work, len(plans)+1, a, man)
+			if err != nil {
+				return false, err
+			}
+			plans[key] = p
+		}
+		kplans[i] = plans[key]
+	}
+	for _, k := range kernels {
+		if k.Expect.NoTests != "" && len(archs[k.Arch].b.tests) > 0 {
+			logf("%s: no test binaries: %s", k.Label, k.Expect.NoTests)
+		}
+		for _, name := range slices.Sorted(maps.Keys(k.Expect.LeaveOut)) {
+			logf("%s: no %s: %s", k.Label, name, k.Expect.LeaveOut[name])
+		}
+	}
+	maxGuest := time.Duration(0)
+	nGuests := 0
+	for _, p := range kplans {
+		maxGuest = max(maxGuest, p.a.t.predict(&p.shards[0]))
+		nGuests += len(p.shards)
+	}
+	for _, a := range archs {
+		logf("built%s: cowtrace %v, %d test binaries, %d commands (-guest-budget %v)",
+			a.t.suffix(), a.b.cowtrace, len(a.b.tests), len(a.b.manifest.Commands), a.budget)
+	}
+	logf("built in %v: %d guests for %d kernels, each at most %v predicted",
+		time.Since(buildStart).Round(time.Second/10), nGuests, len(kernels), maxGuest)
 
 	// Every guest of every kernel goes into one pool of -parallel, the
 	// heaviest guests first so that the short ones fill in at the end.
@@ -306,12 +314,11 @@ func run(ctx context.Context, o options) (bool, error) {
 	}
 	var jobs []job
 	shards := make([][]*guestShard, len(kernels))
-	for k := range kernels {
-		p := plans[kernels[k].Arch]
-		for s := range p.plan {
-			jobs = append(jobs, job{k, s, p.t.predict(&p.plan[s])})
+	for k, p := range kplans {
+		shards[k] = make([]*guestShard, len(p.shards))
+		for s := range p.shards {
+			jobs = append(jobs, job{k, s, p.a.t.predict(&p.shards[s])})
 		}
-		shards[k] = make([]*guestShard, len(p.plan))
 	}
 	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.w - a.w) })
 	queue := make(chan job)
@@ -322,10 +329,10 @@ func run(ctx context.Context, o options) (bool, error) {
 		go func() {
 			defer wg.Done()
 			for j := range queue {
-				k := kernels[j.k]
-				p := plans[k.Arch]
-				s := &p.plan[j.s]
-				gs := &guestShard{Index: j.s + 1, Of: len(p.plan), Units: s.Units, Manifest: s.manifest()}
+				k, p := kernels[j.k], kplans[j.k]
+				t := p.a.t
+				s := &p.shards[j.s]
+				gs := &guestShard{Index: j.s + 1, Of: len(p.shards), Units: s.Units, Manifest: s.manifest()}
 				label := fmt.Sprintf("%s %s", k.Label, gs.label())
 				timeout := o.timeout
 				if timeout <= 0 {
@@ -337,7 +344,7 @@ func run(ctx context.Context, o options) (bool, error) {
 					}
 				}
 				logf("booting %s (%s), predicted %v", label, k.Vmlinuz, j.w.Round(time.Second/10))
-				consoleLog, err := os.Create(filepath.Join(work, fmt.Sprintf("console-%d-%d.log", j.k, j.s+1)))
+				consoleLog, err := os.Create(filepath.Join(work, fmt.Sprintf("console-%s-%d.log", k.Label, j.s+1)))
 				var console io.Writer = io.Discard
 				if err == nil {
 					console = consoleLog
@@ -346,8 +353,9 @@ func run(ctx context.Context, o options) (bool, error) {
 					console = io.MultiWriter(console, &prefixWriter{mu: &logMu, prefix: "[" + label + "] ", w: os.Stderr})
 				}
 				gs.Boot = boot(ctx, bootOptions{
-					Qemu: p.t.Qemu, Machine: p.t.Machine, TTY: p.t.TTY, Accel: o.accel, CPU: p.t.CPU, MemMB: o.memMB,
-					Vmlinuz: k.Vmlinuz, Initrd: p.initrds[j.s], Append: o.append, Timeout: timeout, Console: console,
+					Qemu: t.Qemu, Machine: t.Machine, TTY: t.TTY, Accel: o.accel, CPU: t.CPU, MemMB: o.memMB,
+					Vmlinuz: k.Vmlinuz, Initrd: p.initrds[j.s], Append: strings.TrimSpace(k.Append + " " + o.append),
+					Timeout: timeout, Console: console,
 				})
 				if consoleLog != nil {
 					consoleLog.Close()
@@ -370,9 +378,21 @@ func run(ctx context.Context, o options) (bool, error) {
 	}
 	runs := make([]*kernelRun, len(kernels))
 	for i, k := range kernels {
-		p := plans[k.Arch]
-		g := newShardedRun(p.b.manifest, shards[i])
-		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, p.checks, skip), Tests: p.b.tests, Notes: p.b.notes}
+		a := kplans[i].a
+		g := newShardedRun(kplans[i].manifest, shards[i])
+		g.Expect = k.Expect
+		g.THPFromGuest = k.THPFromGuest
+		// A kernel's checks: those of its architecture for what it should
+		// offer, and one for each test binary it ran.
+		kchecks := checksFor(a.checks, k.Expect)
+		var tests []string
+		for _, t := range a.b.tests {
+			if slices.ContainsFunc(g.Manifest.Commands, func(c guest.Command) bool { return c.Name == t }) {
+				tests = append(tests, t)
+				kchecks = append(kchecks, testBinaryCheck(t))
+			}
+		}
+		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, kchecks, skip), Tests: tests, Notes: a.b.notes}
 	}
 
 	allOK := true
@@ -396,6 +416,12 @@ func run(ctx context.Context, o options) (bool, error) {
 			fmt.Println("    " + l)
 		}
 	}
+	for _, r := range runs {
+		if out := r.Guest.doctorText(); out != "" {
+			fmt.Printf("\n---- cowtrace doctor on %s (%s)\n%s", r.name(), r.Kernel.Label, indent(out))
+			fmt.Println()
+		}
+	}
 	fmt.Println()
 	table := resultsTable(runs)
 	fmt.Print(table)
@@ -414,12 +440,94 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 	if o.readme != "" {
-		section := readmeSection(table+readmeNotes(runs, time.Since(start), o.parallel), time.Now().UTC(), shellJoin(append([]string{"go", "run", "./vmtest"}, os.Args[1:]...)), allOK)
+		section := readmeSection(table+readmeNotes(runs, time.Since(start), o.parallel), time.Now().UTC(), shellJoin(append([]string{"go", "run", "./vmtest"}, figureArgs(os.Args[1:])...)), allOK)
 		if err := replaceReadmeSection(o.readme, section); err != nil {
 			return false, err
 		}
 	}
 	return allOK, nil
+}
+
+// kernelPlan is what the guests of one set of commands of one architecture
+// boot: the shards and their initramfs images.
+type kernelPlan struct {
+	a        *archBuild
+	manifest guest.Manifest
+	shards   []shard
+	initrds  []string
+}
+
+// makePlan spreads man's commands over guests of a's target within its
+// budget and writes an initramfs for each: the common files, the files of
+// its own commands and its own manifest, which is less to unpack at boot
+// under TCG.
+func makePlan(work string, n int, a *archBuild, man guest.Manifest) (*kernelPlan, error) {
+	t, b := a.t, a.b
+	// The shards take bootCost for a guest's boot; a target that boots
+	// slower has that much less room for commands.
+	budget := a.budget - max(t.BootCost-bootCost, 0)
+	units, err := makeUnits(man.Commands, t.weight, splitters(), budget)
+	if err != nil {
+		return nil, fmt.Errorf("guest budget: %w", err)
+	}
+	if len(units) == 0 {
+		return nil, errors.New("no command to run (-run matches none)")
+	}
+	if t.Arch == "arm64" {
+		for _, note := range skipArm64Tests(units) {
+			if !slices.Contains(b.notes, note) {
+				logf("%s", note)
+				b.notes = append(b.notes, note)
+			}
+		}
+	}
+	p := &kernelPlan{a: a, manifest: man, shards: planShards(units, budget)}
+	for i := range p.shards {
+		s := &p.shards[i]
+		js, err := json.MarshalIndent(s.manifest(), "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		bases := s.bases()
+		var files []initramfsFile
+		for _, f := range b.files {
+			if f.For == "" || bases[f.For] {
+				files = append(files, f)
+			}
+		}
+		path := filepath.Join(work, fmt.Sprintf("initramfs%s-%d-%d.cpio.gz", t.suffix(), n, i+1))
+		if err := writeInitramfs(path, files, map[string][]byte{guest.ManifestPath: js}); err != nil {
+			return nil, fmt.Errorf("initramfs: %w", err)
+		}
+		p.initrds = append(p.initrds, path)
+	}
+	return p, nil
+}
+
+// manifestFor is the commands kernel k runs: the test binaries unless its
+// expectation leaves them out, the commands that need kprobes only where
+// they are to be had, and only those -run matches.
+func (b *built) manifestFor(k kernel, only *regexp.Regexp) guest.Manifest {
+	var m guest.Manifest
+	for _, c := range b.manifest.Commands {
+		switch {
+		case only != nil && !only.MatchString(c.Name):
+		case k.Expect.NoTests != "" && slices.Contains(b.tests, c.Name):
+		case k.Expect.LeaveOut[c.Name] != "":
+		case !k.Expect.Kprobes && b.needsKprobes[c.Name]:
+		default:
+			m.Commands = append(m.Commands, c)
+		}
+	}
+	return m
+}
+
+func commandNames(m guest.Manifest) string {
+	var n []string
+	for _, c := range m.Commands {
+		n = append(n, c.Name)
+	}
+	return strings.Join(n, ",")
 }
 
 func splitList(s string) []string {
@@ -500,7 +608,7 @@ func absent(p *pkgInfo, pkg string) string {
 }
 
 func buildAll(ctx context.Context, root, work string, pkgs []string, t *target) (*built, error) {
-	b := &built{}
+	b := &built{needsKprobes: map[string]bool{}}
 	bin := filepath.Join(work, "bin"+t.suffix())
 	goCmd := func(ctx context.Context, root string, args ...string) ([]byte, error) {
 		return goCmdFor(ctx, root, t.GOARCH, args...)
@@ -559,6 +667,7 @@ func buildAll(ctx context.Context, root, work string, pkgs []string, t *target) 
 			if c.Signal != 0 {
 				cmd.WaitStderr, cmd.Signal = attachedLine, int(c.Signal)
 			}
+			b.needsKprobes[c.Name] = c.NeedsKprobes
 			b.manifest.Commands = append(b.manifest.Commands, cmd)
 		}
 	}
@@ -630,6 +739,26 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// figureArgs are the arguments that decide the figures: without those that
+// only say where vmtest writes (-json, -work, -keep, -v).
+func figureArgs(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		switch name {
+		case "json", "work":
+			if !hasValue {
+				i++
+			}
+			continue
+		case "keep", "v":
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
 }
 
 // shellJoin quotes args so that the command written to the README can be

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cowtrace/cowtrace/cow"
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 
@@ -61,7 +62,7 @@ func summaryLine(r *kernelRun) string {
 	}
 	var parts []string
 	if rep := r.Guest.reports["touched"]; rep != nil {
-		parts = append(parts, "method "+methodName(rep), "copy routine "+rep.CopyRoutine)
+		parts = append(parts, "copies by "+shortMethod(rep.Methods["copies"]))
 		if w, err := rep.process("writer"); err == nil {
 			parts = append(parts, "writer copies "+fmtp(w.Copies))
 		}
@@ -135,38 +136,103 @@ func (r *kernelRun) testLines() []string {
 	return out
 }
 
-func methodName(rep *cowtraceReport) string {
-	if rep.KprobeMethod == "" {
-		return "no kprobes"
+// shortMethod names a method of a report's methods in a word or two.
+func shortMethod(m string) string {
+	switch {
+	case m == "":
+		return "not measured"
+	case strings.HasPrefix(m, "kprobe:"):
+		return "kprobe " + strings.TrimPrefix(m, "kprobe:")
+	case m == cow.FaultAddrMethod:
+		return "by address"
+	case strings.HasPrefix(m, "tracepoint:"):
+		return "tracepoint"
+	case strings.HasPrefix(m, "callchain:"):
+		return "call chain"
 	}
-	return "kprobe-" + rep.KprobeMethod
+	kind, _, _ := strings.Cut(m, ":")
+	return kind
 }
 
-// resultsTable is the markdown table of the touched run on every kernel.
+// resultsTable is the markdown table of every kernel: the touched run's
+// measures, each with the method that took it, the matrix and the checks.
 func resultsTable(runs []*kernelRun) string {
 	var b strings.Builder
-	b.WriteString("| kernel | method | copy routine | writer copies | reader copies | do_wp_page (writer) | inferred copies (writer) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("| kernel | boot | THP | writer faults in region | writer wp faults | writer copies | reader copies | inferred copies (writer) | do_wp_page (writer) | matrix | checks |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range runs {
-		row := []string{r.name(), "-", "-", "-", "-", "-", "-"}
+		boot := r.Kernel.Label
+		if r.Kernel.Append != "" {
+			boot += " `" + r.Kernel.Append + "`"
+		}
+		thp := "-"
+		if i := r.Guest.Boot.Info; i != nil {
+			thp = map[bool]string{true: "yes", false: "no"}[i.THP]
+		}
+		row := []string{r.name(), boot, thp, "-", "-", "-", "-", "-", "-", r.Guest.matrixCell(), r.checksCell()}
 		if rep := r.Guest.reports["touched"]; rep != nil {
-			row[1], row[2] = methodName(rep), rep.CopyRoutine
+			cell := func(v, key string) string { return v + " (" + shortMethod(rep.Methods[key]) + ")" }
 			if w, err := rep.process("writer"); err == nil {
-				row[3] = fmtp(w.Copies)
-				if n, ok := w.Probes["do_wp_page"]; ok {
-					row[5] = fmt.Sprint(n)
+				in := w.InRegion["wp"] + w.InRegion["write_not_present"] + w.InRegion["read"] + w.InRegion["exec"] + w.InRegion["unclassified"]
+				row[3] = cell(fmt.Sprint(in), "in_region")
+				wp := "-"
+				if rep.Methods["wp_faults"] != "" {
+					wp = fmt.Sprint(w.WPFaults)
 				}
-				row[6] = fmtp(w.InferredCopies)
+				row[4] = cell(wp, "wp_faults")
+				row[5] = cell(fmtp(w.Copies), "copies")
+				row[7] = cell(fmtp(w.InferredCopies), "inferred_copies")
+				if n, ok := w.Probes["do_wp_page"]; ok {
+					row[8] = fmt.Sprint(n)
+				}
 			}
 			if rd, err := rep.process("reader"); err == nil {
-				row[4] = fmtp(rd.Copies)
+				row[6] = cell(fmtp(rd.Copies), "copies")
 			}
 		} else {
-			row[1] = r.noReport()
+			row[3] = r.noReport()
 		}
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 	}
 	return b.String()
+}
+
+func (r *kernelRun) checksCell() string {
+	p, f, s := r.counts()
+	out := fmt.Sprintf("%d passed", p)
+	if f > 0 {
+		out += fmt.Sprintf(", **%d failed**", f)
+	}
+	if s > 0 {
+		out += fmt.Sprintf(", %d skipped", s)
+	}
+	return out
+}
+
+// matrixCell summarises the matrix for the table.
+func (g *guestRun) matrixCell() string {
+	m, err := g.matrix()
+	if err != nil {
+		return "-"
+	}
+	if g.Expect.Copies == methodNone {
+		decided, held, undecided := countersOnlyExpectations(m)
+		return fmt.Sprintf("%d/%d decidable expectations held (%d need copies or fault classes)", held, decided, undecided)
+	}
+	held, na := 0, 0
+	for _, s := range m.Scenarios {
+		switch {
+		case s.Run == nil && s.NotApplicable != "":
+			na++
+		case s.Held:
+			held++
+		}
+	}
+	out := fmt.Sprintf("%d/%d held", held, len(m.Scenarios)-na)
+	if na > 0 {
+		out += fmt.Sprintf(", %d not applicable", na)
+	}
+	return out
 }
 
 // printFailure shows a failing guest's own output: the failed checks, the

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -58,5 +59,12 @@ func TestCountTests(t *testing.T) {
 	out := "=== RUN   TestA\n--- PASS: TestA (0.00s)\n=== RUN   TestB\n    --- SKIP: TestB/sub (0.00s)\n--- FAIL: TestB (0.01s)\n--- SKIP: TestC (0.00s)\nFAIL\n"
 	if got, want := countTests(out), (testCounts{Pass: 1, Skip: 2, Fail: 1}); got != want {
 		t.Errorf("countTests = %+v, want %+v", got, want)
+	}
+}
+
+func TestFigureArgs(t *testing.T) {
+	got := figureArgs([]string{"-readme", "README.md", "-json", "/tmp/x.json", "--work=/tmp/w", "-keep", "-kernels", "6.1", "-v"})
+	if want := []string{"-readme", "README.md", "-kernels", "6.1"}; !slices.Equal(got, want) {
+		t.Errorf("figureArgs = %q, want %q", got, want)
 	}
 }

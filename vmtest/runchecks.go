@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/cowtrace/cowtrace/cow"
 )
 
 // The checks of this file cover what came after the experiment: `cowtrace
@@ -140,14 +143,17 @@ func (g *guestRun) matrix() (*matrixReport, error) {
 
 var followChecks = []check{
 	{Name: "run seed: parent, reader, writer traced to the end", Cmd: "run-seed", Fn: checkSeedTree},
-	{Name: "run seed: copies by a kprobe on the copy routine", Cmd: "run-seed", Fn: checkSeedMethod},
-	{Name: "run seed: writer 1000 <= copies <= wp faults == 1000 + reader's", Cmd: "run-seed", Fn: checkSeedWriter},
-	{Name: "run seed: reader copies <= its libc wp faults (<= 8)", Cmd: "run-seed", Fn: checkSeedReader},
-	{Name: "run seed: kprobe hits attributed per process", Cmd: "run-seed", Fn: checkSeedPerProcess},
-	{Name: "run tree (tracefs): exact per-child attribution", Cmd: "run-tree-tracefs", Fn: checkTreeTracefs},
-	{Name: "run tree (tracefs): no kprobe or mount left", Cmd: "run-tree-tracefs", Fn: func(g *guestRun) error { return leftovers(g, "run-tree-tracefs") }},
-	{Name: "matrix: every scenario's outcome holds with kprobe copies", Cmd: "matrix", Fn: checkMatrix},
-	{Name: "count mode: writer wp faults == classify mode's", Cmd: "count", Fn: checkCountMode},
+	{Name: "run seed: copies by the kernel's best method", Cmd: "run-seed", Fn: checkSeedMethod, For: withCopies},
+	{Name: "run seed: writer 1000 <= copies <= wp faults == 1000 + reader's", Cmd: "run-seed", Fn: checkSeedWriter, For: withCopies},
+	{Name: "run seed: reader copies <= its libc wp faults (<= 8)", Cmd: "run-seed", Fn: checkSeedReader, For: withCopies},
+	{Name: "run seed: kprobe hits attributed per process", Cmd: "run-seed", Fn: checkSeedPerProcess, For: withKprobes},
+	{Name: "run seed: writer faults once per block and a handful, reader a handful", Cmd: "run-seed", Fn: checkSeedFaults, For: countersOnly},
+	{Name: "run tree (tracefs): exact per-child attribution", Cmd: "run-tree-tracefs", Fn: checkTreeTracefs, For: withKprobes},
+	{Name: "run tree (tracefs): no kprobe or mount left", Cmd: "run-tree-tracefs", Fn: func(g *guestRun) error { return leftovers(g, "run-tree-tracefs") }, For: withKprobes},
+	{Name: "matrix: every scenario's outcome holds with the best copies method", Cmd: "matrix", Fn: checkMatrix, For: withCopies},
+	{Name: "matrix: every outcome the software events can decide holds", Cmd: "matrix", Fn: checkMatrixCountersOnly, For: countersOnly},
+	{Name: "count mode: writer wp faults == classify mode's", Cmd: "count", Fn: checkCountMode, For: byTracepoint},
+	{Name: "count mode: writer page faults == classify mode's", Cmd: "count", Fn: checkCountModeFaults, For: countersOnly},
 }
 
 // seedRows returns the rows of `cowtrace run -- cow_seed`: the command,
@@ -192,12 +198,9 @@ func checkSeedMethod(g *guestRun) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	if rep.CopyRoutine == "" {
-		errs = append(errs, errors.New("copy_routine is empty"))
-	}
-	if want := "kprobe:" + rep.CopyRoutine; rep.Methods["copies"] != want {
-		errs = append(errs, fmt.Errorf("methods.copies = %q, want %q", rep.Methods["copies"], want))
+	errs := []error{wantCopyMethod(g, &rep.cowtraceReport)}
+	if !g.Expect.Kprobes {
+		return errors.Join(errs...)
 	}
 	if rep.KprobeMethod != "pmu" {
 		errs = append(errs, fmt.Errorf("kprobe_method = %q, want pmu (auto on a kernel with the kprobe PMU)", rep.KprobeMethod))
@@ -243,14 +246,13 @@ func checkSeedWriter(g *guestRun) error {
 	if err != nil {
 		return err
 	}
-	hits, err1 := probe(w, rep.CopyRoutine)
-	wpHits, err2 := probe(w, "do_wp_page")
-	if err := errors.Join(err1, err2); err != nil {
-		return err
-	}
 	var errs []error
-	if n != hits {
-		errs = append(errs, fmt.Errorf("writer copies %d, %s hits %d", n, rep.CopyRoutine, hits))
+	if g.Expect.Copies == methodKprobe {
+		if hits, err := probe(w, rep.CopyRoutine); err != nil {
+			errs = append(errs, err)
+		} else if n != hits {
+			errs = append(errs, fmt.Errorf("writer copies %d, %s hits %d", n, rep.CopyRoutine, hits))
+		}
 	}
 	if w.WPFaults != seedBlocks+r.WPFaults {
 		errs = append(errs, fmt.Errorf("writer wp_faults %d, reader %d: want %d + the reader's", w.WPFaults, r.WPFaults, seedBlocks))
@@ -258,8 +260,12 @@ func checkSeedWriter(g *guestRun) error {
 	if n < seedBlocks || n > w.WPFaults {
 		errs = append(errs, fmt.Errorf("writer copies %d, wp_faults %d: want %d..wp_faults", n, w.WPFaults, seedBlocks))
 	}
-	if wpHits != w.WPFaults {
-		errs = append(errs, fmt.Errorf("writer do_wp_page %d, wp_faults %d: want them equal", wpHits, w.WPFaults))
+	if g.Expect.Kprobes {
+		if wpHits, err := probe(w, "do_wp_page"); err != nil {
+			errs = append(errs, err)
+		} else if wpHits != w.WPFaults {
+			errs = append(errs, fmt.Errorf("writer do_wp_page %d, wp_faults %d: want them equal", wpHits, w.WPFaults))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -283,12 +289,16 @@ func checkSeedReader(g *guestRun) error {
 }
 
 // checkSeedPerProcess: every row has its own hits of both probes, the
-// copies column is the copy routine's hits, and no row has more copies than
-// write-protect handler calls.
+// copies column is the copy routine's hits (where they are the kernel's
+// best method), and no row has more copies than write-protect handler
+// calls.
 func checkSeedPerProcess(g *guestRun) error {
 	rep, err := g.runReport("run-seed")
 	if err != nil {
 		return err
+	}
+	if g.Expect.Copies != methodKprobe {
+		return checkSeedWPProbe(rep)
 	}
 	var errs []error
 	for i := range rep.Processes {
@@ -321,6 +331,48 @@ func checkSeedPerProcess(g *guestRun) error {
 	return errors.Join(errs...)
 }
 
+// checkSeedWPProbe is checkSeedPerProcess where copies are not the
+// copy routine's hits: do_wp_page runs for every write-protect fault and
+// every copy.
+func checkSeedWPProbe(rep *runReport) error {
+	var errs []error
+	for i := range rep.Processes {
+		p := &rep.Processes[i]
+		wp, err := probe(p, "do_wp_page")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n, err := copies(&p.cowtraceProcess)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case n > wp:
+			errs = append(errs, fmt.Errorf("%s: %d copies but do_wp_page ran %d times", p, n, wp))
+		case wp < p.WPFaults:
+			errs = append(errs, fmt.Errorf("%s: do_wp_page %d < wp_faults %d", p, wp, p.WPFaults))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkSeedFaults: with the software events only, the writer's page faults
+// are its 1000 writes and the few of libc (the reader's as many, give or
+// take those of its writes), the reader's a handful.
+func checkSeedFaults(g *guestRun) error {
+	_, _, r, w, err := seedRows(g)
+	if err != nil {
+		return err
+	}
+	if w.PageFaults == nil || r.PageFaults == nil {
+		return fmt.Errorf("page_faults: writer %s, reader %s", fmtp(w.PageFaults), fmtp(r.PageFaults))
+	}
+	if *r.PageFaults > 64 || *w.PageFaults < seedBlocks || *w.PageFaults > seedBlocks+*r.PageFaults+8 {
+		return fmt.Errorf("page faults: writer %d, reader %d: want the writer's 1000 + about the reader's, the reader's a handful", *w.PageFaults, *r.PageFaults)
+	}
+	return nil
+}
+
 // checkTreeTracefs: cow_tree 5 forks 5 children that live about a
 // millisecond each; child k writes k region pages that its parent still
 // maps. Exact attribution: each child's write-protect faults are k plus a
@@ -336,9 +388,7 @@ func checkTreeTracefs(g *guestRun) error {
 	if rep.KprobeMethod != "tracefs" {
 		errs = append(errs, fmt.Errorf("kprobe_method = %q, want tracefs", rep.KprobeMethod))
 	}
-	if rep.CopyRoutine == "" || rep.Methods["copies"] != "kprobe:"+rep.CopyRoutine {
-		errs = append(errs, fmt.Errorf("copy_routine %q, methods.copies %q: want copies by kprobe", rep.CopyRoutine, rep.Methods["copies"]))
-	}
+	errs = append(errs, wantCopyMethod(g, &rep.cowtraceReport))
 	if rep.LostRecords != 0 {
 		errs = append(errs, fmt.Errorf("%d records lost", rep.LostRecords))
 	}
@@ -354,7 +404,7 @@ func checkTreeTracefs(g *guestRun) error {
 			continue
 		}
 		wp, err1 := probe(&p, "do_wp_page")
-		hits, err2 := probe(&p, rep.CopyRoutine)
+		hits, err2 := copies(&p.cowtraceProcess)
 		if err := errors.Join(err1, err2); err != nil {
 			errs = append(errs, err)
 			continue
@@ -375,9 +425,6 @@ func checkTreeTracefs(g *guestRun) error {
 	return errors.Join(errs...)
 }
 
-// checkMatrix: every scenario ran with copies counted by kprobe, and each
-// one's stated outcome held (a finding, such as a kernel without the
-// shared zero page, is not a failure).
 // byStack says whether the run told copies by their allocation's kernel
 // stack, the exact method without kprobes (the pairing rule before it
 // counted other allocations after reusing faults).
@@ -385,6 +432,9 @@ func byStack(methods map[string]string) bool {
 	return strings.HasPrefix(methods["inferred_copies"], "callchain:")
 }
 
+// checkMatrix: every scenario ran with copies counted by the kernel's best
+// method, and each one's stated outcome held (a finding, such as a kernel
+// without the shared zero page, is not a failure).
 func checkMatrix(g *guestRun) error {
 	m, err := g.matrix()
 	if err != nil {
@@ -402,8 +452,8 @@ func checkMatrix(g *guestRun) error {
 			errs = append(errs, fmt.Errorf("%s: no run (%s)", s.Name, s.NotApplicable))
 			continue
 		}
-		if c := s.Run.Methods["copies"]; !strings.HasPrefix(c, "kprobe:") {
-			errs = append(errs, fmt.Errorf("%s: methods.copies = %q, want a \"kprobe:\" prefix", s.Name, c))
+		if want, c := copiesPrefix[g.Expect.Copies], s.Run.Methods["copies"]; !strings.HasPrefix(c, want) {
+			errs = append(errs, fmt.Errorf("%s: methods.copies = %q, want a %q prefix", s.Name, c, want))
 		}
 		// The method that needs no kprobe must count what the kprobe does.
 		for _, p := range s.Run.Processes {
@@ -454,7 +504,11 @@ func (g *guestRun) matrixLines() []string {
 			zero = "; zero-page: reads mapped the shared zero page, the writer copied nothing"
 		}
 	}
-	return append([]string{fmt.Sprintf("matrix: %d of %d scenarios held with kprobe copies%s", held, len(m.Scenarios), zero)}, out...)
+	if g.Expect.Copies == methodNone {
+		decided, ok, undecided := countersOnlyExpectations(m)
+		return append([]string{fmt.Sprintf("matrix: %d of %d expectations that the software events decide held (%d need what this kernel refuses)", ok, decided, undecided)}, out...)
+	}
+	return append([]string{fmt.Sprintf("matrix: %d of %d scenarios held with %s copies%s", held, len(m.Scenarios), g.Expect.Copies, zero)}, out...)
 }
 
 // seedLine gives the numbers of `cowtrace run -- cow_seed` for the report.
@@ -463,8 +517,8 @@ func (g *guestRun) seedLine() []string {
 	if err != nil {
 		return nil
 	}
-	return []string{fmt.Sprintf("run seed (%s): writer %s copies, %d wp faults, %d do_wp_page; reader %s copies, %d wp faults",
-		methodName(&rep.cowtraceReport), fmtp(w.Copies), w.WPFaults, w.Probes["do_wp_page"], fmtp(r.Copies), r.WPFaults)}
+	return []string{fmt.Sprintf("run seed (copies by %s): writer %s page faults, %s copies, %d wp faults, %d do_wp_page; reader %s page faults, %s copies, %d wp faults",
+		shortMethod(rep.Methods["copies"]), fmtp(w.PageFaults), fmtp(w.Copies), w.WPFaults, w.Probes["do_wp_page"], fmtp(r.PageFaults), fmtp(r.Copies), r.WPFaults)}
 }
 
 // checkCountMode: --mode count counts write-protect faults in the kernel
@@ -491,4 +545,191 @@ func checkCountMode(g *guestRun) error {
 		errs = append(errs, fmt.Errorf("writer in_region.wp: count %d, classify %d", a, b))
 	}
 	return errors.Join(errs...)
+}
+
+// undecidableRE matches the measures that the software events cannot
+// take: copies, and write-protect faults and every other class of fault,
+// which the page-fault event's address does not tell apart.
+var undecidableRE = regexp.MustCompile(`\.(copies|inferred_copies|wp_faults)\b|\.in_region\.(wp|write_not_present|read|exec|inferred_copies|kernel_mode)\b`)
+
+// countersOnlyExpectations counts the matrix's expectations that the
+// software events decide, those of them that held, and the others.
+func countersOnlyExpectations(m *matrixReport) (decided, held, undecided int) {
+	for _, s := range m.Scenarios {
+		for _, e := range s.Expectations {
+			switch {
+			case e.NotChecked != "", undecidableRE.MatchString(e.Expect):
+				undecided++
+			case e.Held:
+				decided++
+				held++
+			default:
+				decided++
+			}
+		}
+	}
+	return
+}
+
+// checkMatrixCountersOnly: where only the software events are permitted,
+// every scenario runs, with the region split by address; every
+// expectation they decide (page faults, the pagemap proof) holds, and the
+// others, on copies and classes of fault, fail only for want of their
+// measure.
+func checkMatrixCountersOnly(g *guestRun) error {
+	m, err := g.matrix()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range m.Scenarios {
+		if s.Run == nil {
+			if !(s.NotApplicable != "" && s.Name == "thp" && !g.Boot.Info.THP) {
+				errs = append(errs, fmt.Errorf("%s: no run (%s)", s.Name, s.NotApplicable))
+			}
+			continue
+		}
+		if mth := s.Run.Methods["in_region"]; mth != cow.FaultAddrMethod {
+			errs = append(errs, fmt.Errorf("%s: methods.in_region = %q, want %q", s.Name, mth, cow.FaultAddrMethod))
+		}
+		if c, ok := s.Run.Methods["copies"]; ok {
+			errs = append(errs, fmt.Errorf("%s: methods.copies = %q where nothing permits copies", s.Name, c))
+		}
+		for _, e := range s.Expectations {
+			if !e.Held && e.NotChecked == "" && !undecidableRE.MatchString(e.Expect) {
+				errs = append(errs, fmt.Errorf("%s: %s", s.Name, e.Detail))
+			}
+		}
+	}
+	if decided, _, _ := countersOnlyExpectations(m); decided == 0 {
+		errs = append(errs, errors.New("no expectation decided by the software events"))
+	}
+	return errors.Join(errs...)
+}
+
+// checkCountModeFaults: --mode count with the software events only counts
+// the writer's faults as the classified run does.
+func checkCountModeFaults(g *guestRun) error {
+	_, w, _, err := writerReader(g, "count")
+	if err != nil {
+		return err
+	}
+	_, cw, _, err := writerReader(g, "touched")
+	if err != nil {
+		return fmt.Errorf("nothing to compare with: %w", err)
+	}
+	if w.PageFaults == nil || cw.PageFaults == nil || *w.PageFaults != *cw.PageFaults {
+		return fmt.Errorf("writer page_faults: count %s, classify %s", fmtp(w.PageFaults), fmtp(cw.PageFaults))
+	}
+	return nil
+}
+
+// doctorReport holds the fields of `cowtrace doctor --format json` that the
+// checks look at.
+type doctorReport struct {
+	Kernel      string `json:"kernel"`
+	Lockdown    string `json:"lockdown"`
+	KprobePMU   *int   `json:"kprobe_pmu_type"`
+	THP         string `json:"thp"`
+	Tracepoints []struct {
+		Name string  `json:"name"`
+		ID   *uint64 `json:"id"`
+		Why  string  `json:"why"`
+	} `json:"tracepoints"`
+	Run *struct {
+		KprobeMethod string            `json:"kprobe_method"`
+		Methods      map[string]string `json:"methods"`
+	} `json:"run"`
+	RunError string `json:"run_error"`
+	Measures []struct {
+		Key    string `json:"key"`
+		Method string `json:"method"`
+		Better string `json:"better"`
+	} `json:"measures"`
+}
+
+var doctorChecks = []check{
+	{Name: "doctor: names this kernel's lockdown, kprobe PMU, tracepoints and best copies method", Cmd: "doctor-json", Fn: checkDoctor},
+	{Name: "doctor: the text form reports", Cmd: "doctor", Fn: checkDoctorText},
+}
+
+// checkDoctor: doctor tells what the guest sees: the same kernel, lockdown
+// mode, kprobe PMU and THP as the guest's own look, the tracepoints the
+// kernel lets root see, a run's copies by the kernel's best method, and,
+// where a policy refuses a better one, the policy.
+func checkDoctor(g *guestRun) error {
+	var d doctorReport
+	if err := g.decode("doctor-json", 0, &d); err != nil {
+		return err
+	}
+	i := g.Boot.Info
+	var errs []error
+	if d.Kernel != i.Release {
+		errs = append(errs, fmt.Errorf("kernel %q, the guest's %q", d.Kernel, i.Release))
+	}
+	if d.Lockdown != i.Lockdown {
+		errs = append(errs, fmt.Errorf("lockdown %q, the guest's %q", d.Lockdown, i.Lockdown))
+	}
+	pmu := -1
+	if d.KprobePMU != nil {
+		pmu = *d.KprobePMU
+	}
+	if pmu != i.KprobePMUType {
+		errs = append(errs, fmt.Errorf("kprobe_pmu_type %d, the guest's %d", pmu, i.KprobePMUType))
+	}
+	if (d.THP != "") != i.THP {
+		errs = append(errs, fmt.Errorf("thp %q, the guest has THP: %v", d.THP, i.THP))
+	}
+	for _, tp := range d.Tracepoints {
+		// Lockdown's confidentiality mode leaves tracefs empty.
+		if want := g.Expect.Faults == faultsTracepoint; (tp.ID != nil) != want {
+			errs = append(errs, fmt.Errorf("tracepoint %s: id %s (%s), want one: %v", tp.Name, fmtU(tp.ID), tp.Why, want))
+		}
+	}
+	if len(d.Tracepoints) != 3 {
+		errs = append(errs, fmt.Errorf("%d tracepoints, want 3", len(d.Tracepoints)))
+	}
+	if d.Run == nil {
+		return errors.Join(append(errs, fmt.Errorf("no run: %s", d.RunError))...)
+	}
+	copies := ""
+	for _, m := range d.Measures {
+		if m.Key != "copies" {
+			continue
+		}
+		copies = m.Method
+		if g.Expect.Lockdown == "confidentiality" && !strings.Contains(m.Better, "lockdown") {
+			errs = append(errs, fmt.Errorf("copies: better %q does not name the lockdown", m.Better))
+		}
+	}
+	if want := copiesPrefix[g.Expect.Copies]; !strings.HasPrefix(copies, want) || (want == "") != (copies == "") {
+		errs = append(errs, fmt.Errorf("copies by %q, want a %q prefix", copies, want))
+	}
+	return errors.Join(errs...)
+}
+
+func checkDoctorText(g *guestRun) error {
+	r, err := g.result("doctor")
+	if err != nil {
+		return err
+	}
+	if r.Signaled != "" || r.ExitCode != 0 || !strings.HasPrefix(r.Stdout, "cowtrace doctor: kernel ") {
+		return fmt.Errorf("%s, stdout %q", exitStatus(r), shorten(r.Stdout, 200))
+	}
+	return nil
+}
+
+func fmtU(p *uint64) string {
+	if p == nil {
+		return "null"
+	}
+	return fmt.Sprint(*p)
+}
+
+// doctorText is what `cowtrace doctor` printed in the guest, for the log.
+func (g *guestRun) doctorText() string {
+	if r := g.results["doctor"]; r != nil {
+		return r.Stdout + r.Stderr
+	}
+	return ""
 }

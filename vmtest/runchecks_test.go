@@ -50,13 +50,13 @@ func realGuests(t *testing.T) map[string]*guestRun {
 
 func TestFollowChecksPassOnRealGuests(t *testing.T) {
 	for kernel, g := range realGuests(t) {
-		for _, r := range runChecks(g, followChecks, nil) {
+		for _, r := range runChecks(g, checksFor(followChecks, kprobes), nil) {
 			if r.Err != "" || r.Skipped != "" {
 				t.Errorf("%s: %s: err %q, skipped %q", kernel, r.Name, r.Err, r.Skipped)
 			}
 		}
 		lines := g.matrixLines()
-		if len(lines) == 0 || !strings.HasPrefix(lines[0], "matrix: 11 of 11 scenarios held") {
+		if len(lines) == 0 || !strings.HasPrefix(lines[0], "matrix: 11 of 11 scenarios held with kprobe copies") {
 			t.Errorf("%s: matrix lines %q", kernel, lines)
 		}
 	}
@@ -93,7 +93,7 @@ func TestFollowChecksCatchFailures(t *testing.T) {
 		{"run seed: parent, reader, writer traced to the end", `want exit 0`, func(t *testing.T, g *guestRun) {
 			g.results["run-seed"].ExitCode = 2
 		}},
-		{"run seed: copies by a kprobe on the copy routine", `methods.copies = "inferred`, func(t *testing.T, g *guestRun) {
+		{"run seed: copies by the kernel's best method", `methods.copies = "inferred`, func(t *testing.T, g *guestRun) {
 			edit(t, g, "run-seed", func(d map[string]any) { d["methods"].(map[string]any)["copies"] = "inferred:x" })
 		}},
 		{"run seed: writer 1000 <= copies <= wp faults == 1000 + reader's", `writer copies 999`, func(t *testing.T, g *guestRun) {
@@ -126,7 +126,7 @@ func TestFollowChecksCatchFailures(t *testing.T) {
 		{"run tree (tracefs): no kprobe or mount left", `kprobe_events not empty`, func(t *testing.T, g *guestRun) {
 			g.results["run-tree-tracefs"].Tracefs.KprobeEvents = "p:cowtrace_1/do_wp_page do_wp_page\n"
 		}},
-		{"matrix: every scenario's outcome holds with kprobe copies", `thp: expected .*did not hold: writer.copies`, func(t *testing.T, g *guestRun) {
+		{"matrix: every scenario's outcome holds with the best copies method", `thp: expected .*did not hold: writer.copies`, func(t *testing.T, g *guestRun) {
 			edit(t, g, "matrix", func(d map[string]any) {
 				for _, s := range d["scenarios"].([]any) {
 					if s := s.(map[string]any); s["name"] == "thp" {
@@ -136,7 +136,7 @@ func TestFollowChecksCatchFailures(t *testing.T) {
 				}
 			})
 		}},
-		{"matrix: every scenario's outcome holds with kprobe copies", `vfork: methods.copies = ""`, func(t *testing.T, g *guestRun) {
+		{"matrix: every scenario's outcome holds with the best copies method", `vfork: methods.copies = ""`, func(t *testing.T, g *guestRun) {
 			edit(t, g, "matrix", func(d map[string]any) {
 				for _, s := range d["scenarios"].([]any) {
 					if s := s.(map[string]any); s["name"] == "vfork" {
@@ -153,7 +153,7 @@ func TestFollowChecksCatchFailures(t *testing.T) {
 			for kernel, g := range realGuests(t) {
 				tc.spoil(t, g)
 				found := false
-				for _, r := range runChecks(g, followChecks, nil) {
+				for _, r := range runChecks(g, checksFor(followChecks, kprobes), nil) {
 					if r.Name != tc.check {
 						continue
 					}

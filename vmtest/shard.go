@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,17 +20,27 @@ import (
 // than one long one whenever there are cores to spare.
 
 // commandWeights are the measured guest times of the commands, under TCG on
-// the project's 2-core machine with two guests at once, rounded up. A
-// command that is not listed weighs defaultWeight.
+// the project's 2-core machine with two guests at once and other work
+// beside them (load 8 to 13), the longest of the kernels with kprobes,
+// rounded up (cmd_cowtrace.test's as cut below). A command that is not
+// listed weighs defaultWeight.
 var commandWeights = map[string]time.Duration{
-	"matrix":            45 * time.Second,
-	"scenario.test":     45 * time.Second,
-	"cmd_cowtrace.test": 60 * time.Second,
-	"follow.test":       20 * time.Second,
-	"experiment.test":   18 * time.Second,
-	"run-seed":          9 * time.Second,
-	"blocks-5000":       6 * time.Second,
-	"count":             5 * time.Second,
+	"cmd_cowtrace.test": mapWeight(cmdSlowTests),
+	"matrix":            60 * time.Second,
+	"scenario.test":     60 * time.Second,
+	"experiment.test":   40 * time.Second,
+	"follow.test":       35 * time.Second,
+	"blocks-5000":       15 * time.Second,
+	"run-seed":          12 * time.Second,
+	"touched":           8 * time.Second,
+	"tracefs":           6 * time.Second,
+	"no-touch":          6 * time.Second,
+	"workload.test":     6 * time.Second,
+	"sigint":            5 * time.Second,
+	"sigterm":           5 * time.Second,
+	"perfevents.test":   5 * time.Second,
+	"doctor":            5 * time.Second,
+	"count":             4 * time.Second,
 }
 
 const defaultWeight = 3 * time.Second
@@ -51,7 +63,10 @@ type unit struct {
 	Base        string        // the manifest command it is, or is a part of
 	Part, Parts int           // 1-based; Parts is 1 for a whole command
 	Weight      time.Duration
-	order       int // position in the manifest, to keep its order in a guest
+	// Whole: the unit cannot be cut further (a command without a
+	// splitter, one item, or a rest part), so it may exceed the budget.
+	Whole bool
+	order int // position in the manifest, to keep its order in a guest
 }
 
 // splitter cuts a command into parts by items: each part runs a subset of
@@ -64,6 +79,9 @@ type splitter struct {
 	// RestWeight is what Rest costs; it is not counted in the command's
 	// weight, which is spread over the items.
 	RestWeight time.Duration
+	// ItemWeights, when set, weigh each item on its own (the command's
+	// weight is then their sum): parts are filled in order up to the room.
+	ItemWeights map[string]time.Duration
 }
 
 // splitters are the commands that may be cut: the matrix by scenario
@@ -107,12 +125,33 @@ func splitters() map[string]splitter {
 const cmdRestWeight = 20 * time.Second
 
 // cmdSlowTests are cmd_cowtrace.test's tests that take most of its time in
-// a guest.
-var cmdSlowTests = []string{"TestFaultInjection", "TestConcurrentRuns", "TestMatrixCommand", "TestRunUnderPerf"}
+// a guest, with their measured weights (the longest of four kernels).
+var cmdSlowTests = map[string]time.Duration{
+	"TestFaultInjection": 135 * time.Second,
+	"TestConcurrentRuns": 30 * time.Second,
+	"TestMatrixCommand":  15 * time.Second,
+	"TestRunUnderPerf":   5 * time.Second,
+}
 
-// byTestName cuts a test binary by top-level test: each part runs some of
-// tests, the rest part the others, which weigh rest.
-func byTestName(tests []string, rest time.Duration) splitter {
+// mapWeight adds up the weights.
+func mapWeight(m map[string]time.Duration) time.Duration {
+	var w time.Duration
+	for _, v := range m {
+		w += v
+	}
+	return w
+}
+
+// byTestName cuts a test binary by top-level test, heaviest first: each
+// part runs some of tests, the rest part the others, which weigh rest.
+func byTestName(weights map[string]time.Duration, rest time.Duration) splitter {
+	tests := slices.Collect(maps.Keys(weights))
+	slices.SortFunc(tests, func(a, b string) int {
+		if c := cmp.Compare(weights[b], weights[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
 	anchored := func(items []string) string {
 		q := make([]string, len(items))
 		for i, it := range items {
@@ -130,7 +169,8 @@ func byTestName(tests []string, rest time.Duration) splitter {
 			c.Argv = append(slices.Clip(c.Argv), "-test.skip", anchored(tests))
 			return c
 		},
-		RestWeight: rest,
+		RestWeight:  rest,
+		ItemWeights: weights,
 	}
 }
 
@@ -150,7 +190,7 @@ func makeUnits(cmds []guest.Command, weight func(string) time.Duration, split ma
 		w := weight(c.Name)
 		sp, ok := split[c.Name]
 		if !ok || w <= room || len(sp.Items) < 2 {
-			out = append(out, unit{Cmd: c, Base: c.Name, Part: 1, Parts: 1, Weight: w, order: len(out)})
+			out = append(out, unit{Cmd: c, Base: c.Name, Part: 1, Parts: 1, Weight: w, Whole: true, order: len(out)})
 			continue
 		}
 		per := w / time.Duration(len(sp.Items))
@@ -161,6 +201,9 @@ func makeUnits(cmds []guest.Command, weight func(string) time.Duration, split ma
 		n := (len(sp.Items) + fit - 1) / fit
 		size := (len(sp.Items) + n - 1) / n
 		chunks := slices.Collect(slices.Chunk(sp.Items, size))
+		if sp.ItemWeights != nil {
+			chunks = fill(sp.Items, sp.ItemWeights, room)
+		}
 		total := len(chunks)
 		if sp.Rest != nil {
 			total++
@@ -171,16 +214,41 @@ func makeUnits(cmds []guest.Command, weight func(string) time.Duration, split ma
 			p.Name = partName(c.Name, i+1, total)
 			// Shares by items so far, so that the parts add up to w.
 			pw := w*time.Duration(done+len(ch))/time.Duration(len(sp.Items)) - w*time.Duration(done)/time.Duration(len(sp.Items))
+			if sp.ItemWeights != nil {
+				pw = 0
+				for _, it := range ch {
+					pw += sp.ItemWeights[it]
+				}
+			}
 			done += len(ch)
-			out = append(out, unit{Cmd: p, Base: c.Name, Part: i + 1, Parts: total, Weight: pw, order: len(out)})
+			out = append(out, unit{Cmd: p, Base: c.Name, Part: i + 1, Parts: total, Weight: pw, Whole: len(ch) == 1, order: len(out)})
 		}
 		if sp.Rest != nil {
 			p := sp.Rest(c)
 			p.Name = partName(c.Name, total, total)
-			out = append(out, unit{Cmd: p, Base: c.Name, Part: total, Parts: total, Weight: sp.RestWeight, order: len(out)})
+			out = append(out, unit{Cmd: p, Base: c.Name, Part: total, Parts: total, Weight: sp.RestWeight, Whole: true, order: len(out)})
 		}
 	}
 	return out, nil
+}
+
+// fill packs items, in order, into parts of at most room by their
+// weights; an item heavier than room gets a part of its own.
+func fill(items []string, weights map[string]time.Duration, room time.Duration) [][]string {
+	var out [][]string
+	var cur []string
+	var load time.Duration
+	for _, it := range items {
+		if len(cur) > 0 && load+weights[it] > room {
+			out, cur, load = append(out, cur), nil, 0
+		}
+		cur = append(cur, it)
+		load += weights[it]
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 // shard is the units one guest runs.

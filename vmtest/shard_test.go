@@ -16,6 +16,7 @@ import (
 var realCommands = []string{
 	"touched", "no-touch", "blocks-5000", "tracefs", "sigint", "sigterm", "count", "run-seed", "run-tree-tracefs", "matrix",
 	"perfevents.test", "workload.test", "experiment.test", "cmd_cowtrace.test", "scenario.test", "proof.test", "follow.test", "report.test",
+	"doctor", "doctor-json",
 }
 
 func commands(names ...string) []guest.Command {
@@ -56,8 +57,8 @@ func TestPlanRealManifest(t *testing.T) {
 			seen := map[string]int{}
 			var load time.Duration
 			for i, s := range shards {
-				// Over budget only alone, with a command that cannot be cut.
-				if s.Weight() > budget && (len(s.Units) != 1 || s.Units[0].Parts != 1) {
+				// Over budget only alone, with a unit that cannot be cut.
+				if s.Weight() > budget && (len(s.Units) != 1 || !s.Units[0].Whole) {
 					t.Errorf("guest %d: %v predicted, over the budget %v: %v", i+1, s.Weight(), budget, s.Units)
 				}
 				var sum time.Duration
@@ -91,7 +92,7 @@ func TestPlanRealManifest(t *testing.T) {
 			if low := int((load + room - 1) / room); len(shards) > low+1 {
 				t.Errorf("%d guests for %v of commands in %v each; %d would do at best", len(shards), load, room, low)
 			}
-			split := budget-bootCost < 45*time.Second
+			split := budget-bootCost < weightOf("matrix")
 			checkParts(t, units, "matrix", split, func(u unit) []string {
 				i := slices.Index(u.Cmd.Argv, "--only")
 				if i < 0 || i+1 >= len(u.Cmd.Argv) {
@@ -293,7 +294,7 @@ func TestShardedMatrixMerges(t *testing.T) {
 	}
 
 	// A scenario run twice, in two parts, is caught.
-	g = shardedRun(t, commands("matrix"), 30*time.Second, func(r *guest.Result) {
+	g = shardedRun(t, commands("matrix"), 35*time.Second, func(r *guest.Result) {
 		// Parts of 4 scenarios in sorted order: touched is in the second.
 		if strings.HasPrefix(r.Name, "matrix[3/") {
 			r.Stdout = matrixJSON([]string{"touched"})
@@ -317,5 +318,29 @@ func TestShardedMatrixMerges(t *testing.T) {
 	g = newShardedRun(g.Manifest, g.Guests)
 	if err := checkGuestDone(g); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("guest %d/%d", len(g.Guests), len(g.Guests))) {
 		t.Errorf("guest check with a guest that sent nothing: %v", err)
+	}
+}
+
+// TestCmdTestCutByWeight: cmd_cowtrace.test's tests are packed by their
+// own weights, so that the descriptor sweep, which weighs most, runs alone.
+func TestCmdTestCutByWeight(t *testing.T) {
+	units, _ := plan(t, commands("cmd_cowtrace.test"), 90*time.Second)
+	var runs []string
+	for _, u := range units {
+		i := slices.Index(u.Cmd.Argv, "-test.run")
+		if i < 0 {
+			if !slices.Contains(u.Cmd.Argv, "-test.skip") || !u.Whole {
+				t.Errorf("%s: neither -test.run nor a whole rest part: %q", u.Cmd.Name, u.Cmd.Argv)
+			}
+			continue
+		}
+		runs = append(runs, u.Cmd.Argv[i+1])
+	}
+	want := []string{"^(TestFaultInjection)$", "^(TestConcurrentRuns|TestMatrixCommand|TestRunUnderPerf)$"}
+	if !slices.Equal(runs, want) {
+		t.Errorf("parts run %q, want %q", runs, want)
+	}
+	if got := fill([]string{"a", "b", "c"}, map[string]time.Duration{"a": 5, "b": 20, "c": 5}, 10); len(got) != 3 {
+		t.Errorf("fill: %q", got)
 	}
 }

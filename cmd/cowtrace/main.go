@@ -126,6 +126,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return cmdAttach(ctx, args[1:], stdout, stderr)
 		case "matrix":
 			return cmdMatrix(ctx, args[1:], stdout, stderr)
+		case "doctor":
+			return cmdDoctor(ctx, args[1:], stdout)
 		case "compare":
 			return cmdCompare(args[1:], stdout)
 		case "version", "--version", "-version":
@@ -151,6 +153,7 @@ Usage:
   cowtrace compare A.json B.json ...  runs side by side, differences marked
   cowtrace run [flags] -- CMD [ARGS...]  trace CMD and every process it forks, one row each
   cowtrace attach -p PID [flags]         trace a running process and the children it forks
+  cowtrace doctor [--format json]  what this kernel and these privileges give: methods, and what better ones take
   cowtrace version              version, commit, Go release and platform (also --version)
   cowtrace help                 this text
 

@@ -62,6 +62,9 @@ func main() {
 		{"sysfs", "/sys", "sysfs"},
 		{"devtmpfs", "/dev", "devtmpfs"},
 		{"tmpfs", "/tmp", "tmpfs"},
+		// Where systemd mounts it: the lockdown mode is read there, by
+		// this init and by cowtrace doctor.
+		{"securityfs", "/sys/kernel/security", "securityfs"},
 	} {
 		if err := os.MkdirAll(m.dst, 0o755); err != nil {
 			errs = append(errs, fmt.Sprintf("mkdir %s: %v", m.dst, err))
@@ -143,6 +146,14 @@ func gatherInfo() *guest.Info {
 	}
 	if b, err := os.ReadFile("/proc/cmdline"); err == nil {
 		info.Cmdline = strings.TrimSpace(string(b))
+	}
+	// "none integrity [confidentiality]": the selected mode is bracketed.
+	if b, err := os.ReadFile("/sys/kernel/security/lockdown"); err == nil {
+		for _, f := range strings.Fields(string(b)) {
+			if strings.HasPrefix(f, "[") && strings.HasSuffix(f, "]") {
+				info.Lockdown = strings.Trim(f, "[]")
+			}
+		}
 	}
 	if b, err := os.ReadFile("/sys/bus/event_source/devices/kprobe/type"); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {

@@ -86,8 +86,11 @@ type Info struct {
 	Symbols map[string]bool `json:"symbols"`
 	NumCPU  int             `json:"num_cpu"`
 	// THP: the kernel has transparent huge pages (sysfs shows them).
-	THP    bool     `json:"thp"`
-	Errors []string `json:"errors,omitempty"`
+	THP bool `json:"thp"`
+	// Lockdown is the selected mode of /sys/kernel/security/lockdown
+	// ("none", "integrity", "confidentiality"), "" without the lockdown LSM.
+	Lockdown string   `json:"lockdown,omitempty"`
+	Errors   []string `json:"errors,omitempty"`
 }
 
 // Message is one framed unit from the guest. Exactly one of the pointers is
