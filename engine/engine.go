@@ -273,6 +273,9 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		method = perfevents.KprobeNone
 		s.note("kprobes", "need root or CAP_PERFMON")
 	}
+	if method == perfevents.KprobeTracefs && tfs == nil && tfsErr != nil {
+		return nil, fmt.Errorf("--kprobe-method tracefs: %v", tfsErr)
+	}
 	kp, why, err := perfevents.NewKprobes(method, tfs)
 	if err != nil {
 		return nil, err
