@@ -203,7 +203,11 @@ func TestRunTree(t *testing.T) {
 			t.Logf("baseline per child: %d wp faults, %d page faults", wpBase, pfBase)
 			continue
 		}
-		if wp-pages != wpBase || pf-pages != pfBase {
+		// Write-protect faults are exact. A child's page faults may hold
+		// one or two more: a fault the kernel makes the task take again
+		// (a retry after dropping the mmap lock), which the fault
+		// tracepoints, and so the page-fault count, see twice.
+		if wp-pages != wpBase || pf-pages < pfBase || pf-pages > pfBase+2 {
 			t.Errorf("child %d (pid %d, %d pages): %d wp faults, %d page faults; every other child: pages + %d, pages + %d",
 				k+1, p.Pid, pages, wp, pf, wpBase, pfBase)
 		}
@@ -363,7 +367,9 @@ func TestAttachNoProcess(t *testing.T) {
 func perfFaults(t *testing.T, perf, prog string) (pids []int, total, wp map[int]uint64) {
 	t.Helper()
 	data := filepath.Join(t.TempDir(), "perf.data")
-	rec := exec.Command(perf, "record", "-q", "-o", data, "-e", "exceptions:page_fault_user", "--", prog)
+	// A ring of 16 MiB: with perf's default some of the program's 25000
+	// first-touch faults are lost on a loaded machine.
+	rec := exec.Command(perf, "record", "-q", "-m", "16M", "-o", data, "-e", "exceptions:page_fault_user", "--", prog)
 	// perf mounts tracefs where it finds none and leaves it mounted: in a
 	// mount namespace of its own, that mount goes with it.
 	rec.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
