@@ -1,6 +1,10 @@
 package cow
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/cowtrace/cowtrace/report"
+)
 
 // FaultAddrMethod names the generic fault method: every page fault sampled
 // with its address, whatever the architecture.
@@ -27,8 +31,11 @@ type Used struct {
 	Counters string
 	// UserOnly: the software events count user mode only (":u").
 	UserOnly bool
-	// NoMinor: minor faults were not measured.
-	NoMinor bool
+	// NoMinor, NoMajor: minor or major faults were not measured.
+	NoMinor, NoMajor bool
+	// AtExit: counters of inherited tasks, each task's count reported at
+	// its exit.
+	AtExit bool
 	// PageFaultsByTracepoint: a process's page faults are the faults the
 	// fault tracepoints classified, not the software counter's.
 	PageFaultsByTracepoint bool
@@ -69,6 +76,12 @@ func Methods(u Used) map[string]string {
 	if u.NoMinor {
 		delete(m, "minor_faults")
 	}
+	if u.NoMajor {
+		delete(m, "major_faults")
+	}
+	if u.AtExit {
+		m["page_faults"] += report.AtExitMethod
+	}
 	if u.PageFaultsByTracepoint && u.Fault {
 		m["page_faults"] = FaultMethod(u.KernelFault)
 	}
@@ -101,8 +114,14 @@ func Methods(u Used) map[string]string {
 			m["wp_faults"] += fmt.Sprintf(" + counter:exceptions:page_fault_kernel filter %q", CountFilters[CountKWP].Filter)
 			m["in_region"] += " + counter:exceptions:page_fault_kernel"
 		}
+		if u.AtExit {
+			m["wp_faults"] += report.AtExitMethod
+		}
 		delete(m, "outside")
-		if u.Alloc {
+		if !u.Region {
+			delete(m, "in_region")
+		}
+		if u.Alloc && !u.Callchain {
 			m["inferred_copies"] = fmt.Sprintf("counter:kmem:mm_page_alloc filter %q (allocations shaped like a copy, not paired with faults)", u.AllocFilter)
 		}
 	}
@@ -117,6 +136,11 @@ func Methods(u Used) map[string]string {
 	}
 	return m
 }
+
+// InheritedCountNote says what count mode measures on a followed program.
+const InheritedCountNote = "count mode: page faults and write-protect faults are counted in the kernel, and each task's counts " +
+	"arrive when it exits (inherit_stat); fault classes, minor and major faults are not measured; " +
+	"copies are still one record each; --mode classify samples every fault"
 
 // CountNote is a count-mode run's note on what it does not measure.
 const CountNote = "count mode: outside-region fault classes and in_region.inferred_copies are not measured (0 or null); " +

@@ -99,6 +99,27 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		if s.cfg.OnMmap != nil {
 			s.mmaps = append(s.mmaps, timedMmap{m, tm})
 		}
+	case unix.PERF_RECORD_READ:
+		// An inherited task's count at its exit (count mode), under the
+		// id of the event it was inherited from.
+		pid, tid, v, _, _, id, err := perfevents.DecodeRead(rec.Data, perfevents.ReadFormat)
+		if err != nil {
+			return Event{}, false, err
+		}
+		info, ok := s.ids[id]
+		if !ok {
+			return Event{}, false, nil
+		}
+		s.readSums[id] += v
+		if s.tasks[int(tid)] == nil && v == 0 {
+			// A task no other record made known, with nothing counted:
+			// one that exited before its events were enabled (a thread
+			// of cowtrace's that run's exec never reached).
+			return Event{}, false, nil
+		}
+		tk := s.taskLocked(int(pid), int(tid))
+		tk.add(info, v)
+		tk.countsRead = true
 	case unix.PERF_RECORD_LOST:
 		_, n, err := perfevents.DecodeLost(rec.Data)
 		if err != nil {

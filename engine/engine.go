@@ -23,7 +23,7 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
-// Mode says how faults are measured on gated tasks.
+// Mode says how faults are measured.
 type Mode string
 
 const (
@@ -32,22 +32,29 @@ const (
 	// user space: the only way to pair a fault with its allocation, at the
 	// price of a record per fault.
 	ModeClassify Mode = "classify"
-	// ModeCount opens counters only: the tracepoints are counted in the
-	// kernel behind PERF_EVENT_IOC_SET_FILTER filters, one counter per
-	// class of fault, with no ring and no record per fault. Where the
-	// kernel refuses a filter the run falls back to ModeClassify and says so.
+	// ModeCount counts faults in the kernel, with no record per fault:
+	// the tracepoints behind PERF_EVENT_IOC_SET_FILTER filters, one
+	// counter per class of fault. Gated tasks' counters are read at Stop;
+	// inherited tasks' counts come in a PERF_RECORD_READ as each task
+	// exits (openCPUCounted), and copies still come from the allocations'
+	// stacks, a record per copy-shaped allocation. Where the kernel
+	// refuses a filter, or cannot keep inherited counts per task, the run
+	// falls back to ModeClassify and says so.
 	ModeCount Mode = "count"
+	// ModeAuto is ModeCount for inherited tasks where the kernel allows
+	// it, silently ModeClassify elsewhere.
+	ModeAuto Mode = "auto"
 )
 
-// ParseMode accepts "classify" and "count" ("" is classify).
-func ParseMode(s string) (Mode, error) {
+// ParseMode accepts "classify", "count" and "auto"; "" is def.
+func ParseMode(s string, def Mode) (Mode, error) {
 	switch Mode(s) {
-	case "", ModeClassify:
-		return ModeClassify, nil
-	case ModeCount:
-		return ModeCount, nil
+	case "":
+		return def, nil
+	case ModeClassify, ModeCount, ModeAuto:
+		return Mode(s), nil
 	}
-	return "", fmt.Errorf("unknown mode %q (want classify or count)", s)
+	return "", fmt.Errorf("unknown mode %q (want classify, count or auto)", s)
 }
 
 // ErrInternal wraps a panic of the engine's reading goroutine: a bug in
@@ -74,8 +81,8 @@ type Config struct {
 	KprobeMethod perfevents.KprobeMethod // "" is auto
 	// Probes are extra kernel functions whose hits are counted per task.
 	Probes []string
-	// Mode applies to tasks opened with OpenTask; inherited events are
-	// always sampled.
+	// Mode says how faults are measured; "" is ModeClassify, and
+	// ModeAuto is ModeClassify for tasks opened with OpenTask.
 	Mode Mode
 	// RingPages is each ring's size in pages (a power of two); 0 picks
 	// taskRingPages, or splits RingBudget over the CPUs.
@@ -181,6 +188,11 @@ type Session struct {
 	probeErrs map[string]error
 	gated     int         // tasks opened with OpenTask
 	mmaps     []timedMmap // read, not yet handed to OnMmap
+	// readSums are the counts that inherited tasks' exits reported
+	// (PERF_RECORD_READ), by event id: what a root's counter holds beyond
+	// its own.
+	readSums map[uint64]uint64
+	opened   map[int]bool // tasks inherited events were opened on
 
 	readDone chan struct{}
 	readErr  error
@@ -203,6 +215,8 @@ type counting struct {
 	ev   *perfevents.Event
 	tid  int
 	info eventInfo
+	// inherited: the count includes the tasks tid created that exited.
+	inherited bool
 }
 
 // New finds what the kernel offers (tracefs, tracepoints, the kprobe route)
@@ -218,7 +232,7 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		return nil, fmt.Errorf("ring of %d pages: not a power of two", p)
 	}
 	s := &Session{cfg: cfg, mode: cfg.Mode, ids: map[uint64]eventInfo{}, tasks: map[int]*Task{},
-		probeErrs: map[string]error{}}
+		probeErrs: map[string]error{}, readSums: map[uint64]uint64{}, opened: map[int]bool{}}
 	// s is a local, not the named result: "return nil, err" sets that to
 	// nil before this runs.
 	defer func() {
@@ -252,10 +266,17 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		s.tp.Fault, s.tp.KernelFault = nil, nil
 		s.note("tracepoint:exceptions:page_fault_user", "not used: faults by address were asked for (--fault-method address)")
 	}
-	s.faultAddr = s.tp.Fault == nil && cfg.Mode == ModeClassify
+	if s.tp.Fault == nil && s.mode == ModeAuto {
+		s.mode = ModeClassify // faults by address are samples
+	}
+	s.faultAddr = s.tp.Fault == nil && s.mode == ModeClassify
 	if s.tp.Alloc != nil {
 		s.allocFilter = s.tp.Rule.CopyAllocFilter()
-		s.findCopyPath()
+		if cfg.Mode != ModeCount {
+			// Count mode's gated tasks count allocations; its inherited
+			// ones find the path when they are opened.
+			s.findCopyPath()
+		}
 	}
 	if s.tp.Fault == nil {
 		s.tp.KernelFault = nil
@@ -302,11 +323,8 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 }
 
 // findCopyPath finds the copy-on-write path in kallsyms, for copies told by
-// their allocation's stack.
+// their allocation's stack; without it copies are inferred by pairing.
 func (s *Session) findCopyPath() {
-	if s.cfg.Mode == ModeCount {
-		return
-	}
 	syms, err := perfevents.LoadKallsyms(cow.CopyPathFunctions...)
 	if err == nil {
 		s.copyPath, err = cow.NewCopyPath(syms)
@@ -411,6 +429,15 @@ func (s *Session) Stop() error {
 		v, err := c.ev.Count()
 		if err != nil {
 			return err
+		}
+		if c.inherited {
+			// The task's own count: an inherited event holds the
+			// counts of the tasks that exited too, which their READ
+			// records gave already.
+			v -= min(v, s.readSums[c.ev.ID()])
+			if v == 0 {
+				continue
+			}
 		}
 		s.taskLocked(0, c.tid).add(c.info, v)
 	}

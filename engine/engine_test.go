@@ -25,6 +25,8 @@ const (
 	idCopy // kprobe copy_mc_to_kernel
 	idDummy
 	idAllocStack // kmem:mm_page_alloc with its kernel stack
+	idWPCount    // count mode's user-mode write-protect faults
+	idKWPCount   // ... and kernel-mode ones
 )
 
 func format(t testing.TB, name string) *perfevents.Format {
@@ -323,18 +325,31 @@ ffffffff81200800 T other
 // its stack runs through the write-protect path, whatever preceded it: a
 // page-cache allocation after a reusing wp fault is not one, a copy whose
 // fault record came on another path (no fault tracepoint) is.
-func TestCopiesByStack(t *testing.T) {
-	s := synthetic(t, true, "")
+// Kernel stacks of allocations in fakeKallsyms's terms: a copy's (through
+// do_wp_page) and a buffered write(2)'s.
+var (
+	copyStack  = []uint64{kctx, 0xffffffff81200410, 0xffffffff81100850, 0xffffffff81100100, 0xffffffff81101010}
+	writeStack = []uint64{kctx, 0xffffffff81200410, 0xffffffff81200050, 0xffffffff81200810}
+)
+
+const kctx = 0xffffffffffffff80 // PERF_CONTEXT_KERNEL
+
+func testCopyPath(t testing.TB) *cow.CopyPath {
+	t.Helper()
 	syms, err := perfevents.ParseKallsyms(strings.NewReader(fakeKallsyms), cow.CopyPathFunctions...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.copyPath, err = cow.NewCopyPath(syms); err != nil {
+	p, err := cow.NewCopyPath(syms)
+	if err != nil {
 		t.Fatal(err)
 	}
-	const kctx = 0xffffffffffffff80 // PERF_CONTEXT_KERNEL
-	copyStack := []uint64{kctx, 0xffffffff81200410, 0xffffffff81100850, 0xffffffff81100100, 0xffffffff81101010}
-	writeStack := []uint64{kctx, 0xffffffff81200410, 0xffffffff81200050, 0xffffffff81200810}
+	return p
+}
+
+func TestCopiesByStack(t *testing.T) {
+	s := synthetic(t, true, "")
+	s.copyPath = testCopyPath(t)
 	f := feeder{t, s}
 	for i := uint64(0); i < 3; i++ { // reuse faults, each followed by write(2)
 		f.sample(0, idFault, 400, 400, 10+i, userPg+i*0x1000, 0x7)
@@ -357,12 +372,12 @@ func TestCopiesByStack(t *testing.T) {
 }
 
 func TestParseMode(t *testing.T) {
-	for in, want := range map[string]Mode{"": ModeClassify, "classify": ModeClassify, "count": ModeCount} {
-		if got, err := ParseMode(in); err != nil || got != want {
+	for in, want := range map[string]Mode{"": ModeClassify, "classify": ModeClassify, "count": ModeCount, "auto": ModeAuto} {
+		if got, err := ParseMode(in, ModeClassify); err != nil || got != want {
 			t.Errorf("ParseMode(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := ParseMode("sample"); err == nil {
+	if _, err := ParseMode("sample", ModeClassify); err == nil {
 		t.Error("ParseMode(\"sample\") accepted")
 	}
 }
@@ -500,5 +515,85 @@ func TestZeroPageCopierNotCopies(t *testing.T) {
 	s.FillRun(&run, false)
 	if run.Methods["copies"] != cow.CallchainMethod {
 		t.Errorf("copies by %q", run.Methods["copies"])
+	}
+}
+
+// read feeds a PERF_RECORD_READ: task pid/tid exited with value counted by
+// the event inherited from id.
+func (f feeder) read(cookie int, pid, tid uint32, id, value uint64) {
+	f.t.Helper()
+	d := binary.NativeEndian.AppendUint32(nil, pid)
+	d = binary.NativeEndian.AppendUint32(d, tid)
+	d = binary.NativeEndian.AppendUint64(d, value)
+	d = binary.NativeEndian.AppendUint64(d, id)
+	f.feed(cookie, unix.PERF_RECORD_READ, 0, append(d, trailer(pid, tid, 0, id)...))
+}
+
+// TestInheritedCounts: in count mode a task's counts are what its READ
+// records said at its exit, summed over CPUs; copies come from the
+// allocations' stacks; a task still running at the end has unknown counts
+// (null, and a note), not zeros; a READ of nothing from a task no other
+// record named (a cowtrace thread that never reached the exec) makes no row.
+func TestInheritedCounts(t *testing.T) {
+	s := synthetic(t, true, "")
+	s.mode = ModeCount
+	s.cfg.Counters = false
+	s.copyPath = testCopyPath(t)
+	s.ids[idWPCount] = eventInfo{kind: kindCounted, counted: cow.CountWP}
+	s.ids[idKWPCount] = eventInfo{kind: kindCounted, counted: cow.CountKWP}
+	s.readSums, s.opened = map[uint64]uint64{}, map[int]bool{99: true}
+	s.startNs = 1000
+	s.AddRoot(100, 100, 1, "sh")
+	f := feeder{t, s}
+	f.read(0, 98, 98, idPageFaults, 0) // cowtrace's thread, gone before the exec
+	f.comm(0, 100, 100, "prog", 1100, true)
+	f.fork(0, unix.PERF_RECORD_FORK, 101, 100, 101, 100, 2000)
+	f.fork(0, unix.PERF_RECORD_FORK, 102, 100, 102, 100, 2001)
+	f.sample(1, idAllocStack, 101, 101, 2100, 0, movable, copyStack...)
+	f.sample(1, idAllocStack, 101, 101, 2200, 0, movable, writeStack...)
+	f.fork(1, unix.PERF_RECORD_EXIT, 101, 100, 101, 100, 3000)
+	for cpu, v := range [][3]uint64{{7, 2, 1}, {3, 1, 0}} {
+		f.read(cpu, 101, 101, idPageFaults, v[0])
+		f.read(cpu, 101, 101, idWPCount, v[1])
+		f.read(cpu, 101, 101, idKWPCount, v[2])
+	}
+	f.fork(0, unix.PERF_RECORD_EXIT, 100, 1, 100, 1, 4000)
+	f.read(0, 100, 100, idPageFaults, 50)
+	f.read(0, 100, 100, idWPCount, 5)
+	s.endNs = 5000
+
+	if n := len(s.Tasks()); n != 3 {
+		t.Errorf("%d tasks, want 3 (the command and its two children)", n)
+	}
+	var child, running, cmd report.Process
+	s.Row(&child, []int{101}, false)
+	s.Row(&running, []int{102}, false)
+	s.Row(&cmd, []int{100}, false)
+	if child.PageFaults == nil || *child.PageFaults != 10 || *child.WPFaults != 4 || *child.Copies != 1 || child.MinorFaults != nil || child.Outside != nil {
+		t.Errorf("child: %+v, want 10 page faults, 4 wp faults, 1 copy, no classes", child)
+	}
+	if cmd.PageFaults == nil || *cmd.PageFaults != 50 || *cmd.WPFaults != 5 {
+		t.Errorf("command: %+v, want 50 page faults, 5 wp faults", cmd)
+	}
+	if running.PageFaults != nil || running.WPFaults != nil {
+		t.Errorf("running child: page faults %v, wp faults %v; want unknown", running.PageFaults, running.WPFaults)
+	}
+	if s.readSums[idPageFaults] != 60 {
+		t.Errorf("READ sum %d for the root's page-fault counter, want 60", s.readSums[idPageFaults])
+	}
+	var run report.Run
+	s.FillRun(&run, false)
+	if !strings.HasSuffix(run.Methods["wp_faults"], report.AtExitMethod) || !strings.HasSuffix(run.Methods["page_faults"], report.AtExitMethod) {
+		t.Errorf("methods %v", run.Methods)
+	}
+	if _, ok := run.Methods["minor_faults"]; ok {
+		t.Error("minor faults have a method in count mode")
+	}
+	var said bool
+	for _, n := range run.Notes {
+		said = said || strings.HasPrefix(n, "1 tasks were still running")
+	}
+	if !said {
+		t.Errorf("no note of the running task: %q", run.Notes)
 	}
 }

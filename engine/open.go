@@ -92,6 +92,9 @@ func (s *Session) OpenTask(pid, tid int) error {
 	tk := s.taskLocked(pid, tid)
 	tk.Root, tk.forked = true, true
 	s.gated++
+	if s.mode == ModeAuto {
+		s.mode = ModeClassify
+	}
 	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
 		a.ExcludeKernel = s.userOnly
 		ev, err := perfevents.Open(a, tid, perfevents.AnyCPU)
@@ -333,17 +336,23 @@ func (s *Session) ringPages(def int) int {
 // ring. With enableOnExec the events stay off until a task that has them
 // execs.
 //
-// Counters are sampled on every fault rather than read: inherit_stat's
-// PERF_RECORD_READ at each task's exit measured wrong on Linux 6.18, since
-// the kernel swaps whole event contexts between a parent and its child at
-// context switches and the READ values came out mixed between counters.
+// In ModeClassify every fault is a record. In ModeCount the faults are
+// counted in the kernel and each inherited task's counts arrive in a
+// PERF_RECORD_READ when it exits (inherit_stat); the task the events were
+// opened on keeps the rest, read at Stop. That needs the kernel to keep
+// counts with their task (perfevents.OpenSwapGuard); where it cannot, the
+// session samples every fault instead.
 func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.chooseInheritedMode(tid); err != nil {
+		return err
+	}
 	cis, err := s.cpusFor(tid)
 	if err != nil {
 		return err
 	}
+	s.opened[tid] = true
 	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true, ExcludeKernel: s.userOnly}
 	for _, ci := range cis {
 		if err := s.openCPU(tid, ci, base); err != nil {
@@ -351,6 +360,50 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 		}
 	}
 	return s.openGuard(tid, base, cis)
+}
+
+// chooseInheritedMode settles ModeCount or ModeAuto for inherited tasks at
+// the first one, and opens the swap guard on each task that needs it.
+func (s *Session) chooseInheritedMode(tid int) error {
+	if s.mode == ModeClassify {
+		return nil
+	}
+	var why string
+	switch {
+	case s.tp.Fault == nil:
+		why = "the fault tracepoints are missing"
+	case s.cfg.Counters:
+		why = "--counters samples the software counters"
+	case s.cfg.OnMmap != nil:
+		why = "mappings are recorded"
+	}
+	if why == "" && len(s.opened) == 0 && s.copyPath == nil && s.tp.Alloc != nil {
+		s.findCopyPath()
+		if s.copyPath == nil && s.copyRoutine == "" {
+			why = "copies can be told only by pairing faults with allocations here"
+		}
+	}
+	if why == "" {
+		g, err := perfevents.OpenSwapGuard(tid)
+		switch {
+		case err == nil:
+			s.events = append(s.events, g)
+			return nil
+		case len(s.opened) > 0 || !errors.Is(err, perfevents.ErrNotSupported):
+			return err
+		}
+		why = err.Error()
+	}
+	if s.mode == ModeCount {
+		s.fallback = fmt.Sprintf("count mode fell back to sampling every fault: %s", why)
+	}
+	s.mode = ModeClassify
+	return nil
+}
+
+// countInherited: inherited tasks' faults are counted in the kernel.
+func (s *Session) countInherited() bool {
+	return s.cpus != nil && s.mode != ModeClassify
 }
 
 // openCPU opens the events of task tid on CPU index ci. The page-faults
@@ -364,7 +417,13 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 			return nil, err
 		}
 		s.track(ev, info)
+		if a.CountOnly {
+			s.counting = append(s.counting, counting{ev: ev, tid: tid, info: info, inherited: true})
+		}
 		return ev, s.output(ev, ci)
+	}
+	if s.mode != ModeClassify {
+		return s.openCPUCounted(tid, ci, base, open)
 	}
 	owner := true
 	for i, c := range faultCounters {
@@ -407,13 +466,80 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 			return err
 		}
 	}
+	a := base
+	a.SampleType = kprobeType
+	return s.openCPUProbes(tid, ci, a)
+}
+
+// openCPUCounted opens count mode's events of task tid on CPU index ci:
+// the page-fault counter, which owns the ring and carries the task records,
+// the write-protect faults' filtered counters and the probes, each
+// reporting every inherited task's count at its exit, and the allocations
+// whose stacks tell the copies, sampled. Filters are set before the
+// counters are enabled, so nothing unfiltered is counted.
+func (s *Session) openCPUCounted(tid, ci int, base perfevents.Attr, open openFunc) error {
+	c := base
+	c.SampleType, c.CountOnly, c.InheritStat = idType, true, true
+	c.Disabled = !base.EnableOnExec
+	pf := c
+	pf.Label, pf.Type, pf.Config = faultCounters[0].label, perfevents.Software, perfevents.PageFaults
+	s.ringOwnerAttr(&pf)
+	pev, err := open(pf, eventInfo{kind: kindCounter, counter: 0})
+	if err != nil {
+		return err
+	}
+	evs := []*perfevents.Event{pev}
+	for _, k := range []cow.CountKind{cow.CountWP, cow.CountKWP} {
+		f := cow.CountFilters[k]
+		tp := s.tp.Fault
+		if f.On == cow.OnKernelFault {
+			tp = s.tp.KernelFault
+		}
+		if tp == nil {
+			continue
+		}
+		a := c
+		a.Label, a.Type, a.Config = "tracepoint:"+tp.Name, perfevents.Tracepoint, tp.ID
+		ev, err := open(a, eventInfo{kind: kindCounted, counted: k})
+		if err != nil {
+			return err
+		}
+		if err := ev.SetFilter(f.Filter); err != nil {
+			return err
+		}
+		evs = append(evs, ev)
+	}
+	if s.tp.Alloc != nil && s.copyPath != nil {
+		if _, err := s.openAlloc(base, open); err != nil {
+			return err
+		}
+	}
+	n := len(s.events)
+	if err := s.openCPUProbes(tid, ci, c); err != nil {
+		return err
+	}
+	for _, ev := range s.events[n:] {
+		s.counting = append(s.counting, counting{ev: ev, tid: tid, info: s.ids[ev.ID()], inherited: true})
+	}
+	evs = append(evs, s.events[n:]...)
+	if base.EnableOnExec {
+		return nil
+	}
+	for _, ev := range evs {
+		if err := ev.Enable(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openCPUProbes opens every probe with a on task tid on CPU index ci.
+func (s *Session) openCPUProbes(tid, ci int, a perfevents.Attr) error {
 	for _, fn := range s.probeFns {
 		if s.probeErrs[fn] != nil {
 			continue
 		}
-		a := base
-		a.SampleType = kprobeType
-		ev, err := s.kp.Open(fn, a, tid, cpu)
+		ev, err := s.kp.Open(fn, a, tid, s.cpus[ci])
 		if err != nil {
 			if s.probeRefused(fn, err) {
 				continue

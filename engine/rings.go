@@ -315,7 +315,7 @@ func (s *Session) escapeNoteLocked() string {
 		lost, throttled = lost+rg.lost, throttled+rg.throttled
 	}
 	for _, tk := range s.tasks {
-		if s.sampledCounter(0) {
+		if s.sampledCounter(0) || s.countInherited() {
 			sampled += tk.counters[0]
 			continue
 		}

@@ -21,11 +21,15 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 	var in, out report.FaultClasses
 	var lost uint64
 	probes := map[string]uint64{}
+	complete := true
 	for _, tid := range tids {
 		tk := s.tasks[tid]
 		if tk == nil {
 			continue
 		}
+		// Count mode knows a task's counts at its exit, or at Stop for a
+		// task the events were opened on.
+		complete = complete && (tk.countsRead || tk.Exited || s.opened[tid])
 		for i, v := range tk.counters {
 			counters[i] += v
 		}
@@ -55,6 +59,20 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 		r.Probes = probes
 	}
 	switch {
+	case s.countInherited():
+		r.MinorFaults, r.MajorFaults = nil, nil
+		r.WPFaults = report.U64(counted[cow.CountWP] + counted[cow.CountKWP])
+		if s.copyPath != nil && s.tp.Alloc != nil {
+			total := in
+			cow.AddClasses(&total, out)
+			r.InferredCopies = report.U64(total.InferredCopies)
+		}
+		if !complete {
+			// Still running when the trace ended: its counts were never
+			// reported. Copies, sampled, are known.
+			r.PageFaults, r.WPFaults, r.Probes = nil, nil, nil
+			probes = nil
+		}
 	case s.tp.Fault != nil && s.mode == ModeCount:
 		countedRow(r, counted, s.tp.Alloc != nil)
 	case s.tp.Fault != nil:
@@ -75,7 +93,9 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 		}
 	}
 	if routine := s.copyRoutineLocked(); routine != "" {
-		r.Copies = report.U64(probes[routine])
+		if probes != nil {
+			r.Copies = report.U64(probes[routine])
+		}
 	} else if r.InferredCopies != nil {
 		r.Copies = report.U64(*r.InferredCopies)
 	}
@@ -118,6 +138,17 @@ func countedRow(r *report.Process, sums [cow.NumCountKinds]uint64, alloc bool) {
 	}
 }
 
+// unreportedLocked counts the tasks whose counts count mode never got.
+func (s *Session) unreportedLocked() int {
+	n := 0
+	for tid, tk := range s.tasks {
+		if !tk.countsRead && !tk.Exited && !s.opened[tid] {
+			n++
+		}
+	}
+	return n
+}
+
 // probedLocked are the functions that were probed.
 func (s *Session) probedLocked() []string {
 	var out []string
@@ -151,15 +182,17 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	defer s.mu.Unlock()
 	run.Kernel = perfevents.KernelRelease()
 	counters := "counter"
-	if s.cpus != nil {
+	if s.cpus != nil && !s.countInherited() {
 		// Sampled, not counted: see OpenInherited.
 		counters = "sampled"
 	}
 	run.Methods = cow.Methods(cow.Used{
 		Counters:               counters,
 		UserOnly:               s.userOnly,
-		NoMinor:                s.cpus != nil && !s.sampledCounter(1),
-		PageFaultsByTracepoint: s.cpus != nil && !s.sampledCounter(0),
+		NoMinor:                s.cpus != nil && (s.countInherited() || !s.sampledCounter(1)),
+		NoMajor:                s.countInherited(),
+		AtExit:                 s.countInherited(),
+		PageFaultsByTracepoint: s.cpus != nil && !s.countInherited() && !s.sampledCounter(0),
 		Fault:                  s.tp.Fault != nil,
 		KernelFault:            s.tp.KernelFault != nil,
 		Alloc:                  s.tp.Alloc != nil,
@@ -167,7 +200,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		FaultAddr:              s.faultAddr,
 		WPProbe:                s.faultAddr && slices.Contains(s.probedLocked(), cow.WPFunction),
 		Region:                 region,
-		Count:                  s.mode == ModeCount,
+		Count:                  s.mode == ModeCount || s.countInherited(),
 		AllocFilter:            s.allocFilter,
 		CopyRoutine:            s.copyRoutineLocked(),
 		Probes:                 s.probedLocked(),
@@ -187,7 +220,14 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		run.LostRecords += rg.lost
 		run.Throttled += rg.throttled
 	}
-	if s.mode == ModeCount && s.tp.Fault != nil {
+	switch {
+	case s.countInherited():
+		run.Notes = append(run.Notes, cow.InheritedCountNote)
+		if n := s.unreportedLocked(); n > 0 {
+			run.Notes = append(run.Notes, fmt.Sprintf("%d tasks were still running when the trace ended: count mode learns a task's counts at its exit, "+
+				"so their page faults and write-protect faults are not known (null); --mode classify counts them up to the end", n))
+		}
+	case s.mode == ModeCount && s.tp.Fault != nil:
 		run.Notes = append(run.Notes, cow.CountNote)
 	}
 	if s.fallback != "" {

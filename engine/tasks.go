@@ -28,10 +28,12 @@ type Task struct {
 	// COMM records that carry PERF_RECORD_MISC_COMM_EXEC, in time order.
 	Execs []uint64
 
-	forked   bool        // a FORK record (or the root's opening) was seen
-	execSeen bool        // the root's exec
-	commAt   []commEvent // names with their times, as read
-	events   []*perfevents.Event
+	forked bool // a FORK record (or the root's opening) was seen
+	// countsRead: the task's exit reported its counts (count mode).
+	countsRead bool
+	execSeen   bool        // the root's exec
+	commAt     []commEvent // names with their times, as read
+	events     []*perfevents.Event
 
 	counters [3]uint64 // page-faults, minor-faults, major-faults
 	// streams classify the task's faults in ring order, one per ring: a

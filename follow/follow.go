@@ -44,6 +44,10 @@ type Options struct {
 	// Plot keeps each process's copies and faults over time in the run's
 	// Timeseries.
 	Plot bool
+	// Mode is engine.ModeCount, ModeClassify or ModeAuto ("" is
+	// classify); the timeline, --by and --plot need every fault, and make
+	// ModeAuto classify.
+	Mode engine.Mode
 	// RingSize is the bytes of ring memory for every CPU's ring together
 	// (--ring-size), split over the CPUs the target may run on; 0 is
 	// engine.DefaultRingBudget.
@@ -72,6 +76,10 @@ func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Ses
 		RingPages: opt.RingPages, RingBudget: opt.RingSize, StartAtExec: startAtExec}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}
+	}
+	cfg.Mode = opt.Mode
+	if cfg.Mode == "" || cfg.Mode == engine.ModeAuto && (opt.Timeline != nil || opt.By != "" || opt.Plot) {
+		cfg.Mode = engine.ModeClassify
 	}
 	if opt.By != "" || opt.Plot {
 		col = &collector{by: opt.By, plot: opt.Plot}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
@@ -503,5 +504,51 @@ func TestReuseFaultsAreNotCopies(t *testing.T) {
 	}
 	if c := *reader.Copies; c > *reader.WPFaults || c > 50 {
 		t.Errorf("seed reader: %d copies, %d wp faults", c, *reader.WPFaults)
+	}
+}
+
+// TestRunCountMode: count mode's counts, reported by each task at its exit,
+// are that task's own even where parent and children take turns on one CPU
+// and the kernel could swap their event contexts: every child of cow_swap
+// takes its 1024 write-protect faults plus the few of every process (the
+// same for each), the parent 19 x 1024 plus its own few. Copies, still
+// sampled, are as exact as in classify mode.
+func TestRunCountMode(t *testing.T) {
+	requireTracing(t)
+	prog := testenv.BuildC(t, "cow_swap")
+	const pages, rounds = 1024, 20
+	run, err := Run(context.Background(), Options{KprobeMethod: perfevents.KprobeNone, Mode: engine.ModeCount},
+		RunSpec{Path: prog, Argv: []string{prog, strconv.Itoa(rounds)}, Stdio: Stdio{Stdout: io.Discard, Stderr: io.Discard}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(run.Methods["wp_faults"], report.AtExitMethod) {
+		t.Skipf("no count mode here: wp faults by %q; %v", run.Methods["wp_faults"], run.Notes)
+	}
+	if run.LostRecords != 0 {
+		t.Errorf("%d records lost", run.LostRecords)
+	}
+	if len(run.Processes) != rounds+1 {
+		t.Fatalf("%d rows, want %d", len(run.Processes), rounds+1)
+	}
+	var base uint64
+	for k, p := range run.Processes[1:] {
+		if p.WPFaults == nil || p.Copies == nil {
+			t.Fatalf("child %d: wp faults %v, copies %v", p.Pid, p.WPFaults, p.Copies)
+		}
+		wp := *p.WPFaults
+		if k == 0 {
+			base = wp - min(wp, pages)
+		}
+		if wp != pages+base || base > 16 || *p.Copies < pages || *p.Copies > wp {
+			t.Errorf("child %d (pid %d): %d wp faults, %d copies; want %d + the %d of the first child, copies %d..wp", k+1, p.Pid, wp, *p.Copies, pages, base, pages)
+		}
+	}
+	parent := run.Processes[0]
+	if wp := *parent.WPFaults; wp < (rounds-1)*pages || wp > (rounds-1)*pages+64 {
+		t.Errorf("parent: %d wp faults, want %d + a few", wp, (rounds-1)*pages)
+	}
+	if pf := *parent.PageFaults; pf < rounds*pages {
+		t.Errorf("parent: %d page faults, want at least %d", pf, rounds*pages)
 	}
 }

@@ -103,7 +103,6 @@ func result(s *engine.Session, threads, startAtExec bool) *report.Run {
 	for _, p := range top {
 		walk(p, 0)
 	}
-	run.Notes = append(run.Notes, "page faults are sampled per event rather than read from inherited counters: the kernel swaps inherited event contexts between parent and child tasks, which mixes per-task counts (inherit_stat)")
 	if run.LostRecords > 0 {
 		run.Notes = append(run.Notes, fmt.Sprintf("the kernel dropped %d records (a ring was full): fault, copy and probe counts are lower bounds, and a lost FORK or EXIT blurs the tree", run.LostRecords))
 	}

@@ -61,6 +61,9 @@ type Attr struct {
 	Inherit bool
 	// EnableOnExec keeps the event off until the task execs.
 	EnableOnExec bool
+	// Disabled opens the event off, until Enable: for a filter to be set
+	// before anything is counted.
+	Disabled bool
 	// TaskRecords adds FORK, EXIT and COMM records to the ring.
 	TaskRecords bool
 	// Mmaps adds a PERF_RECORD_MMAP2 for every mapping, data and
@@ -69,12 +72,28 @@ type Attr struct {
 	// Monotonic stamps records with CLOCK_MONOTONIC, which user space can
 	// read too, so that record times compare with a trace's start and end.
 	Monotonic bool
+	// CountOnly makes a counter even with a SampleType, which then only
+	// shapes the sample_id trailer of the event's other records (task
+	// records, PERF_RECORD_READ).
+	CountOnly bool
+	// InheritStat has each inherited copy of the event write a
+	// PERF_RECORD_READ with its task's count when that task exits
+	// (DecodeRead, with ReadFormat). The counts are the task's own only
+	// where OpenSwapGuard holds: see there.
+	InheritStat bool
 }
+
+// ReadFormat is the read_format of every event: its id follows each value,
+// so that a PERF_RECORD_READ names the event it counts.
+const ReadFormat = unix.PERF_FORMAT_ID
 
 func (a *Attr) perf() *perf.Attr {
 	p := &perf.Attr{Label: a.Label, Type: perf.EventType(a.Type), Config: a.Config}
+	p.CountFormat.ID = true // ReadFormat
 	if a.SampleType != 0 {
-		p.SetSamplePeriod(1)
+		if !a.CountOnly {
+			p.SetSamplePeriod(1)
+		}
 		p.SampleFormat = sampleFormat(a.SampleType)
 	}
 	if a.KernelCallchain != 0 {
@@ -89,9 +108,10 @@ func (a *Attr) perf() *perf.Attr {
 	}
 	p.Options.SampleIDAll = a.SampleType != 0 || a.TaskRecords
 	p.Options.Inherit = a.Inherit
+	p.Options.InheritStat = a.InheritStat
 	p.Options.ExcludeKernel = a.ExcludeKernel
 	p.Options.ExcludeHypervisor = a.ExcludeKernel
-	p.Options.Disabled = a.EnableOnExec
+	p.Options.Disabled = a.EnableOnExec || a.Disabled
 	p.Options.EnableOnExec = a.EnableOnExec
 	p.Options.Task, p.Options.Comm, p.Options.CommExec = a.TaskRecords, a.TaskRecords, a.TaskRecords
 	p.Options.Mmap, p.Options.MmapData, p.Options.Mmap2 = a.Mmaps, a.Mmaps, a.Mmaps
@@ -173,6 +193,14 @@ func (e *Event) SetFilter(filter string) error {
 	return nil
 }
 
+// Enable starts an event opened Disabled.
+func (e *Event) Enable() error {
+	if err := e.ev.Enable(); err != nil {
+		return fmt.Errorf("enable %s: %w", e.Label, err)
+	}
+	return nil
+}
+
 // Disable stops the event counting; its count stays readable.
 func (e *Event) Disable() error {
 	if err := e.ev.Disable(); err != nil {
@@ -187,6 +215,29 @@ func (e *Event) Close() error {
 		return nil
 	}
 	return e.ev.Close()
+}
+
+// OpenSwapGuard keeps the counts of task tid's inherited events with the
+// task that made them, for InheritStat: where two tasks hold clones of one
+// event context (a parent and the child it forked), the kernel swaps the
+// contexts between them at a context switch instead of switching events,
+// and the counts travel with the context, so a PERF_RECORD_READ at a task's
+// exit reports another task's faults (on Linux 6.18 a child's READ carried
+// its parent's 77869 faults instead of its own 4113). An event inherited
+// with PERF_SAMPLE_READ forbids that swap in every context that holds it
+// (nr_no_switch_fast, Linux 6.12); this is such an event that never
+// samples. Before 6.12 the kernel refuses inherit with PERF_SAMPLE_READ: the
+// error wraps ErrNotSupported.
+func OpenSwapGuard(tid int) (*Event, error) {
+	a := Attr{Label: "dummy (no context swap)", Type: Software, Config: Dummy, Inherit: true,
+		SampleType: unix.PERF_SAMPLE_READ | unix.PERF_SAMPLE_TID, CountOnly: true}
+	pa := a.perf()
+	pa.SampleFormat.Count = true // PERF_SAMPLE_READ; sampleFormat leaves it out
+	ev, err := open(pa, tid, AnyCPU)
+	if errors.Is(err, ErrNotProbeable) {
+		return nil, fmt.Errorf("%w: this kernel refuses inherited events with PERF_SAMPLE_READ (Linux 6.12 has them)", ErrNotSupported)
+	}
+	return ev, err
 }
 
 // Open opens a on task tid (-1: every task) on CPU cpu (AnyCPU: wherever

@@ -15,7 +15,7 @@ import (
 // in the guests, and that the follow and cmd/cowtrace tests trace. The
 // initramfs has neither a compiler nor a libc, so they are built here,
 // statically, and the tests find them through progsEnv.
-var testProgs = []string{"cow_seed", "cow_tree", "cow_fork_later"}
+var testProgs = []string{"cow_seed", "cow_tree", "cow_fork_later", "cow_swap"}
 
 // ccPackages are the Debian packages of each C compiler and its static libc.
 var ccPackages = map[string]string{

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/follow"
 )
 
@@ -36,7 +37,10 @@ Flags:
 
 func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("cowtrace attach", attachUsage)
-	tf := addTraceFlags(fs)
+	// Classify by default: an attached server's workers are often still
+	// running when the trace ends, and count mode knows a task's counts
+	// only once it exits.
+	tf := addTraceFlags(fs, engine.ModeClassify)
 	pid := fs.Int("p", 0, "the `PID` to attach to")
 	duration := fs.Duration("duration", 0, "stop after `D` (e.g. 10s); 0: until Ctrl-C or the process's exit")
 	readyFD := fs.Int("ready-fd", -1, "once every event is open, write a line to descriptor `N` (3 or more) and close it")

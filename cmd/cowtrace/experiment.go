@@ -109,7 +109,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return usageError{err}
 	}
-	md, err := engine.ParseMode(*mode)
+	md, err := engine.ParseMode(*mode, engine.ModeClassify)
 	if err != nil {
 		return usageError{err}
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -18,11 +19,14 @@ import (
 )
 
 // TestRunUnderPerf wraps `cowtrace run` in perf record, which then sees the
-// very same processes take the very same faults: per process, every class
-// of fault (user-mode and kernel-mode on user addresses together), the
-// kernel-mode ones alone and the write-protect faults must equal perf's
-// exactly. The command's faults count from its exec, as cowtrace's events
-// are enabled there.
+// very same processes take the very same faults. In classify mode, per
+// process, every class of fault (user-mode and kernel-mode on user addresses
+// together), the kernel-mode ones alone and the write-protect faults must
+// equal perf's exactly; in count mode, counted in the kernel and reported at
+// each exit, the write-protect faults must, and the page faults (the
+// software counter, which misses the faults taken with page faults
+// disabled) may not exceed perf's. The command's faults count from its
+// exec, as cowtrace's events are enabled there.
 func TestRunUnderPerf(t *testing.T) {
 	testenv.Require(t, testenv.Root, testenv.Program("perf"),
 		testenv.Tracepoint("exceptions", "page_fault_user"), testenv.Tracepoint("exceptions", "page_fault_kernel"))
@@ -30,51 +34,69 @@ func TestRunUnderPerf(t *testing.T) {
 		prog  []string
 		procs int
 	}{{[]string{testenv.BuildC(t, "cow_seed")}, 3}, {[]string{testenv.BuildC(t, "cow_tree"), "5"}, 6}} {
-		prog := tc.prog
-		t.Run(filepath.Base(prog[0]), func(t *testing.T) {
-			data := filepath.Join(t.TempDir(), "perf.data")
-			args := append([]string{"record", "-q", "-o", data, "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "--",
-				os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--"}, prog...)
-			cmd := exec.Command("perf", args...)
-			cmd.Env = append(os.Environ(), asMainEnv+"=1")
-			// perf mounts tracefs where it finds none and leaves it
-			// mounted: in a mount namespace of its own, that mount goes
-			// with it.
-			cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("perf record -- cowtrace run: %v\n%s", err, stderr.Bytes())
+		for _, mode := range []string{"classify", "count"} {
+			t.Run(filepath.Base(tc.prog[0])+"/"+mode, func(t *testing.T) { underPerf(t, tc.prog, mode, tc.procs) })
+		}
+	}
+}
+
+func underPerf(t *testing.T, prog []string, mode string, procs int) {
+	data := filepath.Join(t.TempDir(), "perf.data")
+	args := append([]string{"record", "-q", "-o", data, "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "--",
+		os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--mode", mode, "--"}, prog...)
+	cmd := exec.Command("perf", args...)
+	cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	// perf mounts tracefs where it finds none and leaves it
+	// mounted: in a mount namespace of its own, that mount goes
+	// with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("perf record -- cowtrace run: %v\n%s", err, stderr.Bytes())
+	}
+	var run report.Run
+	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
+		t.Fatalf("cowtrace's JSON: %v\n%s", err, out)
+	}
+	sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events")
+	sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	script, err := sc.Output()
+	if err != nil {
+		t.Fatalf("perf script: %v", err)
+	}
+	theirs := perfClasses(t, script, run.Processes[0].Pid)
+	if len(run.Processes) != procs || len(theirs) != procs {
+		t.Errorf("cowtrace saw %d processes, perf %d; want %d", len(run.Processes), len(theirs), procs)
+	}
+	counted := strings.HasSuffix(run.Methods["wp_faults"], report.AtExitMethod)
+	if counted != (mode == "count") {
+		t.Fatalf("--mode %s: wp faults by %q", mode, run.Methods["wp_faults"])
+	}
+	for _, p := range run.Processes {
+		want := theirs[p.Pid]
+		if p.WPFaults == nil || p.PageFaults == nil {
+			t.Fatalf("pid %d: no wp faults or page faults", p.Pid)
+		}
+		if counted {
+			t.Logf("pid %d (%s): wp faults %d, page faults %d; perf %d, %d", p.Pid, p.Lineage.Comm, *p.WPFaults, *p.PageFaults, want.WP, want.Total())
+			if *p.WPFaults != want.WP || *p.PageFaults > want.Total() || *p.PageFaults < want.WP {
+				t.Errorf("pid %d (%s): wp faults %d, page faults %d; perf %d, %d", p.Pid, p.Lineage.Comm, *p.WPFaults, *p.PageFaults, want.WP, want.Total())
 			}
-			var run report.Run
-			if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
-				t.Fatalf("cowtrace's JSON: %v\n%s", err, out)
-			}
-			sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events")
-			sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-			script, err := sc.Output()
-			if err != nil {
-				t.Fatalf("perf script: %v", err)
-			}
-			theirs := perfClasses(t, script, run.Processes[0].Pid)
-			if len(run.Processes) != tc.procs || len(theirs) != tc.procs {
-				t.Errorf("cowtrace saw %d processes, perf %d; want %d", len(run.Processes), len(theirs), tc.procs)
-			}
-			for _, p := range run.Processes {
-				if p.Outside == nil || p.WPFaults == nil {
-					t.Fatalf("pid %d: no fault classes", p.Pid)
-				}
-				ours, want := *p.Outside, theirs[p.Pid]
-				ours.InferredCopies = 0
-				if ours != want || *p.WPFaults != want.WP {
-					t.Errorf("pid %d (%s): cowtrace %+v, wp_faults %d; perf %+v", p.Pid, p.Lineage.Comm, ours, *p.WPFaults, want)
-				}
-			}
-			if run.LostRecords != 0 {
-				t.Errorf("%d records lost", run.LostRecords)
-			}
-		})
+			continue
+		}
+		if p.Outside == nil {
+			t.Fatalf("pid %d: no fault classes", p.Pid)
+		}
+		ours := *p.Outside
+		ours.InferredCopies = 0
+		if ours != want || *p.WPFaults != want.WP {
+			t.Errorf("pid %d (%s): cowtrace %+v, wp_faults %d; perf %+v", p.Pid, p.Lineage.Comm, ours, *p.WPFaults, want)
+		}
+	}
+	if run.LostRecords != 0 {
+		t.Errorf("%d records lost", run.LostRecords)
 	}
 }
 

@@ -36,6 +36,13 @@ invoking user (SUDO_UID, SUDO_GID) unless --keep-root or --user says
 otherwise. With -o FILE the report (and the timeline) go to FILE, and
 stdout is CMD's alone.
 
+--mode auto (the default) counts page faults and write-protect faults in
+the kernel, each process's reported when it exits, where the kernel keeps
+inherited counts per task (Linux 6.12) and no flag needs every fault
+(--timeline, --by, --plot, --counters); --mode classify records every
+fault, for fault classes, minor and major faults, and the counts of
+processes still running when CMD exits.
+
 --expect EXPR compares two operands with == != < <= > >=. An operand is a
 number, a field of the JSON report (copies, wp_faults, page_faults, ...) of
 some processes, or a run field (run.trace.duration_ms):
@@ -72,10 +79,15 @@ type traceFlags struct {
 	by       *string
 	plotPath *string
 	ringSize *string
+	mode     *string
 }
 
-func addTraceFlags(fs *flag.FlagSet) *traceFlags {
+// addTraceFlags adds the shared flags; mode is --mode's default.
+func addTraceFlags(fs *flag.FlagSet, mode engine.Mode) *traceFlags {
 	tf := &traceFlags{
+		mode: fs.String("mode", string(mode), "count: page faults and write-protect faults counted in the kernel, each process's read at its exit, copies one record each; "+
+			"classify: every fault a record, classified (fault classes, minor and major faults, --by, --plot, --timeline, processes still running at the end); "+
+			"auto: count where the kernel keeps per-task counts (Linux 6.12) and no flag needs every fault, else classify"),
 		format:   fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics"),
 		method:   fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none"),
 		faults:   fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)"),
@@ -137,8 +149,20 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	default:
 		return traceSetup{}, usagef("--by %q: want mapping or function", *tf.by)
 	}
+	mode, err := engine.ParseMode(*tf.mode, engine.ModeAuto)
+	if err != nil {
+		return traceSetup{}, usageError{err}
+	}
+	if mode == engine.ModeCount {
+		for flag, set := range map[string]bool{"--by": *tf.by != "", "--plot": *tf.plotPath != "", "--timeline": *tf.timeline,
+			"--counters": *tf.counters, "--fault-method address": byAddr} {
+			if set {
+				return traceSetup{}, usagef("--mode count: %s needs every fault sampled (--mode classify)", flag)
+			}
+		}
+	}
 	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters,
-		By: *tf.by, Plot: *tf.plotPath != "", RingSize: ringSize}
+		By: *tf.by, Plot: *tf.plotPath != "", RingSize: ringSize, Mode: mode}
 	return traceSetup{opt: opt, format: f, expect: es}, nil
 }
 
@@ -243,7 +267,7 @@ func (c commandStatus) ExitCode() int { return c.code }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("cowtrace run", runUsage)
-	tf := addTraceFlags(fs)
+	tf := addTraceFlags(fs, engine.ModeAuto)
 	userName := fs.String("user", "", "run CMD as user `NAME` (its uid, gid and groups)")
 	keepRoot := fs.Bool("keep-root", false, "under sudo, run CMD as root rather than as the invoking user")
 	if err := parseFlags(fs, args, stdout); err != nil {
