@@ -21,8 +21,13 @@ import (
 //go:embed testdata/cow_fork_write.c
 var forkSource []byte
 
-// forkRunName is the row of cowtrace run on the fork workload.
-const forkRunName = "cowtrace run"
+// forkRunName is the row of cowtrace run on the fork workload (its default,
+// count mode where the kernel allows it); forkClassifyName samples every
+// fault.
+const (
+	forkRunName      = "cowtrace run"
+	forkClassifyName = "cowtrace run --mode classify"
+)
 
 // forkPerfRecord is the perf record of issue 11: no build-id collection at
 // the end (-B, -N) and no BPF events, which would be its own costs.
@@ -32,8 +37,8 @@ func (w workloadArgs) fork() []string {
 	return []string{w.prog, strconv.Itoa(w.blocks)}
 }
 
-func (w workloadArgs) cowtraceRun(bin string) []string {
-	return append([]string{bin, "run", "--format", "json", "--"}, w.fork()...)
+func (w workloadArgs) cowtraceRun(bin string, flags ...string) []string {
+	return slices.Concat([]string{bin, "run", "--format", "json"}, flags, []string{"--"}, w.fork())
 }
 
 // forkTools are the rows of the fork workload.
@@ -41,6 +46,7 @@ func forkTools(compare bool) []*tool {
 	all := []*tool{
 		{name: "untraced", argv: workloadArgs.fork},
 		{name: forkRunName, argv: func(w workloadArgs) []string { return w.cowtraceRun(w.cowtrace) }, check: checkCowtraceRun},
+		{name: forkClassifyName, argv: func(w workloadArgs) []string { return w.cowtraceRun(w.cowtrace, "--mode", "classify") }, check: checkCowtraceRun},
 		{name: "perf stat -e page-faults", argv: func(w workloadArgs) []string {
 			return append([]string{"perf", "stat", "-x", ",", "-e", "page-faults", "-o", filepath.Join(w.tmp, "stat.txt"), "--"}, w.fork()...)
 		}, check: checkPerfStat},
@@ -151,7 +157,7 @@ func wpByPID(data string) (map[int]uint64, error) {
 func forkChecks(ts []*tool, pages int) string {
 	var lines []string
 	for _, t := range ts {
-		if !strings.HasSuffix(t.name, forkRunName) {
+		if !strings.Contains(t.name, forkRunName) {
 			continue
 		}
 		var bad []string
