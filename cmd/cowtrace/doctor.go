@@ -72,6 +72,9 @@ type doctorReport struct {
 	Tracepoints []doctorTracepoint `json:"tracepoints"`
 	THP         string             `json:"thp"` // the enabled mode; "" without THP
 	KallsymsOK  *bool              `json:"kallsyms_addresses"`
+	// TaskCounts: inherited counters keep per-task counts here
+	// (perfevents.OpenSwapGuard), which run's count mode needs.
+	TaskCounts *bool `json:"per_task_inherited_counts"`
 	OnlineCPUs  string             `json:"online_cpus"`
 	NumCPUs     int                `json:"num_cpus"`
 	Problems    map[string]string  `json:"problems,omitempty"`
@@ -161,6 +164,17 @@ func examine(ctx context.Context) *doctorReport {
 	} else {
 		ok := !syms.AddressesHidden()
 		d.KallsymsOK = &ok
+	}
+	if g, err := perfevents.OpenSwapGuard(unix.Gettid()); err != nil {
+		d.Problems["per_task_inherited_counts"] = err.Error()
+		if errors.Is(err, perfevents.ErrNotSupported) {
+			no := false
+			d.TaskCounts = &no
+		}
+	} else {
+		g.Close()
+		yes := true
+		d.TaskCounts = &yes
 	}
 	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		d.OnlineCPUs = strings.TrimSpace(string(b))
@@ -546,6 +560,14 @@ func (d *doctorReport) writeText(w io.Writer) error {
 		line("kallsyms addresses", "visible")
 	default:
 		line("kallsyms addresses", "hidden (kernel.kptr_restrict, or no CAP_SYSLOG)")
+	}
+	switch {
+	case d.TaskCounts == nil:
+		line("per-task inherited counts", "%s", or("", "per_task_inherited_counts"))
+	case *d.TaskCounts:
+		line("per-task inherited counts", "yes: cowtrace run counts faults in the kernel (--mode count)")
+	default:
+		line("per-task inherited counts", "no (%s): cowtrace run records every fault", d.Problems["per_task_inherited_counts"])
 	}
 	b.WriteString("a run here\n")
 	if d.Run == nil {
