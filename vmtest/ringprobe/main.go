@@ -91,6 +91,11 @@ func startup(r *Result, bin string) {
 // traceSleep runs `cowtrace run -- sh -c 'sleep 3'` and samples the memory
 // and descriptors while sleep runs, when every event is open.
 func traceSleep(r *Result, bin string) error {
+	// Binaries from before -o existed write the report to stdout: it
+	// goes to the same file, as cowtrace's stdout (a file, as /dev/null
+	// is with -o, so that os/exec adds no pipe in cowtrace).
+	help, _ := exec.Command(bin, "run", "-h").CombinedOutput()
+	hasO := strings.Contains(string(help), "\n  -o ")
 	settle()
 	before, err := memAvailable()
 	if err != nil {
@@ -98,6 +103,15 @@ func traceSleep(r *Result, bin string) error {
 	}
 	out := filepath.Join(os.TempDir(), "ringprobe.json")
 	cmd := exec.Command(bin, "run", "--format", "json", "-o", out, "--", "sh", "-c", "sleep 3")
+	if !hasO {
+		cmd = exec.Command(bin, "run", "--format", "json", "--", "sh", "-c", "sleep 3")
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cmd.Stdout = f
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
