@@ -193,6 +193,7 @@ type Session struct {
 	// its own.
 	readSums map[uint64]uint64
 	opened   map[int]bool // tasks inherited events were opened on
+	dropped  leftOut      // events left out to fit EventBudget
 
 	readDone chan struct{}
 	readErr  error

@@ -352,6 +352,9 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 	if err != nil {
 		return err
 	}
+	if len(s.opened) == 0 {
+		s.fitEventBudget(len(cis))
+	}
 	s.opened[tid] = true
 	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true, ExcludeKernel: s.userOnly}
 	for _, ci := range cis {
@@ -406,12 +409,18 @@ func (s *Session) countInherited() bool {
 	return s.cpus != nil && s.mode != ModeClassify
 }
 
-// openCPU opens the events of task tid on CPU index ci. The page-faults
-// counter carries the task records; the first one of each CPU owns that
-// CPU's ring and every other event writes into it.
+// openCPU opens the events of task tid on CPU index ci. The first event of
+// the task there carries its task records (and mappings); the first of any
+// task maps the CPU's ring, and every other event writes into it.
 func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	cpu := s.cpus[ci]
+	first := true
 	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
+		if first {
+			s.ringOwnerAttr(&a)
+			a.Mmaps = s.cfg.OnMmap != nil
+			first = false
+		}
 		ev, err := perfevents.Open(a, tid, cpu)
 		if err != nil {
 			return nil, err
@@ -425,21 +434,12 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	if s.mode != ModeClassify {
 		return s.openCPUCounted(tid, ci, base, open)
 	}
-	owner := true
 	for i, c := range faultCounters {
 		if !s.sampledCounter(i) {
 			continue
 		}
 		a := base
 		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
-		if owner {
-			// The first event of the task on this CPU carries its task
-			// records (and mappings), and maps the ring if it is the
-			// first of any task there.
-			s.ringOwnerAttr(&a)
-			a.Mmaps = s.cfg.OnMmap != nil
-			owner = false
-		}
 		info := eventInfo{kind: kindCounter, counter: i}
 		if i == 0 && s.faultAddr {
 			a.SampleType, info.addr = addrType, true
@@ -483,7 +483,6 @@ func (s *Session) openCPUCounted(tid, ci int, base perfevents.Attr, open openFun
 	c.Disabled = !base.EnableOnExec
 	pf := c
 	pf.Label, pf.Type, pf.Config = faultCounters[0].label, perfevents.Software, perfevents.PageFaults
-	s.ringOwnerAttr(&pf)
 	pev, err := open(pf, eventInfo{kind: kindCounter, counter: 0})
 	if err != nil {
 		return err
@@ -557,7 +556,7 @@ func (s *Session) openCPUProbes(tid, ci int, a perfevents.Attr) error {
 // sampledCounter says whether inherited tasks sample faultCounters[i]:
 // each costs a record per fault, so page-faults only where no tracepoint
 // counts the faults instead, minor-faults only on request, major-faults
-// (rare) always.
+// (rare) unless the event budget left them out.
 func (s *Session) sampledCounter(i int) bool {
 	switch i {
 	case 0:
@@ -565,7 +564,7 @@ func (s *Session) sampledCounter(i int) bool {
 	case 1:
 		return s.cfg.Counters
 	}
-	return true
+	return !s.dropped.major
 }
 
 func (s *Session) redirect(ev *perfevents.Event, ci int) error {

@@ -52,6 +52,9 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 	if s.cpus != nil && !s.sampledCounter(1) {
 		r.MinorFaults = nil
 	}
+	if s.cpus != nil && !s.sampledCounter(2) {
+		r.MajorFaults = nil
+	}
 	for _, fn := range s.probedLocked() {
 		probes[fn] += 0
 	}
@@ -190,7 +193,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		Counters:               counters,
 		UserOnly:               s.userOnly,
 		NoMinor:                s.cpus != nil && (s.countInherited() || !s.sampledCounter(1)),
-		NoMajor:                s.countInherited(),
+		NoMajor:                s.countInherited() || s.cpus != nil && !s.sampledCounter(2),
 		AtExit:                 s.countInherited(),
 		PageFaultsByTracepoint: s.cpus != nil && !s.countInherited() && !s.sampledCounter(0),
 		Fault:                  s.tp.Fault != nil,
@@ -238,4 +241,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 			s.access.Euid, s.access.Paranoid))
 	}
 	s.ringNotesLocked(run)
+	if n := s.budgetNoteLocked(); n != "" {
+		run.Notes = append(run.Notes, n)
+	}
 }

@@ -109,6 +109,12 @@ func runRings(ctx context.Context, o options) (bool, error) {
 			logf("%d vCPUs: %v", n, err)
 			continue
 		}
+		for _, r := range got {
+			if why := r.overLimits(); why != "" && r.Result.Label == "after" {
+				ok = false
+				logf("%d vCPUs: this tree's cowtrace %s", n, why)
+			}
+		}
 		rows = append(rows, got...)
 	}
 	release := k.Label
@@ -158,14 +164,34 @@ func ringRows(res *bootResult, smp int) ([]ringRow, error) {
 	return rows, nil
 }
 
+// Limits of `cowtrace run` tracing a shell on any number of CPUs (issue 15:
+// a 192-CPU runner must not pin a gigabyte to trace true).
+const (
+	ringMemLimitMiB = 64
+	ringFDLimit     = 200
+)
+
+// overLimits says how the row exceeds the limits, "" when it does not.
+func (r ringRow) overLimits() string {
+	var out []string
+	if mib := float64(r.Result.MemUsedKB) / 1024; mib > ringMemLimitMiB {
+		out = append(out, fmt.Sprintf("took %.1f MiB, over %d", mib, ringMemLimitMiB))
+	}
+	if r.Result.FDs > ringFDLimit {
+		out = append(out, fmt.Sprintf("held %d descriptors, over %d", r.Result.FDs, ringFDLimit))
+	}
+	return strings.Join(out, " and ")
+}
+
 func ringTable(rows []ringRow, label string) string {
 	var b strings.Builder
 	if len(rows) > 0 && rows[0].Kernel != "" {
 		label = rows[0].Kernel
 	}
 	fmt.Fprintf(&b, "\n`cowtrace run` in Debian %s guests (qemu TCG): memory taken (MemAvailable before, less its lowest while `sh -c 'sleep 3'` runs traced), descriptors of cowtrace meanwhile, wall time of `cowtrace run -- true`.\n\n", label)
-	fmt.Fprintln(&b, "| vCPUs | cowtrace | memory MiB | fds (perf events) | start-up ms, median (min-max) | lost | rings |")
-	fmt.Fprintln(&b, "|---:|---|---:|---:|---:|---:|---|")
+	fmt.Fprintf(&b, "Limits: %d MiB, %d descriptors.\n\n", ringMemLimitMiB, ringFDLimit)
+	fmt.Fprintln(&b, "| vCPUs | cowtrace | memory MiB | fds (perf events) | start-up ms, median (min-max) | lost | rings | within limits |")
+	fmt.Fprintln(&b, "|---:|---|---:|---:|---:|---:|---|---|")
 	for _, r := range rows {
 		x := r.Result
 		st := "-"
@@ -182,8 +208,12 @@ func ringTable(rows []ringRow, label string) string {
 				}
 			}
 		}
-		fmt.Fprintf(&b, "| %d | %s | %.1f | %d (%d) | %s | %d | %s |\n", r.SMP, x.Label, float64(x.MemUsedKB)/1024,
-			x.FDs, x.PerfFDs, st, x.Lost, rings)
+		within := "yes"
+		if why := r.overLimits(); why != "" {
+			within = "no: " + why
+		}
+		fmt.Fprintf(&b, "| %d | %s | %.1f | %d (%d) | %s | %d | %s | %s |\n", r.SMP, x.Label, float64(x.MemUsedKB)/1024,
+			x.FDs, x.PerfFDs, st, x.Lost, rings, within)
 	}
 	return b.String()
 }

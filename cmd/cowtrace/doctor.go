@@ -74,10 +74,10 @@ type doctorReport struct {
 	KallsymsOK  *bool              `json:"kallsyms_addresses"`
 	// TaskCounts: inherited counters keep per-task counts here
 	// (perfevents.OpenSwapGuard), which run's count mode needs.
-	TaskCounts *bool `json:"per_task_inherited_counts"`
-	OnlineCPUs  string             `json:"online_cpus"`
-	NumCPUs     int                `json:"num_cpus"`
-	Problems    map[string]string  `json:"problems,omitempty"`
+	TaskCounts *bool             `json:"per_task_inherited_counts"`
+	OnlineCPUs string            `json:"online_cpus"`
+	NumCPUs    int               `json:"num_cpus"`
+	Problems   map[string]string `json:"problems,omitempty"`
 
 	// Run is what the engine chose, as a run here would; RunError why it
 	// could not start, in which case Run is nil.
