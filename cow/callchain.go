@@ -51,15 +51,62 @@ const CallchainMethod = "callchain:kmem:mm_page_alloc on the copy-on-write path 
 // are never taken for copies. It needs nothing of the architecture but
 // kallsyms.
 type CopyPath struct {
+	ready                chan struct{} // closed once the fields below are set
 	copies, faults, anon []perfevents.Symbol
+	err                  error
+}
+
+var errHidden = fmt.Errorf("kallsyms hides addresses (kernel.kptr_restrict)")
+
+// LoadCopyPath reads the path's functions from /proc/kallsyms in the
+// background and returns at once: the kernel takes some 50 ms to write the
+// 120,000 lines of a distribution kernel's kallsyms, which would otherwise
+// be most of the start-up of `cowtrace run -- true`; read meanwhile, it is
+// ready by the time the first allocation's stack is looked at, which waits
+// for it. Where kallsyms hides addresses, which its first line tells, there
+// is no rule.
+func LoadCopyPath() (*CopyPath, error) {
+	hidden, err := perfevents.KallsymsHidden()
+	if err != nil {
+		return nil, err
+	}
+	if hidden {
+		return nil, errHidden
+	}
+	p := &CopyPath{ready: make(chan struct{})}
+	go func() {
+		defer close(p.ready)
+		syms, err := perfevents.LoadKallsyms(CopyPathFunctions...)
+		if err == nil {
+			err = p.find(syms)
+		}
+		p.err = err
+	}()
+	return p, nil
 }
 
 // NewCopyPath finds the extents of the path's functions, their compiler
-// variants included, in kallsyms. Without real addresses (kptr_restrict)
-// or without do_wp_page there is no rule.
+// variants included, in syms. Without real addresses (kptr_restrict) or
+// without do_wp_page there is no rule.
 func NewCopyPath(syms *perfevents.Symbols) (*CopyPath, error) {
+	p := &CopyPath{ready: make(chan struct{})}
+	close(p.ready)
+	if err := p.find(syms); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Err waits for the path and says why it could not be found; copies told
+// by it are then not known.
+func (p *CopyPath) Err() error {
+	<-p.ready
+	return p.err
+}
+
+func (p *CopyPath) find(syms *perfevents.Symbols) error {
 	if syms.AddressesHidden() {
-		return nil, fmt.Errorf("kallsyms hides addresses (kernel.kptr_restrict)")
+		return errHidden
 	}
 	find := func(names []string) []perfevents.Symbol {
 		var out []perfevents.Symbol
@@ -72,15 +119,16 @@ func NewCopyPath(syms *perfevents.Symbols) (*CopyPath, error) {
 		}
 		return out
 	}
-	p := &CopyPath{copies: find(copyFunctions), faults: find(faultFunctions), anon: find(anonAllocFunctions)}
+	p.copies, p.faults, p.anon = find(copyFunctions), find(faultFunctions), find(anonAllocFunctions)
 	if len(p.copies) == 0 {
-		return nil, fmt.Errorf("%s is not in kallsyms", WPFunction)
+		return fmt.Errorf("%s is not in kallsyms", WPFunction)
 	}
-	return p, nil
+	return nil
 }
 
 // Functions are the functions whose frames make an allocation a copy.
 func (p *CopyPath) Functions() []string {
+	<-p.ready
 	var out []string
 	for _, s := range p.copies {
 		out = append(out, s.Name)
@@ -88,8 +136,12 @@ func (p *CopyPath) Functions() []string {
 	return out
 }
 
-// Contains says whether the sample's kernel stack runs through the path.
+// Contains says whether the sample's kernel stack runs through the path;
+// never where the path could not be found (Err).
 func (p *CopyPath) Contains(smp *perfevents.Sample) bool {
+	if <-p.ready; p.err != nil {
+		return false
+	}
 	var fault, anon bool
 	for i := range smp.Frames() {
 		ip := smp.Frame(i)

@@ -326,11 +326,8 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 // findCopyPath finds the copy-on-write path in kallsyms, for copies told by
 // their allocation's stack; without it copies are inferred by pairing.
 func (s *Session) findCopyPath() {
-	syms, err := perfevents.LoadKallsyms(cow.CopyPathFunctions...)
-	if err == nil {
-		s.copyPath, err = cow.NewCopyPath(syms)
-	}
-	if err != nil {
+	var err error
+	if s.copyPath, err = cow.LoadCopyPath(); err != nil {
 		s.note("callchain copies", fmt.Sprintf("%v: copies are inferred by pairing a write-protect fault with the allocation that follows it", err))
 	}
 }
@@ -493,6 +490,10 @@ func (s *Session) closeReader() {
 func (s *Session) Close() error {
 	s.Release()
 	<-s.closing
+	if s.copyPath != nil {
+		// kallsyms, read in the background, is closed when it is read.
+		_ = s.copyPath.Err()
+	}
 	var err error
 	if s.kp != nil {
 		err = s.kp.Close()

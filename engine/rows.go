@@ -95,6 +95,9 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 			r.WPFaults = report.U64(n)
 		}
 	}
+	if s.copyPath != nil && s.copyPath.Err() != nil {
+		r.InferredCopies = nil // FillRun says why
+	}
 	if routine := s.copyRoutineLocked(); routine != "" {
 		if probes != nil {
 			r.Copies = report.U64(probes[routine])
@@ -209,6 +212,14 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		Probes:                 s.probedLocked(),
 	})
 	run.Unavailable = append(run.Unavailable, s.unavailable...)
+	if s.copyPath != nil && s.copyPath.Err() != nil {
+		for _, k := range []string{"copies", "inferred_copies"} {
+			if run.Methods[k] == cow.CallchainMethod {
+				delete(run.Methods, k)
+			}
+		}
+		run.Unavailable = append(run.Unavailable, report.Unavailable{What: "callchain copies", Why: s.copyPath.Err().Error()})
+	}
 	var probeNotes []report.Unavailable
 	for fn, err := range s.probeErrs {
 		probeNotes = append(probeNotes, report.Unavailable{What: "kprobe:" + fn, Why: err.Error()})

@@ -175,6 +175,27 @@ func LoadKallsyms(want ...string) (*Symbols, error) {
 	return ParseKallsyms(f, want...)
 }
 
+// KallsymsHidden reads the first line of /proc/kallsyms alone, which the
+// kernel generates at once, to tell whether it hides addresses from this
+// process (see AddressesHidden); reading the whole file takes tens of
+// milliseconds.
+func KallsymsHidden() (bool, error) {
+	f, err := os.Open(filepath.Join(SysfsRoot, "proc/kallsyms"))
+	if err != nil {
+		return false, fmt.Errorf("kallsyms: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(f, 4096).ReadSlice('\n')
+	if err != nil {
+		return false, fmt.Errorf("kallsyms: %w", err)
+	}
+	addr, _, _, _, err := splitKallsymsLine(bytes.TrimRight(line, "\n"))
+	if err != nil {
+		return false, fmt.Errorf("kallsyms first line %q: %w", line, err)
+	}
+	return allZero(addr), nil
+}
+
 // Lookup returns the first text symbol called name, or, if none is text, the
 // first symbol of that name.
 func (s *Symbols) Lookup(name string) (Symbol, bool) {
