@@ -389,19 +389,37 @@ func (s *Session) chooseInheritedMode(tid int) error {
 	if why == "" {
 		g, err := perfevents.OpenSwapGuard(tid)
 		switch {
-		case err == nil:
+		case err == nil && len(s.opened) == 0:
+			why = exitCountsMissing()
+		case err != nil && (len(s.opened) > 0 || !errors.Is(err, perfevents.ErrNotSupported)):
+			return err
+		case err != nil:
+			why = err.Error()
+		}
+		if why == "" {
 			s.events = append(s.events, g)
 			return nil
-		case len(s.opened) > 0 || !errors.Is(err, perfevents.ErrNotSupported):
-			return err
 		}
-		why = err.Error()
+		g.Close()
 	}
 	if s.mode == ModeCount {
 		s.fallback = fmt.Sprintf("count mode fell back to sampling every fault: %s", why)
 	}
 	s.mode = ModeClassify
 	return nil
+}
+
+// exitCountsMissing says why this kernel cannot report each task's counts
+// at its exit, "" when it can.
+func exitCountsMissing() string {
+	ok, err := perfevents.ExitCountsReported()
+	switch {
+	case err != nil:
+		return fmt.Sprintf("per-task counts at exit could not be checked: %v", err)
+	case !ok:
+		return "this kernel writes no PERF_RECORD_READ when a task that inherited a counter exits (Linux 6.12 does not, 6.18 does)"
+	}
+	return ""
 }
 
 // countInherited: inherited tasks' faults are counted in the kernel.

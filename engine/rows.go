@@ -237,6 +237,10 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	switch {
 	case s.countInherited():
 		run.Notes = append(run.Notes, cow.InheritedCountNote)
+		if s.unreported > 0 {
+			run.Notes = append(run.Notes, fmt.Sprintf("%d counters counted more than the exits of the tasks reported: "+
+				"some task's counts are missing from the rows (lost records?)", s.unreported))
+		}
 		if n := s.unreportedLocked(); n > 0 {
 			run.Notes = append(run.Notes, fmt.Sprintf("%d tasks were still running when the trace ended: count mode learns a task's counts at its exit, "+
 				"so their page faults and write-protect faults are not known (null); --mode classify counts them up to the end", n))

@@ -23,6 +23,7 @@ func cowtrace(t *testing.T, args ...string) (string, int) {
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
+		t.Logf("cowtrace %q: exit %d, stderr %s", args, exit.ExitCode(), stderr.String())
 		return string(out), exit.ExitCode()
 	case err != nil:
 		t.Fatalf("cowtrace %q: %v", args, err)

@@ -173,8 +173,15 @@ func examine(ctx context.Context) *doctorReport {
 		}
 	} else {
 		g.Close()
-		yes := true
-		d.TaskCounts = &yes
+		ok, err := perfevents.ExitCountsReported()
+		if err != nil {
+			d.Problems["per_task_inherited_counts"] = err.Error()
+		} else {
+			if !ok {
+				d.Problems["per_task_inherited_counts"] = "no PERF_RECORD_READ when a task that inherited a counter exits (Linux 6.12 writes none, 6.18 does)"
+			}
+			d.TaskCounts = &ok
+		}
 	}
 	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		d.OnlineCPUs = strings.TrimSpace(string(b))
