@@ -1,6 +1,7 @@
 package perfevents
 
 import (
+	"errors"
 	"os"
 	"testing"
 
@@ -24,6 +25,9 @@ func TestExitCountsReported(t *testing.T) {
 	}
 	before := fds()
 	first, err := ExitCountsReported()
+	if errors.Is(err, ErrNotSupported) {
+		t.Skipf("needs inherited events with PERF_SAMPLE_READ (Linux 6.12; covered in make vmtest's 6.12 guest and on 6.18): %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

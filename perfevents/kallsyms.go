@@ -175,25 +175,31 @@ func LoadKallsyms(want ...string) (*Symbols, error) {
 	return ParseKallsyms(f, want...)
 }
 
-// KallsymsHidden reads the first line of /proc/kallsyms alone, which the
-// kernel generates at once, to tell whether it hides addresses from this
-// process (see AddressesHidden); reading the whole file takes tens of
-// milliseconds.
+// KallsymsHidden reads /proc/kallsyms up to its first text symbol alone,
+// which the kernel writes at once, to tell whether it hides addresses from
+// this process (see AddressesHidden); reading the whole file takes tens of
+// milliseconds. Symbols before it may be at 0 in any case (the per-CPU
+// ones, "A", at the top of x86's on Linux 5.10).
 func KallsymsHidden() (bool, error) {
 	f, err := os.Open(filepath.Join(SysfsRoot, "proc/kallsyms"))
 	if err != nil {
 		return false, fmt.Errorf("kallsyms: %w", err)
 	}
 	defer f.Close()
-	line, err := bufio.NewReaderSize(f, 4096).ReadSlice('\n')
-	if err != nil {
-		return false, fmt.Errorf("kallsyms: %w", err)
+	br := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return false, fmt.Errorf("kallsyms: no text symbol: %w", err)
+		}
+		addr, typ, _, _, err := splitKallsymsLine(bytes.TrimRight(line, "\n"))
+		if err != nil {
+			return false, fmt.Errorf("kallsyms line %q: %w", line, err)
+		}
+		if typ == 't' || typ == 'T' {
+			return allZero(addr), nil
+		}
 	}
-	addr, _, _, _, err := splitKallsymsLine(bytes.TrimRight(line, "\n"))
-	if err != nil {
-		return false, fmt.Errorf("kallsyms first line %q: %w", line, err)
-	}
-	return allZero(addr), nil
 }
 
 // Lookup returns the first text symbol called name, or, if none is text, the

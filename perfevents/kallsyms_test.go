@@ -2,6 +2,7 @@ package perfevents
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -207,4 +208,29 @@ func BenchmarkLoadKallsyms(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestKallsymsHidden: hidden addresses are told from the first text symbol,
+// not from the per-CPU symbols at 0 that come first on Linux 5.10.
+func TestKallsymsHidden(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		hidden     bool
+	}{
+		{"6.18", "ffffffff81000000 T srso_alias_untrain_ret\nffffffff81000000 T _stext\n", false},
+		{"5.10", "0000000000000000 A fixed_percpu_data\n0000000000001000 A cpu_debug_store\nffffffff81000000 T startup_64\n", false},
+		{"kptr_restrict", "0000000000000000 A fixed_percpu_data\n0000000000000000 T startup_64\n", true},
+	} {
+		root := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(root, "proc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "proc", "kallsyms"), []byte(tc.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		withSysfsRoot(t, root)
+		if got, err := KallsymsHidden(); err != nil || got != tc.hidden {
+			t.Errorf("%s: KallsymsHidden() = %v, %v; want %v", tc.name, got, err, tc.hidden)
+		}
+	}
 }
