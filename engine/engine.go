@@ -194,9 +194,9 @@ type Session struct {
 	readSums map[uint64]uint64
 	opened   map[int]bool // tasks inherited events were opened on
 	dropped  leftOut      // events left out to fit EventBudget
-	// unreported counts the counters whose count was more than the READ
+	// unclaimed counts the counters whose count was more than the READ
 	// records of the exited tasks gave (count mode).
-	unreported int
+	unclaimed int
 
 	readDone chan struct{}
 	readErr  error
@@ -443,7 +443,7 @@ func (s *Session) Stop() error {
 				// run's events were opened on a thread of cowtrace's,
 				// which counts nothing itself: what is left was some
 				// task's whose READ never came.
-				s.unreported++
+				s.unclaimed++
 				continue
 			}
 		}

@@ -340,8 +340,9 @@ func (s *Session) ringPages(def int) int {
 // counted in the kernel and each inherited task's counts arrive in a
 // PERF_RECORD_READ when it exits (inherit_stat); the task the events were
 // opened on keeps the rest, read at Stop. That needs the kernel to keep
-// counts with their task (perfevents.OpenSwapGuard); where it cannot, the
-// session samples every fault instead.
+// counts with their task (perfevents.OpenSwapGuard) and to write the READ
+// (perfevents.ExitCountsReported); where it cannot, the session samples
+// every fault instead.
 func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -237,9 +237,9 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	switch {
 	case s.countInherited():
 		run.Notes = append(run.Notes, cow.InheritedCountNote)
-		if s.unreported > 0 {
+		if s.unclaimed > 0 {
 			run.Notes = append(run.Notes, fmt.Sprintf("%d counters counted more than the exits of the tasks reported: "+
-				"some task's counts are missing from the rows (lost records?)", s.unreported))
+				"some task's counts are missing from the rows (lost records?)", s.unclaimed))
 		}
 		if n := s.unreportedLocked(); n > 0 {
 			run.Notes = append(run.Notes, fmt.Sprintf("%d tasks were still running when the trace ended: count mode learns a task's counts at its exit, "+
