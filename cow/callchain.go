@@ -63,8 +63,8 @@ var errHidden = fmt.Errorf("kallsyms hides addresses (kernel.kptr_restrict)")
 // 120,000 lines of a distribution kernel's kallsyms, which would otherwise
 // be most of the start-up of `cowtrace run -- true`; read meanwhile, it is
 // ready by the time the first allocation's stack is looked at, which waits
-// for it. Where kallsyms hides addresses, which its first line tells, there
-// is no rule.
+// for it. Where kallsyms hides addresses, which its first text symbol
+// tells, there is no rule.
 func LoadCopyPath() (*CopyPath, error) {
 	hidden, err := perfevents.KallsymsHidden()
 	if err != nil {

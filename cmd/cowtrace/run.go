@@ -37,8 +37,8 @@ otherwise. With -o FILE the report (and the timeline) go to FILE, and
 stdout is CMD's alone.
 
 --mode auto (the default) counts page faults and write-protect faults in
-the kernel, each process's reported when it exits, where the kernel keeps
-inherited counts per task (Linux 6.12) and no flag needs every fault
+the kernel, each process's reported when it exits, where the kernel can
+(Linux 6.18 does, 6.12 does not; cowtrace doctor says) and no flag needs every fault
 (--timeline, --by, --plot, --counters); --mode classify records every
 fault, for fault classes, minor and major faults, and the counts of
 processes still running when CMD exits.
@@ -87,7 +87,7 @@ func addTraceFlags(fs *flag.FlagSet, mode engine.Mode) *traceFlags {
 	tf := &traceFlags{
 		mode: fs.String("mode", string(mode), "count: page faults and write-protect faults counted in the kernel, each process's read at its exit, copies one record each; "+
 			"classify: every fault a record, classified (fault classes, minor and major faults, --by, --plot, --timeline, processes still running at the end); "+
-			"auto: count where the kernel keeps per-task counts (Linux 6.12) and no flag needs every fault, else classify"),
+			"auto: count where the kernel reports each task's counts at its exit (cowtrace doctor says) and no flag needs every fault, else classify"),
 		format:   fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics"),
 		method:   fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none"),
 		faults:   fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)"),
