@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // TestExitCountsReported: the probe gives the same answer twice, and leaves
@@ -16,14 +18,7 @@ func TestExitCountsReported(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: opens perf events (perf_event_paranoid)")
 	}
-	fds := func() int {
-		ents, err := os.ReadDir("/proc/self/fd")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(ents)
-	}
-	before := fds()
+	before := testenv.OpenFDs(t)
 	first, err := ExitCountsReported()
 	if errors.Is(err, ErrNotSupported) {
 		t.Skipf("needs inherited events with PERF_SAMPLE_READ (Linux 6.12; covered in make vmtest's 6.12 guest and on 6.18): %v", err)
@@ -39,7 +34,7 @@ func TestExitCountsReported(t *testing.T) {
 	if first != second {
 		t.Errorf("answers %v, then %v", first, second)
 	}
-	if after := fds(); after != before {
+	if after := testenv.OpenFDs(t); after != before {
 		t.Errorf("%d descriptors before, %d after", before, after)
 	}
 	if _, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); err != unix.ECHILD {
