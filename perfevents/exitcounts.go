@@ -84,20 +84,16 @@ func ExitCountsReported() (bool, error) {
 	}
 }
 
-// forkExit forks a child of the calling thread that exits at once. The
-// child makes one raw system call: a forked copy of a Go process has no
-// working runtime. Signals stay blocked across the fork so that none
-// reaches a Go handler in the child.
+// forkExit forks a child of the calling (locked) thread that exits at
+// once. The child makes one raw system call: a forked copy of a Go process
+// has no working runtime.
 func forkExit() (int, error) {
-	var all, old unix.Sigset_t
-	for i := range all.Val {
-		all.Val[i] = ^uint64(0)
-	}
-	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, &old); err != nil {
-		return 0, fmt.Errorf("exit counts probe: block signals: %w", err)
+	unblock, err := blockSignals()
+	if err != nil {
+		return 0, fmt.Errorf("exit counts probe: %w", err)
 	}
 	pid, errno := rawForkExit()
-	_ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	unblock()
 	if errno != 0 {
 		return 0, fmt.Errorf("exit counts probe: fork: %w", errno)
 	}

@@ -68,19 +68,16 @@ func HandOff() (int, error) {
 	// The child inherits the signal mask: blocked here, so that no signal
 	// reaches the Go handlers in a process that cannot run them.
 	runtime.LockOSThread()
-	var all, old unix.Sigset_t
-	for i := range all.Val {
-		all.Val[i] = ^uint64(0)
-	}
-	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, &old); err != nil {
+	unblock, err := blockSignals()
+	if err != nil {
 		runtime.UnlockOSThread()
 		unix.Close(p[0])
 		unix.Close(p[1])
 		unix.Close(ready[1])
-		return 0, fmt.Errorf("hand events off: block signals: %w", err)
+		return 0, fmt.Errorf("hand events off: %w", err)
 	}
 	pid, errno := forkHolder(pl)
-	_ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	unblock()
 	runtime.UnlockOSThread()
 	runtime.KeepAlive(pl)
 	unix.Close(p[0])
@@ -103,6 +100,20 @@ func HandOff() (int, error) {
 	// holder's read of p[0] returns then.
 	holderPipes = append(holderPipes, p[1])
 	return int(pid), nil
+}
+
+// blockSignals blocks every signal on the calling thread, which must be
+// locked to it, until unblock: a child forked meanwhile inherits the mask,
+// so that no signal reaches a Go handler in a process that cannot run it.
+func blockSignals() (unblock func(), err error) {
+	var all, old unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^uint64(0)
+	}
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, &old); err != nil {
+		return nil, fmt.Errorf("block signals: %w", err)
+	}
+	return func() { _ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil) }, nil
 }
 
 var (
