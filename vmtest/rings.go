@@ -126,17 +126,7 @@ func runRings(ctx context.Context, o options) (bool, error) {
 type ringRow struct {
 	SMP    int
 	Kernel string
-	Result struct {
-		Label     string    `json:"label"`
-		CPUs      int       `json:"cpus"`
-		MemUsedKB int64     `json:"mem_used_kb"`
-		FDs       int       `json:"fds"`
-		PerfFDs   int       `json:"perf_fds"`
-		StartupMs []float64 `json:"startup_ms"`
-		Lost      int64     `json:"lost_records"`
-		Notes     []string  `json:"notes"`
-		Err       string    `json:"err"`
-	}
+	Result guest.RingResult
 }
 
 func ringRows(res *bootResult, smp int) ([]ringRow, error) {

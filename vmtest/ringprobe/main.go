@@ -22,24 +22,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 
 // Result is what ringprobe prints for one cowtrace binary.
-type Result struct {
-	Label string `json:"label"`
-	CPUs  int    `json:"cpus"`
-	// MemUsedKB is MemAvailable before the run less its lowest value
-	// while the shell sleeps under cowtrace.
-	MemUsedKB int64 `json:"mem_used_kb"`
-	// FDs is the most descriptors cowtrace had open meanwhile, PerfFDs
-	// the perf events among them.
-	FDs       int       `json:"fds"`
-	PerfFDs   int       `json:"perf_fds"`
-	StartupMs []float64 `json:"startup_ms"`
-	Lost      int64     `json:"lost_records"`
-	Notes     []string  `json:"notes"`
-	Err       string    `json:"err,omitempty"`
-}
+type Result = guest.RingResult
 
 func main() {
 	startups := flag.Int("startups", 5, "timed runs of `cowtrace run -- true`, of each binary in turn")
