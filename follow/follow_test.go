@@ -377,11 +377,14 @@ func perfFaults(t *testing.T, perf, prog string) (pids []int, total, wp map[int]
 	if b, err := rec.CombinedOutput(); err != nil {
 		t.Skipf("perf record: %v\n%s", err, b)
 	}
-	sc := exec.Command(perf, "script", "-i", data, "-F", "pid,trace")
+	sc := exec.Command(perf, "script", "-i", data, "-F", "pid,trace", "--show-lost-events")
 	sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	out, err := sc.Output()
 	if err != nil {
 		t.Fatalf("perf script: %v", err)
+	}
+	if n := strings.Count(string(out), "PERF_RECORD_LOST"); n > 0 {
+		t.Fatalf("perf record lost samples (%d PERF_RECORD_LOST records): no anchor to compare with", n)
 	}
 	total, wp = map[int]uint64{}, map[int]uint64{}
 	for _, line := range strings.Split(string(out), "\n") {

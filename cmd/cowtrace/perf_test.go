@@ -42,7 +42,10 @@ func TestRunUnderPerf(t *testing.T) {
 
 func underPerf(t *testing.T, prog []string, mode string, procs int) {
 	data := filepath.Join(t.TempDir(), "perf.data")
-	args := append([]string{"record", "-q", "-o", data, "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "--",
+	// perf's default ring (516 KiB) drops samples of the command's burst
+	// of 25000 first writes when the machine is busy: the anchor must be
+	// whole, so a bigger one, and its losses checked below.
+	args := append([]string{"record", "-q", "-m", "16M", "-o", data, "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "--",
 		os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--mode", mode, "--"}, prog...)
 	cmd := exec.Command("perf", args...)
 	cmd.Env = append(os.Environ(), asMainEnv+"=1")
@@ -60,11 +63,14 @@ func underPerf(t *testing.T, prog []string, mode string, procs int) {
 	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
 		t.Fatalf("cowtrace's JSON: %v\n%s", err, out)
 	}
-	sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events")
+	sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events", "--show-lost-events")
 	sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	script, err := sc.Output()
 	if err != nil {
 		t.Fatalf("perf script: %v", err)
+	}
+	if n := bytes.Count(script, []byte("PERF_RECORD_LOST")); n > 0 {
+		t.Fatalf("perf record lost samples (%d PERF_RECORD_LOST records): no anchor to compare with", n)
 	}
 	theirs := perfClasses(t, script, run.Processes[0].Pid)
 	if len(run.Processes) != procs || len(theirs) != procs {
