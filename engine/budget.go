@@ -22,8 +22,10 @@ const EventBudget = 160
 type leftOut struct {
 	wpProbe      bool // do_wp_page's kprobe: the fault tracepoints count those faults
 	allocCheck   bool // allocation stacks besides the copy routine's kprobe: a cross-check
-	major        bool // major faults, sampled: rare in copy-on-write, never a copy
+	major        bool // major faults: rare in copy-on-write, never a copy
+	minor        bool // minor faults, a count mode member: page faults tell most of them
 	kernelFaults bool // page_fault_kernel: write-protect faults taken in system calls
+	newTask      bool // task:task_newtask, count mode's check of the FORK records
 }
 
 // eventsPerCPU is how many events openCPU (or openCPUCounted) opens on one
@@ -37,7 +39,18 @@ func (s *Session) eventsPerCPU() int {
 		n++
 	}
 	if s.mode != ModeClassify {
-		n++ // page-faults
+		// The count group (buildCountGroup): exit, context switches,
+		// page, minor and major faults, tasks created; the exit calls and
+		// signals where they end tasks' counts; the allocations beside.
+		n += 6
+		if s.method == exitSyscall {
+			n += 2
+		}
+		for _, d := range []bool{s.dropped.major, s.dropped.minor, s.dropped.newTask} {
+			if d {
+				n--
+			}
+		}
 		if s.tp.Alloc != nil && s.copyPath != nil {
 			n++
 		}
@@ -55,9 +68,9 @@ func (s *Session) eventsPerCPU() int {
 }
 
 // fitEventBudget leaves out events, in leftOut's order, until ncpu CPUs
-// take at most EventBudget, or nothing more can go. Called once, before the
-// first task's events are opened.
-func (s *Session) fitEventBudget(ncpu int) {
+// take at most EventBudget, or nothing more can go; it says whether they
+// fit. Called once, before the first task's events are opened.
+func (s *Session) fitEventBudget(ncpu int) bool {
 	steps := []func() bool{
 		func() bool { // do_wp_page, unless asked for with --probe
 			i := slices.Index(s.probeFns, cow.WPFunction)
@@ -77,10 +90,17 @@ func (s *Session) fitEventBudget(ncpu int) {
 			return true
 		},
 		func() bool {
-			if s.mode != ModeClassify || s.dropped.major {
+			if s.dropped.major {
 				return false
 			}
 			s.dropped.major = true
+			return true
+		},
+		func() bool {
+			if s.mode == ModeClassify || s.dropped.minor {
+				return false
+			}
+			s.dropped.minor = true
 			return true
 		},
 		func() bool {
@@ -91,13 +111,21 @@ func (s *Session) fitEventBudget(ncpu int) {
 			s.dropped.kernelFaults = true
 			return true
 		},
+		func() bool {
+			if s.mode == ModeClassify || s.dropped.newTask {
+				return false
+			}
+			s.dropped.newTask = true
+			return true
+		},
 	}
 	for _, step := range steps {
 		if ncpu*s.eventsPerCPU() <= EventBudget {
-			return
+			return true
 		}
 		step()
 	}
+	return ncpu*s.eventsPerCPU() <= EventBudget
 }
 
 // budgetNoteLocked says what fitEventBudget left out, if anything.
@@ -113,8 +141,14 @@ func (s *Session) budgetNoteLocked() string {
 	if d.major {
 		out = append(out, "major faults")
 	}
+	if d.minor {
+		out = append(out, "minor faults")
+	}
 	if d.kernelFaults {
 		out = append(out, "exceptions:page_fault_kernel (write-protect faults are user mode's only)")
+	}
+	if d.newTask {
+		out = append(out, "task:task_newtask (the FORK records are not checked against the tasks created)")
 	}
 	if len(out) == 0 {
 		return ""

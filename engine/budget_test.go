@@ -8,9 +8,10 @@ import (
 )
 
 // TestEventBudget: within the budget every event is opened; beyond it the
-// events another measures too go first, then major faults, then the
-// kernel-mode faults, until the CPUs fit or nothing more can go; a note
-// names them.
+// events another measures too go first, then major and minor faults, then
+// the kernel-mode faults and the check of the FORK records, until the CPUs
+// fit or nothing more can go (count mode then gives way to classify); a
+// note names them.
 func TestEventBudget(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -19,14 +20,16 @@ func TestEventBudget(t *testing.T) {
 		ncpu    int
 		perCPU  int
 		dropped leftOut
+		fits    bool
 	}{
-		{"classify, kprobes, 16 CPUs", ModeClassify, true, 16, 6, leftOut{}},
-		{"classify, kprobes, 48 CPUs", ModeClassify, true, 48, 3, leftOut{wpProbe: true, allocCheck: true, major: true}},
-		{"classify, no kprobes, 48 CPUs", ModeClassify, false, 48, 3, leftOut{major: true}},
-		{"count, kprobes, 48 CPUs", ModeCount, true, 48, 3, leftOut{wpProbe: true, allocCheck: true, kernelFaults: true}},
-		{"count, no kprobes, 40 CPUs", ModeCount, false, 40, 4, leftOut{}},
-		{"count, no kprobes, 48 CPUs", ModeCount, false, 48, 3, leftOut{kernelFaults: true}},
-		{"classify, kprobes, 200 CPUs", ModeClassify, true, 200, 2, leftOut{wpProbe: true, allocCheck: true, major: true, kernelFaults: true}},
+		{"classify, kprobes, 16 CPUs", ModeClassify, true, 16, 6, leftOut{}, true},
+		{"classify, kprobes, 48 CPUs", ModeClassify, true, 48, 3, leftOut{wpProbe: true, allocCheck: true, major: true}, true},
+		{"classify, no kprobes, 48 CPUs", ModeClassify, false, 48, 3, leftOut{major: true}, true},
+		{"count, kprobes, 16 CPUs", ModeCount, true, 16, 10, leftOut{wpProbe: true}, true},
+		{"count, no kprobes, 16 CPUs", ModeCount, false, 16, 9, leftOut{}, true},
+		{"count, no kprobes, 32 CPUs", ModeCount, false, 32, 5, leftOut{major: true, minor: true, kernelFaults: true, newTask: true}, true},
+		{"count, kprobes, 48 CPUs", ModeCount, true, 48, 5, leftOut{wpProbe: true, allocCheck: true, major: true, minor: true, kernelFaults: true, newTask: true}, false},
+		{"classify, kprobes, 200 CPUs", ModeClassify, true, 200, 2, leftOut{wpProbe: true, allocCheck: true, major: true, kernelFaults: true}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			copyRoutine := ""
@@ -36,9 +39,9 @@ func TestEventBudget(t *testing.T) {
 			s := synthetic(t, true, copyRoutine)
 			s.cfg.Counters, s.mode, s.copyPath = false, tc.mode, testCopyPath(t)
 			s.cpus = make([]int, tc.ncpu)
-			s.fitEventBudget(tc.ncpu)
-			if got := s.eventsPerCPU(); got != tc.perCPU || s.dropped != tc.dropped {
-				t.Errorf("%d events per CPU, left out %+v; want %d, %+v", got, s.dropped, tc.perCPU, tc.dropped)
+			fits := s.fitEventBudget(tc.ncpu)
+			if got := s.eventsPerCPU(); got != tc.perCPU || s.dropped != tc.dropped || fits != tc.fits {
+				t.Errorf("%d events per CPU, left out %+v, fit %v; want %d, %+v, %v", got, s.dropped, fits, tc.perCPU, tc.dropped, tc.fits)
 			}
 			note := s.budgetNoteLocked()
 			if (note == "") != (tc.dropped == leftOut{}) {

@@ -12,33 +12,67 @@ import (
 	"github.com/cowtrace/cowtrace/perfevents"
 )
 
-// read consumes records until the deadline set by Stop.
+// read consumes records until the deadline set by Stop, and applies them
+// in time order (orderer).
 func (s *Session) read() error {
 	var rec perfevents.Record
-	var smp perfevents.Sample
 	for {
 		err := s.reader.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return s.apply(^uint64(0))
+		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil
-			}
 			return err
 		}
 		s.mu.Lock()
-		ev, ok, err := s.record(&rec, &smp)
-		mmaps := s.mmaps
-		s.mmaps = nil
+		s.records++
+		prev, newPass := s.order.push(&rec, recordTime(rec.Type, rec.Data, s.sampleTypeOf))
 		s.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		for _, m := range mmaps {
-			s.cfg.OnMmap(m.m, m.ns)
-		}
-		if ok && s.cfg.OnEvent != nil {
-			s.cfg.OnEvent(ev)
+		if newPass && prev > orderSlack {
+			if err := s.apply(prev - orderSlack); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// sampleTypeOf is the sample_type of the event with the id; 0 for one the
+// session does not know.
+func (s *Session) sampleTypeOf(id uint64) uint64 {
+	if info, ok := s.ids[id]; ok {
+		return info.sampleType()
+	}
+	return 0
+}
+
+// apply applies the queued records stamped before upTo, then hands what
+// they made to OnMmap and OnEvent, outside the session's lock.
+func (s *Session) apply(upTo uint64) error {
+	var smp perfevents.Sample
+	var evs []Event
+	var err error
+	s.mu.Lock()
+	s.order.flush(upTo, func(rec *perfevents.Record) {
+		if err != nil {
+			return
+		}
+		ev, ok, rerr := s.record(rec, &smp)
+		if rerr != nil {
+			err = rerr
+		} else if ok && s.cfg.OnEvent != nil {
+			evs = append(evs, ev)
+		}
+	})
+	mmaps := s.mmaps
+	s.mmaps = nil
+	s.mu.Unlock()
+	for _, m := range mmaps {
+		s.cfg.OnMmap(m.m, m.ns)
+	}
+	for _, ev := range evs {
+		s.cfg.OnEvent(ev)
+	}
+	return err
 }
 
 // record applies one record; it returns the event it makes, if any.
@@ -51,9 +85,9 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		if err != nil {
 			return Event{}, false, err
 		}
-		tk := s.taskLocked(int(pid), int(tid))
 		parent := s.taskLocked(int(ppid), int(ptid))
-		tk.forked, tk.ParentTid, tk.StartNs = true, int(ptid), tm
+		tk := s.taskLocked(int(pid), int(tid))
+		tk.forked, tk.ParentTid, tk.StartNs, tk.parent = true, int(ptid), tm, parent
 		tk.Ppid = int(ppid)
 		if pid == ppid {
 			tk.Ppid = parent.Ppid // a thread: its process's parent
@@ -99,27 +133,6 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		if s.cfg.OnMmap != nil {
 			s.mmaps = append(s.mmaps, timedMmap{m, tm})
 		}
-	case unix.PERF_RECORD_READ:
-		// An inherited task's count at its exit (count mode), under the
-		// id of the event it was inherited from.
-		pid, tid, v, _, _, id, err := perfevents.DecodeRead(rec.Data, perfevents.ReadFormat)
-		if err != nil {
-			return Event{}, false, err
-		}
-		info, ok := s.ids[id]
-		if !ok {
-			return Event{}, false, nil
-		}
-		s.readSums[id] += v
-		if s.tasks[int(tid)] == nil && v == 0 {
-			// A task no other record made known, with nothing counted:
-			// one that exited before its events were enabled (a thread
-			// of cowtrace's that run's exec never reached).
-			return Event{}, false, nil
-		}
-		tk := s.taskLocked(int(pid), int(tid))
-		tk.add(info, v)
-		tk.countsRead = true
 	case unix.PERF_RECORD_LOST:
 		_, n, err := perfevents.DecodeLost(rec.Data)
 		if err != nil {
@@ -154,7 +167,12 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		return Event{}, false, err
 	}
 	tk := s.taskLocked(int(smp.Pid), int(smp.Tid))
+	if info.group != nil {
+		info.group.allocSamples++
+	}
 	switch info.kind {
+	case kindMember:
+		s.countSample(tk, info, smp)
 	case kindCounter:
 		tk.counters[info.counter]++
 		if info.addr {

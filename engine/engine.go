@@ -175,6 +175,7 @@ type Session struct {
 	userOnly   bool
 	cpus       []int // inherited events: the CPUs, and the owner of each one's ring
 	cpuOwners  []*perfevents.Event
+	ringOf     []int     // the ring cookie of each CPU index
 	plan       *ringPlan // the size of the CPUs' rings
 	readerPrio error     // why the rings are read without real-time priority
 
@@ -186,17 +187,27 @@ type Session struct {
 	rings     []ring // by Reader cookie
 	region    report.Region
 	probeErrs map[string]error
-	gated     int         // tasks opened with OpenTask
-	mmaps     []timedMmap // read, not yet handed to OnMmap
-	// readSums are the counts that inherited tasks' exits reported
-	// (PERF_RECORD_READ), by event id: what a root's counter holds beyond
-	// its own.
-	readSums map[uint64]uint64
-	opened   map[int]bool // tasks inherited events were opened on
-	dropped  leftOut      // events left out to fit EventBudget
-	// unclaimed counts the counters whose count was more than the READ
-	// records of the exited tasks gave (count mode).
-	unclaimed int
+	gated     int          // tasks opened with OpenTask
+	mmaps     []timedMmap  // read, not yet handed to OnMmap
+	opened    map[int]bool // tasks inherited events were opened on
+	dropped   leftOut      // events left out to fit EventBudget
+	// all are every task seen, in the order they became known; tasks
+	// holds the current one of each tid.
+	all    []*Task
+	nextID int
+	// order puts the records of every ring in time order.
+	order orderer
+	// records counts the records read from every ring.
+	records uint64
+	// Count mode for inherited tasks: how tasks' counts at exit arrive,
+	// the tracepoints it needs, the group's shape and what it concluded.
+	method  countMethod
+	ctp     countTracepoints
+	group   *countGroup
+	settled *settledCounts
+	// escaped counts the page faults the traced tasks took on CPUs
+	// without a ring, where faults are sampled.
+	escaped uint64
 
 	readDone chan struct{}
 	readErr  error
@@ -214,13 +225,11 @@ type ring struct {
 	lost, throttled uint64
 }
 
-// counting is a counter event and where its count goes.
+// counting is a counter event of a gated task and where its count goes.
 type counting struct {
 	ev   *perfevents.Event
 	tid  int
 	info eventInfo
-	// inherited: the count includes the tasks tid created that exited.
-	inherited bool
 }
 
 // New finds what the kernel offers (tracefs, tracepoints, the kprobe route)
@@ -236,7 +245,7 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		return nil, fmt.Errorf("ring of %d pages: not a power of two", p)
 	}
 	s := &Session{cfg: cfg, mode: cfg.Mode, ids: map[uint64]eventInfo{}, tasks: map[int]*Task{},
-		probeErrs: map[string]error{}, readSums: map[uint64]uint64{}, opened: map[int]bool{}}
+		probeErrs: map[string]error{}, opened: map[int]bool{}}
 	// s is a local, not the named result: "return nil, err" sets that to
 	// nil before this runs.
 	defer func() {
@@ -424,6 +433,12 @@ func (s *Session) Stop() error {
 			return fmt.Errorf("read ring buffers: %w", s.readErr)
 		}
 	}
+	if !reading {
+		// What was queued by hand (tests) or before a Start that never came.
+		if err := s.apply(^uint64(0)); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.counting {
@@ -431,23 +446,10 @@ func (s *Session) Stop() error {
 		if err != nil {
 			return err
 		}
-		if c.inherited {
-			// The task's own count: an inherited event holds the
-			// counts of the tasks that exited too, which their READ
-			// records gave already.
-			v -= min(v, s.readSums[c.ev.ID()])
-			if v == 0 {
-				continue
-			}
-			if tk := s.tasks[c.tid]; tk == nil || !tk.Root {
-				// run's events were opened on a thread of cowtrace's,
-				// which counts nothing itself: what is left was some
-				// task's whose READ never came.
-				s.unclaimed++
-				continue
-			}
-		}
 		s.taskLocked(0, c.tid).add(c.info, v)
+	}
+	if s.group != nil {
+		return s.settleCountsLocked()
 	}
 	return nil
 }

@@ -30,7 +30,8 @@ const (
 	kindKernelFault
 	kindAlloc
 	kindProbe
-	kindCounted // count mode's filtered counters
+	kindCounted // count mode's filtered counters (gated tasks)
+	kindMember  // a member of count mode's group (inherited tasks)
 )
 
 // eventInfo is what an event id (the parent's id for inherited events) means.
@@ -44,6 +45,10 @@ type eventInfo struct {
 	// addr: a kindCounter sample (page-faults) carries the fault's
 	// address and instruction, the generic fault method.
 	addr bool
+	// member: a kindMember's index in the count group.
+	member int
+	// group: the count group an allocation tracepoint was opened beside.
+	group *openGroup
 }
 
 func (i eventInfo) sampleType() uint64 {
@@ -57,6 +62,8 @@ func (i eventInfo) sampleType() uint64 {
 		return tpType
 	case kindProbe:
 		return kprobeType
+	case kindMember:
+		return countSampleType
 	case kindCounter:
 		if i.addr {
 			return addrType
@@ -336,30 +343,39 @@ func (s *Session) ringPages(def int) int {
 // ring. With enableOnExec the events stay off until a task that has them
 // execs.
 //
-// In ModeClassify every fault is a record. In ModeCount the faults are
-// counted in the kernel and each inherited task's counts arrive in a
-// PERF_RECORD_READ when it exits (inherit_stat); the task the events were
-// opened on keeps the rest, read at Stop. That needs the kernel to keep
-// counts with their task (perfevents.OpenSwapGuard) and to write the READ
-// (perfevents.ExitCountsReported); where it cannot, the session samples
-// every fault instead.
+// In ModeClassify every fault is a record. In ModeCount the faults, copies
+// and probe hits are counted in the kernel, and each task's counts come from
+// samples of its copy of the counters (pertask.go); where the kernel cannot
+// give them, the session samples every fault instead.
 func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.chooseInheritedMode(tid); err != nil {
-		return err
+	if len(s.opened) == 0 {
+		s.chooseInheritedMode()
 	}
 	cis, err := s.cpusFor(tid)
 	if err != nil {
 		return err
 	}
 	if len(s.opened) == 0 {
-		s.fitEventBudget(len(cis))
+		if !s.fitEventBudget(len(cis)) && s.mode == ModeCount {
+			s.classifyInstead(fmt.Sprintf("its counters on %d CPUs would take more than %d perf events", len(cis), EventBudget))
+			s.dropped = leftOut{}
+			s.fitEventBudget(len(cis))
+		}
+		if s.mode != ModeClassify {
+			s.group = s.buildCountGroup(s.method)
+		}
 	}
 	s.opened[tid] = true
 	base := perfevents.Attr{Inherit: true, EnableOnExec: enableOnExec, Monotonic: true, ExcludeKernel: s.userOnly}
 	for _, ci := range cis {
-		if err := s.openCPU(tid, ci, base); err != nil {
+		if s.mode != ModeClassify {
+			err = s.openCountGroup(tid, ci, enableOnExec)
+		} else {
+			err = s.openCPU(tid, ci, base)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -367,65 +383,64 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 }
 
 // chooseInheritedMode settles ModeCount or ModeAuto for inherited tasks at
-// the first one, and opens the swap guard on each task that needs it.
-func (s *Session) chooseInheritedMode(tid int) error {
+// the first one: count mode where the kernel gives each task's counts in
+// its samples, else classify, with a note when count mode was asked for.
+func (s *Session) chooseInheritedMode() {
 	if s.mode == ModeClassify {
-		return nil
+		return
 	}
+	why := s.countModeMissing()
+	if why == "" {
+		s.mode = ModeCount
+		return
+	}
+	s.classifyInstead(why)
+}
+
+// classifyInstead makes the run sample every fault, with a note when count
+// mode was asked for.
+func (s *Session) classifyInstead(why string) {
+	if s.cfg.Mode == ModeCount {
+		s.fallback = fmt.Sprintf("count mode fell back to sampling every fault: %s", why)
+	}
+	s.mode = ModeClassify
+	s.faultAddr = s.tp.Fault == nil
+}
+
+// countModeMissing says why count mode cannot run here, "" when it can; it
+// settles s.method.
+func (s *Session) countModeMissing() string {
 	var why string
 	switch {
-	case s.tp.Fault == nil:
-		why = "the fault tracepoints are missing"
+	case s.tp.Fault == nil && s.kp == nil:
+		why = "neither the fault tracepoints nor kprobes are available, which count write-protect faults"
 	case s.cfg.Counters:
 		why = "--counters samples the software counters"
 	case s.cfg.OnMmap != nil:
 		why = "mappings are recorded"
 	}
-	if why == "" && len(s.opened) == 0 && s.copyPath == nil && s.tp.Alloc != nil {
+	if why == "" && s.copyPath == nil && s.tp.Alloc != nil {
 		s.findCopyPath()
 		if s.copyPath == nil && s.copyRoutine == "" {
 			why = "copies can be told only by pairing faults with allocations here"
 		}
 	}
 	if why == "" {
-		g, err := perfevents.OpenSwapGuard(tid)
-		switch {
-		case err == nil && len(s.opened) == 0:
-			why = exitCountsMissing()
-		case err != nil && (len(s.opened) > 0 || !errors.Is(err, perfevents.ErrNotSupported)):
-			return err
-		case err != nil:
-			why = err.Error()
-		}
-		if why == "" {
-			s.events = append(s.events, g)
-			return nil
-		}
-		g.Close()
+		s.method, why = s.chooseCountMethod()
 	}
-	if s.mode == ModeCount {
-		s.fallback = fmt.Sprintf("count mode fell back to sampling every fault: %s", why)
-	}
-	s.mode = ModeClassify
-	return nil
+	return why
 }
 
-// exitCountsMissing says why this kernel cannot report each task's counts
-// at its exit, "" when it can.
-func exitCountsMissing() string {
-	ok, err := perfevents.ExitCountsReported()
-	switch {
-	case err != nil:
-		return fmt.Sprintf("per-task counts at exit could not be checked: %v", err)
-	case !ok:
-		return "this kernel writes no PERF_RECORD_READ when a task that inherited a counter exits (Linux 6.12 does not, 6.18 does)"
+// CountMethod says how a run here would learn each task's counts:
+// "exit-tracepoint" or "exit-syscall" (pertask.go), or "classify" with the
+// reason count mode is not to be had.
+func (s *Session) CountMethod() (method, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if why := s.countModeMissing(); why != "" {
+		return string(ModeClassify), why
 	}
-	return ""
-}
-
-// countInherited: inherited tasks' faults are counted in the kernel.
-func (s *Session) countInherited() bool {
-	return s.cpus != nil && s.mode != ModeClassify
+	return string(s.method), ""
 }
 
 // openCPU opens the events of task tid on CPU index ci. The first event of
@@ -445,13 +460,7 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 			return nil, err
 		}
 		s.track(ev, info)
-		if a.CountOnly {
-			s.counting = append(s.counting, counting{ev: ev, tid: tid, info: info, inherited: true})
-		}
 		return ev, s.output(ev, ci)
-	}
-	if s.mode != ModeClassify {
-		return s.openCPUCounted(tid, ci, base, open)
 	}
 	for i, c := range faultCounters {
 		if !s.sampledCounter(i) {
@@ -488,67 +497,6 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	a := base
 	a.SampleType = kprobeType
 	return s.openCPUProbes(tid, ci, a)
-}
-
-// openCPUCounted opens count mode's events of task tid on CPU index ci:
-// the page-fault counter, which owns the ring and carries the task records,
-// the write-protect faults' filtered counters and the probes, each
-// reporting every inherited task's count at its exit, and the allocations
-// whose stacks tell the copies, sampled. Filters are set before the
-// counters are enabled, so nothing unfiltered is counted.
-func (s *Session) openCPUCounted(tid, ci int, base perfevents.Attr, open openFunc) error {
-	c := base
-	c.SampleType, c.CountOnly, c.InheritStat = idType, true, true
-	c.Disabled = !base.EnableOnExec
-	pf := c
-	pf.Label, pf.Type, pf.Config = faultCounters[0].label, perfevents.Software, perfevents.PageFaults
-	pev, err := open(pf, eventInfo{kind: kindCounter, counter: 0})
-	if err != nil {
-		return err
-	}
-	evs := []*perfevents.Event{pev}
-	for _, k := range []cow.CountKind{cow.CountWP, cow.CountKWP} {
-		f := cow.CountFilters[k]
-		tp := s.tp.Fault
-		if f.On == cow.OnKernelFault {
-			tp = s.tp.KernelFault
-		}
-		if tp == nil {
-			continue
-		}
-		a := c
-		a.Label, a.Type, a.Config = "tracepoint:"+tp.Name, perfevents.Tracepoint, tp.ID
-		ev, err := open(a, eventInfo{kind: kindCounted, counted: k})
-		if err != nil {
-			return err
-		}
-		if err := ev.SetFilter(f.Filter); err != nil {
-			return err
-		}
-		evs = append(evs, ev)
-	}
-	if s.tp.Alloc != nil && s.copyPath != nil {
-		if _, err := s.openAlloc(base, open); err != nil {
-			return err
-		}
-	}
-	n := len(s.events)
-	if err := s.openCPUProbes(tid, ci, c); err != nil {
-		return err
-	}
-	for _, ev := range s.events[n:] {
-		s.counting = append(s.counting, counting{ev: ev, tid: tid, info: s.ids[ev.ID()], inherited: true})
-	}
-	evs = append(evs, s.events[n:]...)
-	if base.EnableOnExec {
-		return nil
-	}
-	for _, ev := range evs {
-		if err := ev.Enable(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // openCPUProbes opens every probe with a on task tid on CPU index ci.

@@ -96,9 +96,9 @@ type ringPlan struct {
 	pages  int   // data pages per ring
 	budget int64 // the bytes split; 0 when Config.RingPages fixed the size
 	user   bool  // the budget is the user's (Config.RingBudget)
-	// guards count the page faults of the traced tasks on every CPU when
-	// some online CPU has no ring (see openGuard).
-	guards []*perfevents.Event
+	// guards count the page faults of each root's tasks on every CPU
+	// when some online CPU has no ring (see openGuard), by root tid.
+	guards map[int]*perfevents.Event
 }
 
 // splitRingBudget gives each of n rings its share of budget bytes in data
@@ -237,6 +237,10 @@ func (s *Session) output(ev *perfevents.Event, ci int) error {
 		return err
 	}
 	s.cpuOwners[ci] = ev
+	for len(s.ringOf) <= ci {
+		s.ringOf = append(s.ringOf, -1)
+	}
+	s.ringOf[ci] = cookie
 	return nil
 }
 
@@ -258,7 +262,10 @@ func (s *Session) openGuard(tid int, base perfevents.Attr, cis []int) error {
 		return err
 	}
 	s.events = append([]*perfevents.Event{ev}, s.events...)
-	s.plan.guards = append(s.plan.guards, ev)
+	if s.plan.guards == nil {
+		s.plan.guards = map[int]*perfevents.Event{}
+	}
+	s.plan.guards[tid] = ev
 	return nil
 }
 
@@ -294,19 +301,24 @@ func (s *Session) ringNotesLocked(run *report.Run) {
 		run.Notes = append(run.Notes, fmt.Sprintf("cowtrace read the rings at normal priority (%v): under load, records are lost "+
 			"sooner with small rings; --ring-size sets how much they hold", s.readerPrio))
 	}
-	if len(p.guards) > 0 {
-		run.Notes = append(run.Notes, s.escapeNoteLocked())
+	if len(p.guards) > 0 && s.group == nil {
+		note, escaped := s.escapeNoteLocked()
+		run.Notes = append(run.Notes, note)
+		if escaped {
+			run.Incomplete = append(run.Incomplete, note)
+		}
 	}
 }
 
 // escapeNoteLocked compares the guards' page faults, counted on every CPU,
-// with those sampled into the rings.
-func (s *Session) escapeNoteLocked() string {
+// with those sampled into the rings; escaped says some were missed, and
+// then no row's figures are known whole (s.escaped).
+func (s *Session) escapeNoteLocked() (note string, escaped bool) {
 	var all, sampled uint64
 	for _, g := range s.plan.guards {
 		v, err := g.Count()
 		if err != nil {
-			return fmt.Sprintf("faults on CPUs without a ring: not checked (%v)", err)
+			return fmt.Sprintf("faults on CPUs without a ring: not checked (%v)", err), true
 		}
 		all += v
 	}
@@ -314,8 +326,8 @@ func (s *Session) escapeNoteLocked() string {
 	for _, rg := range s.rings {
 		lost, throttled = lost+rg.lost, throttled+rg.throttled
 	}
-	for _, tk := range s.tasks {
-		if s.sampledCounter(0) || s.countInherited() {
+	for _, tk := range s.all {
+		if s.sampledCounter(0) {
 			sampled += tk.counters[0]
 			continue
 		}
@@ -327,14 +339,15 @@ func (s *Session) escapeNoteLocked() string {
 	}
 	switch {
 	case all <= sampled:
-		return fmt.Sprintf("faults on CPUs without a ring: none (a page-fault counter on every CPU saw %d, the rings %d)", all, sampled)
+		return fmt.Sprintf("faults on CPUs without a ring: none (a page-fault counter on every CPU saw %d, the rings %d)", all, sampled), false
 	case lost > 0 || throttled > 0:
-		return fmt.Sprintf("faults on CPUs without a ring: not known, records were lost (a page-fault counter on every CPU saw %d, the rings %d)", all, sampled)
+		return fmt.Sprintf("faults on CPUs without a ring: not known, records were lost (a page-fault counter on every CPU saw %d, the rings %d)", all, sampled), false
 	}
+	s.escaped = all - sampled
 	return fmt.Sprintf("faults on CPUs without a ring: %d page faults of the traced tasks happened on CPUs without a ring "+
-		"(a task widened its CPU affinity, or a CPU came online) and are missing from the rows: "+
+		"(a task widened its CPU affinity, or a CPU came online), and which process took them is not known, so no row's faults and copies are: "+
 		"a page-fault counter on every CPU saw %d, the rings %d; trace with an affinity that holds every CPU the tasks use",
-		all-sampled, all, sampled)
+		all-sampled, all, sampled), true
 }
 
 // formatCPUList writes CPUs in the kernel's list format ("0-3,6"); cpus

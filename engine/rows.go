@@ -16,20 +16,29 @@ import (
 func (s *Session) Row(r *report.Process, tids []int, region bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var tasks []*Task
+	for _, tid := range tids {
+		if tk := s.tasks[tid]; tk != nil {
+			tasks = append(tasks, tk)
+		}
+	}
+	s.rowLocked(r, tasks, region)
+}
+
+// RowOf fills the measures of one row, the sum over tasks, after Stop.
+func (s *Session) RowOf(r *report.Process, tasks []*Task) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rowLocked(r, tasks, false)
+}
+
+func (s *Session) rowLocked(r *report.Process, tasks []*Task, region bool) {
 	var counters [3]uint64
 	var counted [cow.NumCountKinds]uint64
 	var in, out report.FaultClasses
 	var lost uint64
 	probes := map[string]uint64{}
-	complete := true
-	for _, tid := range tids {
-		tk := s.tasks[tid]
-		if tk == nil {
-			continue
-		}
-		// Count mode knows a task's counts at its exit, or at Stop for a
-		// task the events were opened on.
-		complete = complete && (tk.countsRead || tk.Exited || s.opened[tid])
+	for _, tk := range tasks {
 		for i, v := range tk.counters {
 			counters[i] += v
 		}
@@ -43,10 +52,14 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 			probes[fn] += n
 		}
 		for _, rg := range s.rings {
-			if rg.tid == tid {
+			if rg.tid == tk.Tid {
 				lost += rg.lost
 			}
 		}
+	}
+	if s.settled != nil {
+		s.countedRowLocked(r, tasks, in, out)
+		return
 	}
 	r.PageFaults, r.MinorFaults, r.MajorFaults = report.U64(counters[0]), report.U64(counters[1]), report.U64(counters[2])
 	if s.cpus != nil && !s.sampledCounter(1) {
@@ -62,20 +75,6 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 		r.Probes = probes
 	}
 	switch {
-	case s.countInherited():
-		r.MinorFaults, r.MajorFaults = nil, nil
-		r.WPFaults = report.U64(counted[cow.CountWP] + counted[cow.CountKWP])
-		if s.copyPath != nil && s.tp.Alloc != nil {
-			total := in
-			cow.AddClasses(&total, out)
-			r.InferredCopies = report.U64(total.InferredCopies)
-		}
-		if !complete {
-			// Still running when the trace ended: its counts were never
-			// reported. Copies, sampled, are known.
-			r.PageFaults, r.WPFaults, r.Probes = nil, nil, nil
-			probes = nil
-		}
 	case s.tp.Fault != nil && s.mode == ModeCount:
 		countedRow(r, counted, s.tp.Alloc != nil)
 	case s.tp.Fault != nil:
@@ -99,11 +98,113 @@ func (s *Session) Row(r *report.Process, tids []int, region bool) {
 		r.InferredCopies = nil // FillRun says why
 	}
 	if routine := s.copyRoutineLocked(); routine != "" {
-		if probes != nil {
-			r.Copies = report.U64(probes[routine])
-		}
+		r.Copies = report.U64(probes[routine])
 	} else if r.InferredCopies != nil {
 		r.Copies = report.U64(*r.InferredCopies)
+	}
+	if s.escaped > 0 {
+		why := fmt.Sprintf("%d page faults of the traced tasks happened on CPUs without a ring, whose they were is not known", s.escaped)
+		for _, f := range []struct {
+			name string
+			p    **uint64
+		}{{"page_faults", &r.PageFaults}, {"minor_faults", &r.MinorFaults}, {"major_faults", &r.MajorFaults},
+			{"wp_faults", &r.WPFaults}, {"copies", &r.Copies}, {"inferred_copies", &r.InferredCopies}} {
+			if *f.p != nil {
+				*f.p = nil
+				r.SetUnmeasured(f.name, why)
+			}
+		}
+		r.InRegion, r.Outside, r.Probes = nil, nil, nil
+	}
+}
+
+// countedRowLocked fills r from count mode's settled counts of tasks, and
+// says in r.Unmeasured why a figure is null.
+func (s *Session) countedRowLocked(r *report.Process, tasks []*Task, in, out report.FaultClasses) {
+	g, c := s.group, s.settled
+	vals := make([]uint64, len(g.members))
+	unknown := map[int]string{}
+	copiesWhy := ""
+	for _, tk := range tasks {
+		for m, v := range c.vals[tk] {
+			vals[m] += v
+		}
+		for m, why := range c.unknown[tk] {
+			if _, ok := unknown[m]; !ok {
+				unknown[m] = why
+			}
+		}
+		if why := c.copiesUnknown[tk]; why != "" && copiesWhy == "" {
+			copiesWhy = why
+		}
+	}
+	why := func(field string, kinds ...memberKind) (*uint64, bool) {
+		var sum uint64
+		any := false
+		for _, k := range kinds {
+			m, ok := g.index[k]
+			if !ok {
+				continue
+			}
+			any = true
+			if w, bad := unknown[m]; bad {
+				r.SetUnmeasured(field, w)
+				return nil, true
+			}
+			sum += vals[m]
+		}
+		if !any {
+			return nil, false
+		}
+		return report.U64(sum), true
+	}
+	r.PageFaults, _ = why("page_faults", mPageFaults)
+	r.MinorFaults, _ = why("minor_faults", mMinor)
+	r.MajorFaults, _ = why("major_faults", mMajor)
+	if s.tp.Fault != nil {
+		r.WPFaults, _ = why("wp_faults", mWP, mKWP)
+	}
+	probes := map[string]uint64{}
+	var probesWhy string
+	for m, mem := range g.members {
+		if mem.kind != mProbe {
+			continue
+		}
+		if w, bad := unknown[m]; bad && probesWhy == "" {
+			probesWhy = w
+		}
+		probes[mem.probe] = vals[m]
+	}
+	if probesWhy != "" {
+		r.SetUnmeasured("probes", probesWhy)
+	} else if len(probes) > 0 {
+		r.Probes = probes
+	}
+	if s.tp.Fault == nil {
+		if n, ok := r.Probes[cow.WPFunction]; ok {
+			r.WPFaults = report.U64(n)
+		} else if probesWhy != "" {
+			r.SetUnmeasured("wp_faults", probesWhy)
+		}
+	}
+	if s.copyPath != nil && s.tp.Alloc != nil && s.copyPath.Err() == nil {
+		total := in
+		cow.AddClasses(&total, out)
+		if copiesWhy != "" {
+			r.SetUnmeasured("inferred_copies", copiesWhy)
+		} else {
+			r.InferredCopies = report.U64(total.InferredCopies)
+		}
+	}
+	switch routine := s.copyRoutineLocked(); {
+	case routine != "" && r.Probes != nil:
+		r.Copies = report.U64(r.Probes[routine])
+	case routine != "":
+		r.SetUnmeasured("copies", probesWhy)
+	case r.InferredCopies != nil:
+		r.Copies = report.U64(*r.InferredCopies)
+	case copiesWhy != "":
+		r.SetUnmeasured("copies", copiesWhy)
 	}
 }
 
@@ -144,17 +245,6 @@ func countedRow(r *report.Process, sums [cow.NumCountKinds]uint64, alloc bool) {
 	}
 }
 
-// unreportedLocked counts the tasks whose counts count mode never got.
-func (s *Session) unreportedLocked() int {
-	n := 0
-	for tid, tk := range s.tasks {
-		if !tk.countsRead && !tk.Exited && !s.opened[tid] {
-			n++
-		}
-	}
-	return n
-}
-
 // probedLocked are the functions that were probed.
 func (s *Session) probedLocked() []string {
 	var out []string
@@ -188,17 +278,18 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	defer s.mu.Unlock()
 	run.Kernel = perfevents.KernelRelease()
 	counters := "counter"
-	if s.cpus != nil && !s.countInherited() {
+	counted := s.group != nil
+	if s.cpus != nil && !counted {
 		// Sampled, not counted: see OpenInherited.
 		counters = "sampled"
 	}
 	run.Methods = cow.Methods(cow.Used{
 		Counters:               counters,
 		UserOnly:               s.userOnly,
-		NoMinor:                s.cpus != nil && (s.countInherited() || !s.sampledCounter(1)),
-		NoMajor:                s.countInherited() || s.cpus != nil && !s.sampledCounter(2),
-		AtExit:                 s.countInherited(),
-		PageFaultsByTracepoint: s.cpus != nil && !s.countInherited() && !s.sampledCounter(0),
+		NoMinor:                s.cpus != nil && !counted && !s.sampledCounter(1),
+		NoMajor:                s.cpus != nil && (counted && !s.group.has(mMajor) || !counted && !s.sampledCounter(2)),
+		AtExit:                 counted,
+		PageFaultsByTracepoint: s.cpus != nil && !counted && !s.sampledCounter(0),
 		Fault:                  s.tp.Fault != nil,
 		KernelFault:            s.tp.KernelFault != nil,
 		Alloc:                  s.tp.Alloc != nil,
@@ -206,7 +297,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		FaultAddr:              s.faultAddr,
 		WPProbe:                s.faultAddr && slices.Contains(s.probedLocked(), cow.WPFunction),
 		Region:                 region,
-		Count:                  s.mode == ModeCount || s.countInherited(),
+		Count:                  s.mode == ModeCount,
 		AllocFilter:            s.allocFilter,
 		CopyRoutine:            s.copyRoutineLocked(),
 		Probes:                 s.probedLocked(),
@@ -234,16 +325,17 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		run.LostRecords += rg.lost
 		run.Throttled += rg.throttled
 	}
+	run.Records = s.records
+	if run.LostRecords > 0 && s.group == nil {
+		run.Incomplete = append(run.Incomplete, fmt.Sprintf("the kernel dropped %d records (a ring was full): fault, copy and probe counts are lower bounds", run.LostRecords))
+	}
 	switch {
-	case s.countInherited():
-		run.Notes = append(run.Notes, cow.InheritedCountNote)
-		if s.unclaimed > 0 {
-			run.Notes = append(run.Notes, fmt.Sprintf("%d counters counted more than the exits of the tasks reported: "+
-				"some task's counts are missing from the rows (lost records?)", s.unclaimed))
-		}
-		if n := s.unreportedLocked(); n > 0 {
-			run.Notes = append(run.Notes, fmt.Sprintf("%d tasks were still running when the trace ended: count mode learns a task's counts at its exit, "+
-				"so their page faults and write-protect faults are not known (null); --mode classify counts them up to the end", n))
+	case s.group != nil:
+		run.CountMethod = string(s.group.method)
+		run.Notes = append(run.Notes, s.group.note())
+		if s.settled != nil {
+			run.Notes = append(run.Notes, s.settled.notes...)
+			run.Incomplete = append(run.Incomplete, s.settled.incomplete...)
 		}
 	case s.mode == ModeCount && s.tp.Fault != nil:
 		run.Notes = append(run.Notes, cow.CountNote)
@@ -259,4 +351,5 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	if n := s.budgetNoteLocked(); n != "" {
 		run.Notes = append(run.Notes, n)
 	}
+	run.Complete = len(run.Incomplete) == 0
 }

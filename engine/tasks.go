@@ -13,9 +13,15 @@ import (
 )
 
 // Task is one thread the trace saw: opened directly (a root), or known from
-// its records.
+// its records. A tid used again, by a new task once the pid space wraps or
+// by a thread that execs and takes its process's pid, is another Task.
 type Task struct {
-	Pid, Tid  int
+	Pid, Tid int
+	// ID is the task's own among the session's tasks, whatever its tid.
+	ID int
+	// Proc is the ID of the leader of the task's process: the tasks of one
+	// process share it, and two processes that had the same pid do not.
+	Proc      int
 	Ppid      int // the parent process (for a thread: its process's parent)
 	ParentTid int // the task that created it; 0 for a root
 	Root      bool
@@ -28,12 +34,10 @@ type Task struct {
 	// COMM records that carry PERF_RECORD_MISC_COMM_EXEC, in time order.
 	Execs []uint64
 
-	forked bool // a FORK record (or the root's opening) was seen
-	// countsRead: the task's exit reported its counts (count mode).
-	countsRead bool
-	execSeen   bool        // the root's exec
-	commAt     []commEvent // names with their times, as read
-	events     []*perfevents.Event
+	forked   bool        // a FORK record (or the root's opening) was seen
+	execSeen bool        // the root's exec
+	commAt   []commEvent // names with their times, as read
+	events   []*perfevents.Event
 
 	counters [3]uint64 // page-faults, minor-faults, major-faults
 	// streams classify the task's faults in ring order, one per ring: a
@@ -44,6 +48,13 @@ type Task struct {
 	streams map[int]*cow.Stream
 	probes  map[string]uint64
 	counted [cow.NumCountKinds]uint64
+	// cpuCounts are the task's counts from its groups' samples (count
+	// mode), one entry per CPU group it sampled in.
+	cpuCounts []cpuCounts
+	// lastSample is the member whose sample was the task's latest.
+	lastSample memberKind
+	// parent is the task that created it, when its FORK was seen.
+	parent *Task
 }
 
 // commEvent is a name a task took (exec, prctl) and when.
@@ -51,6 +62,9 @@ type commEvent struct {
 	ns   uint64
 	name string
 }
+
+// Parent is the task that created t, nil when its FORK was not seen.
+func (t *Task) Parent() *Task { return t.parent }
 
 // Comm is the task's latest name, "?" when none is known.
 func (t *Task) Comm() string {
@@ -96,16 +110,54 @@ func (t *Task) classes() (in, out report.FaultClasses) {
 	return in, out
 }
 
-// taskLocked returns task tid, creating it when its first record comes
-// before its FORK record (the two can be in different CPUs' rings); pid 0
-// leaves an existing task's pid alone.
+// taskLocked returns the live task tid, or a new one. Records are applied
+// in time order (orderer), so a task's FORK comes before its other records,
+// and a task that exited is never the one a later record names, with one
+// exception: when a thread execs, the kernel ends the other threads, the
+// leader too, and gives the thread the leader's tid. The first record under
+// the leader's tid after that is the exec's; it belongs to the one thread of
+// the process still alive. pid 0 leaves an existing task's pid alone.
 func (s *Session) taskLocked(pid, tid int) *Task {
 	tk := s.tasks[tid]
-	if tk == nil {
-		tk = &Task{Pid: pid, Tid: tid, streams: map[int]*cow.Stream{}, probes: map[string]uint64{}}
-		s.tasks[tid] = tk
+	if tk != nil && !tk.Exited {
+		return tk
 	}
+	if tk != nil && tk.Tid == tk.Pid && (pid == 0 || pid == tid) {
+		if heir := s.execHeirLocked(tk); heir != nil {
+			s.tasks[tid] = heir
+			return heir
+		}
+	}
+	return s.newTaskLocked(pid, tid)
+}
+
+// newTaskLocked makes a new task tid, the current one of that tid.
+func (s *Session) newTaskLocked(pid, tid int) *Task {
+	s.nextID++
+	tk := &Task{Pid: pid, Tid: tid, ID: s.nextID, Proc: s.nextID, streams: map[int]*cow.Stream{}, probes: map[string]uint64{}}
+	if pid != tid {
+		if l := s.tasks[pid]; l != nil && !l.Exited {
+			tk.Proc = l.Proc
+		}
+	}
+	s.tasks[tid] = tk
+	s.all = append(s.all, tk)
 	return tk
+}
+
+// execHeirLocked is the thread of exited leader l's process that took l's
+// tid by an exec: the process's only thread still alive.
+func (s *Session) execHeirLocked(l *Task) *Task {
+	var heir *Task
+	for _, tk := range s.all {
+		if tk.Proc == l.Proc && tk != l && !tk.Exited {
+			if heir != nil {
+				return nil
+			}
+			heir = tk
+		}
+	}
+	return heir
 }
 
 // AddRoot records a task the events were opened on directly, with what
@@ -114,6 +166,11 @@ func (s *Session) AddRoot(pid, tid, ppid int, comm string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tk := s.taskLocked(pid, tid)
+	if tid != pid {
+		if l := s.tasks[pid]; l != nil && l != tk {
+			tk.Proc = l.Proc
+		}
+	}
 	tk.Root, tk.forked, tk.Ppid = true, true, ppid
 	if comm != "" && len(tk.Comms) == 0 {
 		tk.Comms = []string{comm}
@@ -132,11 +189,8 @@ func (s *Session) Tasks() []*Task {
 		}
 	}
 	s.settleNamesLocked()
-	out := make([]*Task, 0, len(s.tasks))
-	for _, tk := range s.tasks {
-		out = append(out, tk)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Tid < out[j].Tid })
+	out := slices.Clone(s.all)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Tid < out[j].Tid })
 	return out
 }
 
@@ -170,7 +224,7 @@ func (s *Session) nameAtLocked(tk *Task, ns uint64, depth int) string {
 	if name != "" {
 		return name
 	}
-	if p := s.tasks[tk.ParentTid]; p != nil && p != tk && !tk.Root && depth < 64 {
+	if p := tk.parent; p != nil && p != tk && !tk.Root && depth < 64 {
 		if n := s.nameAtLocked(p, tk.StartNs, depth+1); n != "?" {
 			return n
 		}
@@ -184,7 +238,7 @@ func (s *Session) liveCommLocked(tk *Task) string {
 	if len(tk.Comms) > 0 {
 		return tk.Comm()
 	}
-	if l := s.tasks[tk.Pid]; l != nil && len(l.Comms) > 0 {
+	if l := s.tasks[tk.Pid]; l != nil && l.Proc == tk.Proc && len(l.Comms) > 0 {
 		return l.Comm()
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", tk.Pid, tk.Tid)); err == nil {
@@ -209,7 +263,7 @@ func (s *Session) settleNamesLocked() {
 		sort.SliceStable(tk.commAt, func(i, j int) bool { return tk.commAt[i].ns < tk.commAt[j].ns })
 		slices.Sort(tk.Execs)
 		var names []string
-		if p := s.tasks[tk.ParentTid]; p != nil && p != tk && !tk.Root && depth < 1000 {
+		if p := tk.parent; p != nil && p != tk && !tk.Root && depth < 1000 {
 			settle(p, depth+1)
 			if n := p.nameAt(tk.StartNs); n != "" {
 				names = append(names, n)
@@ -224,7 +278,7 @@ func (s *Session) settleNamesLocked() {
 			tk.Comms = names
 		}
 	}
-	for _, tk := range s.tasks {
+	for _, tk := range s.all {
 		settle(tk, 0)
 	}
 }

@@ -547,9 +547,12 @@ func TestRunCountMode(t *testing.T) {
 			t.Errorf("child %d (pid %d): %d wp faults, %d copies; want %d + the %d of the first child, copies %d..wp", k+1, p.Pid, wp, *p.Copies, pages, base, pages)
 		}
 	}
+	// After each fork the parent copies, besides the pages the child had
+	// written, those of its stack and libc data it writes next: perf
+	// record saw 59 to 78 such in all on 20 forks.
 	parent := run.Processes[0]
-	if wp := *parent.WPFaults; wp < (rounds-1)*pages || wp > (rounds-1)*pages+64 {
-		t.Errorf("parent: %d wp faults, want %d + a few", wp, (rounds-1)*pages)
+	if wp := *parent.WPFaults; wp < (rounds-1)*pages || wp > (rounds-1)*pages+8*rounds {
+		t.Errorf("parent: %d wp faults, want %d + a few per fork", wp, (rounds-1)*pages)
 	}
 	if pf := *parent.PageFaults; pf < rounds*pages {
 		t.Errorf("parent: %d page faults, want at least %d", pf, rounds*pages)

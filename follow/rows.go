@@ -16,8 +16,10 @@ const (
 	threadWindow   = "one thread, from its creation to its exit"
 )
 
-// process gathers the tasks of one pid.
+// process gathers the tasks of one process: one pid, but a pid used again
+// after its process ended is another process (engine.Task.Proc).
 type process struct {
+	id       int // engine.Task.Proc
 	pid      int
 	tasks    []*engine.Task // leader first when known
 	children []*process
@@ -45,11 +47,13 @@ func result(s *engine.Session, threads, startAtExec bool) *report.Run {
 	s.FillRun(run, false)
 
 	procs := map[int]*process{}
+	byPid := map[int][]*process{}
 	for _, tk := range s.Tasks() {
-		p := procs[tk.Pid]
+		p := procs[tk.Proc]
 		if p == nil {
-			p = &process{pid: tk.Pid}
-			procs[tk.Pid] = p
+			p = &process{id: tk.Proc, pid: tk.Pid}
+			procs[tk.Proc] = p
+			byPid[tk.Pid] = append(byPid[tk.Pid], p)
 		}
 		p.tasks = append(p.tasks, tk)
 	}
@@ -67,7 +71,7 @@ func result(s *engine.Session, threads, startAtExec bool) *report.Run {
 	// roots' processes and orphans of lost records are the top.
 	var top []*process
 	for _, p := range procs {
-		parent := procs[p.leader().Ppid]
+		parent := parentOf(p, byPid)
 		if parent != nil && parent != p && !p.hasRoot() {
 			parent.children = append(parent.children, p)
 		} else {
@@ -129,11 +133,7 @@ func (tr tree) processRow(p *process) report.Process {
 		row.Comms = leader.Comms
 	}
 	tr.span(row.Lineage, p.start(), p.end(), p.exited())
-	tids := make([]int, len(p.tasks))
-	for i, tk := range p.tasks {
-		tids[i] = tk.Tid
-	}
-	tr.s.Row(&row, tids, false)
+	tr.s.RowOf(&row, p.tasks)
 	return row
 }
 
@@ -147,8 +147,27 @@ func (tr tree) threadRow(p *process, tk *engine.Task) report.Process {
 		Threads: 1,
 	}}
 	tr.span(row.Lineage, tk.StartNs, tk.EndNs, tk.Exited)
-	tr.s.Row(&row, []int{tk.Tid}, false)
+	tr.s.RowOf(&row, []*engine.Task{tk})
 	return row
+}
+
+// parentOf is the process that created p: its leader's creator's, when the
+// FORK was seen, else the live process of the parent pid when p started.
+func parentOf(p *process, byPid map[int][]*process) *process {
+	if c := p.leader().Parent(); c != nil {
+		for _, q := range byPid[c.Pid] {
+			if q.id == c.Proc {
+				return q
+			}
+		}
+	}
+	var best *process
+	for _, q := range byPid[p.leader().Ppid] {
+		if q.start() <= p.start() && (best == nil || q.start() > best.start()) {
+			best = q
+		}
+	}
+	return best
 }
 
 func (tr tree) span(l *report.Lineage, start, end uint64, exited bool) {

@@ -72,28 +72,24 @@ type Attr struct {
 	// Monotonic stamps records with CLOCK_MONOTONIC, which user space can
 	// read too, so that record times compare with a trace's start and end.
 	Monotonic bool
-	// CountOnly makes a counter even with a SampleType, which then only
-	// shapes the sample_id trailer of the event's other records (task
-	// records, PERF_RECORD_READ).
-	CountOnly bool
-	// InheritStat has each inherited copy of the event write a
-	// PERF_RECORD_READ with its task's count when that task exits
-	// (DecodeRead, with ReadFormat). The counts are the task's own only
-	// where OpenSwapGuard holds: see there.
-	InheritStat bool
+	// GroupRead reads the event's group (GroupReadFormat) wherever it is
+	// read: by Count's group counterpart ReadGroup, and in its samples
+	// with PERF_SAMPLE_READ in SampleType.
+	GroupRead bool
 }
 
-// ReadFormat is the read_format of every event: its id follows each value,
-// so that a PERF_RECORD_READ names the event it counts.
+// ReadFormat is the read_format of every event outside a group read: its id
+// follows the value.
 const ReadFormat = unix.PERF_FORMAT_ID
 
 func (a *Attr) perf() *perf.Attr {
 	p := &perf.Attr{Label: a.Label, Type: perf.EventType(a.Type), Config: a.Config}
 	p.CountFormat.ID = true // ReadFormat
+	if a.GroupRead {
+		p.CountFormat.Group, p.CountFormat.Enabled, p.CountFormat.Running = true, true, true
+	}
 	if a.SampleType != 0 {
-		if !a.CountOnly {
-			p.SetSamplePeriod(1)
-		}
+		p.SetSamplePeriod(1)
 		p.SampleFormat = sampleFormat(a.SampleType)
 	}
 	if a.KernelCallchain != 0 {
@@ -108,7 +104,6 @@ func (a *Attr) perf() *perf.Attr {
 	}
 	p.Options.SampleIDAll = a.SampleType != 0 || a.TaskRecords
 	p.Options.Inherit = a.Inherit
-	p.Options.InheritStat = a.InheritStat
 	p.Options.ExcludeKernel = a.ExcludeKernel
 	p.Options.ExcludeHypervisor = a.ExcludeKernel
 	p.Options.Disabled = a.EnableOnExec || a.Disabled
@@ -137,6 +132,7 @@ func sampleFormat(bits uint64) perf.SampleFormat {
 		Callchain:  bits&unix.PERF_SAMPLE_CALLCHAIN != 0,
 		Raw:        bits&unix.PERF_SAMPLE_RAW != 0,
 		Identifier: bits&unix.PERF_SAMPLE_IDENTIFIER != 0,
+		Count:      bits&unix.PERF_SAMPLE_READ != 0,
 	}
 }
 
@@ -209,45 +205,51 @@ func (e *Event) Disable() error {
 	return nil
 }
 
-// Close closes the event.
+// Close closes the event. A second Close does nothing: the descriptor's
+// number may belong to another file by then.
 func (e *Event) Close() error {
 	if e == nil || e.ev == nil {
 		return nil
 	}
-	return e.ev.Close()
-}
-
-// OpenSwapGuard keeps the counts of task tid's inherited events with the
-// task that made them, for InheritStat: where two tasks hold clones of one
-// event context (a parent and the child it forked), the kernel swaps the
-// contexts between them at a context switch instead of switching events,
-// and the counts travel with the context, so a PERF_RECORD_READ at a task's
-// exit reports another task's faults (on Linux 6.18 a child's READ carried
-// its parent's 77869 faults instead of its own 4113). An event inherited
-// with PERF_SAMPLE_READ forbids that swap in every context that holds it
-// (nr_no_switch_fast, Linux 6.12); this is such an event that never
-// samples. Before 6.12 the kernel refuses inherit with PERF_SAMPLE_READ: the
-// error wraps ErrNotSupported.
-func OpenSwapGuard(tid int) (*Event, error) {
-	a := Attr{Label: "dummy (no context swap)", Type: Software, Config: Dummy, Inherit: true,
-		SampleType: unix.PERF_SAMPLE_READ | unix.PERF_SAMPLE_TID, CountOnly: true}
-	pa := a.perf()
-	pa.SampleFormat.Count = true // PERF_SAMPLE_READ; sampleFormat leaves it out
-	ev, err := open(pa, tid, AnyCPU)
-	if errors.Is(err, ErrNotProbeable) {
-		return nil, fmt.Errorf("%w: this kernel refuses inherited events with PERF_SAMPLE_READ (Linux 6.12 has them)", ErrNotSupported)
-	}
-	return ev, err
+	ev := e.ev
+	e.ev = nil
+	return ev.Close()
 }
 
 // Open opens a on task tid (-1: every task) on CPU cpu (AnyCPU: wherever
 // the task runs). Without EnableOnExec it counts from now.
 func Open(a Attr, tid, cpu int) (*Event, error) {
-	return open(a.perf(), tid, cpu)
+	return open(a.perf(), tid, cpu, nil)
 }
 
-func open(pa *perf.Attr, tid, cpu int) (*Event, error) {
-	ev, err := perf.Open(pa, tid, cpu, nil)
+// OpenInGroup opens a as a member of leader's group, on leader's task and
+// CPU: the group is scheduled as one, so a sample of any member with
+// PERF_SAMPLE_READ reads every member at the same instant.
+func OpenInGroup(a Attr, tid, cpu int, leader *Event) (*Event, error) {
+	return open(a.perf(), tid, cpu, leader)
+}
+
+// ReadGroup reads a group leader opened with GroupRead: each member's count
+// by id, its own and, for an inherited group, every copy's, the exited
+// tasks' included.
+func (e *Event) ReadGroup() (map[uint64]uint64, error) {
+	gc, err := e.ev.ReadGroupCount()
+	if err != nil {
+		return nil, fmt.Errorf("read group of %s: %w", e.Label, err)
+	}
+	out := make(map[uint64]uint64, len(gc.Values))
+	for _, v := range gc.Values {
+		out[v.ID] = v.Value
+	}
+	return out, nil
+}
+
+func open(pa *perf.Attr, tid, cpu int, leader *Event) (*Event, error) {
+	var group *perf.Event
+	if leader != nil {
+		group = leader.ev
+	}
+	ev, err := perf.Open(pa, tid, cpu, group)
 	if err != nil {
 		return nil, openError(pa.Label, tid, cpu, err)
 	}

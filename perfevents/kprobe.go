@@ -100,6 +100,11 @@ func (k *Kprobes) Close() error {
 // enable_on_exec...), whose Type, Config and Label it sets, on task tid and
 // CPU cpu. ENOENT wraps ErrNotFound and EINVAL ErrNotProbeable.
 func (k *Kprobes) Open(fn string, a Attr, tid, cpu int) (*Event, error) {
+	return k.OpenInGroup(fn, a, tid, cpu, nil)
+}
+
+// OpenInGroup is Open as a member of leader's group (nil: none).
+func (k *Kprobes) OpenInGroup(fn string, a Attr, tid, cpu int, leader *Event) (*Event, error) {
 	a.Label = "kprobe:" + fn
 	if k.method == KprobeTracefs {
 		id, err := k.tracepoint(fn)
@@ -107,7 +112,7 @@ func (k *Kprobes) Open(fn string, a Attr, tid, cpu int) (*Event, error) {
 			return nil, err
 		}
 		a.Type, a.Config = Tracepoint, id
-		return Open(a, tid, cpu)
+		return open(a.perf(), tid, cpu, leader)
 	}
 	pa := a.perf()
 	pa.Type = perf.EventType(k.pmuType)
@@ -123,7 +128,7 @@ func (k *Kprobes) Open(fn string, a Attr, tid, cpu int) (*Event, error) {
 			return nil, err
 		}
 		pa.Config1, pa.Config2 = 0, addr
-		return open(pa, tid, cpu)
+		return open(pa, tid, cpu, leader)
 	}
 	name, err := unix.BytePtrFromString(fn)
 	if err != nil {
@@ -132,7 +137,7 @@ func (k *Kprobes) Open(fn string, a Attr, tid, cpu int) (*Event, error) {
 	// The kernel copies the NUL-terminated name from this address during
 	// perf_event_open; KeepAlive keeps it valid until then.
 	pa.Config1 = uint64(uintptr(unsafe.Pointer(name)))
-	ev, err := open(pa, tid, cpu)
+	ev, err := open(pa, tid, cpu, leader)
 	runtime.KeepAlive(name)
 	return ev, err
 }

@@ -38,6 +38,8 @@ type Reader struct {
 	// pendingErr is the deadline error, held back until every ring loaded
 	// after the wake-up has been drained.
 	pendingErr error
+	// passNs is when the heads of the pending rings were loaded.
+	passNs uint64
 
 	// mu guards the set of rings, the deadline and the fds' lifetime against
 	// Add, SetDeadline and Close.
@@ -250,6 +252,7 @@ func (r *Reader) ReadInto(rec *Record) error {
 			}
 			continue
 		}
+		rec.Pass = r.passNs
 		if rec.Type == unix.PERF_RECORD_LOST {
 			if _, n, err := DecodeLost(rec.Data); err == nil {
 				r.lost.Add(n)
@@ -342,6 +345,7 @@ func (r *Reader) wait() error {
 
 		// A wake-up is expensive; make the most of it by looking at every
 		// ring, including hung-up ones that are no longer polled.
+		r.passNs = monotonicNs()
 		r.mu.Lock()
 		for _, ring := range r.rings {
 			ring.loadHead()
@@ -350,4 +354,10 @@ func (r *Reader) wait() error {
 		r.mu.Unlock()
 		return nil
 	}
+}
+
+func monotonicNs() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
 }

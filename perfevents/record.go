@@ -29,6 +29,13 @@ type Record struct {
 	// of the ring so that the kernel may reuse the space at once. It is
 	// overwritten by the next ReadInto with the same Record.
 	Data []byte
+	// Pass is when (CLOCK_MONOTONIC, ns) the Reader loaded the heads of
+	// every ring for the pass this record was read in. Once a record of a
+	// later pass is returned, every ring has been drained up to what the
+	// kernel had published at Pass, so every record stamped well before
+	// Pass has been read: what a consumer needs to put the records of
+	// several rings in time order (as perf's ordered events do by rounds).
+	Pass uint64
 }
 
 // Sample is a decoded PERF_RECORD_SAMPLE. Fields whose sample_type bit is
@@ -48,7 +55,37 @@ type Sample struct {
 	// size and the data together end on an 8-byte boundary, so it may end
 	// with up to 7 padding bytes the producer never wrote.
 	Raw []byte
+	// Read is the PERF_SAMPLE_READ group of the event that sampled.
+	Read GroupRead
 }
+
+// GroupRead is the PERF_SAMPLE_READ part of a sample of a group
+// (PERF_FORMAT_GROUP|PERF_FORMAT_ID, optionally with the times). For an
+// event that is inherited, the values are the sampling task's own (Linux
+// 6.12): each task's copy of the group counts what that task did on that
+// CPU, never its children.
+type GroupRead struct {
+	Enabled, Running uint64
+	// values aliases the record's Data: value and id, 8 bytes each, per
+	// member, the leader first.
+	values []byte
+}
+
+// Len is the number of members read.
+func (g GroupRead) Len() int { return len(g.values) / 16 }
+
+// Value is member i's count and the id of the event it was opened as
+// (inherited copies carry their parent's id).
+func (g GroupRead) Value(i int) (value, id uint64) {
+	return binary.NativeEndian.Uint64(g.values[16*i:]), binary.NativeEndian.Uint64(g.values[16*i+8:])
+}
+
+// GroupReadFormat is the read_format of every group cowtrace samples with
+// PERF_SAMPLE_READ: the value and id of each member, and the times, which
+// say whether a task ran on CPUs where the group was not (see
+// engine's counting of tasks).
+const GroupReadFormat = unix.PERF_FORMAT_GROUP | unix.PERF_FORMAT_ID |
+	unix.PERF_FORMAT_TOTAL_TIME_ENABLED | unix.PERF_FORMAT_TOTAL_TIME_RUNNING
 
 // decodeSampleBits are the sample_type bits DecodeSample understands. Every
 // other bit adds a field somewhere in the middle of the record (READ,
@@ -58,7 +95,8 @@ type Sample struct {
 const decodeSampleBits = unix.PERF_SAMPLE_IDENTIFIER | unix.PERF_SAMPLE_IP |
 	unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_ADDR |
 	unix.PERF_SAMPLE_ID | unix.PERF_SAMPLE_STREAM_ID | unix.PERF_SAMPLE_CPU |
-	unix.PERF_SAMPLE_PERIOD | unix.PERF_SAMPLE_CALLCHAIN | unix.PERF_SAMPLE_RAW
+	unix.PERF_SAMPLE_PERIOD | unix.PERF_SAMPLE_CALLCHAIN | unix.PERF_SAMPLE_RAW |
+	unix.PERF_SAMPLE_READ
 
 // bodyDecoder walks a record body. It latches the first short read so that the
 // decoders can read every field unconditionally and check once at the end,
@@ -110,7 +148,7 @@ func (d *bodyDecoder) err(what string, n int) error {
 
 // DecodeSample parses the body of a PERF_RECORD_SAMPLE written for an event
 // whose attr.sample_type is sampleType. It does not allocate; s.Raw aliases
-// data.
+// data. A sample_type with PERF_SAMPLE_READ is read as GroupReadFormat.
 func DecodeSample(data []byte, sampleType uint64, s *Sample) error {
 	*s = Sample{}
 	if extra := sampleType &^ decodeSampleBits; extra != 0 {
@@ -145,6 +183,16 @@ func DecodeSample(data []byte, sampleType uint64, s *Sample) error {
 	}
 	if sampleType&unix.PERF_SAMPLE_PERIOD != 0 {
 		s.Period = d.u64()
+	}
+	if sampleType&unix.PERF_SAMPLE_READ != 0 {
+		nr := d.u64()
+		s.Read.Enabled = d.u64()
+		s.Read.Running = d.u64()
+		if nr > uint64(len(data))/16 {
+			d.truncated = true
+		} else if !d.truncated {
+			s.Read.values = d.bytes(uint32(nr * 16))
+		}
 	}
 	if sampleType&unix.PERF_SAMPLE_CALLCHAIN != 0 {
 		nr := d.u64()

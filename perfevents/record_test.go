@@ -139,9 +139,31 @@ func TestDecodeSampleCallchain(t *testing.T) {
 	}
 }
 
+// TestDecodeSampleRead: PERF_SAMPLE_READ is a group read (GroupReadFormat):
+// nr, time enabled and running, then value and id per member, between
+// PERIOD and CALLCHAIN; a member count beyond the record is truncation.
+func TestDecodeSampleRead(t *testing.T) {
+	requireLittleEndian(t)
+	body := recBuf(nil).u64(7).u32(100).u32(101).u64(5000).u64(2).u64(40).u64(30).u64(1).u64(11).u64(25).u64(12)
+	var s Sample
+	if err := DecodeSample(body, unix.PERF_SAMPLE_IDENTIFIER|unix.PERF_SAMPLE_TID|unix.PERF_SAMPLE_TIME|unix.PERF_SAMPLE_READ, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Tid != 101 || s.Time != 5000 || s.Read.Len() != 2 || s.Read.Enabled != 40 || s.Read.Running != 30 {
+		t.Fatalf("decoded %+v", s)
+	}
+	if v, id := s.Read.Value(1); v != 25 || id != 12 {
+		t.Errorf("member 1: %d (id %d), want 25 (id 12)", v, id)
+	}
+	long := recBuf(nil).u64(1 << 40).u64(0).u64(0)
+	if err := DecodeSample(long, unix.PERF_SAMPLE_READ, &s); !errors.Is(err, ErrTruncated) {
+		t.Errorf("a group larger than the record: err = %v, want ErrTruncated", err)
+	}
+}
+
 func TestDecodeSampleUnsupportedBits(t *testing.T) {
 	var s Sample
-	for _, bit := range []uint64{unix.PERF_SAMPLE_READ, unix.PERF_SAMPLE_BRANCH_STACK, 1 << 40} {
+	for _, bit := range []uint64{unix.PERF_SAMPLE_BRANCH_STACK, unix.PERF_SAMPLE_REGS_USER, 1 << 40} {
 		err := DecodeSample(make([]byte, 64), unix.PERF_SAMPLE_IP|bit, &s)
 		if !errors.Is(err, ErrUnsupportedFormat) {
 			t.Errorf("bit %#x: err = %v, want ErrUnsupportedFormat", bit, err)

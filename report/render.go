@@ -292,9 +292,9 @@ func Title(run *Run) string {
 		float64(run.Blocks)*float64(run.BlockSize)/(1<<20), touched, run.Offset)
 }
 
-// AtExitMethod ends the method of a counter whose count each inherited task
-// reports when it exits (count mode on a followed program).
-const AtExitMethod = ", read at each task's exit"
+// AtExitMethod ends the method of a counter that each inherited task's copy
+// counts and its samples report (count mode on a followed program).
+const AtExitMethod = ", each task's own, from samples of its counters as it leaves a CPU and exits"
 
 // methodLines explains each method once, in words.
 func methodLines(run *Run) []string {
@@ -303,7 +303,7 @@ func methodLines(run *Run) []string {
 	atExit := strings.HasSuffix(m["page_faults"], AtExitMethod)
 	switch {
 	case atExit:
-		out = append(out, "page faults: perf software counter page-faults, inherited by every task, each task's count reported when it exits (count mode; minor and major faults with --mode classify)")
+		out = append(out, "page faults, minor, major: perf software counters, inherited by every task, each task's own counts from samples of its counters as it leaves a CPU and as it exits, checked against the counters' totals (count mode)")
 	case strings.HasPrefix(m["page_faults"], "tracepoint:"):
 		out = append(out, "page faults: every fault the tracepoints below classified; major: perf software event major-faults, every event sampled with its thread id (the software counters page-faults and minor-faults with --counters)")
 	case strings.HasPrefix(m["page_faults"], "sampled:") && m["minor_faults"] == "":
@@ -314,7 +314,7 @@ func methodLines(run *Run) []string {
 		out = append(out, "page faults, minor, major: perf software counters page-faults, minor-faults, major-faults, per task")
 	}
 	if strings.HasPrefix(m["wp_faults"], "counter:") && atExit {
-		out = append(out, "wp faults: tracepoints exceptions:page_fault_user (error code 0x7) and page_fault_kernel (0x3, on user addresses) counted in the kernel behind filters, each task's count reported when it exits, no sampling")
+		out = append(out, "wp faults: tracepoints exceptions:page_fault_user (error code 0x7) and page_fault_kernel (0x3, on user addresses) counted in the kernel behind filters, each task's own count from its samples as for page faults, no record per fault")
 	} else if strings.HasPrefix(m["wp_faults"], "counter:") {
 		out = append(out, "wp faults, ... in region: tracepoint exceptions:page_fault_user counted in the kernel behind filters on the x86 error code (wp = 0x7) and the region's addresses, no sampling")
 	} else if m["wp_faults"] != "" {

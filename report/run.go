@@ -38,6 +38,19 @@ type Run struct {
 
 	LostRecords uint64 `json:"lost_records"`
 	Throttled   uint64 `json:"throttled"`
+	// Records is how many records the kernel delivered through the rings:
+	// what the trace cost in records, on any machine.
+	Records uint64 `json:"records"`
+	// Complete says that every figure of the run adds up: no record was
+	// lost and, in count mode, every task's samples sum to the kernel's
+	// totals. When not, Incomplete says why, and the figures it touches are
+	// null, with the reason in the row's Unmeasured.
+	Complete   bool     `json:"complete"`
+	Incomplete []string `json:"incomplete,omitempty"`
+	// CountMethod is how count mode learned each task's counts:
+	// "exit-tracepoint" or "exit-syscall" (cowtrace doctor explains); ""
+	// when faults were sampled one by one.
+	CountMethod string `json:"count_method,omitempty"`
 
 	// Trace is set for cowtrace run and attach (see tree.go).
 	Trace *Trace `json:"trace,omitempty"`
@@ -101,6 +114,18 @@ type Process struct {
 	Pagemap *Pagemap `json:"pagemap,omitempty"`
 
 	LostRecords uint64 `json:"lost_records"`
+
+	// Unmeasured says, by JSON field, why a figure of this row that the
+	// run measures for others is null.
+	Unmeasured map[string]string `json:"unmeasured,omitempty"`
+}
+
+// SetUnmeasured marks field (a JSON name) null in p, for the reason why.
+func (p *Process) SetUnmeasured(field, why string) {
+	if p.Unmeasured == nil {
+		p.Unmeasured = map[string]string{}
+	}
+	p.Unmeasured[field] = why
 }
 
 // FaultClasses counts user page faults by kind, from the x86 error code.

@@ -72,12 +72,13 @@ type doctorReport struct {
 	Tracepoints []doctorTracepoint `json:"tracepoints"`
 	THP         string             `json:"thp"` // the enabled mode; "" without THP
 	KallsymsOK  *bool              `json:"kallsyms_addresses"`
-	// TaskCounts: inherited counters keep per-task counts here
-	// (perfevents.OpenSwapGuard), which run's count mode needs.
-	TaskCounts *bool             `json:"per_task_inherited_counts"`
-	OnlineCPUs string            `json:"online_cpus"`
-	NumCPUs    int               `json:"num_cpus"`
-	Problems   map[string]string `json:"problems,omitempty"`
+	// CountMethod is how run's count mode learns each task's counts here:
+	// "exit-tracepoint", "exit-syscall", or "classify" (every fault a
+	// record) where it cannot, with the reason in Problems["count_method"].
+	CountMethod string            `json:"count_method"`
+	OnlineCPUs  string            `json:"online_cpus"`
+	NumCPUs     int               `json:"num_cpus"`
+	Problems    map[string]string `json:"problems,omitempty"`
 
 	// Run is what the engine chose, as a run here would; RunError why it
 	// could not start, in which case Run is nil.
@@ -164,24 +165,6 @@ func examine(ctx context.Context) *doctorReport {
 	} else {
 		ok := !syms.AddressesHidden()
 		d.KallsymsOK = &ok
-	}
-	if g, err := perfevents.OpenSwapGuard(unix.Gettid()); err != nil {
-		d.Problems["per_task_inherited_counts"] = err.Error()
-		if errors.Is(err, perfevents.ErrNotSupported) {
-			no := false
-			d.TaskCounts = &no
-		}
-	} else {
-		g.Close()
-		ok, err := perfevents.ExitCountsReported()
-		if err != nil {
-			d.Problems["per_task_inherited_counts"] = err.Error()
-		} else {
-			if !ok {
-				d.Problems["per_task_inherited_counts"] = "no PERF_RECORD_READ when a task that inherited a counter exits (Linux 6.12 writes none, 6.18 does)"
-			}
-			d.TaskCounts = &ok
-		}
 	}
 	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		d.OnlineCPUs = strings.TrimSpace(string(b))
@@ -327,6 +310,10 @@ func (d *doctorReport) askEngine(ctx context.Context) {
 	}
 	var run report.Run
 	s.FillRun(&run, true)
+	var why string
+	if d.CountMethod, why = s.CountMethod(); why != "" {
+		d.Problems["count_method"] = why
+	}
 	s.Close()
 	d.Run = &doctorRun{KprobeMethod: run.KprobeMethod, CopyRoutine: run.CopyRoutine, CopyRoutineCheck: run.CopyRoutineCheck,
 		Methods: run.Methods, Unavailable: run.Unavailable, Notes: run.Notes}
@@ -568,13 +555,14 @@ func (d *doctorReport) writeText(w io.Writer) error {
 	default:
 		line("kallsyms addresses", "hidden (kernel.kptr_restrict, or no CAP_SYSLOG)")
 	}
-	switch {
-	case d.TaskCounts == nil:
-		line("per-task inherited counts", "%s", or("", "per_task_inherited_counts"))
-	case *d.TaskCounts:
-		line("per-task inherited counts", "yes: cowtrace run counts faults in the kernel (--mode count)")
+	switch d.CountMethod {
+	case "":
+	case "exit-tracepoint":
+		line("per-task counts", "exit-tracepoint: cowtrace run counts in the kernel, each task's counters sampled as it leaves a CPU and as it exits (sched:sched_process_exit)")
+	case "exit-syscall":
+		line("per-task counts", "exit-syscall: cowtrace run counts in the kernel, each task's counters sampled as it leaves a CPU, calls exit or exit_group, or takes a signal (sched:sched_process_exit fires too late here)")
 	default:
-		line("per-task inherited counts", "no (%s): cowtrace run records every fault", d.Problems["per_task_inherited_counts"])
+		line("per-task counts", "classify (%s): cowtrace run records every fault", d.Problems["count_method"])
 	}
 	b.WriteString("a run here\n")
 	if d.Run == nil {

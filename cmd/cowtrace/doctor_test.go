@@ -27,7 +27,7 @@ func ciDoctor() *doctorReport {
 			{Name: "exceptions:page_fault_kernel", ID: ptr[uint64](189)},
 			{Name: "kmem:mm_page_alloc", ID: ptr[uint64](653)},
 		},
-		THP: "madvise", KallsymsOK: ptr(true), TaskCounts: ptr(true), OnlineCPUs: "0-1", NumCPUs: 2,
+		THP: "madvise", KallsymsOK: ptr(true), CountMethod: "exit-tracepoint", OnlineCPUs: "0-1", NumCPUs: 2,
 		Problems: map[string]string{
 			"kprobe_pmu_type": "PMU kprobe: kernel has no such PMU: not supported by this kernel",
 			"kprobes":         "kernel built without CONFIG_KPROBES",
@@ -70,7 +70,7 @@ kernel
   kmem:mm_page_alloc            id 653
   transparent huge pages        madvise
   kallsyms addresses            visible
-  per-task inherited counts     yes: cowtrace run counts faults in the kernel (--mode count)
+  per-task counts               exit-tracepoint: cowtrace run counts in the kernel, each task's counters sampled as it leaves a CPU and as it exits (sched:sched_process_exit)
 a run here
   kprobe route                  none
   copy routine                  none

@@ -141,9 +141,14 @@ func TestRunEscapes(t *testing.T) {
 	}
 	prog := testenv.BuildC(t, "cow_tree")
 	run := runPinned(t, cpu, "run", "--format", "json", "--kprobe-method", "none", "--", taskset, "-c", strconv.Itoa(other), prog, "3")
-	m := noteMatching(run, regexp.MustCompile(`^faults on CPUs without a ring: (\d+) page faults`))
-	if m == nil {
-		t.Fatalf("no note of faults on CPUs without a ring: %q", run.Notes)
+	m := noteMatching(&report.Run{Notes: run.Incomplete}, regexp.MustCompile(`^faults on CPUs without a ring: (\d+) page faults`))
+	if m == nil || run.Complete {
+		t.Fatalf("no note of faults on CPUs without a ring, or the run calls itself complete: %q", run.Incomplete)
+	}
+	for _, p := range run.Processes {
+		if p.Comm == "cow_tree" && (p.PageFaults != nil || p.Unmeasured["page_faults"] == "") {
+			t.Errorf("cow_tree, which ran on CPU %d: page faults %v, unmeasured %q; want null with the reason", other, p.PageFaults, p.Unmeasured)
+		}
 	}
 	// cow_tree writes its 256 pages and each child at least one.
 	if n, _ := strconv.Atoi(m[1]); n < 256 {
