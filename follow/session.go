@@ -26,6 +26,10 @@ type RunSpec struct {
 	// Signals are forwarded to the command while it runs.
 	Signals <-chan os.Signal
 	Threads bool
+	// Linger is how long, after the command exits, the trace goes on
+	// following the processes it left running, until they exit: 0 stops
+	// at the command's exit.
+	Linger time.Duration
 }
 
 // Run opens every event, starts the command with them (see startCommand),
@@ -42,6 +46,14 @@ func Run(ctx context.Context, opt Options, spec RunSpec) (_ *report.Run, err err
 	defer s.Close()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if spec.Linger > 0 {
+		// The command's orphans become cowtrace's children instead of
+		// init's, so that their exits can be waited for (lingerFor).
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return nil, fmt.Errorf("become the subreaper of the command's orphans: %w", err)
+		}
+		defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	}
 	cmd, err := startCommand(s, spec)
 	if err != nil {
@@ -65,6 +77,7 @@ wait:
 			break wait
 		}
 	}
+	lingered := lingerFor(spec.Linger, spec.Signals)
 	// The command's EXIT records, and those of every descendant it waited
 	// for, were written before wait4 returned: Stop reads every ring to
 	// the end.
@@ -76,12 +89,55 @@ wait:
 	col.finish(s, run)
 	run.Trace.Command = append([]string{}, spec.Argv...)
 	run.Trace.EndedBy = "exit"
+	if lingered != "" {
+		run.Notes = append(run.Notes, lingered)
+	}
 	code, err := exitCode(cmd.ProcessState, waitErr)
 	if err != nil {
 		return nil, err
 	}
 	run.Trace.ExitCode = &code
 	return run, nil
+}
+
+// lingerFor waits, after the command exited, for the processes it left
+// running, which the subreaper setting made cowtrace's children: until
+// none is left (wait4 says ECHILD), d passes, or a signal comes. It reaps
+// them, and says what it did, "" when nothing was left.
+func lingerFor(d time.Duration, signals <-chan os.Signal) string {
+	if d <= 0 {
+		return ""
+	}
+	start := time.Now()
+	deadline := start.Add(d)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	reaped := 0
+	for {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG|unix.WALL, nil)
+			if errors.Is(err, unix.ECHILD) {
+				if reaped == 0 {
+					return ""
+				}
+				return fmt.Sprintf("the command left %d processes running; the trace followed them until the last exited, %s after the command",
+					reaped, report.FormatMs(float64(time.Since(start))/1e6))
+			}
+			if err != nil && !errors.Is(err, unix.EINTR) || pid <= 0 {
+				break
+			}
+			reaped++
+		}
+		select {
+		case <-tick.C:
+			if time.Now().After(deadline) {
+				return fmt.Sprintf("the command left processes running; the trace followed them for %s (--linger) and ended with some still running", d)
+			}
+		case <-signals:
+			return "the command left processes running; a signal ended the trace before they exited"
+		}
+	}
 }
 
 // exitCode is the status as a shell reports it: the exit code, or 128+N for

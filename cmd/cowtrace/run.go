@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/follow"
@@ -270,6 +271,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	tf := addTraceFlags(fs, engine.ModeAuto)
 	userName := fs.String("user", "", "run CMD as user `NAME` (its uid, gid and groups)")
 	keepRoot := fs.Bool("keep-root", false, "under sudo, run CMD as root rather than as the invoking user")
+	linger := fs.Duration("linger", time.Second, "after CMD exits, go on tracing the processes it left running until they exit, for at most `DURATION` (0: stop when CMD exits)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -312,6 +314,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		Stdio:   follow.Stdio{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr},
 		Signals: sigs,
 		Threads: *tf.threads,
+		Linger:  *linger,
 	})
 	if err != nil {
 		return err
