@@ -26,7 +26,12 @@ func (s *Session) read() error {
 		}
 		s.mu.Lock()
 		s.records++
-		prev, newPass := s.order.push(&rec, recordTime(rec.Type, rec.Data, s.sampleTypeOf))
+		ns := recordTime(rec.Type, rec.Data, s.sampleTypeOf)
+		prev, newPass := s.order.push(&rec, ns)
+		if s.freezeNs != 0 && rec.Type == unix.PERF_RECORD_SAMPLE && len(rec.Data) >= 16 &&
+			s.ids[binary.NativeEndian.Uint64(rec.Data)].kind == kindMember {
+			s.sampledAt[int(binary.NativeEndian.Uint32(rec.Data[12:]))] = ns
+		}
 		s.mu.Unlock()
 		if newPass && prev > orderSlack {
 			if err := s.apply(prev - orderSlack); err != nil {

@@ -208,6 +208,10 @@ type Session struct {
 	// escaped counts the page faults the traced tasks took on CPUs
 	// without a ring, where faults are sampled.
 	escaped uint64
+	// freezeNs is when Stop froze count mode's counters (freeze), and
+	// sampledAt the latest count sample read of each tid, by arrival.
+	freezeNs  uint64
+	sampledAt map[int]uint64
 
 	readDone chan struct{}
 	readErr  error
@@ -419,6 +423,11 @@ func (s *Session) Stop() error {
 		return nil
 	}
 	s.stopped = true
+	if s.group != nil && s.reading {
+		s.mu.Unlock()
+		s.freeze()
+		s.mu.Lock()
+	}
 	for _, ev := range s.events {
 		// A task that is gone has stopped its events already.
 		_ = ev.Disable()

@@ -3,7 +3,10 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -359,7 +362,71 @@ func (s *Session) countSample(tk *Task, info eventInfo, smp *perfevents.Sample) 
 		}
 	}
 	c.enabled, c.running = smp.Read.Enabled, smp.Read.Running
-	tk.lastSample = s.group.members[info.member].kind
+	tk.lastSample, tk.lastSampleNs = s.group.members[info.member].kind, smp.Time
+}
+
+// freezeWait bounds how long Stop waits for the tasks that were running
+// when it froze the counters to leave their CPU.
+const freezeWait = 200 * time.Millisecond
+
+// freeze ends counting but not sampling: it disables the counting members
+// (and the allocations beside them) of every group, so that every count
+// stays as it is, and then waits, up to freezeWait, until every task still
+// alive has been seen off its CPU since. A task's next sample, as it leaves
+// its CPU or exits, then reports its final counts; a task off its CPU at
+// the freeze had them in its last sample already. Seen off its CPU after
+// the freeze with no sample since, a task was off it at the freeze: had it
+// been on it, it would have left it since, and sampled.
+func (s *Session) freeze() {
+	s.mu.Lock()
+	for _, og := range s.group.groups {
+		for i, ev := range og.events {
+			if !s.group.members[i].kind.sampled() {
+				// A task that is gone has stopped its events already.
+				_ = ev.Disable()
+			}
+		}
+		if og.alloc != nil {
+			_ = og.alloc.Disable()
+		}
+	}
+	s.freezeNs = monotonicNs()
+	s.sampledAt = map[int]uint64{}
+	var live []*Task
+	for _, tk := range s.all {
+		if !tk.Exited {
+			live = append(live, tk)
+		}
+	}
+	s.mu.Unlock()
+	deadline := time.Now().Add(freezeWait)
+	for len(live) > 0 && time.Now().Before(deadline) {
+		s.mu.Lock()
+		live = slices.DeleteFunc(live, func(tk *Task) bool {
+			if s.sampledAt[tk.Tid] > s.freezeNs {
+				return true
+			}
+			if offCPU(tk) {
+				tk.offAfterFreeze = true
+				return true
+			}
+			return false
+		})
+		s.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// offCPU says whether task tk is off every CPU now (any state but R, or
+// gone); a runnable task waiting for a CPU counts as on one.
+func offCPU(tk *Task) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", tk.Pid, tk.Tid))
+	if err != nil {
+		return false
+	}
+	st := string(b)
+	i := strings.LastIndexByte(st, ')')
+	return i >= 0 && i+2 < len(st) && st[i+2] != 'R'
 }
 
 // cpuCounts are a task's counts in one CPU group, as its latest sample

@@ -120,10 +120,11 @@ func (s *Session) rootOfLocked(tk *Task, single bool) int {
 }
 
 // final says whether tk's counts ended with its last sample: it exited,
-// and its last sample was taken at the exit.
+// and its last sample was taken at the exit; or, still alive, it sampled
+// after the counters were frozen, or was off its CPU then (freeze).
 func (s *Session) final(tk *Task) bool {
 	if !tk.Exited {
-		return false
+		return s.freezeNs != 0 && (tk.lastSampleNs > s.freezeNs || tk.offAfterFreeze)
 	}
 	switch tk.lastSample {
 	case mExit:

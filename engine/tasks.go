@@ -51,8 +51,13 @@ type Task struct {
 	// cpuCounts are the task's counts from its groups' samples (count
 	// mode), one entry per CPU group it sampled in.
 	cpuCounts []cpuCounts
-	// lastSample is the member whose sample was the task's latest.
-	lastSample memberKind
+	// lastSample is the member whose sample was the task's latest, at
+	// lastSampleNs.
+	lastSample   memberKind
+	lastSampleNs uint64
+	// offAfterFreeze: the task was seen off its CPU after Stop froze the
+	// counters (freeze).
+	offAfterFreeze bool
 	// parent is the task that created it, when its FORK was seen.
 	parent *Task
 }

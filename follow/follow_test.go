@@ -558,3 +558,70 @@ func TestRunCountMode(t *testing.T) {
 		t.Errorf("parent: %d page faults, want at least %d", pf, rounds*pages)
 	}
 }
+
+// TestAttachLiveChild: attached to a process whose child outlives the
+// trace, each has its own faults, in both modes: the child's 1000 copies
+// are not the parent's (count mode once added a live child's counts to the
+// attached process, whose counters sum its children's), and neither is
+// unknown for being alive at the end.
+func TestAttachLiveChild(t *testing.T) {
+	requireTracing(t)
+	const child, parent = 1000, 500
+	for _, mode := range []engine.Mode{engine.ModeAuto, engine.ModeClassify} {
+		t.Run(string(mode), func(t *testing.T) {
+			cmd := exec.Command(testenv.BuildC(t, "cow_outlive"), strconv.Itoa(child), strconv.Itoa(parent))
+			in, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				in.Close()
+				cmd.Wait()
+			}()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			run, err := Attach(ctx, Options{KprobeMethod: perfevents.KprobeNone, Mode: mode}, AttachSpec{
+				Pid: cmd.Process.Pid,
+				Attached: func() {
+					in.Write([]byte{1})
+					go func() {
+						// "written": both are done; end the trace as SIGINT does.
+						var b [8]byte
+						out.Read(b[:])
+						cancel()
+					}()
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(run.Processes) != 2 || !run.Complete {
+				t.Fatalf("%d rows, complete %v (%q): %+v", len(run.Processes), run.Complete, run.Incomplete, run.Processes)
+			}
+			for _, tc := range []struct {
+				p     report.Process
+				pages uint64
+			}{{run.Processes[0], parent}, {run.Processes[1], child}} {
+				wp := tc.p.WPFaults
+				if wp == nil || *wp < tc.pages || *wp > tc.pages+16 || tc.p.Copies == nil || *tc.p.Copies < tc.pages {
+					t.Errorf("pid %d (%s): wp faults %v, copies %v, unmeasured %q; want %d and a few",
+						tc.p.Pid, tc.p.Role, fmtp(wp), fmtp(tc.p.Copies), tc.p.Unmeasured, tc.pages)
+				}
+			}
+		})
+	}
+}
+
+func fmtp(p *uint64) any {
+	if p == nil {
+		return "null"
+	}
+	return *p
+}

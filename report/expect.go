@@ -624,6 +624,7 @@ func noProcess(f filter, rows []map[string]any) error {
 // lookup follows the operand's path from v; what names the start of the path
 // in messages.
 func (o operand) lookup(v map[string]any, what string) (float64, error) {
+	row := v
 	var cur any = v
 	for i, key := range o.path {
 		m, ok := cur.(map[string]any)
@@ -641,6 +642,11 @@ func (o operand) lookup(v map[string]any, what string) (float64, error) {
 	case float64:
 		return v, nil
 	case nil:
+		// The row's unmeasured map says why, when the run knows.
+		um, _ := row["unmeasured"].(map[string]any)
+		if why, ok := um[strings.Join(o.path, ".")].(string); ok {
+			return 0, fmt.Errorf("%s is %w: %s", o.text, ErrNotMeasured, why)
+		}
 		return 0, fmt.Errorf("%s is %w", o.text, ErrNotMeasured)
 	case bool:
 		if v {

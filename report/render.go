@@ -267,7 +267,10 @@ func writeText(w io.Writer, run *Run, markdown bool) error {
 	if run.CopyRoutineCheck != "" {
 		fmt.Fprintf(bw, "copy routine check: %s\n", run.CopyRoutineCheck)
 	}
-	fmt.Fprintf(bw, "lost records: %d, throttled: %d\n", run.LostRecords, run.Throttled)
+	fmt.Fprintf(bw, "records: %d, lost: %d, throttled: %d\n", run.Records, run.LostRecords, run.Throttled)
+	for _, n := range run.Incomplete {
+		fmt.Fprintf(bw, "incomplete: %s\n", n)
+	}
 	for _, n := range run.Notes {
 		fmt.Fprintf(bw, "note: %s\n", n)
 	}

@@ -48,7 +48,7 @@ func TestTableSaysHowEachColumnWasMeasured(t *testing.T) {
 		"[kprobe:copy_mc_to_kernel]", "[counter]", "[tracepoint]", "[inferred]", "do_wp_page",
 		"unavailable: kprobe:folio_copy: not probe-able",
 		"copies: kprobe (pmu) hits on copy_mc_to_kernel", "copy routine check: copy_mc_to_kernel: 64 hits",
-		"parent: w0", "writer: w1", "lost records: 0, throttled: 0",
+		"parent: w0", "writer: w1", "lost: 0, throttled: 0",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

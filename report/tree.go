@@ -121,5 +121,8 @@ func traceTitle(run *Run) string {
 	if len(t.StillRunning) > 0 {
 		fmt.Fprintf(&b, ", %d process(es) still running", len(t.StillRunning))
 	}
+	if !run.Complete {
+		b.WriteString(", INCOMPLETE (see below)")
+	}
 	return b.String()
 }

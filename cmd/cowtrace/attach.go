@@ -37,10 +37,7 @@ Flags:
 
 func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("cowtrace attach", attachUsage)
-	// Classify by default: an attached server's workers are often still
-	// running when the trace ends, and count mode knows a task's counts
-	// only once it exits.
-	tf := addTraceFlags(fs, engine.ModeClassify)
+	tf := addTraceFlags(fs, engine.ModeAuto)
 	pid := fs.Int("p", 0, "the `PID` to attach to")
 	duration := fs.Duration("duration", 0, "stop after `D` (e.g. 10s); 0: until Ctrl-C or the process's exit")
 	readyFD := fs.Int("ready-fd", -1, "once every event is open, write a line to descriptor `N` (3 or more) and close it")

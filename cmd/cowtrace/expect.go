@@ -53,10 +53,23 @@ func (f failures) Error() string {
 
 func (f failures) ExitCode() int { return f.code }
 
-// checkExpectations checks es on run after the report has been written.
+// incomplete says why the run's figures do not all add up, nil when they do.
+func incomplete(run *report.Run) error {
+	if run.Complete {
+		return nil
+	}
+	return fmt.Errorf("the measurement is incomplete, the figures it touches are null: %s", strings.Join(run.Incomplete, "; "))
+}
+
+// checkExpectations checks es on run after the report has been written; a
+// run whose figures do not all add up exits exitIncomplete when nothing
+// else failed.
 func checkExpectations(run *report.Run, es []report.Expectation) error {
 	if failed := report.CheckAll(run, es); len(failed) > 0 {
 		return failures{failed, exitFailure}
+	}
+	if err := incomplete(run); err != nil {
+		return failures{[]error{err}, exitIncomplete}
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ const (
 	exitOK          = 0
 	exitFailure     = 1  // the run failed
 	exitUsage       = 2  // bad command line or input
+	exitIncomplete  = 3  // the run ended, but some figure does not add up: null, with its reason
 	exitInternal    = 70 // a bug in cowtrace (a panic): sysexits.h's EX_SOFTWARE
 	exitInterrupted = 130
 )
@@ -160,6 +161,8 @@ Usage:
 Run "cowtrace -h" for the experiment's flags.
 
 Exit status: 0 success; 1 the run failed (or an --expect did not hold); 2 bad
-command line or input; 70 internal error (a bug in cowtrace: please report
-it); 130 interrupted. cowtrace run ends with CMD's status instead.
+command line or input; 3 the measurement is incomplete (figures that do not
+add up are null, the report says why); 70 internal error (a bug in cowtrace:
+please report it); 130 interrupted. cowtrace run ends with CMD's status
+instead when CMD fails.
 `

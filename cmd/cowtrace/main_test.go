@@ -135,7 +135,7 @@ func TestTableOutput(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"parent", "reader", "writer", "not touched before fork", "methods:", "windows:", "lost records: 0"} {
+	for _, want := range []string{"parent", "reader", "writer", "not touched before fork", "methods:", "windows:", "lost: 0, throttled: 0"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table output lacks %q:\n%s", want, stdout)
 		}

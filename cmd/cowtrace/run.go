@@ -37,12 +37,15 @@ invoking user (SUDO_UID, SUDO_GID) unless --keep-root or --user says
 otherwise. With -o FILE the report (and the timeline) go to FILE, and
 stdout is CMD's alone.
 
---mode auto (the default) counts page faults and write-protect faults in
-the kernel, each process's reported when it exits, where the kernel can
-(Linux 6.18 does, 6.12 does not; cowtrace doctor says) and no flag needs every fault
-(--timeline, --by, --plot, --counters); --mode classify records every
-fault, for fault classes, minor and major faults, and the counts of
-processes still running when CMD exits.
+--mode auto (the default) counts faults, copies and probe hits in the
+kernel, each task's counts sampled as it leaves a CPU and as it exits, where
+the kernel can (Linux 6.12 and later: cowtrace doctor says) and no flag needs
+every fault (--timeline, --by, --plot, --counters); --mode classify records
+every fault, for fault classes. A figure that does not add up is null, with
+the reason; the report says whether the run is complete.
+
+After CMD exits, the processes it left running are followed until they exit,
+for at most --linger (1s).
 
 --expect EXPR compares two operands with == != < <= > >=. An operand is a
 number, a field of the JSON report (copies, wp_faults, page_faults, ...) of
@@ -86,9 +89,9 @@ type traceFlags struct {
 // addTraceFlags adds the shared flags; mode is --mode's default.
 func addTraceFlags(fs *flag.FlagSet, mode engine.Mode) *traceFlags {
 	tf := &traceFlags{
-		mode: fs.String("mode", string(mode), "count: page faults and write-protect faults counted in the kernel, each process's read at its exit, copies one record each; "+
-			"classify: every fault a record, classified (fault classes, minor and major faults, --by, --plot, --timeline, processes still running at the end); "+
-			"auto: count where the kernel reports each task's counts at its exit (cowtrace doctor says) and no flag needs every fault, else classify"),
+		mode: fs.String("mode", string(mode), "count: faults, copies and probe hits counted in the kernel, each task's counts sampled as it leaves a CPU and exits; "+
+			"classify: every fault a record, classified (fault classes, --by, --plot, --timeline); "+
+			"auto: count where the kernel gives each task's counts (Linux 6.12; cowtrace doctor says) and no flag needs every fault, else classify"),
 		format:   fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics"),
 		method:   fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none"),
 		faults:   fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)"),
@@ -334,6 +337,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	}
 	if len(failed) > 0 {
 		return failures{failed, exitFailure}
+	}
+	if err := incomplete(run); err != nil {
+		return failures{[]error{err}, exitIncomplete}
 	}
 	return nil
 }
