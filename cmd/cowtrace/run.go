@@ -111,6 +111,7 @@ type traceSetup struct {
 	format report.Format
 	expect []report.Expectation
 	plot   *output // --plot's file, nil without
+	plotAs plot.Format
 }
 
 // setup validates the shared flags; the timeline is set up once the output
@@ -149,6 +150,12 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	default:
 		return traceSetup{}, usagef("--by %q: want mapping or function", *tf.by)
 	}
+	var plotAs plot.Format
+	if *tf.plotPath != "" {
+		if plotAs, err = plot.FormatOf(*tf.plotPath); err != nil {
+			return traceSetup{}, usagef("--plot %v", err)
+		}
+	}
 	mode, err := engine.ParseMode(*tf.mode, engine.ModeAuto)
 	if err != nil {
 		return traceSetup{}, usageError{err}
@@ -163,7 +170,7 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	}
 	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters,
 		By: *tf.by, Plot: *tf.plotPath != "", RingSize: ringSize, Mode: mode}
-	return traceSetup{opt: opt, format: f, expect: es}, nil
+	return traceSetup{opt: opt, format: f, expect: es, plotAs: plotAs}, nil
 }
 
 // output opens -o FILE, or takes stdout, for the report and the timeline:
@@ -197,7 +204,7 @@ func (ts *traceSetup) writePlot(run *report.Run, stderr io.Writer) error {
 	}
 	f := ts.plot
 	ts.plot = nil
-	err := plot.SVG(f, run)
+	err := plot.Write(f, run, ts.plotAs)
 	if errors.Is(err, plot.ErrNothing) {
 		fmt.Fprintf(stderr, "cowtrace: --plot: %v\n", err)
 		return f.close(false)
