@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"encoding/xml"
+	"image/png"
 	"io"
 	"os"
 	"path/filepath"
@@ -133,20 +134,38 @@ func TestRunPlot(t *testing.T) {
 	}
 }
 
-// TestPlotRefused: a --plot file that is not .svg is refused in one line,
-// exit 2, before the command runs or the file is made.
+// TestRunPlotPNG: --plot FILE.png writes a PNG.
+func TestRunPlotPNG(t *testing.T) {
+	requireRoot(t)
+	file := filepath.Join(t.TempDir(), "p.PNG")
+	plotRun(t, file)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("--plot %s: %v", file, err)
+	}
+	if r := img.Bounds(); r.Dx() < 1000 || r.Dy() < 500 {
+		t.Errorf("the PNG is %v", r)
+	}
+}
+
+// TestPlotRefused: a --plot file that is neither .svg nor .png is refused
+// in one line, exit 2, before the command runs or the file is made.
 func TestPlotRefused(t *testing.T) {
 	dir := t.TempDir()
 	ran := filepath.Join(dir, "ran")
 	for _, args := range [][]string{
 		{"run", "--plot", filepath.Join(dir, "p.jpg"), "--", "sh", "-c", "touch " + ran},
 		{"run", "--plot", filepath.Join(dir, "p"), "--", "sh", "-c", "touch " + ran},
-		{"run", "--plot", filepath.Join(dir, "p.png"), "--", "sh", "-c", "touch " + ran},
 		{"attach", "-p", strconv.Itoa(os.Getpid()), "--plot", filepath.Join(dir, "p.svgz")},
 	} {
 		code, stdout, stderr := runCLI(args...)
-		if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, ".svg") {
-			t.Errorf("cowtrace %q: exit %d, stdout %q, stderr %q; want exit %d and one line naming .svg",
+		if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, ".svg or .png") {
+			t.Errorf("cowtrace %q: exit %d, stdout %q, stderr %q; want exit %d and one line naming .svg and .png",
 				args, code, stdout, stderr, exitUsage)
 		}
 	}

@@ -97,7 +97,7 @@ func addTraceFlags(fs *flag.FlagSet, mode engine.Mode) *traceFlags {
 		label:    fs.String("label", "", "label of this run in the report (and in cowtrace compare)"),
 		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
 		by:       fs.String("by", "", "split each process's copies by `WHAT`: mapping (heap, stack, anonymous mmap, a file's private mapping) or function (the user code whose write faulted)"),
-		plotPath: fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE.svg`"),
+		plotPath: fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE`, .svg or .png"),
 		ringSize: fs.String("ring-size", "", "ring buffer memory for all CPUs together, e.g. 8M: split over the CPUs the traced tasks may run on (default 32M, 512K-4M per CPU)"),
 	}
 	fs.Var(&tf.probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")

@@ -7,8 +7,8 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
-// A figure is laid out once, in pixels, as a list of items that a writer
-// draws.
+// A figure is laid out once, in pixels, as a list of items that the SVG
+// and the PNG writers each draw: the two formats show the same picture.
 
 type pt struct{ x, y float64 }
 

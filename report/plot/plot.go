@@ -1,8 +1,8 @@
 // Package plot draws a traced run's copies and write-protect faults over
-// time (--plot), one colour per process, as SVG. It lays the chart out
-// itself, measuring text with the Go font of golang.org/x/image: the
-// plotting libraries that do this well embed fonts and backends worth
-// megabytes (see the README). It stands apart from
+// time (--plot), one colour per process, as SVG or PNG. It lays the chart
+// out itself and writes both formats with the standard library and
+// golang.org/x/image: the plotting libraries that do this well embed fonts
+// and backends worth megabytes (see the README). It stands apart from
 // package report so that only the programs that draw link the font.
 package plot
 
@@ -31,6 +31,8 @@ type Format int
 const (
 	// SVG is drawn by the viewer, with its own sans-serif font.
 	SVG Format = iota
+	// PNG is drawn here, with the Go font, at twice the SVG's pixels.
+	PNG
 )
 
 // FormatOf is the format a file name asks for by its extension: said
@@ -40,8 +42,10 @@ func FormatOf(path string) (Format, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".svg":
 		return SVG, nil
+	case ".png":
+		return PNG, nil
 	}
-	return 0, fmt.Errorf("%q: want a file name ending in .svg", path)
+	return 0, fmt.Errorf("%q: want a file name ending in .svg or .png", path)
 }
 
 // Write draws one chart: for every process with copies or write-protect
@@ -52,6 +56,9 @@ func Write(w io.Writer, run *report.Run, f Format) error {
 	fig, err := layout(run)
 	if err != nil {
 		return err
+	}
+	if f == PNG {
+		return fig.png(w)
 	}
 	return fig.svg(w)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"flag"
+	"image/png"
 	"io"
 	"os"
 	"path/filepath"
@@ -148,20 +149,60 @@ func TestSVGIsXML(t *testing.T) {
 }
 
 func TestNothing(t *testing.T) {
-	if err := Write(io.Discard, tracedRun("prog"), SVG); !errors.Is(err, ErrNothing) {
-		t.Errorf("SVG of no series: %v, want ErrNothing", err)
+	for _, f := range []Format{SVG, PNG} {
+		if err := Write(io.Discard, tracedRun("prog"), f); !errors.Is(err, ErrNothing) {
+			t.Errorf("format %d of no series: %v, want ErrNothing", f, err)
+		}
 	}
 }
 
 func TestFormatOf(t *testing.T) {
-	for path, want := range map[string]Format{"p.svg": SVG, "dir.png/P.SVG": SVG} {
+	for path, want := range map[string]Format{"p.svg": SVG, "dir.png/P.SVG": SVG, "/tmp/x.png": PNG, "x.Png": PNG} {
 		if got, err := FormatOf(path); err != nil || got != want {
 			t.Errorf("FormatOf(%q) = %v, %v; want %v", path, got, err, want)
 		}
 	}
-	for _, path := range []string{"p.jpg", "p", "p.svg.gz", "svg", "p.pdf", "p.png"} {
-		if _, err := FormatOf(path); err == nil || !strings.Contains(err.Error(), ".svg") {
-			t.Errorf("FormatOf(%q): %v, want a refusal naming .svg", path, err)
+	for _, path := range []string{"p.jpg", "p", "p.svg.gz", "svg", "p.pdf"} {
+		if _, err := FormatOf(path); err == nil || !strings.Contains(err.Error(), ".svg or .png") {
+			t.Errorf("FormatOf(%q): %v, want a refusal naming .svg and .png", path, err)
+		}
+	}
+}
+
+// TestPNG: the PNG decodes, is the figure at twice its pixels, and shows
+// every process's colour, the text and the grid: a picture, not a blank.
+func TestPNG(t *testing.T) {
+	run := tracedRun("python3 pool.py", pool(11)...)
+	var b bytes.Buffer
+	if err := Write(&b, run, PNG); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&b)
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	fig, err := layout(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := img.Bounds(); r.Dx() != int(fig.w*pngScale) || r.Dy() != int(fig.h*pngScale) {
+		t.Errorf("PNG is %v, want %gx%g", r, fig.w*pngScale, fig.h*pngScale)
+	}
+	seen := map[rgb]int{}
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y++ {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			seen[rgb{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8)}]++
+		}
+	}
+	for i := range run.Timeseries {
+		if c, _ := style(i); seen[c] < 100 {
+			t.Errorf("process %d's colour %v: %d pixels", i, c, seen[c])
+		}
+	}
+	for _, c := range []rgb{ink, gridC, axisC} {
+		if seen[c] < 100 {
+			t.Errorf("colour %v: %d pixels", c, seen[c])
 		}
 	}
 }

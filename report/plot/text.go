@@ -11,11 +11,12 @@ import (
 	"golang.org/x/image/font/sfnt"
 )
 
-// Text is measured with the Go font, which the package embeds. An SVG's
-// text is drawn with whatever sans-serif font the viewer has: DejaVu Sans
-// (Debian's default, and Verdana's metrics) runs 4-15% wider than the Go
-// font, Arial about as wide. Every width that the layout reserves is the
-// Go font's times slack, so that no viewer's text runs out of its box.
+// The PNG is drawn with the Go font, so its text is measured with it too.
+// An SVG's text is drawn with whatever sans-serif font the viewer has:
+// DejaVu Sans (Debian's default, and Verdana's metrics) runs 4-15% wider
+// than the Go font, Arial about as wide. Every width that the layout
+// reserves is the Go font's times slack, so that no viewer's text runs out
+// of its box, and both formats share one layout.
 const slack = 1.2
 
 var goFont = sync.OnceValues(func() (*sfnt.Font, error) { return opentype.Parse(goregular.TTF) })
@@ -50,7 +51,7 @@ func width(s string, size float64) float64 {
 	f, err := face(size)
 	if err != nil {
 		// The embedded font parsed in the tests; a guess keeps the layout
-		// going should it not.
+		// going should it not, and the PNG says the error.
 		return float64(utf8.RuneCountInString(s)) * size * 0.6 * slack
 	}
 	return float64(font.MeasureString(f, s)) / 64 * slack
