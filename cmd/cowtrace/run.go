@@ -101,7 +101,7 @@ func addTraceFlags(fs *flag.FlagSet, mode engine.Mode) *traceFlags {
 		label:    fs.String("label", "", "label of this run in the report (and in cowtrace compare)"),
 		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
 		by:       fs.String("by", "", "split each process's copies by `WHAT`: mapping (heap, stack, anonymous mmap, a file's private mapping) or function (the user code whose write faulted)"),
-		plotPath: fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE.svg`"),
+		plotPath: fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE`, .svg or .png"),
 		ringSize: fs.String("ring-size", "", "ring buffer memory for all CPUs together, e.g. 8M: split over the CPUs the traced tasks may run on (default 32M, 512K-4M per CPU)"),
 	}
 	fs.Var(&tf.probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
@@ -115,6 +115,7 @@ type traceSetup struct {
 	format report.Format
 	expect []report.Expectation
 	plot   *output // --plot's file, nil without
+	plotAs plot.Format
 }
 
 // setup validates the shared flags; the timeline is set up once the output
@@ -153,6 +154,12 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	default:
 		return traceSetup{}, usagef("--by %q: want mapping or function", *tf.by)
 	}
+	var plotAs plot.Format
+	if *tf.plotPath != "" {
+		if plotAs, err = plot.FormatOf(*tf.plotPath); err != nil {
+			return traceSetup{}, usagef("--plot %v", err)
+		}
+	}
 	mode, err := engine.ParseMode(*tf.mode, engine.ModeAuto)
 	if err != nil {
 		return traceSetup{}, usageError{err}
@@ -167,7 +174,7 @@ func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
 	}
 	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters,
 		By: *tf.by, Plot: *tf.plotPath != "", RingSize: ringSize, Mode: mode}
-	return traceSetup{opt: opt, format: f, expect: es}, nil
+	return traceSetup{opt: opt, format: f, expect: es, plotAs: plotAs}, nil
 }
 
 // output opens -o FILE, or takes stdout, for the report and the timeline:
@@ -201,7 +208,7 @@ func (ts *traceSetup) writePlot(run *report.Run, stderr io.Writer) error {
 	}
 	f := ts.plot
 	ts.plot = nil
-	err := plot.SVG(f, run)
+	err := plot.Write(f, run, ts.plotAs)
 	if errors.Is(err, plot.ErrNothing) {
 		fmt.Fprintf(stderr, "cowtrace: --plot: %v\n", err)
 		return f.close(false)
