@@ -1,4 +1,4 @@
-package openmetrics
+package report
 
 import (
 	"bytes"
@@ -10,39 +10,37 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-
-	"github.com/cowtrace/cowtrace/report"
 )
 
-// experimentRun is the experiment's run on a kernel with kprobes.
-func experimentRun() *report.Run {
-	return &report.Run{
-		SchemaVersion: report.SchemaVersion, Kernel: "6.1.0-test-amd64", Scenario: "touched",
+// omExperimentRun is the experiment's run on a kernel with kprobes.
+func omExperimentRun() *Run {
+	return &Run{
+		SchemaVersion: SchemaVersion, Kernel: "6.1.0-test-amd64", Scenario: "touched",
 		Blocks: 1000, BlockSize: 102400, Offset: 10240, Touched: true,
 		CopyRoutine: "copy_mc_to_kernel", KprobeMethod: "pmu",
 		Methods: map[string]string{
 			"page_faults": "counter:page-faults", "wp_faults": "tracepoint:exceptions:page_fault_user",
 			"in_region": "tracepoint:exceptions:page_fault_user", "copies": "kprobe:copy_mc_to_kernel",
 		},
-		Processes: []report.Process{
-			{Role: "parent", Pid: 10, PageFaults: report.U64(20), WPFaults: report.U64(13), Copies: report.U64(12),
-				InRegion: &report.FaultClasses{}, Outside: &report.FaultClasses{WP: 13},
+		Processes: []Process{
+			{Role: "parent", Pid: 10, PageFaults: U64(20), WPFaults: U64(13), Copies: U64(12),
+				InRegion: &FaultClasses{}, Outside: &FaultClasses{WP: 13},
 				Probes: map[string]uint64{"copy_mc_to_kernel": 12, "do_wp_page": 13}},
-			{Role: "writer", Pid: 12, PageFaults: report.U64(1000), WPFaults: report.U64(1000), Copies: report.U64(1000),
-				InRegion: &report.FaultClasses{WP: 1000}, Outside: &report.FaultClasses{},
+			{Role: "writer", Pid: 12, PageFaults: U64(1000), WPFaults: U64(1000), Copies: U64(1000),
+				InRegion: &FaultClasses{WP: 1000}, Outside: &FaultClasses{},
 				Probes: map[string]uint64{"copy_mc_to_kernel": 1000, "do_wp_page": 1000}},
 		},
 	}
 }
 
-// tracedRun is a cowtrace run of sh with two children, and --threads: a
+// omTracedRun is a cowtrace run of sh with two children, and --threads: a
 // thread row under the first process.
-func tracedRun() *report.Run {
+func omTracedRun() *Run {
 	exit := 0
-	r := &report.Run{
-		SchemaVersion: report.SchemaVersion, Kernel: "6.18.0-test", Scenario: "traced",
+	r := &Run{
+		SchemaVersion: SchemaVersion, Kernel: "6.18.0-test", Scenario: "traced",
 		Methods: map[string]string{"wp_faults": "tracepoint:exceptions:page_fault_user", "copies": "inferred:x"},
-		Trace:   &report.Trace{Command: []string{"sh", "-c", "..."}, DurationMs: 12, EndedBy: "exit", ExitCode: &exit, Threads: true},
+		Trace:   &Trace{Command: []string{"sh", "-c", "..."}, DurationMs: 12, EndedBy: "exit", ExitCode: &exit, Threads: true},
 	}
 	for _, p := range []struct {
 		pid, tid, ppid, depth int
@@ -53,9 +51,9 @@ func tracedRun() *report.Run {
 		if p.depth == 0 {
 			role = "command"
 		}
-		r.Processes = append(r.Processes, report.Process{Role: role, Pid: p.pid,
-			Lineage:  &report.Lineage{Tid: p.tid, Ppid: p.ppid, Comm: p.comm, Depth: p.depth, Threads: 1},
-			WPFaults: report.U64(p.copies + 1), Copies: report.U64(p.copies), Outside: &report.FaultClasses{WP: p.copies + 1}})
+		r.Processes = append(r.Processes, Process{Role: role, Pid: p.pid,
+			Lineage:  &Lineage{Tid: p.tid, Ppid: p.ppid, Comm: p.comm, Depth: p.depth, Threads: 1},
+			WPFaults: U64(p.copies + 1), Copies: U64(p.copies), Outside: &FaultClasses{WP: p.copies + 1}})
 	}
 	return r
 }
@@ -125,10 +123,10 @@ next:
 }
 
 func TestOpenMetricsExperiment(t *testing.T) {
-	run := experimentRun()
+	run := omExperimentRun()
 	run.Label = `tuned "fast" kernel`
 	var b bytes.Buffer
-	if err := report.Write(&b, run, report.OpenMetrics); err != nil {
+	if err := Write(&b, run, OpenMetrics); err != nil {
 		t.Fatal(err)
 	}
 	text := b.String()
@@ -154,7 +152,7 @@ func TestOpenMetricsExperiment(t *testing.T) {
 	// A measure not taken has no sample rather than a 0.
 	run.Processes[0].Copies = nil
 	b.Reset()
-	if err := report.Write(&b, run, report.OpenMetrics); err != nil {
+	if err := Write(&b, run, OpenMetrics); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(parseOpenMetrics(t, b.String())["cowtrace_copies"].Metric); n != 1 {
@@ -164,7 +162,7 @@ func TestOpenMetricsExperiment(t *testing.T) {
 
 func TestOpenMetricsTrace(t *testing.T) {
 	var b bytes.Buffer
-	if err := Write(&b, tracedRun()); err != nil {
+	if err := writeOpenMetrics(&b, omTracedRun()); err != nil {
 		t.Fatal(err)
 	}
 	fams := parseOpenMetrics(t, b.String())

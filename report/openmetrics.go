@@ -1,15 +1,11 @@
-// Package openmetrics renders a cowtrace report as an OpenMetrics
-// exposition, for the node exporter's textfile collector or a Pushgateway.
-// Importing it installs the writer behind report.Write's --format
-// openmetrics.
-//
-// The text is written here rather than by Prometheus's encoder
-// (expfmt.MetricFamilyToOpenMetrics): that one imports net/http and
-// protobuf and grew cowtrace by 4.9 MB (6.6 to 11.5 MB) and ~95 page faults
-// at every start, for a format of a few lines' grammar. Its parser stays the
-// judge: the tests read every exposition back with expfmt's OpenMetrics
-// parser.
-package openmetrics
+package report
+
+// The writer of --format openmetrics, written here rather than by
+// Prometheus's encoder (expfmt.MetricFamilyToOpenMetrics): that one imports
+// net/http and protobuf and grew cowtrace by 4.9 MB (6.6 to 11.5 MB) and
+// ~95 page faults at every start, for a format of a few lines' grammar. Its
+// parser stays the judge: the tests read every exposition back with
+// expfmt's OpenMetrics parser.
 
 import (
 	"bufio"
@@ -17,8 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/cowtrace/cowtrace/report"
 )
 
 // labelPair is one label of a sample.
@@ -38,9 +32,6 @@ type metricFamily struct {
 	samples          []metric
 }
 
-func init() { report.RegisterOpenMetrics(Write) }
-
-//
 // Every count is a gauge: it is what one finished run measured for one
 // process, and a process of the next run is another series, so nothing
 // carries a counter's promise of growing across scrapes (Prometheus's advice
@@ -50,12 +41,12 @@ func init() { report.RegisterOpenMetrics(Write) }
 // family is one metric family of the exposition.
 type family struct {
 	name, help string
-	get        func(p *report.Process) *uint64
+	get        func(p *Process) *uint64
 }
 
 // processFamilies are the per-process measures. Their help names the method
 // of the run, as the table's headers do.
-func processFamilies(run *report.Run) []family {
+func processFamilies(run *Run) []family {
 	m := run.Methods
 	how := func(key string) string {
 		if m[key] == "" {
@@ -64,21 +55,21 @@ func processFamilies(run *report.Run) []family {
 		return " (" + m[key] + ")"
 	}
 	return []family{
-		{name: "cowtrace_page_faults", help: "Page faults of the process" + how("page_faults"), get: func(p *report.Process) *uint64 { return p.PageFaults }},
-		{name: "cowtrace_minor_faults", help: "Minor page faults of the process" + how("minor_faults"), get: func(p *report.Process) *uint64 { return p.MinorFaults }},
-		{name: "cowtrace_major_faults", help: "Major page faults of the process" + how("major_faults"), get: func(p *report.Process) *uint64 { return p.MajorFaults }},
-		{name: "cowtrace_wp_faults", help: "User write-protect faults (x86 error code 0x7), the faults of copy-on-write" + how("wp_faults"), get: func(p *report.Process) *uint64 { return p.WPFaults }},
-		{name: "cowtrace_copies", help: "Pages the kernel copied for the process" + how("copies"), get: func(p *report.Process) *uint64 { return p.Copies }},
-		{name: "cowtrace_inferred_copies", help: "Copies inferred from write-protect faults followed by a page allocation" + how("inferred_copies"), get: func(p *report.Process) *uint64 { return p.InferredCopies }},
-		{name: "cowtrace_lost_records", help: "Perf ring records of the process lost to overflow: its sampled counts are lower bounds", get: func(p *report.Process) *uint64 { return &p.LostRecords }},
+		{name: "cowtrace_page_faults", help: "Page faults of the process" + how("page_faults"), get: func(p *Process) *uint64 { return p.PageFaults }},
+		{name: "cowtrace_minor_faults", help: "Minor page faults of the process" + how("minor_faults"), get: func(p *Process) *uint64 { return p.MinorFaults }},
+		{name: "cowtrace_major_faults", help: "Major page faults of the process" + how("major_faults"), get: func(p *Process) *uint64 { return p.MajorFaults }},
+		{name: "cowtrace_wp_faults", help: "User write-protect faults (x86 error code 0x7), the faults of copy-on-write" + how("wp_faults"), get: func(p *Process) *uint64 { return p.WPFaults }},
+		{name: "cowtrace_copies", help: "Pages the kernel copied for the process" + how("copies"), get: func(p *Process) *uint64 { return p.Copies }},
+		{name: "cowtrace_inferred_copies", help: "Copies inferred from write-protect faults followed by a page allocation" + how("inferred_copies"), get: func(p *Process) *uint64 { return p.InferredCopies }},
+		{name: "cowtrace_lost_records", help: "Perf ring records of the process lost to overflow: its sampled counts are lower bounds", get: func(p *Process) *uint64 { return &p.LostRecords }},
 	}
 }
 
-// Write renders run as an OpenMetrics exposition: a family per measure, a
+// writeOpenMetrics renders run as an OpenMetrics exposition: a family per measure, a
 // sample per process, labelled by kernel, label (--label), the experiment's
 // scenario, command (comm) and role, pid and, with --threads, tid ("all" on
 // the process rows, whose counts include every thread).
-func Write(w io.Writer, run *report.Run) error {
+func writeOpenMetrics(w io.Writer, run *Run) error {
 	var fams []*metricFamily
 	gauge := func(name, help, unit string) *metricFamily {
 		f := &metricFamily{name: name, help: help, unit: unit}
@@ -190,14 +181,14 @@ func escape(s string) string { return escaper.Replace(s) }
 // they fell in the experiment's region: one family, labelled by where and
 // class. The kernel-mode faults are a subset of the others and get a family
 // of their own, so that summing one family never counts a fault twice.
-func classified(run *report.Run, rowLabels [][]*labelPair,
+func classified(run *Run, rowLabels [][]*labelPair,
 	gauge func(name, help, unit string) *metricFamily, sample func(*metricFamily, float64, []*labelPair)) {
 	var byClass, kernel *metricFamily
 	for i := range run.Processes {
 		p := &run.Processes[i]
 		for _, where := range []struct {
 			name string
-			fc   *report.FaultClasses
+			fc   *FaultClasses
 		}{{"in_region", p.InRegion}, {"outside", p.Outside}} {
 			if where.fc == nil {
 				continue
@@ -225,27 +216,4 @@ func withLabel(ls []*labelPair, name, value string) []*labelPair {
 	out := append(append([]*labelPair(nil), ls...), pair(name, value))
 	sort.Slice(out, func(a, b int) bool { return out[a].GetName() < out[b].GetName() })
 	return out
-}
-
-// probeNames are the kernel functions any row of run counts, sorted.
-func probeNames(run *report.Run) []string {
-	seen := map[string]bool{}
-	var names []string
-	for _, p := range run.Processes {
-		for fn := range p.Probes {
-			if !seen[fn] {
-				seen[fn] = true
-				names = append(names, fn)
-			}
-		}
-	}
-	sort.Strings(names)
-	return names
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
