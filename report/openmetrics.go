@@ -1,11 +1,33 @@
 package report
 
-// The writer of --format openmetrics, written here rather than by
-// Prometheus's encoder (expfmt.MetricFamilyToOpenMetrics): that one imports
-// net/http and protobuf and grew cowtrace by 4.9 MB (6.6 to 11.5 MB) and
-// ~95 page faults at every start, for a format of a few lines' grammar. Its
-// parser stays the judge: the tests read every exposition back with
-// expfmt's OpenMetrics parser.
+// The renderer of --format openmetrics. It reads the model (Run, Process,
+// FaultClasses, Trace, Lineage) and nothing else of this package, so that
+// it can move with the other renderers as a whole file.
+//
+// One text serves both readers a user feeds it to. Prometheus' text format
+// 0.0.4 is what node_exporter's textfile collector, the Pushgateway and
+// promtool parse; OpenMetrics 1.0 is what --format openmetrics promises.
+// The two differ, for what is written here, only in HELP: OpenMetrics
+// requires a double quote there to be escaped, 0.0.4 rejects the escape.
+// So no HELP holds a double quote (each is a constant; what varies, the
+// method, goes into cowtrace_method_info's label values, escaped alike in
+// both), and the OpenMetrics-only lines, # UNIT and # EOF, are comments to
+// a 0.0.4 parser. The tests read every output with both parsers.
+//
+// Every family is a gauge: each value is what one finished run counted for
+// one process, and the next run's processes are other series, so no value
+// promises a counter's growth across scrapes (and a counter's family name
+// would differ between the two formats: foo against foo_total). HELP is the
+// same on every kernel and in every mode because node_exporter drops, with
+// only a log line, the samples of a family whose HELP differs from the same
+// family's in another file of its directory.
+//
+// The standard library writes it rather than prometheus/common's expfmt:
+// linking expfmt's encoders grew the static binary from 8.2 to 12.9 MB and
+// its packages from 152 to 300 (net/http, protobuf) and cost some 90 more
+// page faults at every start, for a grammar of a few lines; and its
+// OpenMetrics encoder escapes the double quote in HELP, the very escape
+// promtool rejects. expfmt's two parsers are the tests' judges instead.
 
 import (
 	"bufio"
@@ -15,128 +37,115 @@ import (
 	"strings"
 )
 
-// labelPair is one label of a sample.
-type labelPair struct{ name, value string }
+// omLabel is one label of a sample.
+type omLabel struct{ name, value string }
 
-func (l *labelPair) GetName() string { return l.name }
-
-// metric is one sample of a family.
-type metric struct {
-	labels []*labelPair
-	value  float64
+// omSample is one line of a family: labels in name order, and the value as
+// written.
+type omSample struct {
+	labels []omLabel
+	value  string
 }
 
-// metricFamily is one family of gauges.
-type metricFamily struct {
-	name, help, unit string
-	samples          []metric
+// omFamily is one gauge family. unit, when set, is also the last word of
+// name, as OpenMetrics requires.
+type omFamily struct {
+	name, unit, help string
+	samples          []omSample
 }
 
-// Every count is a gauge: it is what one finished run measured for one
-// process, and a process of the next run is another series, so nothing
-// carries a counter's promise of growing across scrapes (Prometheus's advice
-// for batch jobs and the textfile collector). A measure not taken has no
-// sample, never a 0.
-
-// family is one metric family of the exposition.
-type family struct {
+// omProcessFamilies are the per-process measures, each read off a row; nil
+// is a measure not taken, which gets no sample.
+var omProcessFamilies = []struct {
 	name, help string
 	get        func(p *Process) *uint64
+}{
+	{"cowtrace_page_faults", "Page faults of the process", func(p *Process) *uint64 { return p.PageFaults }},
+	{"cowtrace_minor_faults", "Minor page faults of the process", func(p *Process) *uint64 { return p.MinorFaults }},
+	{"cowtrace_major_faults", "Major page faults of the process", func(p *Process) *uint64 { return p.MajorFaults }},
+	{"cowtrace_wp_faults", "Write-protect faults of the process, the faults copy-on-write takes", func(p *Process) *uint64 { return p.WPFaults }},
+	{"cowtrace_copies", "Pages the kernel copied for the process", func(p *Process) *uint64 { return p.Copies }},
+	{"cowtrace_inferred_copies", "Copies inferred from page allocations on the copy-on-write path, beside a kprobe count when both exist", func(p *Process) *uint64 { return p.InferredCopies }},
+	{"cowtrace_lost_records", "Perf ring records of the process lost to overflow; when not 0 its sampled counts are lower bounds", func(p *Process) *uint64 { return &p.LostRecords }},
 }
 
-// processFamilies are the per-process measures. Their help names the method
-// of the run, as the table's headers do.
-func processFamilies(run *Run) []family {
-	m := run.Methods
-	how := func(key string) string {
-		if m[key] == "" {
-			return ""
-		}
-		return " (" + m[key] + ")"
-	}
-	return []family{
-		{name: "cowtrace_page_faults", help: "Page faults of the process" + how("page_faults"), get: func(p *Process) *uint64 { return p.PageFaults }},
-		{name: "cowtrace_minor_faults", help: "Minor page faults of the process" + how("minor_faults"), get: func(p *Process) *uint64 { return p.MinorFaults }},
-		{name: "cowtrace_major_faults", help: "Major page faults of the process" + how("major_faults"), get: func(p *Process) *uint64 { return p.MajorFaults }},
-		{name: "cowtrace_wp_faults", help: "User write-protect faults (x86 error code 0x7), the faults of copy-on-write" + how("wp_faults"), get: func(p *Process) *uint64 { return p.WPFaults }},
-		{name: "cowtrace_copies", help: "Pages the kernel copied for the process" + how("copies"), get: func(p *Process) *uint64 { return p.Copies }},
-		{name: "cowtrace_inferred_copies", help: "Copies inferred from write-protect faults followed by a page allocation" + how("inferred_copies"), get: func(p *Process) *uint64 { return p.InferredCopies }},
-		{name: "cowtrace_lost_records", help: "Perf ring records of the process lost to overflow: its sampled counts are lower bounds", get: func(p *Process) *uint64 { return &p.LostRecords }},
-	}
-}
+// The HELP of the families written outside omProcessFamilies.
+const (
+	omHelpProbeHits  = "Kprobe hits on a kernel function in the process"
+	omHelpClassified = "Page faults on the process's memory by class, from the x86 error code or unclassified where only the address is known, in the experiment's region or outside it"
+	omHelpKernelMode = "Faults the kernel took on the process's memory in a system call, a subset of cowtrace_classified_faults"
+	omHelpMethod     = "How each measure was taken on this kernel, its JSON name in label measure; always 1"
+	omHelpRunLost    = "Perf ring records lost in the whole run"
+	omHelpThrottled  = "Times the kernel throttled the run's sampled events"
+	omHelpDuration   = "How long cowtrace traced"
+	omHelpExitCode   = "The traced command's exit status, as a shell reports it"
+)
 
-// writeOpenMetrics renders run as an OpenMetrics exposition: a family per measure, a
+// writeOpenMetrics renders run as OpenMetrics 1.0 text that is also
+// Prometheus text 0.0.4 (see the top of this file): a family per measure, a
 // sample per process, labelled by kernel, label (--label), the experiment's
-// scenario, command (comm) and role, pid and, with --threads, tid ("all" on
-// the process rows, whose counts include every thread).
+// scenario, role, pid and, for cowtrace run and attach, command (the comm)
+// and, with --threads, tid ("all" on the process rows, whose counts include
+// every thread).
 func writeOpenMetrics(w io.Writer, run *Run) error {
-	var fams []*metricFamily
-	gauge := func(name, help, unit string) *metricFamily {
-		f := &metricFamily{name: name, help: help, unit: unit}
-		fams = append(fams, f)
-		return f
-	}
-	sample := func(f *metricFamily, v float64, labels []*labelPair) {
-		f.samples = append(f.samples, metric{labels: labels, value: v})
-	}
-	runLabels := []*labelPair{pair("kernel", run.Kernel)}
+	runLabels := []omLabel{{"kernel", run.Kernel}}
 	if run.Label != "" {
-		runLabels = append(runLabels, pair("label", run.Label))
+		runLabels = append(runLabels, omLabel{"label", run.Label})
 	}
 	if run.Trace == nil {
-		runLabels = append(runLabels, pair("scenario", run.Scenario))
+		runLabels = append(runLabels, omLabel{"scenario", run.Scenario})
 	}
-	rowLabels := make([][]*labelPair, len(run.Processes))
+	rowLabels := make([][]omLabel, len(run.Processes))
 	for i := range run.Processes {
-		p := &run.Processes[i]
-		ls := append(append([]*labelPair(nil), runLabels...), pair("role", p.Role), pair("pid", strconv.Itoa(p.Pid)))
-		if p.Lineage != nil {
-			ls = append(ls, pair("command", p.Comm))
-			if run.Trace != nil && run.Trace.Threads {
-				tid := "all"
-				if p.Tid != 0 {
-					tid = strconv.Itoa(p.Tid)
-				}
-				ls = append(ls, pair("tid", tid))
-			}
-		}
-		sort.Slice(ls, func(a, b int) bool { return ls[a].GetName() < ls[b].GetName() })
-		rowLabels[i] = ls
+		rowLabels[i] = omRowLabels(run, &run.Processes[i], runLabels)
 	}
 
-	for _, fd := range processFamilies(run) {
-		var f *metricFamily
-		for i := range run.Processes {
-			v := fd.get(&run.Processes[i])
-			if v == nil {
-				continue
-			}
-			if f == nil {
-				f = gauge(fd.name, fd.help, "")
-			}
-			sample(f, float64(*v), rowLabels[i])
+	var fams []*omFamily
+	add := func(f *omFamily) {
+		if len(f.samples) > 0 {
+			fams = append(fams, f)
 		}
 	}
-	if probes := probeNames(run); len(probes) > 0 {
-		f := gauge("cowtrace_probe_hits", "Kprobe hits on a kernel function in the process (kprobe method "+orDash(run.KprobeMethod)+")", "")
+	for _, pf := range omProcessFamilies {
+		f := &omFamily{name: pf.name, help: pf.help}
 		for i := range run.Processes {
-			for _, fn := range probes {
-				if v, ok := run.Processes[i].Probes[fn]; ok {
-					sample(f, float64(v), withLabel(rowLabels[i], "function", fn))
-				}
+			if v := pf.get(&run.Processes[i]); v != nil {
+				f.add(rowLabels[i], omUint(*v))
 			}
 		}
+		add(f)
 	}
-	classified(run, rowLabels, gauge, sample)
+	add(omProbeHits(run, rowLabels))
+	byClass, kernel := omClassified(run, rowLabels)
+	add(byClass)
+	add(kernel)
 
-	// The run's own numbers: records lost before their task was known
-	// belong to no process.
-	sample(gauge("cowtrace_run_lost_records", "Perf ring records lost in the whole run", ""), float64(run.LostRecords), runLabels)
-	sample(gauge("cowtrace_run_throttled", "Times the kernel throttled the run's sampled events", ""), float64(run.Throttled), runLabels)
+	methods := &omFamily{name: "cowtrace_method_info", help: omHelpMethod}
+	keys := make([]string, 0, len(run.Methods))
+	for k := range run.Methods {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		methods.add(omWith(runLabels, omLabel{"measure", k}, omLabel{"method", run.Methods[k]}), "1")
+	}
+	add(methods)
+
+	// Records lost before their task was known belong to no process.
+	lost := &omFamily{name: "cowtrace_run_lost_records", help: omHelpRunLost}
+	lost.add(omWith(runLabels), omUint(run.LostRecords))
+	add(lost)
+	throttled := &omFamily{name: "cowtrace_run_throttled", help: omHelpThrottled}
+	throttled.add(omWith(runLabels), omUint(run.Throttled))
+	add(throttled)
 	if t := run.Trace; t != nil {
-		sample(gauge("cowtrace_trace_duration_seconds", "How long cowtrace traced", "seconds"), t.DurationMs/1000, runLabels)
+		d := &omFamily{name: "cowtrace_trace_duration_seconds", unit: "seconds", help: omHelpDuration}
+		d.add(omWith(runLabels), omSeconds(t.DurationMs))
+		add(d)
 		if t.ExitCode != nil {
-			sample(gauge("cowtrace_trace_exit_code", "The traced command's exit status, as a shell reports it", ""), float64(*t.ExitCode), runLabels)
+			e := &omFamily{name: "cowtrace_trace_exit_code", help: omHelpExitCode}
+			e.add(omWith(runLabels), strconv.Itoa(*t.ExitCode))
+			add(e)
 		}
 	}
 
@@ -148,72 +157,141 @@ func writeOpenMetrics(w io.Writer, run *Run) error {
 	return bw.Flush()
 }
 
-// write writes the family in OpenMetrics 1.0 text: TYPE, UNIT and HELP,
-// then a line per sample.
-func (f *metricFamily) write(w *bufio.Writer) {
-	w.WriteString("# TYPE " + f.name + " gauge\n")
-	if f.unit != "" {
-		w.WriteString("# UNIT " + f.name + " " + f.unit + "\n")
-	}
-	w.WriteString("# HELP " + f.name + " " + escape(f.help) + "\n")
-	for _, m := range f.samples {
-		w.WriteString(f.name)
-		if len(m.labels) > 0 {
-			w.WriteByte('{')
-			for i, l := range m.labels {
-				if i > 0 {
-					w.WriteByte(',')
-				}
-				w.WriteString(l.name + `="` + escape(l.value) + `"`)
+// omRowLabels are the labels of a process's samples, in name order.
+func omRowLabels(run *Run, p *Process, runLabels []omLabel) []omLabel {
+	ls := []omLabel{{"role", p.Role}, {"pid", strconv.Itoa(p.Pid)}}
+	if p.Lineage != nil {
+		ls = append(ls, omLabel{"command", p.Comm})
+		if run.Trace != nil && run.Trace.Threads {
+			tid := "all"
+			if p.Tid != 0 {
+				tid = strconv.Itoa(p.Tid)
 			}
-			w.WriteByte('}')
+			ls = append(ls, omLabel{"tid", tid})
 		}
-		w.WriteString(" " + strconv.FormatFloat(m.value, 'g', -1, 64) + "\n")
 	}
+	return omWith(runLabels, ls...)
 }
 
-// escaper is OpenMetrics' escaping of label values and help text.
-var escaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+// omProbeHits is a sample per process and probed kernel function.
+func omProbeHits(run *Run, rowLabels [][]omLabel) *omFamily {
+	f := &omFamily{name: "cowtrace_probe_hits", help: omHelpProbeHits}
+	var fns []string
+	seen := map[string]bool{}
+	for _, p := range run.Processes {
+		for fn := range p.Probes {
+			if !seen[fn] {
+				seen[fn] = true
+				fns = append(fns, fn)
+			}
+		}
+	}
+	sort.Strings(fns)
+	for i, p := range run.Processes {
+		for _, fn := range fns {
+			if v, ok := p.Probes[fn]; ok {
+				f.add(omWith(rowLabels[i], omLabel{"function", fn}), omUint(v))
+			}
+		}
+	}
+	return f
+}
 
-func escape(s string) string { return escaper.Replace(s) }
-
-// classified writes the faults split by their x86 error code and by whether
-// they fell in the experiment's region: one family, labelled by where and
-// class. The kernel-mode faults are a subset of the others and get a family
-// of their own, so that summing one family never counts a fault twice.
-func classified(run *Run, rowLabels [][]*labelPair,
-	gauge func(name, help, unit string) *metricFamily, sample func(*metricFamily, float64, []*labelPair)) {
-	var byClass, kernel *metricFamily
+// omClassified splits each process's faults by where they fell (in the
+// experiment's region or outside it) and by class. Which classes exist
+// depends on the method: the x86 fault tracepoints and count mode's
+// filtered counters give the error-code classes, the page-fault event
+// sampled with its address gives none (all unclassified), and a class the
+// method cannot see is left out rather than written as 0. Kernel-mode
+// faults, a subset of the others, get a family of their own so that
+// summing one family never counts a fault twice.
+func omClassified(run *Run, rowLabels [][]omLabel) (byClass, kernel *omFamily) {
+	byClass = &omFamily{name: "cowtrace_classified_faults", help: omHelpClassified}
+	kernel = &omFamily{name: "cowtrace_kernel_mode_faults", help: omHelpKernelMode}
 	for i := range run.Processes {
 		p := &run.Processes[i]
 		for _, where := range []struct {
 			name string
 			fc   *FaultClasses
 		}{{"in_region", p.InRegion}, {"outside", p.Outside}} {
-			if where.fc == nil {
+			method := run.Methods[where.name]
+			if where.fc == nil || method == "" {
 				continue
 			}
-			if byClass == nil {
-				byClass = gauge("cowtrace_classified_faults", "User page faults by x86 error code class, in the experiment's region or outside it ("+orDash(run.Methods["wp_faults"])+")", "")
-				kernel = gauge("cowtrace_kernel_mode_faults", "Faults the kernel took on the process's memory in a system call, a subset of cowtrace_classified_faults", "")
+			ls := omWith(rowLabels[i], omLabel{"where", where.name})
+			if strings.HasPrefix(method, "sampled:") {
+				byClass.add(omWith(ls, omLabel{"class", "unclassified"}), omUint(where.fc.Unclassified))
+				continue
 			}
-			ls := withLabel(rowLabels[i], "where", where.name)
 			for _, c := range []struct {
 				class string
 				v     uint64
 			}{{"wp", where.fc.WP}, {"write_not_present", where.fc.WriteNotPresent}, {"read", where.fc.Read}, {"exec", where.fc.Exec}} {
-				sample(byClass, float64(c.v), withLabel(ls, "class", c.class))
+				byClass.add(omWith(ls, omLabel{"class", c.class}), omUint(c.v))
 			}
-			sample(kernel, float64(where.fc.KernelMode), ls)
+			if strings.Contains(method, "page_fault_kernel") {
+				kernel.add(ls, omUint(where.fc.KernelMode))
+			}
 		}
+	}
+	return byClass, kernel
+}
+
+func (f *omFamily) add(labels []omLabel, value string) {
+	f.samples = append(f.samples, omSample{labels: labels, value: value})
+}
+
+// write writes the family: TYPE, UNIT and HELP, then a line per sample.
+func (f *omFamily) write(w *bufio.Writer) {
+	w.WriteString("# TYPE " + f.name + " gauge\n")
+	if f.unit != "" {
+		w.WriteString("# UNIT " + f.name + " " + f.unit + "\n")
+	}
+	w.WriteString("# HELP " + f.name + " " + omHelpEscaper.Replace(f.help) + "\n")
+	for _, s := range f.samples {
+		w.WriteString(f.name)
+		if len(s.labels) > 0 {
+			w.WriteByte('{')
+			for i, l := range s.labels {
+				if i > 0 {
+					w.WriteByte(',')
+				}
+				w.WriteString(l.name + `="` + omLabelValue(l.value) + `"`)
+			}
+			w.WriteByte('}')
+		}
+		w.WriteString(" " + s.value + "\n")
 	}
 }
 
-func pair(name, value string) *labelPair { return &labelPair{name: name, value: value} }
+// omHelpEscaper escapes what both formats escape alike in HELP; a double
+// quote, which they escape differently, is kept out of every HELP instead.
+var omHelpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 
-// withLabel returns ls with one more label, in name order, leaving ls as is.
-func withLabel(ls []*labelPair, name, value string) []*labelPair {
-	out := append(append([]*labelPair(nil), ls...), pair(name, value))
-	sort.Slice(out, func(a, b int) bool { return out[a].GetName() < out[b].GetName() })
+var omLabelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+
+// omLabelValue escapes a label value as both formats require. Both also
+// require UTF-8, which a comm (bytes the program chose) or --label need not
+// be: a parser that meets an invalid byte rejects the whole file.
+func omLabelValue(s string) string {
+	return omLabelEscaper.Replace(strings.ToValidUTF8(s, "\uFFFD"))
+}
+
+// omWith returns ls and more, in name order, leaving ls as it is.
+func omWith(ls []omLabel, more ...omLabel) []omLabel {
+	out := append(append(make([]omLabel, 0, len(ls)+len(more)), ls...), more...)
+	sort.Slice(out, func(a, b int) bool { return out[a].name < out[b].name })
 	return out
+}
+
+// omUint writes a count as the exact integer; through a float64 a count
+// above 2^53 would be rounded.
+func omUint(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// omSeconds writes milliseconds as seconds to the nanosecond, the
+// precision they were measured with, without the binary fraction's tail
+// (0.12612683800000002) that the division leaves.
+func omSeconds(ms float64) string {
+	s := strconv.FormatFloat(ms/1000, 'f', 9, 64)
+	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
 }

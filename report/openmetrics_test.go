@@ -2,66 +2,285 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
-// omExperimentRun is the experiment's run on a kernel with kprobes.
-func omExperimentRun() *Run {
-	return &Run{
-		SchemaVersion: SchemaVersion, Kernel: "6.1.0-test-amd64", Scenario: "touched",
-		Blocks: 1000, BlockSize: 102400, Offset: 10240, Touched: true,
-		CopyRoutine: "copy_mc_to_kernel", KprobeMethod: "pmu",
-		Methods: map[string]string{
-			"page_faults": "counter:page-faults", "wp_faults": "tracepoint:exceptions:page_fault_user",
-			"in_region": "tracepoint:exceptions:page_fault_user", "copies": "kprobe:copy_mc_to_kernel",
-		},
-		Processes: []Process{
-			{Role: "parent", Pid: 10, PageFaults: U64(20), WPFaults: U64(13), Copies: U64(12),
-				InRegion: &FaultClasses{}, Outside: &FaultClasses{WP: 13},
-				Probes: map[string]uint64{"copy_mc_to_kernel": 12, "do_wp_page": 13}},
-			{Role: "writer", Pid: 12, PageFaults: U64(1000), WPFaults: U64(1000), Copies: U64(1000),
-				InRegion: &FaultClasses{WP: 1000}, Outside: &FaultClasses{},
-				Probes: map[string]uint64{"copy_mc_to_kernel": 1000, "do_wp_page": 1000}},
-		},
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/ from the renderers' output")
+
+// omDir holds the OpenMetrics cases: NAME.json, a run as cowtrace wrote it
+// in JSON (experiment-kprobe and experiment-arm64 edited from experiment to
+// stand for the kernels with kprobes that make vmtest boots), and NAME.prom,
+// the exposition it renders to.
+const omDir = "testdata/openmetrics"
+
+// omCases are the names of the cases in omDir.
+func omCases(t *testing.T) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(omDir, "*.json"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no cases in %s (%v)", omDir, err)
 	}
+	var names []string
+	for _, p := range paths {
+		names = append(names, strings.TrimSuffix(filepath.Base(p), ".json"))
+	}
+	return names
 }
 
-// omTracedRun is a cowtrace run of sh with two children, and --threads: a
-// thread row under the first process.
-func omTracedRun() *Run {
-	exit := 0
-	r := &Run{
-		SchemaVersion: SchemaVersion, Kernel: "6.18.0-test", Scenario: "traced",
-		Methods: map[string]string{"wp_faults": "tracepoint:exceptions:page_fault_user", "copies": "inferred:x"},
-		Trace:   &Trace{Command: []string{"sh", "-c", "..."}, DurationMs: 12, EndedBy: "exit", ExitCode: &exit, Threads: true},
+// omParsed caches what the OpenMetrics parser read of each case: it checks
+// every line against the specification's ABNF, about a second a case.
+var omParsed = map[string]map[string]*dto.MetricFamily{}
+
+// omCase is case name rendered and read back by the OpenMetrics parser.
+func omCase(t *testing.T, name string) map[string]*dto.MetricFamily {
+	t.Helper()
+	if fams, ok := omParsed[name]; ok {
+		return fams
 	}
-	for _, p := range []struct {
-		pid, tid, ppid, depth int
-		comm                  string
-		copies                uint64
-	}{{100, 0, 1, 0, "sh", 10}, {100, 150, 1, 0, "sh", 4}, {101, 0, 100, 1, "sh", 17}, {102, 0, 100, 1, "ca\\t\"\n", 6}} {
-		role := "child"
-		if p.depth == 0 {
-			role = "command"
+	fams := parseOpenMetrics(t, name, omRender(t, name))
+	omParsed[name] = fams
+	return fams
+}
+
+// omRender renders the run of case name.
+func omRender(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(omDir, name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var run Run
+	if err := json.Unmarshal(b, &run); err != nil {
+		t.Fatalf("%s.json: %v", name, err)
+	}
+	var out bytes.Buffer
+	if err := Write(&out, &run, OpenMetrics); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+// TestOpenMetricsGolden pins the exposition of every case, byte for byte
+// (go test ./report -run OpenMetricsGolden -update rewrites them).
+func TestOpenMetricsGolden(t *testing.T) {
+	for _, name := range omCases(t) {
+		got := omRender(t, name)
+		golden := filepath.Join(omDir, name+".prom")
+		if *update {
+			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
 		}
-		r.Processes = append(r.Processes, Process{Role: role, Pid: p.pid,
-			Lineage:  &Lineage{Tid: p.tid, Ppid: p.ppid, Comm: p.comm, Depth: p.depth, Threads: 1},
-			WPFaults: U64(p.copies + 1), Copies: U64(p.copies), Outside: &FaultClasses{WP: p.copies + 1}})
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (go test -update writes it)", err)
+		}
+		if got != string(want) {
+			t.Errorf("%s: the exposition differs from %s (go test -update rewrites it):\n%s", name, golden, got)
+		}
 	}
-	return r
 }
 
-// parseOpenMetrics reads an exposition back with expfmt's OpenMetrics 1.0
-// parser (the specification's ABNF), failing the test on anything it
-// rejects, and checks that no two samples of a family share their labels.
-func parseOpenMetrics(t *testing.T, text string) map[string]*dto.MetricFamily {
+// TestOpenMetricsBothFormats reads every case with both of Prometheus'
+// parsers: the text format 0.0.4 parser (the one node_exporter's textfile
+// collector, the Pushgateway and promtool use) and the OpenMetrics 1.0
+// parser (the specification's ABNF). Both must accept the same text and
+// find the same families, help, labels and values in it.
+func TestOpenMetricsBothFormats(t *testing.T) {
+	for _, name := range omCases(t) {
+		text := omRender(t, name)
+		asText := parseText(t, name, text)
+		asOM := omCase(t, name)
+		if a, b := omDump(asText), omDump(asOM); a != b {
+			t.Errorf("%s: the text parser read\n%s\nthe OpenMetrics parser read\n%s", name, a, b)
+		}
+		for _, f := range asOM {
+			if f.GetType() != dto.MetricType_GAUGE || f.GetHelp() == "" {
+				t.Errorf("%s: %s: type %v, help %q: want a gauge with help", name, f.GetName(), f.GetType(), f.GetHelp())
+			}
+			if u := f.GetUnit(); u != "" && !strings.HasSuffix(f.GetName(), "_"+u) {
+				t.Errorf("%s: %s has unit %s but not in its name", name, f.GetName(), u)
+			}
+		}
+	}
+}
+
+// TestOpenMetricsStableNames: node_exporter drops the samples of a family
+// whose HELP differs from the same family's in another file of its
+// directory, so a family's HELP, and the names of its labels, are the same
+// on every kernel and in every mode.
+func TestOpenMetricsStableNames(t *testing.T) {
+	help := map[string]string{}
+	labels := map[string]string{}
+	for _, name := range omCases(t) {
+		for _, f := range omCase(t, name) {
+			if h, ok := help[f.GetName()]; ok && h != f.GetHelp() {
+				t.Errorf("%s: %s has help %q, another case %q", name, f.GetName(), f.GetHelp(), h)
+			}
+			help[f.GetName()] = f.GetHelp()
+			traced := strings.HasPrefix(name, "run") || strings.HasPrefix(name, "attach")
+			for _, m := range f.Metric {
+				var ls []string
+				for _, l := range m.Label {
+					// label is --label's and tid --threads', there when asked for.
+					if n := l.GetName(); n != "label" && n != "tid" {
+						ls = append(ls, n)
+					}
+				}
+				key := fmt.Sprintf("%s traced=%v", f.GetName(), traced)
+				got := strings.Join(ls, ",")
+				if l, ok := labels[key]; ok && l != got {
+					t.Errorf("%s: %s labelled %s, another case %s", name, f.GetName(), got, l)
+				}
+				labels[key] = got
+			}
+		}
+	}
+}
+
+// TestOpenMetricsValues checks the values against the runs' JSON, and that
+// what a run did not measure has no sample.
+func TestOpenMetricsValues(t *testing.T) {
+	fams := omCase(t, "experiment-kprobe")
+	if got := omValue(t, fams, "cowtrace_copies", "role", "writer", "kernel", "6.1.0-56-amd64", "scenario", "touched"); got != 100 {
+		t.Errorf("writer copies %v, want 100", got)
+	}
+	if got := omValue(t, fams, "cowtrace_probe_hits", "role", "writer", "function", "do_wp_page"); got != 100 {
+		t.Errorf("writer do_wp_page hits %v, want 100", got)
+	}
+	if got := omValue(t, fams, "cowtrace_classified_faults", "role", "writer", "where", "in_region", "class", "wp"); got != 100 {
+		t.Errorf("writer wp faults in region %v, want 100", got)
+	}
+	if got := omValue(t, fams, "cowtrace_method_info", "measure", "copies", "method", "kprobe:copy_mc_to_kernel"); got != 1 {
+		t.Errorf("copies method %v", got)
+	}
+
+	// Count mode on a followed program: no fault classes, no minor
+	// faults; a method with double quotes in it comes back whole.
+	fams = omCase(t, "run-count")
+	for _, absent := range []string{"cowtrace_classified_faults", "cowtrace_kernel_mode_faults", "cowtrace_minor_faults", "cowtrace_probe_hits"} {
+		if fams[absent] != nil {
+			t.Errorf("run-count: %s written for a measure not taken", absent)
+		}
+	}
+	if got := omValue(t, fams, "cowtrace_trace_exit_code"); got != 7 {
+		t.Errorf("exit code %v, want 7", got)
+	}
+	omValue(t, fams, "cowtrace_method_info", "measure", "wp_faults",
+		"method", `counter:exceptions:page_fault_user filter "error_code == 7" + counter:exceptions:page_fault_kernel filter "error_code == 3 && address < 0x100000000000000", read at each task's exit`)
+
+	// Faults known by address only have no class but unclassified, and no
+	// kernel-mode count.
+	for _, name := range []string{"run-address", "experiment-arm64"} {
+		fams = omCase(t, name)
+		for _, m := range fams["cowtrace_classified_faults"].Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "class" && l.GetValue() != "unclassified" {
+					t.Errorf("%s: class %s from faults known by address only", name, l.GetValue())
+				}
+			}
+		}
+		if fams["cowtrace_kernel_mode_faults"] != nil {
+			t.Errorf("%s: kernel-mode faults from faults known by address only", name)
+		}
+	}
+	if got := omValue(t, fams, "cowtrace_classified_faults", "role", "writer", "where", "in_region", "class", "unclassified"); got != 100 {
+		t.Errorf("arm64 writer faults in region %v, want 100", got)
+	}
+
+	fams = omCase(t, "run-threads")
+	if got := omValue(t, fams, "cowtrace_trace_duration_seconds"); got != 0.331143036 {
+		t.Errorf("duration %v s, want 0.331143036", got)
+	}
+	if n := len(fams["cowtrace_page_faults"].Metric); n != 8 {
+		t.Errorf("%d page fault samples, want the process and its 7 threads", n)
+	}
+	omValue(t, fams, "cowtrace_page_faults", "role", "command", "tid", "all")
+	omValue(t, fams, "cowtrace_page_faults", "role", "thread", "tid", "4257")
+	if fams = omCase(t, "attach"); fams["cowtrace_trace_exit_code"] != nil {
+		t.Error("attach: an exit code for a process cowtrace did not start")
+	}
+}
+
+// TestOpenMetricsLabelValues: a comm or --label holding a backslash, a
+// double quote, a newline or bytes that are not UTF-8 keeps the file
+// readable and comes back as it was (invalid bytes as U+FFFD).
+func TestOpenMetricsLabelValues(t *testing.T) {
+	exit := 0
+	comm := "a\\b\"c\nd\xff"
+	run := &Run{Kernel: "6.18.0-test", Label: "x\"\\\n\xfey", Methods: map[string]string{"page_faults": "counter:page-faults"},
+		Trace: &Trace{DurationMs: 1, ExitCode: &exit},
+		Processes: []Process{{Role: "command", Pid: 5, Lineage: &Lineage{Comm: comm}, PageFaults: U64(3)},
+			{Role: "child", Pid: 6, Lineage: &Lineage{Comm: "sh", Ppid: 5}, PageFaults: U64(1 << 60)}}}
+	var b bytes.Buffer
+	if err := Write(&b, run, OpenMetrics); err != nil {
+		t.Fatal(err)
+	}
+	text := b.String()
+	fams := parseOpenMetrics(t, "label values", text)
+	if a, b := omDump(parseText(t, "label values", text)), omDump(fams); a != b {
+		t.Errorf("the parsers disagree:\n%s\n%s", a, b)
+	}
+	if got := omValue(t, fams, "cowtrace_page_faults", "command", "a\\b\"c\nd\uFFFD", "label", "x\"\\\n\uFFFDy", "pid", "5"); got != 3 {
+		t.Errorf("page faults %v", got)
+	}
+	if !regexp.MustCompile(`(?m)^cowtrace_trace_duration_seconds\{.*\} 0\.001$`).MatchString(text) {
+		t.Errorf("1 ms not written as 0.001 s:\n%s", text)
+	}
+	// A count above 2^53 is written as the exact integer.
+	if !strings.Contains(text, `pid="6",role="child"} 1152921504606846976`+"\n") {
+		t.Errorf("2^60 not written exactly:\n%s", text)
+	}
+}
+
+// TestOpenMetricsPromtool hands every case to promtool check metrics, the
+// linter users run; it needs no kernel, only Debian's prometheus package.
+func TestOpenMetricsPromtool(t *testing.T) {
+	if why := testenv.Program("promtool")(); why != "" {
+		t.Skip("needs " + why + " (apt-get install prometheus)")
+	}
+	for _, name := range omCases(t) {
+		cmd := exec.Command("promtool", "check", "metrics")
+		cmd.Stdin = strings.NewReader(omRender(t, name))
+		if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("%s: promtool check metrics: %v\n%s", name, err, out)
+		}
+	}
+}
+
+// parseText reads text as node_exporter's textfile collector does.
+func parseText(t *testing.T, name, text string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("%s: text format parser: %v\n%s", name, err, text)
+	}
+	return fams
+}
+
+// parseOpenMetrics reads text with the OpenMetrics 1.0 parser, and checks
+// that it ends with # EOF and that no two samples of a family share their
+// labels.
+func parseOpenMetrics(t *testing.T, name, text string) map[string]*dto.MetricFamily {
 	t.Helper()
 	dec := expfmt.NewDecoder(strings.NewReader(text), expfmt.FmtOpenMetrics_1_0_0)
 	fams := map[string]*dto.MetricFamily{}
@@ -72,38 +291,52 @@ func parseOpenMetrics(t *testing.T, text string) map[string]*dto.MetricFamily {
 			break
 		}
 		if err != nil {
-			t.Fatalf("OpenMetrics parser: %v\n%s", err, text)
+			t.Fatalf("%s: OpenMetrics parser: %v\n%s", name, err, text)
 		}
 		fams[f.GetName()] = f
 		seen := map[string]bool{}
 		for _, m := range f.Metric {
-			var ls []string
-			for _, l := range m.Label {
-				ls = append(ls, l.GetName()+"="+l.GetValue())
-			}
-			sort.Strings(ls)
-			key := strings.Join(ls, ",")
+			key := omLabelKey(m)
 			if seen[key] {
-				t.Errorf("%s: two samples labelled %s", f.GetName(), key)
+				t.Errorf("%s: %s: two samples labelled %s", name, f.GetName(), key)
 			}
 			seen[key] = true
 		}
 	}
 	if !strings.HasSuffix(text, "\n# EOF\n") {
-		t.Errorf("no # EOF at the end:\n%s", text)
+		t.Errorf("%s: no # EOF at the end:\n%s", name, text)
 	}
 	return fams
 }
 
-// value is the gauge of family name whose labels include every want pair.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want ...string) float64 {
+func omLabelKey(m *dto.Metric) string {
+	var ls []string
+	for _, l := range m.Label {
+		ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+	}
+	sort.Strings(ls)
+	return strings.Join(ls, ",")
+}
+
+// omDump is what a parser found, in one comparable string (without the
+// unit, which only OpenMetrics has).
+func omDump(fams map[string]*dto.MetricFamily) string {
+	var lines []string
+	for _, f := range fams {
+		for _, m := range f.Metric {
+			lines = append(lines, fmt.Sprintf("%s %v %q {%s} %v", f.GetName(), f.GetType(), f.GetHelp(), omLabelKey(m), m.GetGauge().GetValue()))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// omValue is the gauge of family name whose labels include every want pair.
+func omValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, want ...string) float64 {
 	t.Helper()
 	f := fams[name]
 	if f == nil {
 		t.Fatalf("no family %s", name)
-	}
-	if f.GetType() != dto.MetricType_GAUGE || f.GetHelp() == "" {
-		t.Errorf("%s: type %v, help %q", name, f.GetType(), f.GetHelp())
 	}
 next:
 	for _, m := range f.Metric {
@@ -118,73 +351,6 @@ next:
 		}
 		return m.GetGauge().GetValue()
 	}
-	t.Fatalf("%s has no sample with %v", name, want)
+	t.Fatalf("%s has no sample with %q", name, want)
 	return 0
-}
-
-func TestOpenMetricsExperiment(t *testing.T) {
-	run := omExperimentRun()
-	run.Label = `tuned "fast" kernel`
-	var b bytes.Buffer
-	if err := Write(&b, run, OpenMetrics); err != nil {
-		t.Fatal(err)
-	}
-	text := b.String()
-	fams := parseOpenMetrics(t, text)
-	if got := value(t, fams, "cowtrace_copies", "role", "writer", "pid", "12", "kernel", "6.1.0-test-amd64", "label", `tuned "fast" kernel`, "scenario", "touched"); got != 1000 {
-		t.Errorf("writer copies %v", got)
-	}
-	if got := value(t, fams, "cowtrace_probe_hits", "role", "parent", "function", "do_wp_page"); got != 13 {
-		t.Errorf("parent do_wp_page %v", got)
-	}
-	if got := value(t, fams, "cowtrace_classified_faults", "role", "writer", "where", "in_region", "class", "wp"); got != 1000 {
-		t.Errorf("writer wp in region %v", got)
-	}
-	value(t, fams, "cowtrace_run_lost_records", "kernel", "6.1.0-test-amd64")
-	for _, want := range []string{
-		"# HELP cowtrace_copies Pages the kernel copied for the process (kprobe:copy_mc_to_kernel)\n",
-		"# TYPE cowtrace_copies gauge\n",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("lacks %q:\n%s", want, text)
-		}
-	}
-	// A measure not taken has no sample rather than a 0.
-	run.Processes[0].Copies = nil
-	b.Reset()
-	if err := Write(&b, run, OpenMetrics); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(parseOpenMetrics(t, b.String())["cowtrace_copies"].Metric); n != 1 {
-		t.Errorf("%d copies samples, want the writer's only", n)
-	}
-}
-
-func TestOpenMetricsTrace(t *testing.T) {
-	var b bytes.Buffer
-	if err := writeOpenMetrics(&b, omTracedRun()); err != nil {
-		t.Fatal(err)
-	}
-	fams := parseOpenMetrics(t, b.String())
-	if n := len(fams["cowtrace_wp_faults"].Metric); n != 4 {
-		t.Errorf("%d wp_faults samples, want 4", n)
-	}
-	// A name with a backslash, a quote and a newline comes back as it was.
-	if got := value(t, fams, "cowtrace_copies", "command", "ca\\t\"\n", "pid", "102", "role", "child", "tid", "all"); got != 6 {
-		t.Errorf("cat copies %v", got)
-	}
-	if got := value(t, fams, "cowtrace_copies", "command", "sh", "pid", "100", "tid", "150"); got != 4 {
-		t.Errorf("thread copies %v", got)
-	}
-	if got := value(t, fams, "cowtrace_trace_duration_seconds"); got != 0.012 {
-		t.Errorf("duration %v", got)
-	}
-	if fams["cowtrace_trace_duration_seconds"].GetUnit() != "seconds" {
-		t.Errorf("duration has no unit")
-	}
-	for _, l := range fams["cowtrace_copies"].Metric[0].Label {
-		if l.GetName() == "scenario" || l.GetName() == "label" {
-			t.Errorf("traced run labelled %s", l.GetName())
-		}
-	}
 }

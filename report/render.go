@@ -22,8 +22,9 @@ const (
 	JSON     Format = "json"
 	CSV      Format = "csv"
 	Markdown Format = "markdown"
-	// OpenMetrics is the Prometheus/OpenMetrics text exposition, for the
-	// node exporter's textfile collector or a Pushgateway.
+	// OpenMetrics is OpenMetrics 1.0 text that Prometheus' text format
+	// parsers read as well: node_exporter's textfile collector, the
+	// Pushgateway, promtool (openmetrics.go).
 	OpenMetrics Format = "openmetrics"
 )
 
