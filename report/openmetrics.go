@@ -24,7 +24,7 @@ package report
 //
 // The standard library writes it rather than prometheus/common's expfmt:
 // linking expfmt's encoders grew the static binary from 8.2 to 12.9 MB and
-// its packages from 152 to 300 (net/http, protobuf) and cost some 90 more
+// its packages from 152 to 300 (net/http, protobuf) and cost about 100 more
 // page faults at every start, for a grammar of a few lines; and its
 // OpenMetrics encoder escapes the double quote in HELP, the very escape
 // promtool rejects. expfmt's two parsers are the tests' judges instead.
