@@ -120,6 +120,21 @@ func writeOpenMetrics(w io.Writer, run *Run) error {
 	add(byClass)
 	add(kernel)
 
+	for _, f := range omRunFamilies(run, runLabels) {
+		add(f)
+	}
+
+	bw := bufio.NewWriter(w)
+	for _, f := range fams {
+		f.write(bw)
+	}
+	bw.WriteString("# EOF\n")
+	return bw.Flush()
+}
+
+// omRunFamilies are the run's own numbers: its methods, what it lost, and
+// for cowtrace run and attach how long it traced and how the command ended.
+func omRunFamilies(run *Run, runLabels []omLabel) []*omFamily {
 	methods := &omFamily{name: "cowtrace_method_info", help: omHelpMethod}
 	keys := make([]string, 0, len(run.Methods))
 	for k := range run.Methods {
@@ -129,32 +144,25 @@ func writeOpenMetrics(w io.Writer, run *Run) error {
 	for _, k := range keys {
 		methods.add(omWith(runLabels, omLabel{"measure", k}, omLabel{"method", run.Methods[k]}), "1")
 	}
-	add(methods)
+	fams := []*omFamily{methods}
 
 	// Records lost before their task was known belong to no process.
 	lost := &omFamily{name: "cowtrace_run_lost_records", help: omHelpRunLost}
 	lost.add(omWith(runLabels), omUint(run.LostRecords))
-	add(lost)
 	throttled := &omFamily{name: "cowtrace_run_throttled", help: omHelpThrottled}
 	throttled.add(omWith(runLabels), omUint(run.Throttled))
-	add(throttled)
+	fams = append(fams, lost, throttled)
 	if t := run.Trace; t != nil {
 		d := &omFamily{name: "cowtrace_trace_duration_seconds", unit: "seconds", help: omHelpDuration}
 		d.add(omWith(runLabels), omSeconds(t.DurationMs))
-		add(d)
+		fams = append(fams, d)
 		if t.ExitCode != nil {
 			e := &omFamily{name: "cowtrace_trace_exit_code", help: omHelpExitCode}
 			e.add(omWith(runLabels), strconv.Itoa(*t.ExitCode))
-			add(e)
+			fams = append(fams, e)
 		}
 	}
-
-	bw := bufio.NewWriter(w)
-	for _, f := range fams {
-		f.write(bw)
-	}
-	bw.WriteString("# EOF\n")
-	return bw.Flush()
+	return fams
 }
 
 // omRowLabels are the labels of a process's samples, in name order.
