@@ -3,7 +3,6 @@ package report
 import (
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -23,8 +22,9 @@ const (
 	JSON     Format = "json"
 	CSV      Format = "csv"
 	Markdown Format = "markdown"
-	// OpenMetrics is the Prometheus/OpenMetrics text exposition, for the
-	// node exporter's textfile collector or a Pushgateway.
+	// OpenMetrics is OpenMetrics 1.0 text that Prometheus' text format
+	// parsers read as well: node_exporter's textfile collector, the
+	// Pushgateway, promtool (openmetrics.go).
 	OpenMetrics Format = "openmetrics"
 )
 
@@ -36,16 +36,6 @@ func ParseFormat(s string) (Format, error) {
 	}
 	return "", fmt.Errorf("unknown format %q (want table, json, csv, markdown or openmetrics)", s)
 }
-
-// openMetrics writes --format openmetrics once package report/openmetrics
-// has registered it.
-var openMetrics func(io.Writer, *Run) error
-
-// RegisterOpenMetrics installs the writer of --format openmetrics; importing
-// package report/openmetrics calls it. That package stands apart because its
-// encoder brings net/http, and with it cgo, into every program that links
-// it: the programs that only use report's types stay without.
-func RegisterOpenMetrics(write func(io.Writer, *Run) error) { openMetrics = write }
 
 // Write renders run in format f.
 func Write(w io.Writer, run *Run, f Format) error {
@@ -59,10 +49,7 @@ func Write(w io.Writer, run *Run, f Format) error {
 	case Markdown:
 		return writeText(w, run, true)
 	case OpenMetrics:
-		if openMetrics == nil {
-			return errors.New("--format openmetrics: this program was built without package report/openmetrics")
-		}
-		return openMetrics(w, run)
+		return writeOpenMetrics(w, run)
 	default:
 		return writeText(w, run, false)
 	}

@@ -138,12 +138,3 @@ func TestParseFormat(t *testing.T) {
 		t.Error("ParseFormat accepted xml")
 	}
 }
-
-// Without package report/openmetrics (which this test binary does not
-// import), --format openmetrics says what is missing.
-func TestOpenMetricsNeedsItsPackage(t *testing.T) {
-	err := Write(new(bytes.Buffer), kprobeRun(), OpenMetrics)
-	if err == nil || !strings.Contains(err.Error(), "built without package report/openmetrics") {
-		t.Errorf("Write(openmetrics) = %v", err)
-	}
-}

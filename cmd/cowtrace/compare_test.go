@@ -85,6 +85,7 @@ func TestBadMatrixFlags(t *testing.T) {
 	}{
 		{[]string{"matrix", "--only", "touched,nosuch"}, `unknown scenario "nosuch"`},
 		{[]string{"matrix", "--format", "csv"}, "unknown matrix format"},
+		{[]string{"matrix", "--format", "openmetrics"}, "unknown matrix format"},
 		{[]string{"matrix", "--writers", "0"}, "between 1 and 64"},
 		{[]string{"matrix", "--proof", "smaps"}, `unknown proof "smaps"`},
 		{[]string{"matrix", "--blocks", "0"}, "blocks must be positive"},

@@ -87,7 +87,9 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("unexpected argument %q (see cowtrace matrix -h)", fs.Arg(0))
 	}
 	f, err := report.ParseFormat(*format)
-	if err != nil || f == report.CSV {
+	// The matrix has no CSV or OpenMetrics form: report.WriteMatrix
+	// would render those as its table.
+	if err != nil || f == report.CSV || f == report.OpenMetrics {
 		return usagef("unknown matrix format %q (want table, json or markdown)", *format)
 	}
 	km, err := perfevents.ParseKprobeMethod(*method)
