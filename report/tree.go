@@ -121,7 +121,7 @@ func traceTitle(run *Run) string {
 	if len(t.StillRunning) > 0 {
 		fmt.Fprintf(&b, ", %d process(es) still running", len(t.StillRunning))
 	}
-	if !run.Complete {
+	if len(run.Incomplete) > 0 {
 		b.WriteString(", INCOMPLETE (see below)")
 	}
 	return b.String()

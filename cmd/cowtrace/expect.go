@@ -55,7 +55,7 @@ func (f failures) ExitCode() int { return f.code }
 
 // incomplete says why the run's figures do not all add up, nil when they do.
 func incomplete(run *report.Run) error {
-	if run.Complete {
+	if len(run.Incomplete) == 0 {
 		return nil
 	}
 	return fmt.Errorf("the measurement is incomplete, the figures it touches are null: %s", strings.Join(run.Incomplete, "; "))
