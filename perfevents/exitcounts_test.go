@@ -1,8 +1,6 @@
 package perfevents
 
 import (
-	"errors"
-	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -15,14 +13,10 @@ import (
 // the kernel (6.12 none, 6.18 a READ); count mode's tests check that the
 // counts it leads to are each task's own.
 func TestExitCountsReported(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: opens perf events (perf_event_paranoid)")
-	}
+	testenv.Require(t, testenv.Root)
 	before := testenv.OpenFDs(t)
 	first, err := ExitCountsReported()
-	if errors.Is(err, ErrNotSupported) {
-		t.Skipf("needs inherited events with PERF_SAMPLE_READ (Linux 6.12; covered in make vmtest's 6.12 guest and on 6.18): %v", err)
-	}
+	testenv.SkipIfNotSupported(t, err, "6.12") // inherited events with PERF_SAMPLE_READ
 	if err != nil {
 		t.Fatal(err)
 	}

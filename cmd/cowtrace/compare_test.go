@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
 )
 
@@ -97,9 +98,7 @@ func TestBadMatrixFlags(t *testing.T) {
 // TestMatrixCommand runs two scenarios as JSON and reads them back with
 // compare's reader.
 func TestMatrixCommand(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (tracefs mount, tracepoints on other processes, pagemap frame numbers)")
-	}
+	testenv.Require(t, testenv.Root)
 	code, stdout, stderr := runCLI("matrix", "--only", "touched,vfork", "--blocks", "100", "--format", "json", "--strict")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)

@@ -64,7 +64,7 @@ func svgTexts(t *testing.T, r io.Reader) (texts []string, paths int) {
 // process that copied or faulted, one copies series and one faults series,
 // named in the legend.
 func TestRunPlot(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	prog := testenv.BuildC(t, "cow_tree")
 	dir := t.TempDir()
 	svg, js := filepath.Join(dir, "p.svg"), filepath.Join(dir, "r.json")
