@@ -4,10 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/renderer"
-	"github.com/olekukonko/tablewriter/tw"
 )
 
 // Attribution kinds of Run.CopiesBy (--by).
@@ -80,24 +76,12 @@ func writeAttribution(w io.Writer, run *Run, markdown bool) error {
 		if bw.err != nil {
 			return bw.err
 		}
-		opts := []tablewriter.Option{
-			tablewriter.WithHeaderAutoFormat(tw.Off),
-			tablewriter.WithHeaderAlignment(tw.AlignCenter),
-			tablewriter.WithRowAlignment(tw.AlignRight),
-		}
-		if markdown {
-			opts = append(opts, tablewriter.WithRenderer(renderer.NewMarkdown()))
-		}
-		t := tablewriter.NewTable(w, opts...)
-		t.Header([]string{run.CopiesBy, "copies", "pages", "MiB", "share"})
+		var rows [][]string
 		for _, s := range topShares(p.CopiesBy, attribRows) {
-			row := []string{s.Name, strconv.FormatUint(s.Copies, 10), strconv.FormatUint(s.Pages, 10),
-				fmt.Sprintf("%.2f", float64(s.Copies)*4096/(1<<20)), fmt.Sprintf("%.1f%%", 100*s.Share)}
-			if err := t.Append(row); err != nil {
-				return err
-			}
+			rows = append(rows, []string{s.Name, strconv.FormatUint(s.Copies, 10), strconv.FormatUint(s.Pages, 10),
+				fmt.Sprintf("%.2f", float64(s.Copies)*4096/(1<<20)), fmt.Sprintf("%.1f%%", 100*s.Share)})
 		}
-		if err := t.Render(); err != nil {
+		if err := writeTable(w, markdown, 0, []string{run.CopiesBy, "copies", "pages", "MiB", "share"}, rows); err != nil {
 			return err
 		}
 	}

@@ -9,10 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/renderer"
-	"github.com/olekukonko/tablewriter/tw"
 )
 
 // Compared is one column of a comparison: the runs of one file (one run, or
@@ -160,28 +156,7 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 		}
 	}
 
-	return sideBySide(w, header, rows, f == Markdown)
-}
-
-// sideBySide renders a comparison: names in the first column, read from the
-// left, and numbers in the others, read from the right.
-func sideBySide(w io.Writer, header []string, rows [][]string, markdown bool) error {
-	opts := []tablewriter.Option{
-		tablewriter.WithHeaderAutoFormat(tw.Off),
-		tablewriter.WithHeaderAlignment(tw.AlignCenter),
-		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{Global: tw.AlignRight, PerColumn: []tw.Align{tw.AlignLeft}}),
-	}
-	if markdown {
-		opts = append(opts, tablewriter.WithRenderer(renderer.NewMarkdown()))
-	}
-	t := tablewriter.NewTable(w, opts...)
-	t.Header(header)
-	for _, row := range rows {
-		if err := t.Append(row); err != nil {
-			return err
-		}
-	}
-	return t.Render()
+	return writeTable(w, f == Markdown, 1, header, rows)
 }
 
 // compareTraces renders traced runs side by side: a row per process, matched
@@ -251,7 +226,7 @@ func compareTraces(w io.Writer, cols []Compared, markdown bool) error {
 	if bw.err != nil {
 		return bw.err
 	}
-	if err := sideBySide(w, header, table, markdown); err != nil {
+	if err := writeTable(w, markdown, 1, header, table); err != nil {
 		return err
 	}
 	if markdown {

@@ -348,7 +348,7 @@ func WriteVerdict(w io.Writer, v *Verdict, f Format) error {
 		}
 		rows = append(rows, row)
 	}
-	if err := sideBySide(w, header, rows, markdown); err != nil {
+	if err := writeTable(w, markdown, 1, header, rows); err != nil {
 		return err
 	}
 	if markdown {

@@ -6,10 +6,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/renderer"
-	"github.com/olekukonko/tablewriter/tw"
 )
 
 // Matrix is the result of cowtrace matrix: one run per scenario, each with
@@ -104,16 +100,7 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 	if bw.err != nil {
 		return bw.err
 	}
-	opts := []tablewriter.Option{
-		tablewriter.WithHeaderAutoFormat(tw.Off),
-		tablewriter.WithHeaderAlignment(tw.AlignCenter),
-		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{Global: tw.AlignRight, PerColumn: []tw.Align{tw.AlignLeft, tw.AlignLeft}}),
-	}
-	if markdown {
-		opts = append(opts, tablewriter.WithRenderer(renderer.NewMarkdown()))
-	}
-	t := tablewriter.NewTable(w, opts...)
-	t.Header(header)
+	var rows [][]string
 	region := func(p *Process, get func(*FaultClasses) uint64) string {
 		if p.InRegion == nil {
 			return "-"
@@ -122,10 +109,7 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 	}
 	for _, e := range m.Scenarios {
 		if e.Run == nil {
-			row := []string{e.Name, "-", "-", "-", "-", "-", "-", "-", "-", "-", outcomeWord(e)}
-			if err := t.Append(row); err != nil {
-				return err
-			}
+			rows = append(rows, []string{e.Name, "-", "-", "-", "-", "-", "-", "-", "-", "-", outcomeWord(e)})
 			continue
 		}
 		for i := range e.Run.Processes {
@@ -134,17 +118,14 @@ func WriteMatrix(w io.Writer, m *Matrix, f Format) error {
 			if i == 0 {
 				name, outcome = e.Name, outcomeWord(e)
 			}
-			row := []string{name, p.Role, num(p.PageFaults), num(p.WPFaults),
+			rows = append(rows, []string{name, p.Role, num(p.PageFaults), num(p.WPFaults),
 				region(p, func(f *FaultClasses) uint64 { return f.WP }),
 				region(p, func(f *FaultClasses) uint64 { return f.WriteNotPresent }),
 				region(p, func(f *FaultClasses) uint64 { return f.Read }),
-				num(p.Copies), frames(p, true), frames(p, false), outcome}
-			if err := t.Append(row); err != nil {
-				return err
-			}
+				num(p.Copies), frames(p, true), frames(p, false), outcome})
 		}
 	}
-	if err := t.Render(); err != nil {
+	if err := writeTable(w, markdown, 2, header, rows); err != nil {
 		return err
 	}
 	if markdown {

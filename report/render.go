@@ -9,10 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/renderer"
-	"github.com/olekukonko/tablewriter/tw"
 )
 
 // Format is an output format.
@@ -222,26 +218,14 @@ func writeText(w io.Writer, run *Run, markdown bool) error {
 		return bw.err
 	}
 
-	opts := []tablewriter.Option{
-		tablewriter.WithHeaderAutoFormat(tw.Off),
-		tablewriter.WithHeaderAlignment(tw.AlignCenter),
-		tablewriter.WithRowAlignment(tw.AlignRight),
-	}
-	if markdown {
-		opts = append(opts, tablewriter.WithRenderer(renderer.NewMarkdown()))
-	}
-	t := tablewriter.NewTable(w, opts...)
-	t.Header(header)
+	rows := make([][]string, len(run.Processes))
 	for i := range run.Processes {
-		row := make([]string, len(cols))
+		rows[i] = make([]string, len(cols))
 		for j, c := range cols {
-			row[j] = c.value(&run.Processes[i])
-		}
-		if err := t.Append(row); err != nil {
-			return err
+			rows[i][j] = c.value(&run.Processes[i])
 		}
 	}
-	if err := t.Render(); err != nil {
+	if err := writeTable(w, markdown, 0, header, rows); err != nil {
 		return err
 	}
 	if err := writeAttribution(w, run, markdown); err != nil {
