@@ -1,10 +1,9 @@
 package report
 
 import (
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -69,10 +68,10 @@ func parseBound(term string) (Bound, error) {
 	} else if m, ok := strings.CutPrefix(name, "each."); ok {
 		b.Measure, b.Scope = m, EachOnly
 	}
-	if _, ok := countByKey(b.Measure); !ok {
+	if _, ok := CountByKey(b.Measure); !ok {
 		var keys []string
-		for _, c := range counts {
-			keys = append(keys, c.key)
+		for _, c := range Counts {
+			keys = append(keys, c.Key)
 		}
 		return Bound{}, fmt.Errorf("--max-increase %q: no measure %q (want %s or probes.FUNC, optionally after total. or each.)", term, b.Measure, strings.Join(keys, ", "))
 	}
@@ -142,8 +141,10 @@ type Verdict struct {
 	OnlyInCurrent  []string `json:"only_in_current"`
 	Notes          []string `json:"notes"`
 
-	rows     []matched
-	measures []count
+	// Rows are the rows of the verdict's table, the total last, and
+	// Measures its columns: what the renderer needs besides the checks.
+	Rows     []Matched        `json:"-"`
+	Measures []Count          `json:"-"`
 	checks   map[checkKey]int // index in Checks
 }
 
@@ -157,6 +158,15 @@ type GateRun struct {
 	Label   string   `json:"label"`
 	Kernel  string   `json:"kernel"`
 	Command []string `json:"command,omitempty"`
+}
+
+// CheckAt is the check of measure key on row i of Rows, if it has one.
+func (v *Verdict) CheckAt(i int, key string) (Check, bool) {
+	j, ok := v.checks[checkKey{i, key}]
+	if !ok {
+		return Check{}, false
+	}
+	return v.Checks[j], true
 }
 
 // Regressions are the checks past their bound.
@@ -182,46 +192,46 @@ func Gate(baseline, current Compared, bounds []Bound) (*Verdict, error) {
 		return nil, errors.New("cannot hold a traced run (cowtrace run, attach) against an experiment's, or the reverse")
 	}
 	runs := []*Run{base, cur}
-	totals := []*Process{treeTotal(base), treeTotal(cur)}
+	totals := []*Process{TreeTotal(base), TreeTotal(cur)}
 	v := &Verdict{
 		Passed:   true,
 		Baseline: gateRun(baseline.Label, base), Current: gateRun(current.Label, cur),
 		Bounds: bounds, checks: map[checkKey]int{},
-		rows: append(matchProcesses(runs), matched{name: "total", procs: totals}),
+		Rows: append(MatchProcesses(runs), Matched{Name: "total", Procs: totals}),
 	}
 	seen := map[string]bool{}
 	for _, b := range bounds {
-		c, _ := countByKey(b.Measure)
+		c, _ := CountByKey(b.Measure)
 		for i, r := range []Compared{baseline, current} {
-			if c.get(totals[i]) == nil {
+			if c.Get(totals[i]) == nil {
 				return nil, fmt.Errorf("--max-increase %q: %s has no %s (not measured on that run)", b.Text, r.Label, b.Measure)
 			}
 		}
-		if !seen[c.key] {
-			seen[c.key] = true
-			v.measures = append(v.measures, c)
+		if !seen[c.Key] {
+			seen[c.Key] = true
+			v.Measures = append(v.Measures, c)
 		}
 	}
-	for _, m := range v.rows {
+	for _, m := range v.Rows {
 		switch {
-		case m.procs[0] == nil:
-			v.OnlyInCurrent = append(v.OnlyInCurrent, m.name)
-		case m.procs[1] == nil:
-			v.OnlyInBaseline = append(v.OnlyInBaseline, m.name)
+		case m.Procs[0] == nil:
+			v.OnlyInCurrent = append(v.OnlyInCurrent, m.Name)
+		case m.Procs[1] == nil:
+			v.OnlyInBaseline = append(v.OnlyInBaseline, m.Name)
 		}
 	}
 	// The checks in row order, so that the JSON reads like the table.
-	for ri, m := range v.rows {
-		total := ri == len(v.rows)-1
-		if m.procs[0] == nil || m.procs[1] == nil {
+	for ri, m := range v.Rows {
+		total := ri == len(v.Rows)-1
+		if m.Procs[0] == nil || m.Procs[1] == nil {
 			continue
 		}
 		for _, b := range bounds {
 			if (total && b.Scope == EachOnly) || (!total && b.Scope == TotalOnly) {
 				continue
 			}
-			c, _ := countByKey(b.Measure)
-			bv, cv := c.get(m.procs[0]), c.get(m.procs[1])
+			c, _ := CountByKey(b.Measure)
+			bv, cv := c.Get(m.Procs[0]), c.Get(m.Procs[1])
 			if bv == nil || cv == nil {
 				continue
 			}
@@ -230,11 +240,11 @@ func Gate(baseline, current Compared, bounds []Bound) (*Verdict, error) {
 				allowed = float64(*bv) * b.Limit / 100
 			}
 			inc := int64(*cv) - int64(*bv)
-			ch := Check{Process: m.name, Measure: b.Measure, Baseline: *bv, Current: *cv, Increase: inc,
+			ch := Check{Process: m.Name, Measure: b.Measure, Baseline: *bv, Current: *cv, Increase: inc,
 				Allowed: allowed, Bound: b.Text, Regressed: float64(inc) > allowed}
 			v.Passed = v.Passed && !ch.Regressed
 			v.Checks = append(v.Checks, ch)
-			v.checks[checkKey{ri, c.key}] = len(v.Checks) - 1
+			v.checks[checkKey{ri, c.Key}] = len(v.Checks) - 1
 		}
 	}
 	v.Notes = gateNotes(v, runs)
@@ -252,9 +262,9 @@ func gateRun(label string, r *Run) GateRun {
 // gateNotes are what a reader of a verdict must know to trust it.
 func gateNotes(v *Verdict, runs []*Run) []string {
 	var notes []string
-	for _, c := range v.measures {
-		if a, b := runs[0].Methods[c.key], runs[1].Methods[c.key]; a != b {
-			notes = append(notes, fmt.Sprintf("%s measured differently: %s by %s, %s by %s", c.key, v.Baseline.Label, orDash(a), v.Current.Label, orDash(b)))
+	for _, c := range v.Measures {
+		if a, b := runs[0].Methods[c.Key], runs[1].Methods[c.Key]; a != b {
+			notes = append(notes, fmt.Sprintf("%s measured differently: %s by %s, %s by %s", c.Key, v.Baseline.Label, cmp.Or(a, "-"), v.Current.Label, cmp.Or(b, "-")))
 		}
 	}
 	for i, r := range runs {
@@ -265,158 +275,7 @@ func gateNotes(v *Verdict, runs []*Run) []string {
 	}
 	if len(v.OnlyInBaseline)+len(v.OnlyInCurrent) > 0 {
 		notes = append(notes, fmt.Sprintf("processes in one run only (in the totals, not bounded one by one): baseline %s; current %s",
-			orDash(strings.Join(v.OnlyInBaseline, ", ")), orDash(strings.Join(v.OnlyInCurrent, ", "))))
+			cmp.Or(strings.Join(v.OnlyInBaseline, ", "), "-"), cmp.Or(strings.Join(v.OnlyInCurrent, ", "), "-")))
 	}
 	return notes
-}
-
-// WriteVerdict renders the gate's result: a verdict line, a table of the
-// bounded measures per process and for the total, baseline, current and
-// change, regressions marked, then each regression in words. JSON holds the
-// verdict and every check.
-func WriteVerdict(w io.Writer, v *Verdict, f Format) error {
-	switch f {
-	case JSON:
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case Table, Markdown:
-	default:
-		return fmt.Errorf("the gate writes table, markdown or json")
-	}
-	markdown := f == Markdown
-	bw := &errWriter{w: w}
-	var bounds []string
-	for _, b := range v.Bounds {
-		bounds = append(bounds, b.Text)
-	}
-	verdict := "passed"
-	detail := fmt.Sprintf("all %d checks within their bounds", len(v.Checks))
-	if n := len(v.Regressions()); n > 0 {
-		verdict = "FAILED"
-		detail = fmt.Sprintf("%d of %d checks grew past their bound", n, len(v.Checks))
-	}
-	if markdown {
-		verdict = "**cowtrace gate: " + verdict + "**"
-	} else {
-		verdict = "cowtrace gate: " + verdict
-	}
-	fmt.Fprintf(bw, "%s, %s (--max-increase %s; baseline %s, current %s)\n", verdict, detail,
-		strings.Join(bounds, ","), v.Baseline.Label, v.Current.Label)
-	if markdown {
-		fmt.Fprintln(bw)
-	}
-	if bw.err != nil {
-		return bw.err
-	}
-
-	header := []string{"process"}
-	for _, c := range v.measures {
-		for _, col := range []string{"baseline", "current", "change"} {
-			if markdown {
-				header = append(header, c.title+" "+col)
-			} else {
-				header = append(header, c.title+"\n"+col)
-			}
-		}
-	}
-	var rows [][]string
-	for ri, m := range v.rows {
-		row := []string{m.name}
-		for _, c := range v.measures {
-			cells := [3]string{"-", "-", ""}
-			for i, p := range m.procs {
-				if p != nil {
-					cells[i] = num(c.get(p))
-				}
-			}
-			switch {
-			case m.procs[0] == nil:
-				cells[2] = "new"
-			case m.procs[1] == nil:
-				cells[2] = "gone"
-			default:
-				cells[2] = change(c.get(m.procs[0]), c.get(m.procs[1]))
-			}
-			if i, ok := v.checks[checkKey{ri, c.key}]; ok && v.Checks[i].Regressed {
-				cells[2] = "✗ " + cells[2] + " > " + allowedText(v.Checks[i])
-				if markdown {
-					cells[2] = "**" + cells[2] + "**"
-				}
-			}
-			row = append(row, cells[:]...)
-		}
-		rows = append(rows, row)
-	}
-	if err := writeTable(w, markdown, 1, header, rows); err != nil {
-		return err
-	}
-	if markdown {
-		fmt.Fprintln(bw)
-	}
-	for _, c := range v.Regressions() {
-		if markdown {
-			fmt.Fprint(bw, "- ")
-		}
-		fmt.Fprintf(bw, "regression: %s %s %d -> %d, %s, past %s (%s)\n", c.Process, c.Measure, c.Baseline, c.Current,
-			change(&c.Baseline, &c.Current), allowedText(c), c.Bound)
-	}
-	scopes := map[Scope][]string{}
-	var order []Scope
-	for _, b := range v.Bounds {
-		if scopes[b.Scope] == nil {
-			order = append(order, b.Scope)
-		}
-		scopes[b.Scope] = append(scopes[b.Scope], b.Measure)
-	}
-	where := map[Scope]string{
-		Both:      "the total and each process in both runs",
-		TotalOnly: "the total",
-		EachOnly:  "each process in both runs",
-	}
-	for _, s := range order {
-		if markdown {
-			fmt.Fprint(bw, "- ")
-		}
-		fmt.Fprintf(bw, "bounds on %s: %s\n", where[s], strings.Join(scopes[s], ", "))
-	}
-	for _, n := range v.Notes {
-		if markdown {
-			fmt.Fprint(bw, "- ")
-		}
-		fmt.Fprintf(bw, "note: %s\n", n)
-	}
-	return bw.err
-}
-
-// change is an increase for people: "+12 (+30.0%)", "-3 (-2.1%)", "0", and
-// no percentage of a baseline of 0.
-func change(base, cur *uint64) string {
-	if base == nil || cur == nil {
-		return "-"
-	}
-	d := int64(*cur) - int64(*base)
-	if d == 0 {
-		return "0"
-	}
-	s := strconv.FormatInt(d, 10)
-	if d > 0 {
-		s = "+" + s
-	}
-	if *base > 0 {
-		pct := 100 * float64(d) / float64(*base)
-		// One decimal would round a change of 1 in 2571 to -0.0%.
-		prec := 1
-		if math.Abs(pct) < 0.1 {
-			prec = 2
-		}
-		s += fmt.Sprintf(" (%+.*f%%)", prec, pct)
-	}
-	return s
-}
-
-// allowedText is a check's bound as the table shows it: "+10%" or "+50".
-func allowedText(c Check) string {
-	_, limit, _ := strings.Cut(c.Bound, "=")
-	return "+" + limit
 }

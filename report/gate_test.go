@@ -1,21 +1,22 @@
-package report
+package report_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/internal/reporttest"
 )
 
 func TestParseBounds(t *testing.T) {
-	bs, err := ParseBounds([]string{"copies=10%, each.wp_faults=50", "total.probes.do_wp_page=2.5%"})
+	bs, err := report.ParseBounds([]string{"copies=10%, each.wp_faults=50", "total.probes.do_wp_page=2.5%"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Bound{
-		{Text: "copies=10%", Measure: "copies", Scope: Both, Percent: true, Limit: 10},
-		{Text: "each.wp_faults=50", Measure: "wp_faults", Scope: EachOnly, Limit: 50},
-		{Text: "total.probes.do_wp_page=2.5%", Measure: "probes.do_wp_page", Scope: TotalOnly, Percent: true, Limit: 2.5},
+	want := []report.Bound{
+		{Text: "copies=10%", Measure: "copies", Scope: report.Both, Percent: true, Limit: 10},
+		{Text: "each.wp_faults=50", Measure: "wp_faults", Scope: report.EachOnly, Limit: 50},
+		{Text: "total.probes.do_wp_page=2.5%", Measure: "probes.do_wp_page", Scope: report.TotalOnly, Percent: true, Limit: 2.5},
 	}
 	if len(bs) != len(want) {
 		t.Fatalf("%+v", bs)
@@ -42,7 +43,7 @@ func TestParseBounds(t *testing.T) {
 		"copies=10%,total.copies=5":      "bounds copies twice",
 		"total.copies=10%,each.copies=5": "",
 	} {
-		_, err := ParseBounds([]string{in})
+		_, err := report.ParseBounds([]string{in})
 		switch {
 		case msg == "" && err != nil:
 			t.Errorf("%q: %v", in, err)
@@ -52,27 +53,14 @@ func TestParseBounds(t *testing.T) {
 	}
 }
 
-func gate(t *testing.T, base, cur *Run, bounds string) *Verdict {
-	t.Helper()
-	bs, err := ParseBounds([]string{bounds})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := Gate(Compared{Label: "base", Runs: []*Run{base}}, Compared{Label: "cur", Runs: []*Run{cur}}, bs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 func TestGate(t *testing.T) {
-	base := sixProcesses("", 100, 14) // copies 10 17 11 14 16 6, total 74
-	same := sixProcesses("", 900, 14)
+	base := reporttest.SixProcesses("", 100, 14) // copies 10 17 11 14 16 6, total 74
+	same := reporttest.SixProcesses("", 900, 14)
 	if v := gate(t, base, same, "copies=0,wp_faults=0"); !v.Passed || len(v.Checks) != 14 {
 		t.Errorf("identical runs: passed %v with %d checks, want 14 checks passed", v.Passed, len(v.Checks))
 	}
 	// The second sh copies 14 -> 28: +14, the total 74 -> 88: +18.9%.
-	more := sixProcesses("", 900, 28)
+	more := reporttest.SixProcesses("", 900, 28)
 	for bounds, want := range map[string][]string{
 		"copies=100%":       nil,
 		"copies=14":         nil,
@@ -86,8 +74,8 @@ func TestGate(t *testing.T) {
 		"minor_faults=1000": nil, // not measured in these runs: see below
 	} {
 		if bounds == "minor_faults=1000" {
-			bs, _ := ParseBounds([]string{bounds})
-			_, err := Gate(Compared{Label: "base", Runs: []*Run{base}}, Compared{Label: "cur", Runs: []*Run{more}}, bs)
+			bs, _ := report.ParseBounds([]string{bounds})
+			_, err := report.Gate(report.Compared{Label: "base", Runs: []*report.Run{base}}, report.Compared{Label: "cur", Runs: []*report.Run{more}}, bs)
 			if err == nil || !strings.Contains(err.Error(), "base has no minor_faults") {
 				t.Errorf("bound on a measure not taken: %v", err)
 			}
@@ -104,58 +92,25 @@ func TestGate(t *testing.T) {
 	}
 	// A process of the current run only is shown, in the total, not
 	// bounded by itself.
-	extra := sixProcesses("", 900, 14)
+	extra := reporttest.SixProcesses("", 900, 14)
 	extra.Processes = append(extra.Processes, extra.Processes[5])
 	extra.Processes[6].Pid = 999
-	extra.Processes[6].Lineage = &Lineage{Ppid: 900, Comm: "cat", Depth: 1, StartMs: 9}
+	extra.Processes[6].Lineage = &report.Lineage{Ppid: 900, Comm: "cat", Depth: 1, StartMs: 9}
 	v := gate(t, base, extra, "copies=6,total.page_faults=0")
 	if got := strings.Join(v.OnlyInCurrent, ","); got != "sh/cat#2" || len(v.Regressions()) != 1 || v.Regressions()[0].Measure != "page_faults" {
 		t.Errorf("extra process: only in current %q, regressions %+v", got, v.Regressions())
 	}
 }
 
-func TestWriteVerdict(t *testing.T) {
-	base := sixProcesses("", 100, 14)
-	more := sixProcesses("", 900, 28)
-	v := gate(t, base, more, "total.copies=10%,each.wp_faults=50")
-	var out bytes.Buffer
-	if err := WriteVerdict(&out, v, Markdown); err != nil {
+func gate(t *testing.T, base, cur *report.Run, bounds string) *report.Verdict {
+	t.Helper()
+	bs, err := report.ParseBounds([]string{bounds})
+	if err != nil {
 		t.Fatal(err)
 	}
-	s := out.String()
-	lines := strings.Split(s, "\n")
-	if !strings.HasPrefix(lines[0], "**cowtrace gate: FAILED**, 1 of 7 checks grew past their bound (--max-increase total.copies=10%,each.wp_faults=50; baseline base, current cur)") {
-		t.Errorf("verdict line: %q", lines[0])
-	}
-	for _, want := range []string{
-		"| total ", "**✗ +14 (+18.9%) > +10%**", "| sh/sh#2 ", " +14 (+100.0%) |",
-		"- regression: total copies 74 -> 88, +14 (+18.9%), past +10% (total.copies=10%)",
-		"- bounds on the total: copies", "- bounds on each process in both runs: wp_faults",
-	} {
-		if !strings.Contains(s, want) {
-			t.Errorf("lacks %q:\n%s", want, s)
-		}
-	}
-	if strings.Count(s, "✗") != 1 {
-		t.Errorf("want one regression marked:\n%s", s)
-	}
-
-	out.Reset()
-	if err := WriteVerdict(&out, v, JSON); err != nil {
+	v, err := report.Gate(report.Compared{Label: "base", Runs: []*report.Run{base}}, report.Compared{Label: "cur", Runs: []*report.Run{cur}}, bs)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var back struct {
-		Passed bool
-		Checks []Check
-		Bounds []Bound
-	}
-	if err := json.Unmarshal(out.Bytes(), &back); err != nil || back.Passed || len(back.Checks) != 7 || len(back.Bounds) != 2 {
-		t.Fatalf("json: %v %+v\n%s", err, back, out.String())
-	}
-	if c := back.Checks[6]; c.Process != "total" || c.Baseline != 74 || c.Current != 88 || c.Increase != 14 || !c.Regressed || c.Allowed != 7.4 {
-		t.Errorf("total check: %+v", c)
-	}
-	if err := WriteVerdict(&out, v, CSV); err == nil {
-		t.Error("csv accepted")
-	}
+	return v
 }

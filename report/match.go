@@ -6,27 +6,27 @@ import (
 	"strings"
 )
 
-// matched is one process across runs: the same command at the same place in
-// each run's tree (or, for the experiment, the same role). procs has one
+// Matched is one process across runs: the same command at the same place in
+// each run's tree (or, for the experiment, the same role). Procs has one
 // entry per run, nil where that run has no such process.
-type matched struct {
-	name  string // as shown: "sh/sh#2/true", "writer", "total"
-	depth int
-	procs []*Process
+type Matched struct {
+	Name  string // as shown: "sh/sh#2/true", "writer", "total"
+	Depth int
+	Procs []*Process
 }
 
 // sep joins the segments of a process's key: a comm may hold any byte but
 // NUL, so no command name can forge another process's path.
 const sep = "\x00"
 
-// matchProcesses pairs the rows of runs. Pids differ from run to run, so a
+// MatchProcesses pairs the rows of runs. Pids differ from run to run, so a
 // traced process is known by its path of commands from the root, each with
 // its ordinal among the siblings of that name in start order: in
 // `sh -c 'a & a & b'` the two a's are a#1 and a#2 wherever their pids fall.
 // Thread rows (--threads) follow their process as "thread N". The rows come
 // in tree order, the union of every run's tree; the experiment's rows are
 // matched by role.
-func matchProcesses(runs []*Run) []matched {
+func MatchProcesses(runs []*Run) []Matched {
 	type node struct {
 		key      string
 		depth    int
@@ -55,11 +55,11 @@ func matchProcesses(runs []*Run) []matched {
 		}
 	}
 	exists := func(key string) bool { return nodes[key] != nil }
-	var out []matched
+	var out []Matched
 	var walk func(n *node)
 	walk = func(n *node) {
 		for _, c := range n.children {
-			out = append(out, matched{name: displayName(c.key, exists), depth: c.depth, procs: c.procs})
+			out = append(out, Matched{Name: displayName(c.key, exists), Depth: c.depth, Procs: c.procs})
 			walk(c)
 		}
 	}

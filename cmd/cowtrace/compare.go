@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/render"
 )
 
 const compareUsage = `Usage: cowtrace compare [flags] A.json B.json ...
@@ -42,8 +43,8 @@ func cmdCompare(args []string, stdout io.Writer) error {
 		return err
 	}
 	gate := *baseline != ""
-	f, err := report.ParseFormat(*format)
-	if err != nil || (f != report.Table && f != report.Markdown && !(gate && f == report.JSON)) {
+	f, err := render.ParseFormat(*format)
+	if err != nil || (f != render.Table && f != render.Markdown && !(gate && f == render.JSON)) {
 		if gate {
 			return usagef("unknown compare format %q (want table, markdown or json)", *format)
 		}
@@ -74,13 +75,13 @@ func cmdCompare(args []string, stdout io.Writer) error {
 		return err
 	}
 	if !gate {
-		return report.Compare(stdout, cols, f)
+		return render.Compare(stdout, cols, f)
 	}
 	v, err := report.Gate(cols[0], cols[1], bounds)
 	if err != nil {
 		return usageError{err}
 	}
-	if err := report.WriteVerdict(stdout, v, f); err != nil {
+	if err := render.WriteVerdict(stdout, v, f); err != nil {
 		return err
 	}
 	if r := v.Regressions(); len(r) > 0 {

@@ -11,7 +11,7 @@ import (
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/perfevents"
-	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/render"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
 )
@@ -97,7 +97,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (see cowtrace -h)", fs.Arg(0))
 	}
-	f, err := report.ParseFormat(*format)
+	f, err := render.ParseFormat(*format)
 	if err != nil {
 		return usageError{err}
 	}
@@ -171,7 +171,7 @@ func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *scenarioName != "" {
 		scenarioNotes(run, *scenarioName, *writers)
 	}
-	if err := report.Write(out, run, f); err != nil {
+	if err := render.Write(out, run, f); err != nil {
 		return err
 	}
 	reported = true

@@ -12,6 +12,7 @@ import (
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/render"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
 )
@@ -86,8 +87,8 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q (see cowtrace matrix -h)", fs.Arg(0))
 	}
-	f, err := report.ParseFormat(*format)
-	if err != nil || f == report.CSV {
+	f, err := render.ParseFormat(*format)
+	if err != nil || f == render.CSV {
 		return usagef("unknown matrix format %q (want table, json or markdown)", *format)
 	}
 	km, err := perfevents.ParseKprobeMethod(*method)
@@ -149,7 +150,7 @@ func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		allHeld = allHeld && e.Held
 		m.Scenarios = append(m.Scenarios, e)
 	}
-	if err := report.WriteMatrix(stdout, m, f); err != nil {
+	if err := render.WriteMatrix(stdout, m, f); err != nil {
 		return err
 	}
 	if *strict && !allHeld {

@@ -20,6 +20,7 @@ import (
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/plot"
+	"github.com/cowtrace/cowtrace/report/render"
 )
 
 const runUsage = `Usage: cowtrace run [flags] [--] CMD [ARGS...]
@@ -108,7 +109,7 @@ func addTraceFlags(fs *flag.FlagSet, mode engine.Mode) *traceFlags {
 // traceSetup is what the shared flags ask for, checked before anything starts.
 type traceSetup struct {
 	opt    follow.Options
-	format report.Format
+	format render.Format
 	expect []report.Expectation
 	plot   *output // --plot's file, nil without
 }
@@ -116,7 +117,7 @@ type traceSetup struct {
 // setup validates the shared flags; the timeline is set up once the output
 // is open (see output).
 func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
-	f, err := report.ParseFormat(*tf.format)
+	f, err := render.ParseFormat(*tf.format)
 	if err != nil {
 		return traceSetup{}, usageError{err}
 	}
@@ -219,8 +220,8 @@ func (ts *traceSetup) dropPlot() {
 
 // timelinePrinter writes one line per event: the seed's
 // `copy_page(@time):pid(N)` shape, or a JSON object.
-func timelinePrinter(w io.Writer, f report.Format) func(follow.TimelineEvent) {
-	if f == report.JSON {
+func timelinePrinter(w io.Writer, f render.Format) func(follow.TimelineEvent) {
+	if f == render.JSON {
 		enc := json.NewEncoder(w)
 		return func(e follow.TimelineEvent) {
 			_ = enc.Encode(struct {
@@ -241,9 +242,9 @@ func timelinePrinter(w io.Writer, f report.Format) func(follow.TimelineEvent) {
 
 // writeTrace labels and renders the run. With --timeline and JSON the
 // output is JSON lines throughout, so the report is one compact line too.
-func (tf *traceFlags) writeTrace(w io.Writer, run *report.Run, f report.Format) error {
+func (tf *traceFlags) writeTrace(w io.Writer, run *report.Run, f render.Format) error {
 	run.Label = *tf.label
-	if *tf.timeline && f == report.JSON {
+	if *tf.timeline && f == render.JSON {
 		b, err := json.Marshal(run)
 		if err != nil {
 			return err
@@ -251,7 +252,7 @@ func (tf *traceFlags) writeTrace(w io.Writer, run *report.Run, f report.Format) 
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
-	return report.Write(w, run, f)
+	return render.Write(w, run, f)
 }
 
 // commandStatus makes CMD's exit status cowtrace's.

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/render"
 )
 
 // labelPair is one label of a sample.
@@ -38,7 +39,7 @@ type metricFamily struct {
 	samples          []metric
 }
 
-func init() { report.RegisterOpenMetrics(Write) }
+func init() { render.RegisterOpenMetrics(Write) }
 
 //
 // Every count is a gauge: it is what one finished run measured for one

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/render"
 )
 
 // experimentRun is the experiment's run on a kernel with kprobes.
@@ -128,7 +129,7 @@ func TestOpenMetricsExperiment(t *testing.T) {
 	run := experimentRun()
 	run.Label = `tuned "fast" kernel`
 	var b bytes.Buffer
-	if err := report.Write(&b, run, report.OpenMetrics); err != nil {
+	if err := render.Write(&b, run, render.OpenMetrics); err != nil {
 		t.Fatal(err)
 	}
 	text := b.String()
@@ -154,7 +155,7 @@ func TestOpenMetricsExperiment(t *testing.T) {
 	// A measure not taken has no sample rather than a 0.
 	run.Processes[0].Copies = nil
 	b.Reset()
-	if err := report.Write(&b, run, report.OpenMetrics); err != nil {
+	if err := render.Write(&b, run, render.OpenMetrics); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(parseOpenMetrics(t, b.String())["cowtrace_copies"].Metric); n != 1 {

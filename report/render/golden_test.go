@@ -1,4 +1,4 @@
-package report
+package render
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/report"
 )
 
 // The golden files pin every byte of what users see, from runs saved in
@@ -69,20 +71,20 @@ func lineDiff(want, got string) string {
 }
 
 // readRuns reads testdata/runs/NAME.json.
-func readRuns(t *testing.T, name string) []*Run {
+func readRuns(t *testing.T, name string) []*report.Run {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", "runs", name+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	runs, err := ReadRuns(data)
+	runs, err := report.ReadRuns(data)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return runs
 }
 
-func readRun(t *testing.T, name string) *Run {
+func readRun(t *testing.T, name string) *report.Run {
 	t.Helper()
 	runs := readRuns(t, name)
 	if len(runs) != 1 {
@@ -113,13 +115,13 @@ func TestGoldenRun(t *testing.T) {
 	}
 }
 
-func readMatrix(t *testing.T) *Matrix {
+func readMatrix(t *testing.T) *report.Matrix {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", "runs", "matrix.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m Matrix
+	var m report.Matrix
 	if err := json.Unmarshal(data, &m); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func readMatrix(t *testing.T) *Matrix {
 func TestGoldenMatrix(t *testing.T) {
 	m := readMatrix(t)
 	// A scenario this kernel could not run, as a kernel without THP has it.
-	m.Scenarios = append(m.Scenarios, MatrixEntry{Name: "thp-absent", Does: "what thp does", Outcome: "x", Why: "y", Held: true,
+	m.Scenarios = append(m.Scenarios, report.MatrixEntry{Name: "thp-absent", Does: "what thp does", Outcome: "x", Why: "y", Held: true,
 		NotApplicable: "not applicable on this kernel: built without transparent huge pages"})
 	for _, f := range []Format{Table, Markdown, JSON} {
 		var b bytes.Buffer
@@ -143,21 +145,21 @@ func TestGoldenMatrix(t *testing.T) {
 func TestGoldenCompare(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		cols []Compared
+		cols []report.Compared
 	}{
 		// Single experiments: one column each, matched by position.
-		{"compare-experiments", []Compared{
+		{"compare-experiments", []report.Compared{
 			{Label: "tracepoints", Runs: readRuns(t, "experiment")},
 			{Label: "kprobes", Runs: readRuns(t, "experiment-kprobe")},
 			{Label: "address", Runs: readRuns(t, "experiment-address")},
 		}},
 		// A matrix next to one run: matched by scenario, (none) elsewhere.
-		{"compare-matrix", []Compared{
+		{"compare-matrix", []report.Compared{
 			{Label: "matrix", Runs: readRuns(t, "matrix")},
 			{Label: "one run", Runs: readRuns(t, "experiment")},
 		}},
 		// Traced runs: a row per process matched across the trees.
-		{"compare-traces", []Compared{
+		{"compare-traces", []report.Compared{
 			{Label: "count", Runs: readRuns(t, "run-count")},
 			{Label: "classify", Runs: readRuns(t, "run-by")},
 			{Label: "address", Runs: readRuns(t, "run-address")},
@@ -181,11 +183,11 @@ func TestGoldenVerdict(t *testing.T) {
 		{"verdict-passed", "run-by", "run-count", "copies=10%,total.wp_faults=1000"},
 		{"verdict-experiment", "experiment", "experiment-address", "copies=10,each.page_faults=50%"},
 	} {
-		bounds, err := ParseBounds([]string{c.bounds})
+		bounds, err := report.ParseBounds([]string{c.bounds})
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := Gate(Compared{Label: "base", Runs: readRuns(t, c.base)}, Compared{Label: "new", Runs: readRuns(t, c.cur)}, bounds)
+		v, err := report.Gate(report.Compared{Label: "base", Runs: readRuns(t, c.base)}, report.Compared{Label: "new", Runs: readRuns(t, c.cur)}, bounds)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}

@@ -1,4 +1,4 @@
-package report
+package render
 
 import (
 	"bytes"
@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/report"
 )
 
 // kprobeRun is a run as a kernel with kprobes produces it.
-func kprobeRun() *Run {
-	return &Run{
-		SchemaVersion: SchemaVersion, Kernel: "6.1.0-test-amd64", Scenario: "touched",
+func kprobeRun() *report.Run {
+	return &report.Run{
+		SchemaVersion: report.SchemaVersion, Kernel: "6.1.0-test-amd64", Scenario: "touched",
 		Blocks: 1000, BlockSize: 102400, Offset: 10240, Touched: true,
 		CopyRoutine: "copy_mc_to_kernel", CopyRoutineCheck: "copy_mc_to_kernel: 64 hits on 64 known copy-on-write writes",
 		KprobeMethod: "pmu",
@@ -20,14 +22,14 @@ func kprobeRun() *Run {
 			"wp_faults": "tracepoint:exceptions:page_fault_user", "in_region": "tracepoint:exceptions:page_fault_user",
 			"copies": "kprobe:copy_mc_to_kernel", "inferred_copies": "inferred:exceptions:page_fault_user+kmem:mm_page_alloc",
 		},
-		Unavailable: []Unavailable{{What: "kprobe:folio_copy", Why: "not probe-able"}},
-		Processes: []Process{
-			{Role: "parent", Pid: 10, Window: "w0", PageFaults: U64(20), MinorFaults: U64(20), MajorFaults: U64(0),
-				WPFaults: U64(13), Copies: U64(12), InferredCopies: U64(12), InRegion: &FaultClasses{}, Outside: &FaultClasses{WP: 13},
+		Unavailable: []report.Unavailable{{What: "kprobe:folio_copy", Why: "not probe-able"}},
+		Processes: []report.Process{
+			{Role: "parent", Pid: 10, Window: "w0", PageFaults: report.U64(20), MinorFaults: report.U64(20), MajorFaults: report.U64(0),
+				WPFaults: report.U64(13), Copies: report.U64(12), InferredCopies: report.U64(12), InRegion: &report.FaultClasses{}, Outside: &report.FaultClasses{WP: 13},
 				Probes: map[string]uint64{"copy_mc_to_kernel": 12, "do_wp_page": 13}},
-			{Role: "writer", Pid: 12, Window: "w1", PageFaults: U64(1000), MinorFaults: U64(1000), MajorFaults: U64(0),
-				WPFaults: U64(1000), Copies: U64(1000), InferredCopies: U64(1000), InRegion: &FaultClasses{WP: 1000, InferredCopies: 1000},
-				Outside: &FaultClasses{}, Probes: map[string]uint64{"copy_mc_to_kernel": 1000, "do_wp_page": 1000}},
+			{Role: "writer", Pid: 12, Window: "w1", PageFaults: report.U64(1000), MinorFaults: report.U64(1000), MajorFaults: report.U64(0),
+				WPFaults: report.U64(1000), Copies: report.U64(1000), InferredCopies: report.U64(1000), InRegion: &report.FaultClasses{WP: 1000, InferredCopies: 1000},
+				Outside: &report.FaultClasses{}, Probes: map[string]uint64{"copy_mc_to_kernel": 1000, "do_wp_page": 1000}},
 		},
 	}
 }
@@ -100,7 +102,7 @@ func TestCSV(t *testing.T) {
 
 func TestJSONRoundTrip(t *testing.T) {
 	out := render(t, JSON)
-	var back Run
+	var back report.Run
 	if err := json.Unmarshal([]byte(out), &back); err != nil {
 		t.Fatal(err)
 	}

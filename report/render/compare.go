@@ -1,73 +1,27 @@
-package report
+package render
 
 import (
-	"bytes"
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cowtrace/cowtrace/report"
 )
-
-// Compared is one column of a comparison: the runs of one file (one run, or
-// every scenario of a matrix) under a label.
-type Compared struct {
-	Label string
-	Runs  []*Run
-}
-
-// ReadRuns decodes a report written with --format json: one run, or a
-// matrix. Anything else is an error that says what was wrong.
-func ReadRuns(data []byte) ([]*Run, error) {
-	var probe struct {
-		SchemaVersion *int            `json:"schema_version"`
-		Scenarios     json.RawMessage `json:"scenarios"`
-		Processes     json.RawMessage `json:"processes"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&probe); err != nil {
-		return nil, fmt.Errorf("not JSON: %w", err)
-	}
-	switch {
-	case probe.SchemaVersion == nil:
-		return nil, errors.New("not a cowtrace report (no schema_version)")
-	case *probe.SchemaVersion != SchemaVersion:
-		return nil, fmt.Errorf("schema_version %d, this cowtrace reads %d", *probe.SchemaVersion, SchemaVersion)
-	case probe.Scenarios != nil:
-		var m Matrix
-		if err := json.Unmarshal(data, &m); err != nil {
-			return nil, fmt.Errorf("matrix: %w", err)
-		}
-		var runs []*Run
-		for _, e := range m.Scenarios {
-			if e.Run == nil {
-				return nil, fmt.Errorf("matrix: scenario %q has no run", e.Name)
-			}
-			runs = append(runs, e.Run)
-		}
-		return runs, nil
-	case probe.Processes == nil:
-		return nil, errors.New("not a cowtrace report (no processes)")
-	}
-	var r Run
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("run: %w", err)
-	}
-	return []*Run{&r}, nil
-}
 
 // measure is one row of a comparison.
 type measure struct {
 	name  string
-	value func(r *Run) string
+	value func(r *report.Run) string
 }
 
 // Compare renders runs side by side: a column per Compared, a row per
 // measure, and a mark on each row whose values differ. Runs are matched by
 // scenario, or by position when each column holds one run.
-func Compare(w io.Writer, cols []Compared, f Format) error {
+func Compare(w io.Writer, cols []report.Compared, f Format) error {
 	if len(cols) == 0 {
 		return errors.New("nothing to compare")
 	}
@@ -109,7 +63,7 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 	if single {
 		scenarios = []string{""}
 	}
-	find := func(c Compared, scenario string) *Run {
+	find := func(c report.Compared, scenario string) *report.Run {
 		if single {
 			return c.Runs[0]
 		}
@@ -128,7 +82,7 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 	header = append(header, "differs")
 	var rows [][]string
 	for _, sc := range scenarios {
-		runs := make([]*Run, len(cols))
+		runs := make([]*report.Run, len(cols))
 		for i, c := range cols {
 			runs[i] = find(c, sc)
 		}
@@ -163,8 +117,8 @@ func Compare(w io.Writer, cols []Compared, f Format) error {
 // across runs by command and place in the tree (matchProcesses), then the
 // tree's totals; for each measure a column per run. The experiment's fields
 // (blocks, region) mean nothing for a traced program and are left out.
-func compareTraces(w io.Writer, cols []Compared, markdown bool) error {
-	runs := make([]*Run, len(cols))
+func compareTraces(w io.Writer, cols []report.Compared, markdown bool) error {
+	runs := make([]*report.Run, len(cols))
 	for i, c := range cols {
 		if len(c.Runs) != 1 {
 			return fmt.Errorf("%s: a traced report holds one run, this one %d", c.Label, len(c.Runs))
@@ -176,28 +130,28 @@ func compareTraces(w io.Writer, cols []Compared, markdown bool) error {
 	for _, m := range measures {
 		for _, c := range cols {
 			if markdown {
-				header = append(header, m.title+" ("+c.Label+")")
+				header = append(header, m.Title+" ("+c.Label+")")
 			} else {
-				header = append(header, m.title+"\n"+c.Label)
+				header = append(header, m.Title+"\n"+c.Label)
 			}
 		}
 	}
 	header = append(header, "differs")
-	totals := make([]*Process, len(runs))
+	totals := make([]*report.Process, len(runs))
 	for i, r := range runs {
-		totals[i] = treeTotal(r)
+		totals[i] = report.TreeTotal(r)
 	}
-	rows := append(matchProcesses(runs), matched{name: "total", procs: totals})
+	rows := append(report.MatchProcesses(runs), report.Matched{Name: "total", Procs: totals})
 	var table [][]string
 	for _, m := range rows {
-		row := []string{m.name}
+		row := []string{m.Name}
 		differs := false
 		for _, c := range measures {
 			first := ""
-			for i, p := range m.procs {
+			for i, p := range m.Procs {
 				v := "-"
 				if p != nil {
-					v = num(c.get(p))
+					v = num(c.Get(p))
 				}
 				if i == 0 {
 					first = v
@@ -218,7 +172,7 @@ func compareTraces(w io.Writer, cols []Compared, markdown bool) error {
 		if markdown {
 			fmt.Fprint(bw, "- ")
 		}
-		fmt.Fprintf(bw, "%s: %s; lost records %d, throttled %d\n", cols[i].Label, Title(r), r.LostRecords, r.Throttled)
+		fmt.Fprintf(bw, "%s: %s; lost records %d, throttled %d\n", cols[i].Label, report.Title(r), r.LostRecords, r.Throttled)
 	}
 	if markdown {
 		fmt.Fprintln(bw)
@@ -242,8 +196,8 @@ func compareTraces(w io.Writer, cols []Compared, markdown bool) error {
 // traceCounts are the measures of a traced comparison: faults, copies, the
 // inferred copies where they are a second measure, and every probed function
 // but the copy routine (already the copies).
-func traceCounts(runs []*Run) []count {
-	cs := []count{counts[0], counts[3], counts[4]} // page_faults, wp_faults, copies
+func traceCounts(runs []*report.Run) []report.Count {
+	cs := []report.Count{report.Counts[0], report.Counts[3], report.Counts[4]} // page_faults, wp_faults, copies
 	fns := map[string]bool{}
 	routines := map[string]bool{}
 	inferred := false
@@ -256,7 +210,7 @@ func traceCounts(runs []*Run) []count {
 		}
 	}
 	if inferred {
-		cs = append(cs, counts[5])
+		cs = append(cs, report.Counts[5])
 	}
 	var names []string
 	for fn := range fns {
@@ -266,25 +220,25 @@ func traceCounts(runs []*Run) []count {
 	}
 	sort.Strings(names)
 	for _, fn := range names {
-		cs = append(cs, probeCount(fn))
+		cs = append(cs, report.ProbeCount(fn))
 	}
 	return cs
 }
 
 // methodDifferences says where runs measured one column differently: a
 // kprobe count next to an inferred one is not a like-for-like comparison.
-func methodDifferences(cols []Compared, runs []*Run, cs []count) []string {
+func methodDifferences(cols []report.Compared, runs []*report.Run, cs []report.Count) []string {
 	var out []string
 	for _, c := range cs {
 		var parts []string
 		differ := false
 		for i, r := range runs {
-			m := orDash(r.Methods[c.key])
+			m := cmp.Or(r.Methods[c.Key], "-")
 			parts = append(parts, cols[i].Label+" "+m)
-			differ = differ || m != orDash(runs[0].Methods[c.key])
+			differ = differ || m != cmp.Or(runs[0].Methods[c.Key], "-")
 		}
 		if differ {
-			out = append(out, fmt.Sprintf("note: %s measured differently: %s", c.title, strings.Join(parts, ", ")))
+			out = append(out, fmt.Sprintf("note: %s measured differently: %s", c.Title, strings.Join(parts, ", ")))
 		}
 	}
 	return out
@@ -292,13 +246,13 @@ func methodDifferences(cols []Compared, runs []*Run, cs []count) []string {
 
 // measures lists the rows for runs of one scenario: the run's identity and
 // method, then each role's counts, for every role any run has.
-func measures(runs []*Run) []measure {
+func measures(runs []*report.Run) []measure {
 	ms := []measure{
-		{"kernel", func(r *Run) string { return r.Kernel }},
-		{"scenario", func(r *Run) string { return r.Scenario }},
-		{"blocks x block size", func(r *Run) string { return fmt.Sprintf("%d x %d", r.Blocks, r.BlockSize) }},
-		{"copies method", func(r *Run) string { return orDash(r.Methods["copies"]) }},
-		{"lost records", func(r *Run) string { return strconv.FormatUint(r.LostRecords, 10) }},
+		{"kernel", func(r *report.Run) string { return r.Kernel }},
+		{"scenario", func(r *report.Run) string { return r.Scenario }},
+		{"blocks x block size", func(r *report.Run) string { return fmt.Sprintf("%d x %d", r.Blocks, r.BlockSize) }},
+		{"copies method", func(r *report.Run) string { return cmp.Or(r.Methods["copies"], "-") }},
+		{"lost records", func(r *report.Run) string { return strconv.FormatUint(r.LostRecords, 10) }},
 	}
 	var roles []string
 	seen := map[string]bool{}
@@ -322,8 +276,8 @@ func measures(runs []*Run) []measure {
 		fns = append(fns, fn)
 	}
 	sort.Strings(fns)
-	region := func(get func(*FaultClasses) uint64) func(p *Process) string {
-		return func(p *Process) string {
+	region := func(get func(*report.FaultClasses) uint64) func(p *report.Process) string {
+		return func(p *report.Process) string {
 			if p.InRegion == nil {
 				return "-"
 			}
@@ -332,19 +286,19 @@ func measures(runs []*Run) []measure {
 	}
 	fields := []struct {
 		name  string
-		value func(p *Process) string
+		value func(p *report.Process) string
 	}{
-		{"page faults", func(p *Process) string { return num(p.PageFaults) }},
-		{"wp faults", func(p *Process) string { return num(p.WPFaults) }},
-		{"wp in region", region(func(f *FaultClasses) uint64 { return f.WP })},
-		{"first writes in region", region(func(f *FaultClasses) uint64 { return f.WriteNotPresent })},
-		{"reads in region", region(func(f *FaultClasses) uint64 { return f.Read })},
-		{"copies", func(p *Process) string { return num(p.Copies) }},
-		{"inferred copies", func(p *Process) string { return num(p.InferredCopies) }},
+		{"page faults", func(p *report.Process) string { return num(p.PageFaults) }},
+		{"wp faults", func(p *report.Process) string { return num(p.WPFaults) }},
+		{"wp in region", region(func(f *report.FaultClasses) uint64 { return f.WP })},
+		{"first writes in region", region(func(f *report.FaultClasses) uint64 { return f.WriteNotPresent })},
+		{"reads in region", region(func(f *report.FaultClasses) uint64 { return f.Read })},
+		{"copies", func(p *report.Process) string { return num(p.Copies) }},
+		{"inferred copies", func(p *report.Process) string { return num(p.InferredCopies) }},
 	}
 	for _, role := range roles {
 		for _, fd := range fields {
-			ms = append(ms, measure{role + " " + fd.name, func(r *Run) string {
+			ms = append(ms, measure{role + " " + fd.name, func(r *report.Run) string {
 				if p := r.Find(role); p != nil {
 					return fd.value(p)
 				}
@@ -352,7 +306,7 @@ func measures(runs []*Run) []measure {
 			}})
 		}
 		for _, fn := range fns {
-			ms = append(ms, measure{role + " " + fn, func(r *Run) string {
+			ms = append(ms, measure{role + " " + fn, func(r *report.Run) string {
 				p := r.Find(role)
 				if p == nil {
 					return "(none)"
@@ -365,11 +319,4 @@ func measures(runs []*Run) []measure {
 		}
 	}
 	return ms
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -1,21 +1,23 @@
-package report
+package render
 
 import (
 	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/report"
 )
 
 // attribRun is a traced run split by mapping.
-func attribRun() *Run {
-	run := &Run{SchemaVersion: SchemaVersion, Kernel: "6.18-test", Scenario: "traced", CopiesBy: ByMapping,
+func attribRun() *report.Run {
+	run := &report.Run{SchemaVersion: report.SchemaVersion, Kernel: "6.18-test", Scenario: "traced", CopiesBy: report.ByMapping,
 		Methods: map[string]string{"copies": "callchain:kmem:mm_page_alloc", "copies_by": "mmap2:mapping"},
-		Trace:   &Trace{Command: []string{"pool.py"}, EndedBy: "exit"},
-		Processes: []Process{
-			{Role: "command", Pid: 10, Lineage: &Lineage{Comm: "python3"}, Copies: U64(0)},
-			{Role: "child", Pid: 11, Lineage: &Lineage{Comm: "python3", Depth: 1}, Copies: U64(4000),
-				CopiesBy: []Share{{Name: "[anon]", Copies: 3700, Pages: 3700, Share: 0.925}, {Name: "[heap]", Copies: 300, Pages: 299, Share: 0.075}}},
+		Trace:   &report.Trace{Command: []string{"pool.py"}, EndedBy: "exit"},
+		Processes: []report.Process{
+			{Role: "command", Pid: 10, Lineage: &report.Lineage{Comm: "python3"}, Copies: report.U64(0)},
+			{Role: "child", Pid: 11, Lineage: &report.Lineage{Comm: "python3", Depth: 1}, Copies: report.U64(4000),
+				CopiesBy: []report.Share{{Name: "[anon]", Copies: 3700, Pages: 3700, Share: 0.925}, {Name: "[heap]", Copies: 300, Pages: 299, Share: 0.075}}},
 		},
 	}
 	return run
@@ -65,9 +67,9 @@ func TestAttributionJSON(t *testing.T) {
 }
 
 func TestTopShares(t *testing.T) {
-	var ss []Share
+	var ss []report.Share
 	for i := 0; i < 20; i++ {
-		ss = append(ss, Share{Name: string(rune('a' + i)), Copies: 1, Pages: 1, Share: 0.05})
+		ss = append(ss, report.Share{Name: string(rune('a' + i)), Copies: 1, Pages: 1, Share: 0.05})
 	}
 	top := topShares(ss, attribRows)
 	if len(top) != attribRows || top[attribRows-1].Name != "(9 others)" || top[attribRows-1].Copies != 9 {

@@ -1,0 +1,182 @@
+// Package render draws report's runs for people and machines: a table
+// (tablewriter) and markdown for terminals and pull requests, CSV and JSON
+// for scripts, and the matrix, the side-by-side comparison and the gate's
+// verdict in the same forms. Every table comes from writeTable.
+package render
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// Format is an output format.
+type Format string
+
+const (
+	Table    Format = "table"
+	JSON     Format = "json"
+	CSV      Format = "csv"
+	Markdown Format = "markdown"
+	// OpenMetrics is the Prometheus/OpenMetrics text exposition, for the
+	// node exporter's textfile collector or a Pushgateway.
+	OpenMetrics Format = "openmetrics"
+)
+
+// ParseFormat validates a --format value.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Table, JSON, CSV, Markdown, OpenMetrics:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown format %q (want table, json, csv, markdown or openmetrics)", s)
+}
+
+// openMetrics writes --format openmetrics once package report/openmetrics
+// has registered it.
+var openMetrics func(io.Writer, *report.Run) error
+
+// RegisterOpenMetrics installs the writer of --format openmetrics; importing
+// package report/openmetrics calls it. That package stands apart because its
+// encoder brings net/http, and with it cgo, into every program that links
+// it: the programs that only use report's types stay without.
+func RegisterOpenMetrics(write func(io.Writer, *report.Run) error) { openMetrics = write }
+
+// Write renders run in format f.
+func Write(w io.Writer, run *report.Run, f Format) error {
+	switch f {
+	case JSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(run)
+	case CSV:
+		return writeCSV(w, run)
+	case Markdown:
+		return writeText(w, run, true)
+	case OpenMetrics:
+		if openMetrics == nil {
+			return errors.New("--format openmetrics: this program was built without package report/openmetrics")
+		}
+		return openMetrics(w, run)
+	default:
+		return writeText(w, run, false)
+	}
+}
+
+func writeText(w io.Writer, run *report.Run, markdown bool) error {
+	cols := columns(run)
+	header := make([]string, len(cols))
+	for i, c := range cols {
+		header[i] = c.header
+		if tag := shortMethod(c.method); tag != "" {
+			if markdown {
+				header[i] += " " + tag
+			} else {
+				header[i] += "\n" + tag
+			}
+		}
+	}
+	bw := &errWriter{w: w}
+	title := report.Title(run)
+	if markdown {
+		fmt.Fprintf(bw, "**%s**\n\n", title)
+	} else {
+		fmt.Fprintf(bw, "%s\n", title)
+	}
+	for _, u := range run.Unavailable {
+		fmt.Fprintf(bw, "unavailable: %s: %s\n", u.What, u.Why)
+	}
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	if bw.err != nil {
+		return bw.err
+	}
+
+	rows := make([][]string, len(run.Processes))
+	for i := range run.Processes {
+		rows[i] = make([]string, len(cols))
+		for j, c := range cols {
+			rows[i][j] = c.value(&run.Processes[i])
+		}
+	}
+	if err := writeTable(w, markdown, 0, header, rows); err != nil {
+		return err
+	}
+	if err := writeAttribution(w, run, markdown); err != nil {
+		return err
+	}
+
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	fmt.Fprintln(bw, "methods:")
+	for _, line := range methodLines(run) {
+		fmt.Fprintf(bw, "  %s\n", line)
+	}
+	fmt.Fprintln(bw, "windows:")
+	seen := map[string]bool{}
+	for _, p := range run.Processes {
+		key := p.Role + p.Window
+		if !seen[key] {
+			seen[key] = true
+			fmt.Fprintf(bw, "  %s: %s\n", p.Role, p.Window)
+		}
+	}
+	if run.CopyRoutineCheck != "" {
+		fmt.Fprintf(bw, "copy routine check: %s\n", run.CopyRoutineCheck)
+	}
+	fmt.Fprintf(bw, "lost records: %d, throttled: %d\n", run.LostRecords, run.Throttled)
+	for _, n := range run.Notes {
+		fmt.Fprintf(bw, "note: %s\n", n)
+	}
+	return bw.err
+}
+
+func writeCSV(w io.Writer, run *report.Run) error {
+	cols := columns(run)
+	cw := csv.NewWriter(w)
+	rec := []string{"kernel", "scenario"}
+	for _, c := range cols {
+		// CSV has no room for a legend: the method rides in the header.
+		h := strings.ReplaceAll(c.header, " ", "_")
+		if c.method != "" {
+			h += " (" + c.method + ")"
+		}
+		rec = append(rec, h)
+	}
+	if err := cw.Write(rec); err != nil {
+		return err
+	}
+	for i := range run.Processes {
+		rec = rec[:0]
+		rec = append(rec, run.Kernel, run.Scenario)
+		for _, c := range cols {
+			rec = append(rec, c.value(&run.Processes[i]))
+		}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(b []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(b)
+	e.err = err
+	return n, err
+}
