@@ -2,9 +2,9 @@
 // --format json writes and compare reads back (SchemaVersion: fields are
 // added, never renamed or removed, within a schema version), and what is
 // known about its rows, their counts and their matching across runs. The
-// packages that measure (cow, engine, follow) import it and nothing that
-// renders: report/render draws it, report's judges hold it to --expect
-// and --max-increase.
+// packages that measure (cow, engine, follow) import it and nothing else
+// of report's: report/render draws it, report/expect and report/gate judge
+// it (--expect, --max-increase).
 package report
 
 // SchemaVersion is the version of the JSON contract.

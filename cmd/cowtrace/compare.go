@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/gate"
 	"github.com/cowtrace/cowtrace/report/render"
 )
 
@@ -42,25 +43,25 @@ func cmdCompare(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	gate := *baseline != ""
+	gating := *baseline != ""
 	f, err := render.ParseFormat(*format)
-	if err != nil || (f != render.Table && f != render.Markdown && !(gate && f == render.JSON)) {
-		if gate {
+	if err != nil || (f != render.Table && f != render.Markdown && !(gating && f == render.JSON)) {
+		if gating {
 			return usagef("unknown compare format %q (want table, markdown or json)", *format)
 		}
 		return usagef("unknown compare format %q (want table or markdown)", *format)
 	}
 	files := fs.Args()
-	var bounds []report.Bound
+	var bounds []gate.Bound
 	switch {
-	case len(maxIncrease) > 0 && !gate:
+	case len(maxIncrease) > 0 && !gating:
 		return usagef("--max-increase needs --baseline BASE.json")
-	case gate && len(maxIncrease) == 0:
+	case gating && len(maxIncrease) == 0:
 		return usagef("--baseline needs --max-increase, the bounds to hold the current run to")
-	case gate && len(files) != 1:
+	case gating && len(files) != 1:
 		return usagef("--baseline holds one report against it, got %d", len(files))
-	case gate:
-		if bounds, err = report.ParseBounds(maxIncrease); err != nil {
+	case gating:
+		if bounds, err = gate.ParseBounds(maxIncrease); err != nil {
 			return usageError{err}
 		}
 		files = append([]string{*baseline}, files...)
@@ -74,10 +75,10 @@ func cmdCompare(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !gate {
+	if !gating {
 		return render.Compare(stdout, cols, f)
 	}
-	v, err := report.Gate(cols[0], cols[1], bounds)
+	v, err := gate.Hold(cols[0], cols[1], bounds)
 	if err != nil {
 		return usageError{err}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/gate"
 )
 
 func writeRun(t *testing.T, dir, name, kernel string, writerCopies uint64) string {
@@ -166,7 +167,7 @@ func TestCompareGateCommand(t *testing.T) {
 		}
 	}
 	code, stdout, _ = runCLI("compare", "--format", "json", "--baseline", base, "--max-increase", "total.copies=200", more)
-	var v report.Verdict
+	var v gate.Verdict
 	if err := json.Unmarshal([]byte(stdout), &v); code != exitOK || err != nil || !v.Passed || len(v.Checks) != 1 {
 		t.Errorf("json: exit %d, %v, %+v\n%s", code, err, v, stdout)
 	}

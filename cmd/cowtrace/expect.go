@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/expect"
 )
 
 // The rows of each kind of run, so that --expect can refuse a selector the
@@ -12,17 +13,17 @@ import (
 // of follow's rows: the command or the attached process, its descendants,
 // and thread rows with --threads.
 var (
-	experimentRows = report.Rows{} // roles depend on the scenario (writer1, ...)
-	runRows        = report.Rows{Roles: []string{"command", "child", "thread"}, Lineage: true}
-	attachRows     = report.Rows{Roles: []string{"attached", "child", "thread"}, Lineage: true}
+	experimentRows = expect.Rows{} // roles depend on the scenario (writer1, ...)
+	runRows        = expect.Rows{Roles: []string{"command", "child", "thread"}, Lineage: true}
+	attachRows     = expect.Rows{Roles: []string{"attached", "child", "thread"}, Lineage: true}
 )
 
 // parseExpectations parses every --expect before anything runs: a mistake
 // in one is a usage error (exit 2).
-func parseExpectations(texts []string, rows report.Rows) ([]report.Expectation, error) {
-	var es []report.Expectation
+func parseExpectations(texts []string, rows expect.Rows) ([]expect.Expectation, error) {
+	var es []expect.Expectation
 	for _, t := range texts {
-		e, err := report.ParseExpectation(t)
+		e, err := expect.Parse(t)
 		if err == nil {
 			err = e.Fits(rows)
 		}
@@ -54,8 +55,8 @@ func (f failures) Error() string {
 func (f failures) ExitCode() int { return f.code }
 
 // checkExpectations checks es on run after the report has been written.
-func checkExpectations(run *report.Run, es []report.Expectation) error {
-	if failed := report.CheckAll(run, es); len(failed) > 0 {
+func checkExpectations(run *report.Run, es []expect.Expectation) error {
+	if failed := expect.CheckAll(run, es); len(failed) > 0 {
 		return failures{failed, exitFailure}
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/cowtrace/cowtrace/follow"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/report/plot"
 	"github.com/cowtrace/cowtrace/report/render"
 )
@@ -110,13 +111,13 @@ func addTraceFlags(fs *flag.FlagSet, mode engine.Mode) *traceFlags {
 type traceSetup struct {
 	opt    follow.Options
 	format render.Format
-	expect []report.Expectation
+	expect []expect.Expectation
 	plot   *output // --plot's file, nil without
 }
 
 // setup validates the shared flags; the timeline is set up once the output
 // is open (see output).
-func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
+func (tf *traceFlags) setup(rows expect.Rows) (traceSetup, error) {
 	f, err := render.ParseFormat(*tf.format)
 	if err != nil {
 		return traceSetup{}, usageError{err}
@@ -324,7 +325,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	if err := ts.writePlot(run, stderr); err != nil {
 		return err
 	}
-	failed := report.CheckAll(run, ts.expect)
+	failed := expect.CheckAll(run, ts.expect)
 	if code := *run.Trace.ExitCode; code != 0 {
 		// The command's failure comes first: its status is kept, as
 		// without --expect, and the failed expectations are still said.

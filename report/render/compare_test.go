@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/gate"
 	"github.com/cowtrace/cowtrace/report/internal/reporttest"
 )
 
@@ -156,7 +157,7 @@ func FuzzCompareReports(f *testing.F) {
 	f.Add([]byte(`{"schema_version":1,"trace":{},"processes":[{"pid":1,"ppid":2,"comm":"a","depth":1},{"pid":2,"ppid":1,"comm":"a","depth":0},{"pid":2,"tid":3,"ppid":1,"comm":"a","depth":0,"copies":4}]}`))
 	f.Add([]byte(`{"schema_version":1,"trace":{},"processes":[{"pid":5,"ppid":5,"comm":"","depth":-1,"copies":18446744073709551615}]}`))
 	f.Add([]byte(`{"schema_version":1,"kernel":"6.1","processes":[{"role":"writer","pid":1,"copies":5}]}`))
-	bounds, err := report.ParseBounds([]string{"copies=10%,each.page_faults=1,total.lost_records=0"})
+	bounds, err := gate.ParseBounds([]string{"copies=10%,each.page_faults=1,total.lost_records=0"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func FuzzCompareReports(f *testing.F) {
 		}
 		cols := []report.Compared{{Label: "a", Runs: runs}, {Label: "b", Runs: runs}}
 		_ = Compare(io.Discard, cols, Table)
-		if v, err := report.Gate(cols[0], cols[1], bounds); err == nil {
+		if v, err := gate.Hold(cols[0], cols[1], bounds); err == nil {
 			_ = WriteVerdict(io.Discard, v, Markdown)
 			if !v.Passed {
 				t.Errorf("a run regressed against itself: %+v", v.Regressions())

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/gate"
 )
 
 // The golden files pin every byte of what users see, from runs saved in
@@ -183,11 +184,11 @@ func TestGoldenVerdict(t *testing.T) {
 		{"verdict-passed", "run-by", "run-count", "copies=10%,total.wp_faults=1000"},
 		{"verdict-experiment", "experiment", "experiment-address", "copies=10,each.page_faults=50%"},
 	} {
-		bounds, err := report.ParseBounds([]string{c.bounds})
+		bounds, err := gate.ParseBounds([]string{c.bounds})
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := report.Gate(report.Compared{Label: "base", Runs: readRuns(t, c.base)}, report.Compared{Label: "new", Runs: readRuns(t, c.cur)}, bounds)
+		v, err := gate.Hold(report.Compared{Label: "base", Runs: readRuns(t, c.base)}, report.Compared{Label: "new", Runs: readRuns(t, c.cur)}, bounds)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}

@@ -8,14 +8,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/gate"
 )
 
 // WriteVerdict renders the gate's result: a verdict line, a table of the
 // bounded measures per process and for the total, baseline, current and
 // change, regressions marked, then each regression in words. JSON holds the
 // verdict and every check.
-func WriteVerdict(w io.Writer, v *report.Verdict, f Format) error {
+func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
 	switch f {
 	case JSON:
 		enc := json.NewEncoder(w)
@@ -102,18 +102,18 @@ func WriteVerdict(w io.Writer, v *report.Verdict, f Format) error {
 		fmt.Fprintf(bw, "regression: %s %s %d -> %d, %s, past %s (%s)\n", c.Process, c.Measure, c.Baseline, c.Current,
 			change(&c.Baseline, &c.Current), allowedText(c), c.Bound)
 	}
-	scopes := map[report.Scope][]string{}
-	var order []report.Scope
+	scopes := map[gate.Scope][]string{}
+	var order []gate.Scope
 	for _, b := range v.Bounds {
 		if scopes[b.Scope] == nil {
 			order = append(order, b.Scope)
 		}
 		scopes[b.Scope] = append(scopes[b.Scope], b.Measure)
 	}
-	where := map[report.Scope]string{
-		report.Both:      "the total and each process in both runs",
-		report.TotalOnly: "the total",
-		report.EachOnly:  "each process in both runs",
+	where := map[gate.Scope]string{
+		gate.Both:      "the total and each process in both runs",
+		gate.TotalOnly: "the total",
+		gate.EachOnly:  "each process in both runs",
 	}
 	for _, s := range order {
 		if markdown {
@@ -157,7 +157,7 @@ func change(base, cur *uint64) string {
 }
 
 // allowedText is a check's bound as the table shows it: "+10%" or "+50".
-func allowedText(c report.Check) string {
+func allowedText(c gate.Check) string {
 	_, limit, _ := strings.Cut(c.Bound, "=")
 	return "+" + limit
 }

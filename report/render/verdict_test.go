@@ -7,16 +7,17 @@ import (
 	"testing"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/gate"
 	"github.com/cowtrace/cowtrace/report/internal/reporttest"
 )
 
-func gate(t *testing.T, base, cur *report.Run, bounds string) *report.Verdict {
+func holdGate(t *testing.T, base, cur *report.Run, bounds string) *gate.Verdict {
 	t.Helper()
-	bs, err := report.ParseBounds([]string{bounds})
+	bs, err := gate.ParseBounds([]string{bounds})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := report.Gate(report.Compared{Label: "base", Runs: []*report.Run{base}}, report.Compared{Label: "cur", Runs: []*report.Run{cur}}, bs)
+	v, err := gate.Hold(report.Compared{Label: "base", Runs: []*report.Run{base}}, report.Compared{Label: "cur", Runs: []*report.Run{cur}}, bs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +27,7 @@ func gate(t *testing.T, base, cur *report.Run, bounds string) *report.Verdict {
 func TestWriteVerdict(t *testing.T) {
 	base := reporttest.SixProcesses("", 100, 14)
 	more := reporttest.SixProcesses("", 900, 28)
-	v := gate(t, base, more, "total.copies=10%,each.wp_faults=50")
+	v := holdGate(t, base, more, "total.copies=10%,each.wp_faults=50")
 	var out bytes.Buffer
 	if err := WriteVerdict(&out, v, Markdown); err != nil {
 		t.Fatal(err)
@@ -55,8 +56,8 @@ func TestWriteVerdict(t *testing.T) {
 	}
 	var back struct {
 		Passed bool
-		Checks []report.Check
-		Bounds []report.Bound
+		Checks []gate.Check
+		Bounds []gate.Bound
 	}
 	if err := json.Unmarshal(out.Bytes(), &back); err != nil || back.Passed || len(back.Checks) != 7 || len(back.Bounds) != 2 {
 		t.Fatalf("json: %v %+v\n%s", err, back, out.String())

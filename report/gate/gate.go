@@ -1,4 +1,7 @@
-package report
+// Package gate is compare's regression gate: --max-increase bounds, each
+// held against the growth of a measure from a baseline run to the current
+// one, on the tree's total and on each process matched in both.
+package gate
 
 import (
 	"cmp"
@@ -7,6 +10,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/cowtrace/cowtrace/report"
 )
 
 // Scope is where a bound of the regression gate applies.
@@ -68,9 +73,9 @@ func parseBound(term string) (Bound, error) {
 	} else if m, ok := strings.CutPrefix(name, "each."); ok {
 		b.Measure, b.Scope = m, EachOnly
 	}
-	if _, ok := CountByKey(b.Measure); !ok {
+	if _, ok := report.CountByKey(b.Measure); !ok {
 		var keys []string
-		for _, c := range Counts {
+		for _, c := range report.Counts {
 			keys = append(keys, c.Key)
 		}
 		return Bound{}, fmt.Errorf("--max-increase %q: no measure %q (want %s or probes.FUNC, optionally after total. or each.)", term, b.Measure, strings.Join(keys, ", "))
@@ -131,8 +136,8 @@ type Check struct {
 // Verdict is the regression gate's result.
 type Verdict struct {
 	Passed   bool    `json:"passed"`
-	Baseline GateRun `json:"baseline"`
-	Current  GateRun `json:"current"`
+	Baseline Side    `json:"baseline"`
+	Current  Side    `json:"current"`
 	Bounds   []Bound `json:"bounds"`
 	Checks   []Check `json:"checks"`
 	// OnlyInBaseline and OnlyInCurrent are processes that one run has and
@@ -143,8 +148,8 @@ type Verdict struct {
 
 	// Rows are the rows of the verdict's table, the total last, and
 	// Measures its columns: what the renderer needs besides the checks.
-	Rows     []Matched        `json:"-"`
-	Measures []Count          `json:"-"`
+	Rows     []report.Matched `json:"-"`
+	Measures []report.Count   `json:"-"`
 	checks   map[checkKey]int // index in Checks
 }
 
@@ -153,8 +158,8 @@ type checkKey struct {
 	measure string
 }
 
-// GateRun names a run of the gate.
-type GateRun struct {
+// Side names one of the gate's two runs.
+type Side struct {
 	Label   string   `json:"label"`
 	Kernel  string   `json:"kernel"`
 	Command []string `json:"command,omitempty"`
@@ -180,10 +185,10 @@ func (v *Verdict) Regressions() []Check {
 	return out
 }
 
-// Gate holds current against baseline: every bound on every row it applies
+// Hold holds current against baseline: every bound on every row it applies
 // to. Processes are matched as compare matches them. A bounded measure that
 // either run did not take is an error, not a pass.
-func Gate(baseline, current Compared, bounds []Bound) (*Verdict, error) {
+func Hold(baseline, current report.Compared, bounds []Bound) (*Verdict, error) {
 	if len(baseline.Runs) != 1 || len(current.Runs) != 1 {
 		return nil, errors.New("the gate compares two single runs, not a matrix")
 	}
@@ -191,18 +196,18 @@ func Gate(baseline, current Compared, bounds []Bound) (*Verdict, error) {
 	if (base.Trace == nil) != (cur.Trace == nil) {
 		return nil, errors.New("cannot hold a traced run (cowtrace run, attach) against an experiment's, or the reverse")
 	}
-	runs := []*Run{base, cur}
-	totals := []*Process{TreeTotal(base), TreeTotal(cur)}
+	runs := []*report.Run{base, cur}
+	totals := []*report.Process{report.TreeTotal(base), report.TreeTotal(cur)}
 	v := &Verdict{
 		Passed:   true,
-		Baseline: gateRun(baseline.Label, base), Current: gateRun(current.Label, cur),
+		Baseline: side(baseline.Label, base), Current: side(current.Label, cur),
 		Bounds: bounds, checks: map[checkKey]int{},
-		Rows: append(MatchProcesses(runs), Matched{Name: "total", Procs: totals}),
+		Rows: append(report.MatchProcesses(runs), report.Matched{Name: "total", Procs: totals}),
 	}
 	seen := map[string]bool{}
 	for _, b := range bounds {
-		c, _ := CountByKey(b.Measure)
-		for i, r := range []Compared{baseline, current} {
+		c, _ := report.CountByKey(b.Measure)
+		for i, r := range []report.Compared{baseline, current} {
 			if c.Get(totals[i]) == nil {
 				return nil, fmt.Errorf("--max-increase %q: %s has no %s (not measured on that run)", b.Text, r.Label, b.Measure)
 			}
@@ -230,7 +235,7 @@ func Gate(baseline, current Compared, bounds []Bound) (*Verdict, error) {
 			if (total && b.Scope == EachOnly) || (!total && b.Scope == TotalOnly) {
 				continue
 			}
-			c, _ := CountByKey(b.Measure)
+			c, _ := report.CountByKey(b.Measure)
 			bv, cv := c.Get(m.Procs[0]), c.Get(m.Procs[1])
 			if bv == nil || cv == nil {
 				continue
@@ -251,8 +256,8 @@ func Gate(baseline, current Compared, bounds []Bound) (*Verdict, error) {
 	return v, nil
 }
 
-func gateRun(label string, r *Run) GateRun {
-	g := GateRun{Label: label, Kernel: r.Kernel}
+func side(label string, r *report.Run) Side {
+	g := Side{Label: label, Kernel: r.Kernel}
 	if r.Trace != nil {
 		g.Command = r.Trace.Command
 	}
@@ -260,7 +265,7 @@ func gateRun(label string, r *Run) GateRun {
 }
 
 // gateNotes are what a reader of a verdict must know to trust it.
-func gateNotes(v *Verdict, runs []*Run) []string {
+func gateNotes(v *Verdict, runs []*report.Run) []string {
 	var notes []string
 	for _, c := range v.Measures {
 		if a, b := runs[0].Methods[c.Key], runs[1].Methods[c.Key]; a != b {

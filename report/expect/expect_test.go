@@ -1,30 +1,22 @@
-package report
+package expect
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/internal/reporttest"
 )
 
-func sampleRun() *Run {
-	return &Run{SchemaVersion: SchemaVersion, Kernel: "6.1.0-test", Scenario: "touched", Blocks: 1000, BlockSize: 102400,
-		Methods: map[string]string{"copies": "kprobe:copy_mc_to_kernel"},
-		Processes: []Process{
-			{Role: "parent", PageFaults: U64(13), Copies: U64(11), InRegion: &FaultClasses{}},
-			{Role: "reader", PageFaults: U64(0), Copies: U64(0), InRegion: &FaultClasses{}},
-			{Role: "writer", PageFaults: U64(1000), Copies: U64(1000), WPFaults: U64(1000),
-				InRegion: &FaultClasses{WP: 1000}, Probes: map[string]uint64{"do_wp_page": 1000}},
-		}}
-}
-
 func TestExpectationsHold(t *testing.T) {
-	run := sampleRun()
+	run := reporttest.Experiment()
 	for _, s := range []string{
 		"writer.copies == 1000", "reader.copies == 0", "writer.copies == blocks", "blocks == writer.in_region.wp",
 		"parent.copies < 100", "parent.copies <= 11", "writer.page_faults > 999", "writer.page_faults >= 1000",
 		"reader.copies != 1", "writer.probes.do_wp_page == 1000", "run.blocks == 1000", "lost_records == 0",
 		"  writer.copies==1000  ", "writer.copies == 1e3",
 	} {
-		e, err := ParseExpectation(s)
+		e, err := Parse(s)
 		if err != nil {
 			t.Errorf("%q: %v", s, err)
 			continue
@@ -36,7 +28,7 @@ func TestExpectationsHold(t *testing.T) {
 }
 
 func TestExpectationFailsWithValue(t *testing.T) {
-	run := sampleRun()
+	run := reporttest.Experiment()
 	for s, want := range map[string]string{
 		"writer.copies == 999":             "expectation failed: writer.copies == 999 (writer.copies is 1000)",
 		"reader.copies > 0":                "expectation failed: reader.copies > 0 (reader.copies is 0)",
@@ -47,7 +39,7 @@ func TestExpectationFailsWithValue(t *testing.T) {
 		"writer.probes.copy_page == 0":     `writer.probes: no field "copy_page"`,
 		"writer.in_region == 0":            "writer.in_region is not a number",
 	} {
-		e, err := ParseExpectation(s)
+		e, err := Parse(s)
 		if err != nil {
 			t.Errorf("%q: %v", s, err)
 			continue
@@ -59,7 +51,7 @@ func TestExpectationFailsWithValue(t *testing.T) {
 	}
 	es := []Expectation{}
 	for _, s := range []string{"writer.copies == 1", "reader.copies == 0", "parent.copies == 2"} {
-		e, _ := ParseExpectation(s)
+		e, _ := Parse(s)
 		es = append(es, e)
 	}
 	if failed := CheckAll(run, es); len(failed) != 2 {
@@ -74,7 +66,7 @@ func TestMalformedExpectations(t *testing.T) {
 		"writer. == 1", "writer..copies == 1", "wr!ter.copies == 1", "writer.copies == NaN", "writer.copies == Inf",
 		"writer.copies =< 3",
 	} {
-		if e, err := ParseExpectation(s); err == nil {
+		if e, err := Parse(s); err == nil {
 			t.Errorf("%q parsed as %+v", s, e)
 		}
 	}
@@ -82,15 +74,15 @@ func TestMalformedExpectations(t *testing.T) {
 
 // tracedRun is a cowtrace run tree: sh at the root, children at depths 1
 // and 2, and a thread row that selectors and aggregates must not count twice.
-func tracedRun() *Run {
-	row := func(role string, pid, depth int, comm string, copies, wp uint64) Process {
-		return Process{Role: role, Pid: pid, Lineage: &Lineage{Ppid: 1, Comm: comm, Depth: depth},
-			Copies: U64(copies), WPFaults: U64(wp), PageFaults: U64(wp + 1)}
+func tracedRun() *report.Run {
+	row := func(role string, pid, depth int, comm string, copies, wp uint64) report.Process {
+		return report.Process{Role: role, Pid: pid, Lineage: &report.Lineage{Ppid: 1, Comm: comm, Depth: depth},
+			Copies: report.U64(copies), WPFaults: report.U64(wp), PageFaults: report.U64(wp + 1)}
 	}
 	thread := row("thread", 102, 1, "worker", 100, 100)
 	thread.Tid = 104
-	return &Run{SchemaVersion: SchemaVersion, Kernel: "6.18-test", Scenario: "traced", Trace: &Trace{Threads: true},
-		Processes: []Process{
+	return &report.Run{SchemaVersion: report.SchemaVersion, Kernel: "6.18-test", Scenario: "traced", Trace: &report.Trace{Threads: true},
+		Processes: []report.Process{
 			row("command", 100, 0, "sh", 3, 5),
 			row("child", 101, 1, "sh", 10, 12),
 			row("child", 102, 1, "worker", 200, 210),
@@ -112,7 +104,7 @@ func TestTreeExpectationsHold(t *testing.T) {
 		"comm(Web Content).copies == 0", "comm(a-very-long-program-name).copies == 0", "count(depth=1) == 4",
 		"comm(worker).depth >= 1", "count > blocks", "run.trace.threads == 1",
 	} {
-		e, err := ParseExpectation(s)
+		e, err := Parse(s)
 		if err != nil {
 			t.Errorf("%q: %v", s, err)
 			continue
@@ -142,7 +134,7 @@ func TestTreeExpectationFailures(t *testing.T) {
 		"max(comm=nosuch,depth=1).copies == 0": "no process with comm=nosuch,depth=1",
 		"writer.copies == 0":                   `no process with role "writer" (roles: command, child, thread)`,
 	} {
-		e, err := ParseExpectation(s)
+		e, err := Parse(s)
 		if err != nil {
 			t.Errorf("%q: %v", s, err)
 			continue
@@ -152,12 +144,12 @@ func TestTreeExpectationFailures(t *testing.T) {
 			t.Errorf("%q: %v\nwant one line with %q", s, err, want)
 		}
 	}
-	e, _ := ParseExpectation("child.copies >= comm(worker).copies")
+	e, _ := Parse("child.copies >= comm(worker).copies")
 	if err := e.Check(run); err == nil || !strings.HasSuffix(err.Error(), "; and 2 more)") {
 		t.Errorf("seven failed cases: %v, want five shown and \"and 2 more\"", err)
 	}
 	run.Processes[2].Copies = nil
-	e, _ = ParseExpectation("sum.copies < 1000")
+	e, _ = Parse("sum.copies < 1000")
 	if err := e.Check(run); err == nil || !strings.Contains(err.Error(), "sum.copies is not measured in this run (null) in pid 102 (worker)") {
 		t.Errorf("a null in a sum: %v", err)
 	}
@@ -184,13 +176,13 @@ func TestMalformedTreeExpectations(t *testing.T) {
 		"max.copiez < 3":                 `no field "copiez"`,
 		"comm(a) == comm(b)":             "which field?",
 	} {
-		e, err := ParseExpectation(s)
+		e, err := Parse(s)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %+v, %v; want an error with %q", s, e, err, want)
 		}
 	}
 	// Inside comm(), operators are part of the name.
-	if _, err := ParseExpectation("comm(a<b == c).copies == 1"); err != nil {
+	if _, err := Parse("comm(a<b == c).copies == 1"); err != nil {
 		t.Errorf("comm with operators in its name: %v", err)
 	}
 }
@@ -213,7 +205,7 @@ func TestExpectationFits(t *testing.T) {
 		{"count(role=writer) == 0", traced, `no role "writer"`},
 		{"blocks == 0", traced, ""},
 	} {
-		e, err := ParseExpectation(c.expr)
+		e, err := Parse(c.expr)
 		if err != nil {
 			t.Fatalf("%q: %v", c.expr, err)
 		}

@@ -1,4 +1,4 @@
-package report_test
+package gate
 
 import (
 	"strings"
@@ -9,14 +9,14 @@ import (
 )
 
 func TestParseBounds(t *testing.T) {
-	bs, err := report.ParseBounds([]string{"copies=10%, each.wp_faults=50", "total.probes.do_wp_page=2.5%"})
+	bs, err := ParseBounds([]string{"copies=10%, each.wp_faults=50", "total.probes.do_wp_page=2.5%"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []report.Bound{
-		{Text: "copies=10%", Measure: "copies", Scope: report.Both, Percent: true, Limit: 10},
-		{Text: "each.wp_faults=50", Measure: "wp_faults", Scope: report.EachOnly, Limit: 50},
-		{Text: "total.probes.do_wp_page=2.5%", Measure: "probes.do_wp_page", Scope: report.TotalOnly, Percent: true, Limit: 2.5},
+	want := []Bound{
+		{Text: "copies=10%", Measure: "copies", Scope: Both, Percent: true, Limit: 10},
+		{Text: "each.wp_faults=50", Measure: "wp_faults", Scope: EachOnly, Limit: 50},
+		{Text: "total.probes.do_wp_page=2.5%", Measure: "probes.do_wp_page", Scope: TotalOnly, Percent: true, Limit: 2.5},
 	}
 	if len(bs) != len(want) {
 		t.Fatalf("%+v", bs)
@@ -43,7 +43,7 @@ func TestParseBounds(t *testing.T) {
 		"copies=10%,total.copies=5":      "bounds copies twice",
 		"total.copies=10%,each.copies=5": "",
 	} {
-		_, err := report.ParseBounds([]string{in})
+		_, err := ParseBounds([]string{in})
 		switch {
 		case msg == "" && err != nil:
 			t.Errorf("%q: %v", in, err)
@@ -74,8 +74,8 @@ func TestGate(t *testing.T) {
 		"minor_faults=1000": nil, // not measured in these runs: see below
 	} {
 		if bounds == "minor_faults=1000" {
-			bs, _ := report.ParseBounds([]string{bounds})
-			_, err := report.Gate(report.Compared{Label: "base", Runs: []*report.Run{base}}, report.Compared{Label: "cur", Runs: []*report.Run{more}}, bs)
+			bs, _ := ParseBounds([]string{bounds})
+			_, err := Hold(report.Compared{Label: "base", Runs: []*report.Run{base}}, report.Compared{Label: "cur", Runs: []*report.Run{more}}, bs)
 			if err == nil || !strings.Contains(err.Error(), "base has no minor_faults") {
 				t.Errorf("bound on a measure not taken: %v", err)
 			}
@@ -102,13 +102,13 @@ func TestGate(t *testing.T) {
 	}
 }
 
-func gate(t *testing.T, base, cur *report.Run, bounds string) *report.Verdict {
+func gate(t *testing.T, base, cur *report.Run, bounds string) *Verdict {
 	t.Helper()
-	bs, err := report.ParseBounds([]string{bounds})
+	bs, err := ParseBounds([]string{bounds})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := report.Gate(report.Compared{Label: "base", Runs: []*report.Run{base}}, report.Compared{Label: "cur", Runs: []*report.Run{cur}}, bs)
+	v, err := Hold(report.Compared{Label: "base", Runs: []*report.Run{base}}, report.Compared{Label: "cur", Runs: []*report.Run{cur}}, bs)
 	if err != nil {
 		t.Fatal(err)
 	}
