@@ -227,33 +227,40 @@ func Hold(baseline, current report.Compared, bounds []Bound) (*Verdict, error) {
 	}
 	// The checks in row order, so that the JSON reads like the table.
 	for ri, m := range v.Rows {
-		total := ri == len(v.Rows)-1
 		if m.Procs[0] == nil || m.Procs[1] == nil {
 			continue
 		}
 		for _, b := range bounds {
-			if (total && b.Scope == EachOnly) || (!total && b.Scope == TotalOnly) {
-				continue
-			}
-			c, _ := report.CountByKey(b.Measure)
-			bv, cv := c.Get(m.Procs[0]), c.Get(m.Procs[1])
-			if bv == nil || cv == nil {
-				continue
-			}
-			allowed := b.Limit
-			if b.Percent {
-				allowed = float64(*bv) * b.Limit / 100
-			}
-			inc := int64(*cv) - int64(*bv)
-			ch := Check{Process: m.Name, Measure: b.Measure, Baseline: *bv, Current: *cv, Increase: inc,
-				Allowed: allowed, Bound: b.Text, Regressed: float64(inc) > allowed}
-			v.Passed = v.Passed && !ch.Regressed
-			v.Checks = append(v.Checks, ch)
-			v.checks[checkKey{ri, c.Key}] = len(v.Checks) - 1
+			v.check(ri, b)
 		}
 	}
 	v.Notes = gateNotes(v, runs)
 	return v, nil
+}
+
+// check holds row ri to bound b, where the bound applies to the row (the
+// total is the last row) and both runs measured it there.
+func (v *Verdict) check(ri int, b Bound) {
+	m := v.Rows[ri]
+	total := ri == len(v.Rows)-1
+	if (total && b.Scope == EachOnly) || (!total && b.Scope == TotalOnly) {
+		return
+	}
+	c, _ := report.CountByKey(b.Measure)
+	bv, cv := c.Get(m.Procs[0]), c.Get(m.Procs[1])
+	if bv == nil || cv == nil {
+		return
+	}
+	allowed := b.Limit
+	if b.Percent {
+		allowed = float64(*bv) * b.Limit / 100
+	}
+	inc := int64(*cv) - int64(*bv)
+	ch := Check{Process: m.Name, Measure: b.Measure, Baseline: *bv, Current: *cv, Increase: inc,
+		Allowed: allowed, Bound: b.Text, Regressed: float64(inc) > allowed}
+	v.Passed = v.Passed && !ch.Regressed
+	v.Checks = append(v.Checks, ch)
+	v.checks[checkKey{ri, c.Key}] = len(v.Checks) - 1
 }
 
 func side(label string, r *report.Run) Side {

@@ -34,11 +34,8 @@ func writeAttribution(w io.Writer, run *report.Run, markdown bool) error {
 			title += " (" + p.Comm + ")"
 		}
 		title += fmt.Sprintf(", %d copies, %s", total, mib(total))
-		if markdown {
-			fmt.Fprintf(bw, "\n**%s**\n\n", title)
-		} else {
-			fmt.Fprintf(bw, "\n%s\n", title)
-		}
+		fmt.Fprintln(bw)
+		heading(bw, markdown, title)
 		if bw.err != nil {
 			return bw.err
 		}

@@ -27,14 +27,6 @@ func columns(run *report.Run) []column {
 	if run.Trace != nil {
 		return traceColumns(run)
 	}
-	region := func(get func(f *report.FaultClasses) uint64) func(p *report.Process) string {
-		return func(p *report.Process) string {
-			if p.InRegion == nil {
-				return "-"
-			}
-			return strconv.FormatUint(get(p.InRegion), 10)
-		}
-	}
 	m := run.Methods
 	cols := []column{
 		{"role", "", func(p *report.Process) string { return p.Role }},
@@ -47,13 +39,13 @@ func columns(run *report.Run) []column {
 		if m["wp_faults"] != "" {
 			cols = append(cols, column{"wp faults", m["wp_faults"], func(p *report.Process) string { return num(p.WPFaults) }})
 		}
-		cols = append(cols, column{"faults in region", m["in_region"], region(func(f *report.FaultClasses) uint64 { return f.Total() })})
+		cols = append(cols, column{"faults in region", m["in_region"], inRegion(func(f *report.FaultClasses) uint64 { return f.Total() })})
 	case m["wp_faults"] != "":
 		cols = append(cols,
 			column{"wp faults", m["wp_faults"], func(p *report.Process) string { return num(p.WPFaults) }},
-			column{"wp in region", m["in_region"], region(func(f *report.FaultClasses) uint64 { return f.WP })},
-			column{"first writes in region", m["in_region"], region(func(f *report.FaultClasses) uint64 { return f.WriteNotPresent })},
-			column{"reads in region", m["in_region"], region(func(f *report.FaultClasses) uint64 { return f.Read })},
+			column{"wp in region", m["in_region"], inRegion(func(f *report.FaultClasses) uint64 { return f.WP })},
+			column{"first writes in region", m["in_region"], inRegion(func(f *report.FaultClasses) uint64 { return f.WriteNotPresent })},
+			column{"reads in region", m["in_region"], inRegion(func(f *report.FaultClasses) uint64 { return f.Read })},
 		)
 	}
 	cols = append(cols, copyColumns(run)...)

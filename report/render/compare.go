@@ -45,78 +45,88 @@ func Compare(w io.Writer, cols []report.Compared, f Format) error {
 	default:
 		return errors.New("cannot compare traced runs (cowtrace run, attach) with the experiment's: their rows are different things")
 	}
-	single := true
-	for _, c := range cols {
-		single = single && len(c.Runs) == 1
-	}
-	// The scenarios in order of first appearance.
-	var scenarios []string
-	seen := map[string]bool{}
-	for _, c := range cols {
-		for _, r := range c.Runs {
-			if !seen[r.Scenario] {
-				seen[r.Scenario] = true
-				scenarios = append(scenarios, r.Scenario)
-			}
-		}
-	}
-	if single {
-		scenarios = []string{""}
-	}
-	find := func(c report.Compared, scenario string) *report.Run {
-		if single {
-			return c.Runs[0]
-		}
-		for _, r := range c.Runs {
-			if r.Scenario == scenario {
-				return r
-			}
-		}
-		return nil
-	}
-
 	header := []string{"measure"}
 	for _, c := range cols {
 		header = append(header, c.Label)
 	}
 	header = append(header, "differs")
 	var rows [][]string
-	for _, sc := range scenarios {
-		runs := make([]*report.Run, len(cols))
-		for i, c := range cols {
-			runs[i] = find(c, sc)
-		}
-		prefix := ""
-		if !single {
-			prefix = sc + ": "
-		}
-		for _, m := range measures(runs) {
-			row := []string{prefix + m.name}
-			differs := false
-			for i, r := range runs {
+	for _, g := range byScenario(cols) {
+		for _, m := range measures(g.runs) {
+			row := []string{g.prefix + m.name}
+			for _, r := range g.runs {
 				v := "(none)"
 				if r != nil {
 					v = m.value(r)
 				}
 				row = append(row, v)
-				differs = differs || v != row[1]
-				_ = i
 			}
-			mark := ""
-			if differs {
-				mark = "≠"
-			}
-			rows = append(rows, append(row, mark))
+			rows = append(rows, append(row, differs(row[1:])))
 		}
 	}
-
 	return writeTable(w, f == Markdown, 1, header, rows)
 }
 
+// scenarioRuns are the runs of one scenario, one per column (nil where a
+// column has none), and the prefix of its rows' names.
+type scenarioRuns struct {
+	prefix string
+	runs   []*report.Run
+}
+
+// byScenario matches the columns' runs: by position when each column holds
+// one run, else by scenario, in order of first appearance.
+func byScenario(cols []report.Compared) []scenarioRuns {
+	single := true
+	for _, c := range cols {
+		single = single && len(c.Runs) == 1
+	}
+	if single {
+		g := scenarioRuns{runs: make([]*report.Run, len(cols))}
+		for i, c := range cols {
+			g.runs[i] = c.Runs[0]
+		}
+		return []scenarioRuns{g}
+	}
+	var groups []scenarioRuns
+	seen := map[string]bool{}
+	for _, c := range cols {
+		for _, r := range c.Runs {
+			if seen[r.Scenario] {
+				continue
+			}
+			seen[r.Scenario] = true
+			g := scenarioRuns{prefix: r.Scenario + ": ", runs: make([]*report.Run, len(cols))}
+			for i, c := range cols {
+				for _, r2 := range c.Runs {
+					if r2.Scenario == r.Scenario {
+						g.runs[i] = r2
+						break
+					}
+				}
+			}
+			groups = append(groups, g)
+		}
+	}
+	return groups
+}
+
+// differs is the last column of a comparison: marked when the values are
+// not all the first one.
+func differs(values []string) string {
+	for _, v := range values {
+		if v != values[0] {
+			return "≠"
+		}
+	}
+	return ""
+}
+
 // compareTraces renders traced runs side by side: a row per process, matched
-// across runs by command and place in the tree (matchProcesses), then the
-// tree's totals; for each measure a column per run. The experiment's fields
-// (blocks, region) mean nothing for a traced program and are left out.
+// across runs by command and place in the tree (report.MatchProcesses),
+// then the tree's totals; for each measure a column per run. The
+// experiment's fields (blocks, region) mean nothing for a traced program and
+// are left out.
 func compareTraces(w io.Writer, cols []report.Compared, markdown bool) error {
 	runs := make([]*report.Run, len(cols))
 	for i, c := range cols {
@@ -125,9 +135,9 @@ func compareTraces(w io.Writer, cols []report.Compared, markdown bool) error {
 		}
 		runs[i] = c.Runs[0]
 	}
-	measures := traceCounts(runs)
+	counts := traceCounts(runs)
 	header := []string{"process"}
-	for _, m := range measures {
+	for _, m := range counts {
 		for _, c := range cols {
 			if markdown {
 				header = append(header, m.Title+" ("+c.Label+")")
@@ -137,42 +147,9 @@ func compareTraces(w io.Writer, cols []report.Compared, markdown bool) error {
 		}
 	}
 	header = append(header, "differs")
-	totals := make([]*report.Process, len(runs))
-	for i, r := range runs {
-		totals[i] = report.TreeTotal(r)
-	}
-	rows := append(report.MatchProcesses(runs), report.Matched{Name: "total", Procs: totals})
-	var table [][]string
-	for _, m := range rows {
-		row := []string{m.Name}
-		differs := false
-		for _, c := range measures {
-			first := ""
-			for i, p := range m.Procs {
-				v := "-"
-				if p != nil {
-					v = num(c.Get(p))
-				}
-				if i == 0 {
-					first = v
-				}
-				differs = differs || v != first
-				row = append(row, v)
-			}
-		}
-		mark := ""
-		if differs {
-			mark = "≠"
-		}
-		table = append(table, append(row, mark))
-	}
-
 	bw := &errWriter{w: w}
 	for i, r := range runs {
-		if markdown {
-			fmt.Fprint(bw, "- ")
-		}
-		fmt.Fprintf(bw, "%s: %s; lost records %d, throttled %d\n", cols[i].Label, report.Title(r), r.LostRecords, r.Throttled)
+		fmt.Fprintf(bw, "%s%s: %s; lost records %d, throttled %d\n", bullet(markdown), cols[i].Label, report.Title(r), r.LostRecords, r.Throttled)
 	}
 	if markdown {
 		fmt.Fprintln(bw)
@@ -180,17 +157,45 @@ func compareTraces(w io.Writer, cols []report.Compared, markdown bool) error {
 	if bw.err != nil {
 		return bw.err
 	}
-	if err := writeTable(w, markdown, 1, header, table); err != nil {
+	if err := writeTable(w, markdown, 1, header, traceRows(runs, counts)); err != nil {
 		return err
 	}
 	if markdown {
 		fmt.Fprintln(bw)
 	}
 	fmt.Fprintln(bw, "processes are matched by command and place in the tree: the commands from the root down, #N for the Nth of that name among its siblings by start; - where a run has no such process")
-	for _, line := range methodDifferences(cols, runs, measures) {
+	for _, line := range methodDifferences(cols, runs, counts) {
 		fmt.Fprintln(bw, line)
 	}
 	return bw.err
+}
+
+// traceRows are a row per process matched across the runs, then the
+// totals: each count, a column per run, "-" where a run has no such
+// process; marked where any count differs.
+func traceRows(runs []*report.Run, counts []report.Count) [][]string {
+	totals := make([]*report.Process, len(runs))
+	for i, r := range runs {
+		totals[i] = report.TreeTotal(r)
+	}
+	var rows [][]string
+	for _, m := range append(report.MatchProcesses(runs), report.Matched{Name: "total", Procs: totals}) {
+		row := []string{m.Name}
+		mark := ""
+		for _, c := range counts {
+			values := make([]string, len(m.Procs))
+			for i, p := range m.Procs {
+				values[i] = "-"
+				if p != nil {
+					values[i] = num(c.Get(p))
+				}
+			}
+			mark = cmp.Or(mark, differs(values))
+			row = append(row, values...)
+		}
+		rows = append(rows, append(row, mark))
+	}
+	return rows
 }
 
 // traceCounts are the measures of a traced comparison: faults, copies, the
@@ -254,53 +259,12 @@ func measures(runs []*report.Run) []measure {
 		{"copies method", func(r *report.Run) string { return cmp.Or(r.Methods["copies"], "-") }},
 		{"lost records", func(r *report.Run) string { return strconv.FormatUint(r.LostRecords, 10) }},
 	}
-	var roles []string
-	seen := map[string]bool{}
-	probes := map[string]bool{}
-	for _, r := range runs {
-		if r == nil {
-			continue
-		}
-		for _, p := range r.Processes {
-			if !seen[p.Role] {
-				seen[p.Role] = true
-				roles = append(roles, p.Role)
-			}
-			for fn := range p.Probes {
-				probes[fn] = true
-			}
-		}
-	}
-	var fns []string
-	for fn := range probes {
-		fns = append(fns, fn)
-	}
-	sort.Strings(fns)
-	region := func(get func(*report.FaultClasses) uint64) func(p *report.Process) string {
-		return func(p *report.Process) string {
-			if p.InRegion == nil {
-				return "-"
-			}
-			return strconv.FormatUint(get(p.InRegion), 10)
-		}
-	}
-	fields := []struct {
-		name  string
-		value func(p *report.Process) string
-	}{
-		{"page faults", func(p *report.Process) string { return num(p.PageFaults) }},
-		{"wp faults", func(p *report.Process) string { return num(p.WPFaults) }},
-		{"wp in region", region(func(f *report.FaultClasses) uint64 { return f.WP })},
-		{"first writes in region", region(func(f *report.FaultClasses) uint64 { return f.WriteNotPresent })},
-		{"reads in region", region(func(f *report.FaultClasses) uint64 { return f.Read })},
-		{"copies", func(p *report.Process) string { return num(p.Copies) }},
-		{"inferred copies", func(p *report.Process) string { return num(p.InferredCopies) }},
-	}
+	roles, fns := rolesAndProbes(runs)
 	for _, role := range roles {
-		for _, fd := range fields {
-			ms = append(ms, measure{role + " " + fd.name, func(r *report.Run) string {
+		for _, c := range roleColumns {
+			ms = append(ms, measure{role + " " + c.header, func(r *report.Run) string {
 				if p := r.Find(role); p != nil {
-					return fd.value(p)
+					return c.value(p)
 				}
 				return "(none)"
 			}})
@@ -319,4 +283,41 @@ func measures(runs []*report.Run) []measure {
 		}
 	}
 	return ms
+}
+
+// roleColumns are the counts compare shows for each role of the experiment.
+var roleColumns = []column{
+	{"page faults", "", func(p *report.Process) string { return num(p.PageFaults) }},
+	{"wp faults", "", func(p *report.Process) string { return num(p.WPFaults) }},
+	{"wp in region", "", inRegion(func(f *report.FaultClasses) uint64 { return f.WP })},
+	{"first writes in region", "", inRegion(func(f *report.FaultClasses) uint64 { return f.WriteNotPresent })},
+	{"reads in region", "", inRegion(func(f *report.FaultClasses) uint64 { return f.Read })},
+	{"copies", "", func(p *report.Process) string { return num(p.Copies) }},
+	{"inferred copies", "", func(p *report.Process) string { return num(p.InferredCopies) }},
+}
+
+// rolesAndProbes are the roles of runs, in order of first appearance, and
+// every function any of their processes probed, sorted.
+func rolesAndProbes(runs []*report.Run) (roles, fns []string) {
+	seen := map[string]bool{}
+	probes := map[string]bool{}
+	for _, r := range runs {
+		if r == nil {
+			continue
+		}
+		for _, p := range r.Processes {
+			if !seen[p.Role] {
+				seen[p.Role] = true
+				roles = append(roles, p.Role)
+			}
+			for fn := range p.Probes {
+				probes[fn] = true
+			}
+		}
+	}
+	for fn := range probes {
+		fns = append(fns, fn)
+	}
+	sort.Strings(fns)
+	return roles, fns
 }

@@ -70,24 +70,8 @@ func Write(w io.Writer, run *report.Run, f Format) error {
 
 func writeText(w io.Writer, run *report.Run, markdown bool) error {
 	cols := columns(run)
-	header := make([]string, len(cols))
-	for i, c := range cols {
-		header[i] = c.header
-		if tag := shortMethod(c.method); tag != "" {
-			if markdown {
-				header[i] += " " + tag
-			} else {
-				header[i] += "\n" + tag
-			}
-		}
-	}
 	bw := &errWriter{w: w}
-	title := report.Title(run)
-	if markdown {
-		fmt.Fprintf(bw, "**%s**\n\n", title)
-	} else {
-		fmt.Fprintf(bw, "%s\n", title)
-	}
+	heading(bw, markdown, report.Title(run))
 	for _, u := range run.Unavailable {
 		fmt.Fprintf(bw, "unavailable: %s: %s\n", u.What, u.Why)
 	}
@@ -97,7 +81,10 @@ func writeText(w io.Writer, run *report.Run, markdown bool) error {
 	if bw.err != nil {
 		return bw.err
 	}
-
+	header := make([]string, len(cols))
+	for i, c := range cols {
+		header[i] = stacked(c.header, shortMethod(c.method), markdown)
+	}
 	rows := make([][]string, len(run.Processes))
 	for i := range run.Processes {
 		rows[i] = make([]string, len(cols))
@@ -111,31 +98,36 @@ func writeText(w io.Writer, run *report.Run, markdown bool) error {
 	if err := writeAttribution(w, run, markdown); err != nil {
 		return err
 	}
-
 	if markdown {
 		fmt.Fprintln(bw)
 	}
-	fmt.Fprintln(bw, "methods:")
+	writeLegend(bw, run)
+	return bw.err
+}
+
+// writeLegend says, under a run's table, how each column was measured, what
+// span of each process's life a row covers, and what the run lost.
+func writeLegend(w io.Writer, run *report.Run) {
+	fmt.Fprintln(w, "methods:")
 	for _, line := range methodLines(run) {
-		fmt.Fprintf(bw, "  %s\n", line)
+		fmt.Fprintf(w, "  %s\n", line)
 	}
-	fmt.Fprintln(bw, "windows:")
+	fmt.Fprintln(w, "windows:")
 	seen := map[string]bool{}
 	for _, p := range run.Processes {
 		key := p.Role + p.Window
 		if !seen[key] {
 			seen[key] = true
-			fmt.Fprintf(bw, "  %s: %s\n", p.Role, p.Window)
+			fmt.Fprintf(w, "  %s: %s\n", p.Role, p.Window)
 		}
 	}
 	if run.CopyRoutineCheck != "" {
-		fmt.Fprintf(bw, "copy routine check: %s\n", run.CopyRoutineCheck)
+		fmt.Fprintf(w, "copy routine check: %s\n", run.CopyRoutineCheck)
 	}
-	fmt.Fprintf(bw, "lost records: %d, throttled: %d\n", run.LostRecords, run.Throttled)
+	fmt.Fprintf(w, "lost records: %d, throttled: %d\n", run.LostRecords, run.Throttled)
 	for _, n := range run.Notes {
-		fmt.Fprintf(bw, "note: %s\n", n)
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
-	return bw.err
 }
 
 func writeCSV(w io.Writer, run *report.Run) error {

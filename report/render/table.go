@@ -1,8 +1,11 @@
 package render
 
 import (
+	"fmt"
 	"io"
+	"strconv"
 
+	"github.com/cowtrace/cowtrace/report"
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
@@ -34,4 +37,46 @@ func writeTable(w io.Writer, markdown bool, leftColumns int, header []string, ro
 		}
 	}
 	return t.Render()
+}
+
+// heading writes a table's title line: bold and followed by a blank line in
+// markdown, where a table must not start right under a paragraph.
+func heading(w io.Writer, markdown bool, title string) {
+	if markdown {
+		fmt.Fprintf(w, "**%s**\n\n", title)
+		return
+	}
+	fmt.Fprintf(w, "%s\n", title)
+}
+
+// stacked is a header cell of two parts, a measure and what qualifies it
+// (its method, a run's label): two lines in a terminal, where columns are
+// narrow, one in markdown, whose cells have no line breaks.
+func stacked(top, bottom string, markdown bool) string {
+	switch {
+	case bottom == "":
+		return top
+	case markdown:
+		return top + " " + bottom
+	}
+	return top + "\n" + bottom
+}
+
+// bullet starts a line of the notes under a table: a list item in markdown.
+func bullet(markdown bool) string {
+	if markdown {
+		return "- "
+	}
+	return ""
+}
+
+// inRegion reads one class of a row's faults in the experiment's region;
+// "-" for rows without a region (traced runs, unclassified faults).
+func inRegion(get func(f *report.FaultClasses) uint64) func(p *report.Process) string {
+	return func(p *report.Process) string {
+		if p.InRegion == nil {
+			return "-"
+		}
+		return strconv.FormatUint(get(p.InRegion), 10)
+	}
 }

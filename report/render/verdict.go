@@ -27,6 +27,39 @@ func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
 	}
 	markdown := f == Markdown
 	bw := &errWriter{w: w}
+	writeVerdictLine(bw, v, markdown)
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	if bw.err != nil {
+		return bw.err
+	}
+	header := []string{"process"}
+	for _, c := range v.Measures {
+		for _, col := range []string{"baseline", "current", "change"} {
+			header = append(header, stacked(c.Title, col, markdown))
+		}
+	}
+	if err := writeTable(w, markdown, 1, header, verdictRows(v, markdown)); err != nil {
+		return err
+	}
+	if markdown {
+		fmt.Fprintln(bw)
+	}
+	for _, c := range v.Regressions() {
+		fmt.Fprintf(bw, "%sregression: %s %s %d -> %d, %s, past %s (%s)\n", bullet(markdown), c.Process, c.Measure, c.Baseline, c.Current,
+			change(&c.Baseline, &c.Current), allowedText(c), c.Bound)
+	}
+	writeBoundScopes(bw, v.Bounds, markdown)
+	for _, n := range v.Notes {
+		fmt.Fprintf(bw, "%snote: %s\n", bullet(markdown), n)
+	}
+	return bw.err
+}
+
+// writeVerdictLine is the verdict in one line, with the bounds and the
+// runs it held against each other.
+func writeVerdictLine(w io.Writer, v *gate.Verdict, markdown bool) {
 	var bounds []string
 	for _, b := range v.Bounds {
 		bounds = append(bounds, b.Text)
@@ -37,30 +70,17 @@ func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
 		verdict = "FAILED"
 		detail = fmt.Sprintf("%d of %d checks grew past their bound", n, len(v.Checks))
 	}
+	verdict = "cowtrace gate: " + verdict
 	if markdown {
-		verdict = "**cowtrace gate: " + verdict + "**"
-	} else {
-		verdict = "cowtrace gate: " + verdict
+		verdict = "**" + verdict + "**"
 	}
-	fmt.Fprintf(bw, "%s, %s (--max-increase %s; baseline %s, current %s)\n", verdict, detail,
+	fmt.Fprintf(w, "%s, %s (--max-increase %s; baseline %s, current %s)\n", verdict, detail,
 		strings.Join(bounds, ","), v.Baseline.Label, v.Current.Label)
-	if markdown {
-		fmt.Fprintln(bw)
-	}
-	if bw.err != nil {
-		return bw.err
-	}
+}
 
-	header := []string{"process"}
-	for _, c := range v.Measures {
-		for _, col := range []string{"baseline", "current", "change"} {
-			if markdown {
-				header = append(header, c.Title+" "+col)
-			} else {
-				header = append(header, c.Title+"\n"+col)
-			}
-		}
-	}
+// verdictRows are the verdict's rows, each bounded measure's baseline,
+// current value and change, the regressions marked.
+func verdictRows(v *gate.Verdict, markdown bool) [][]string {
 	var rows [][]string
 	for ri, m := range v.Rows {
 		row := []string{m.Name}
@@ -89,22 +109,15 @@ func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
 		}
 		rows = append(rows, row)
 	}
-	if err := writeTable(w, markdown, 1, header, rows); err != nil {
-		return err
-	}
-	if markdown {
-		fmt.Fprintln(bw)
-	}
-	for _, c := range v.Regressions() {
-		if markdown {
-			fmt.Fprint(bw, "- ")
-		}
-		fmt.Fprintf(bw, "regression: %s %s %d -> %d, %s, past %s (%s)\n", c.Process, c.Measure, c.Baseline, c.Current,
-			change(&c.Baseline, &c.Current), allowedText(c), c.Bound)
-	}
+	return rows
+}
+
+// writeBoundScopes says where the bounds applied, one line per scope in the
+// order the bounds named them.
+func writeBoundScopes(w io.Writer, bounds []gate.Bound, markdown bool) {
 	scopes := map[gate.Scope][]string{}
 	var order []gate.Scope
-	for _, b := range v.Bounds {
+	for _, b := range bounds {
 		if scopes[b.Scope] == nil {
 			order = append(order, b.Scope)
 		}
@@ -116,18 +129,8 @@ func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
 		gate.EachOnly:  "each process in both runs",
 	}
 	for _, s := range order {
-		if markdown {
-			fmt.Fprint(bw, "- ")
-		}
-		fmt.Fprintf(bw, "bounds on %s: %s\n", where[s], strings.Join(scopes[s], ", "))
+		fmt.Fprintf(w, "%sbounds on %s: %s\n", bullet(markdown), where[s], strings.Join(scopes[s], ", "))
 	}
-	for _, n := range v.Notes {
-		if markdown {
-			fmt.Fprint(bw, "- ")
-		}
-		fmt.Fprintf(bw, "note: %s\n", n)
-	}
-	return bw.err
 }
 
 // change is an increase for people: "+12 (+30.0%)", "-3 (-2.1%)", "0", and
