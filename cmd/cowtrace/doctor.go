@@ -22,35 +22,26 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
-const doctorUsage = `Usage: cowtrace doctor [flags]
-
-Says what this kernel and these privileges give cowtrace: the kernel,
+const doctorLong = `Says what this kernel and these privileges give cowtrace: the kernel,
 capabilities, perf_event_paranoid, kptr_restrict, lockdown, tracefs, the
 kprobe routes, the tracepoints, transparent huge pages, kallsyms and the
 online CPUs; then, for each measure, the method a run would use here (the
 engine's own choice, copy routine calibration included) and what it would
 take to get a better one. Exits 0 whenever it could report.
-
-Flags:
 `
 
-func cmdDoctor(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("cowtrace doctor", doctorUsage)
-	format := fs.String("format", "text", "output format: text or json")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
+func setupDoctor(fs *flagSet) runner {
+	format := addFormatFlag(fs, "doctor", []string{"text", "json"}, "text", "output `FORMAT`: text or json")
+	return func(ctx context.Context, args []string, stdout, _ io.Writer) error {
+		if len(args) > 0 {
+			return usagef("doctor: unexpected argument %q", args[0])
+		}
+		d := examine(ctx)
+		if format.value == "json" {
+			return d.writeJSON(stdout)
+		}
+		return d.writeText(stdout)
 	}
-	if fs.NArg() > 0 {
-		return usagef("doctor: unexpected argument %q", fs.Arg(0))
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("unknown doctor format %q (want text or json)", *format)
-	}
-	d := examine(ctx)
-	if *format == "json" {
-		return d.writeJSON(stdout)
-	}
-	return d.writeText(stdout)
 }
 
 // doctorReport is what doctor found. A fact it could not read is nil or

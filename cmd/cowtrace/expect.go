@@ -1,39 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/expect"
 )
-
-// The rows of each kind of run, so that --expect can refuse a selector the
-// run will never have before the run starts. run and attach give the roles
-// of follow's rows: the command or the attached process, its descendants,
-// and thread rows with --threads.
-var (
-	experimentRows = expect.Rows{} // roles depend on the scenario (writer1, ...)
-	runRows        = expect.Rows{Roles: []string{"command", "child", "thread"}, Lineage: true}
-	attachRows     = expect.Rows{Roles: []string{"attached", "child", "thread"}, Lineage: true}
-)
-
-// parseExpectations parses every --expect before anything runs: a mistake
-// in one is a usage error (exit 2).
-func parseExpectations(texts []string, rows expect.Rows) ([]expect.Expectation, error) {
-	var es []expect.Expectation
-	for _, t := range texts {
-		e, err := expect.Parse(t)
-		if err == nil {
-			err = e.Fits(rows)
-		}
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--expect: %w", err)}
-		}
-		es = append(es, e)
-	}
-	return es, nil
-}
 
 // failures are the lines of a run that failed after its report was written:
 // each failed expectation with the values seen, and a traced command's own

@@ -153,7 +153,7 @@ func TestInternalError(t *testing.T) {
 	t.Setenv("GOTRACEBACK", "")
 	var stderr bytes.Buffer
 	code := run([]string{"help"}, panicWriter{}, &stderr)
-	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage))
+	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage()))
 	if code != exitInternal || stderr.String() != want {
 		t.Errorf("exit %d, stderr %q: want %d and %q", code, stderr.String(), exitInternal, want)
 	}

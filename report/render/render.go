@@ -28,14 +28,8 @@ const (
 	OpenMetrics Format = "openmetrics"
 )
 
-// ParseFormat validates a --format value.
-func ParseFormat(s string) (Format, error) {
-	switch f := Format(s); f {
-	case Table, JSON, CSV, Markdown, OpenMetrics:
-		return f, nil
-	}
-	return "", fmt.Errorf("unknown format %q (want table, json, csv, markdown or openmetrics)", s)
-}
+// Formats are the formats Write writes a run in.
+var Formats = []Format{Table, JSON, CSV, Markdown, OpenMetrics}
 
 // openMetrics writes --format openmetrics once package report/openmetrics
 // has registered it.

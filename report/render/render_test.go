@@ -130,17 +130,6 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 }
 
-func TestParseFormat(t *testing.T) {
-	for _, ok := range []string{"table", "json", "csv", "markdown"} {
-		if _, err := ParseFormat(ok); err != nil {
-			t.Errorf("ParseFormat(%q): %v", ok, err)
-		}
-	}
-	if _, err := ParseFormat("xml"); err == nil {
-		t.Error("ParseFormat accepted xml")
-	}
-}
-
 // Without package report/openmetrics (which this test binary does not
 // import), --format openmetrics says what is missing.
 func TestOpenMetricsNeedsItsPackage(t *testing.T) {
