@@ -156,24 +156,7 @@ func examine(ctx context.Context) *doctorReport {
 		ok := !syms.AddressesHidden()
 		d.KallsymsOK = &ok
 	}
-	if g, err := perfevents.OpenSwapGuard(unix.Gettid()); err != nil {
-		d.Problems["per_task_inherited_counts"] = err.Error()
-		if errors.Is(err, perfevents.ErrNotSupported) {
-			no := false
-			d.TaskCounts = &no
-		}
-	} else {
-		g.Close()
-		ok, err := perfevents.ExitCountsReported()
-		if err != nil {
-			d.Problems["per_task_inherited_counts"] = err.Error()
-		} else {
-			if !ok {
-				d.Problems["per_task_inherited_counts"] = "no PERF_RECORD_READ when a task that inherited a counter exits (Linux 6.12 writes none, 6.18 does)"
-			}
-			d.TaskCounts = &ok
-		}
-	}
+	d.readTaskCounts()
 	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
 		d.OnlineCPUs = strings.TrimSpace(string(b))
 		cpus, _ := perfevents.ParseCPUList(d.OnlineCPUs)
@@ -184,6 +167,31 @@ func examine(ctx context.Context) *doctorReport {
 	d.askEngine(ctx)
 	d.Measures = d.measures()
 	return d
+}
+
+// readTaskCounts asks whether inherited counters keep per-task counts here
+// and report them at each task's exit, which run's count mode needs.
+func (d *doctorReport) readTaskCounts() {
+	const key = "per_task_inherited_counts"
+	g, err := perfevents.OpenSwapGuard(unix.Gettid())
+	if err != nil {
+		d.Problems[key] = err.Error()
+		if errors.Is(err, perfevents.ErrNotSupported) {
+			no := false
+			d.TaskCounts = &no
+		}
+		return
+	}
+	g.Close()
+	ok, err := perfevents.ExitCountsReported()
+	if err != nil {
+		d.Problems[key] = err.Error()
+		return
+	}
+	if !ok {
+		d.Problems[key] = "no PERF_RECORD_READ when a task that inherited a counter exits (Linux 6.12 writes none, 6.18 does)"
+	}
+	d.TaskCounts = &ok
 }
 
 func (d *doctorReport) readStatus(path string) {
@@ -486,28 +494,58 @@ func (d *doctorReport) writeJSON(w io.Writer) error {
 const doctorLabel = 30
 
 func (d *doctorReport) writeText(w io.Writer) error {
-	var b strings.Builder
-	line := func(label, format string, args ...any) {
-		fmt.Fprintf(&b, "  %-*s%s\n", doctorLabel, label, fmt.Sprintf(format, args...))
-	}
-	or := func(v, key string) string {
-		if v != "" {
-			return v
+	t := &doctorText{d: d}
+	fmt.Fprintf(&t.b, "cowtrace doctor: kernel %s, %s\n\nsystem\n", d.Kernel, d.Arch)
+	t.system()
+	t.b.WriteString("kernel\n")
+	t.kernel()
+	t.b.WriteString("a run here\n")
+	t.runHere()
+	t.b.WriteString("measures: the method a run here uses; what a better one would take\n")
+	for _, m := range d.Measures {
+		t.line(m.Measure, "%s", cmp.Or(m.Method, "not measured"))
+		if m.Better != "" {
+			t.line("", "better %s", m.Better)
 		}
-		if why := d.Problems[key]; why != "" {
-			return "unknown: " + why
-		}
-		return "unknown"
 	}
-	intOr := func(v *int, key string) string {
-		if v == nil {
-			return or("", key)
-		}
-		return strconv.Itoa(*v)
+	_, err := io.WriteString(w, t.b.String())
+	return err
+}
+
+// doctorText is doctor's text form being written: a section's lines, each
+// a label and a fact, or what kept doctor from reading the fact.
+type doctorText struct {
+	d *doctorReport
+	b strings.Builder
+}
+
+func (t *doctorText) line(label, format string, args ...any) {
+	fmt.Fprintf(&t.b, "  %-*s%s\n", doctorLabel, label, fmt.Sprintf(format, args...))
+}
+
+// or is v, or why doctor could not read the fact of JSON name key.
+func (t *doctorText) or(v, key string) string {
+	if v != "" {
+		return v
 	}
-	fmt.Fprintf(&b, "cowtrace doctor: kernel %s, %s\n\nsystem\n", d.Kernel, d.Arch)
-	line("euid", "%s", intOr(d.Euid, "euid"))
-	caps := or("", "cap_eff")
+	if why := t.d.Problems[key]; why != "" {
+		return "unknown: " + why
+	}
+	return "unknown"
+}
+
+func (t *doctorText) intOr(v *int, key string) string {
+	if v == nil {
+		return t.or("", key)
+	}
+	return strconv.Itoa(*v)
+}
+
+// system is the privileges and the limits on them.
+func (t *doctorText) system() {
+	d := t.d
+	t.line("euid", "%s", t.intOr(d.Euid, "euid"))
+	caps := t.or("", "cap_eff")
 	if d.Caps != nil {
 		caps = strings.Join(d.Caps, " ")
 		if caps == "" {
@@ -515,83 +553,83 @@ func (d *doctorReport) writeText(w io.Writer) error {
 		}
 		caps += " (CapEff " + d.CapEff + ")"
 	}
-	line("capabilities", "%s", caps)
-	paranoid := intOr(d.Paranoid, "perf_event_paranoid")
+	t.line("capabilities", "%s", caps)
+	paranoid := t.intOr(d.Paranoid, "perf_event_paranoid")
 	if d.Paranoid != nil && d.privileged() {
 		paranoid += " (CAP_PERFMON/CAP_SYS_ADMIN bypass it)"
 	}
-	line("perf_event_paranoid", "%s", paranoid)
-	line("kptr_restrict", "%s", intOr(d.KptrRestr, "kptr_restrict"))
-	line("lockdown", "%s", or(d.Lockdown, "lockdown"))
+	t.line("perf_event_paranoid", "%s", paranoid)
+	t.line("kptr_restrict", "%s", t.intOr(d.KptrRestr, "kptr_restrict"))
+	t.line("lockdown", "%s", t.or(d.Lockdown, "lockdown"))
 	if d.OnlineCPUs != "" {
-		line("online CPUs", "%s (%d)", d.OnlineCPUs, d.NumCPUs)
+		t.line("online CPUs", "%s (%d)", d.OnlineCPUs, d.NumCPUs)
 	} else {
-		line("online CPUs", "%s", or("", "online_cpus"))
+		t.line("online CPUs", "%s", t.or("", "online_cpus"))
 	}
-	b.WriteString("kernel\n")
-	line("tracefs", "%s", or(d.Tracefs, "tracefs"))
+}
+
+// kernel is what the kernel offers: tracefs, kprobes, tracepoints, THP,
+// kallsyms, per-task counts.
+func (t *doctorText) kernel() {
+	d := t.d
+	t.line("tracefs", "%s", t.or(d.Tracefs, "tracefs"))
 	if d.KprobePMU != nil {
-		line("kprobe PMU", "type %d", *d.KprobePMU)
+		t.line("kprobe PMU", "type %d", *d.KprobePMU)
 	} else {
-		line("kprobe PMU", "no: %s", d.Problems["kprobe_pmu_type"])
+		t.line("kprobe PMU", "no: %s", d.Problems["kprobe_pmu_type"])
 	}
 	switch {
 	case d.KprobeEvts == nil:
-		line("kprobe_events", "unknown: no tracefs")
+		t.line("kprobe_events", "unknown: no tracefs")
 	case *d.KprobeEvts:
-		line("kprobe_events", "yes")
+		t.line("kprobe_events", "yes")
 	default:
-		line("kprobe_events", "no")
+		t.line("kprobe_events", "no")
 	}
-	for _, t := range d.Tracepoints {
-		if t.ID != nil {
-			line(t.Name, "id %d", *t.ID)
+	for _, tp := range d.Tracepoints {
+		if tp.ID != nil {
+			t.line(tp.Name, "id %d", *tp.ID)
 		} else {
-			line(t.Name, "no: %s", t.Why)
+			t.line(tp.Name, "no: %s", tp.Why)
 		}
 	}
-	line("transparent huge pages", "%s", or(d.THP, "thp"))
+	t.line("transparent huge pages", "%s", t.or(d.THP, "thp"))
 	switch {
 	case d.KallsymsOK == nil:
-		line("kallsyms addresses", "%s", or("", "kallsyms_addresses"))
+		t.line("kallsyms addresses", "%s", t.or("", "kallsyms_addresses"))
 	case *d.KallsymsOK:
-		line("kallsyms addresses", "visible")
+		t.line("kallsyms addresses", "visible")
 	default:
-		line("kallsyms addresses", "hidden (kernel.kptr_restrict, or no CAP_SYSLOG)")
+		t.line("kallsyms addresses", "hidden (kernel.kptr_restrict, or no CAP_SYSLOG)")
 	}
 	switch {
 	case d.TaskCounts == nil:
-		line("per-task inherited counts", "%s", or("", "per_task_inherited_counts"))
+		t.line("per-task inherited counts", "%s", t.or("", "per_task_inherited_counts"))
 	case *d.TaskCounts:
-		line("per-task inherited counts", "yes: cowtrace run counts faults in the kernel (--mode count)")
+		t.line("per-task inherited counts", "yes: cowtrace run counts faults in the kernel (--mode count)")
 	default:
-		line("per-task inherited counts", "no (%s): cowtrace run records every fault", d.Problems["per_task_inherited_counts"])
+		t.line("per-task inherited counts", "no (%s): cowtrace run records every fault", d.Problems["per_task_inherited_counts"])
 	}
-	b.WriteString("a run here\n")
-	if d.Run == nil {
-		line("cannot start", "%s", d.RunError)
-	} else {
-		line("kprobe route", "%s", cmp.Or(d.Run.KprobeMethod, "none"))
-		line("copy routine", "%s", cmp.Or(d.Run.CopyRoutine, "none"))
-		if d.Run.CopyRoutineCheck != "" {
-			line("copy routine check", "%s", clip(d.Run.CopyRoutineCheck))
-		}
-		for _, u := range d.Run.Unavailable {
-			line("unavailable", "%s: %s", u.What, clip(u.Why))
-		}
-		for _, n := range d.Run.Notes {
-			line("note", "%s", n)
-		}
+}
+
+// runHere is what the engine chose, or why it could not start.
+func (t *doctorText) runHere() {
+	r := t.d.Run
+	if r == nil {
+		t.line("cannot start", "%s", t.d.RunError)
+		return
 	}
-	b.WriteString("measures: the method a run here uses; what a better one would take\n")
-	for _, m := range d.Measures {
-		line(m.Measure, "%s", cmp.Or(m.Method, "not measured"))
-		if m.Better != "" {
-			line("", "better %s", m.Better)
-		}
+	t.line("kprobe route", "%s", cmp.Or(r.KprobeMethod, "none"))
+	t.line("copy routine", "%s", cmp.Or(r.CopyRoutine, "none"))
+	if r.CopyRoutineCheck != "" {
+		t.line("copy routine check", "%s", clip(r.CopyRoutineCheck))
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	for _, u := range r.Unavailable {
+		t.line("unavailable", "%s: %s", u.What, clip(u.Why))
+	}
+	for _, n := range r.Notes {
+		t.line("note", "%s", n)
+	}
 }
 
 // clip shortens the engine's longest reasons (a calibration that every

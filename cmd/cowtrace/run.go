@@ -324,10 +324,15 @@ func (f *runFlags) run(ctx context.Context, argv []string, stdout, stderr io.Wri
 	if err := ts.writePlot(run, stderr); err != nil {
 		return err
 	}
-	failed := expect.CheckAll(run, f.expect.list)
+	return commandFailures(run, f.expect.list)
+}
+
+// commandFailures are what failed once the report is written: the
+// command's own status first, kept as without --expect, then the failed
+// expectations, still said.
+func commandFailures(run *report.Run, es []expect.Expectation) error {
+	failed := expect.CheckAll(run, es)
 	if code := *run.Trace.ExitCode; code != 0 {
-		// The command's failure comes first: its status is kept, as
-		// without --expect, and the failed expectations are still said.
 		return failures{append(failed, commandStatus{code}), code}
 	}
 	if len(failed) > 0 {
