@@ -78,12 +78,7 @@ func (f *attachFlags) run(ctx context.Context, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	reported := false
-	defer func() {
-		if cerr := out.close(reported); err == nil {
-			err = cerr
-		}
-	}()
+	defer out.finish(&err)
 	defer ts.dropPlot()
 
 	attached := func() {
@@ -101,11 +96,7 @@ func (f *attachFlags) run(ctx context.Context, args []string, stdout, stderr io.
 		}
 		return err
 	}
-	if err := f.writeTrace(out, run, ts.format); err != nil {
-		return err
-	}
-	reported = true
-	if err := ts.writePlot(run, stderr); err != nil {
+	if err := f.report(out, &ts, run, stderr); err != nil {
 		return err
 	}
 	return checkExpectations(run, f.expect.list)

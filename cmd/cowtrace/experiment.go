@@ -68,12 +68,7 @@ func (f *experimentFlags) run(ctx context.Context, args []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	reported := false
-	defer func() {
-		if cerr := out.close(reported); err == nil {
-			err = cerr
-		}
-	}()
+	defer out.finish(&err)
 	run, err := experiment.Run(ctx, opt)
 	if err != nil {
 		return err
@@ -85,7 +80,7 @@ func (f *experimentFlags) run(ctx context.Context, args []string, stdout, stderr
 	if err := render.Write(out, run, f.format.format()); err != nil {
 		return err
 	}
-	reported = true
+	out.reported = true
 	return checkExpectations(run, f.expect.list)
 }
 

@@ -1,15 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/help from the current output")
+var update = flag.Bool("update", false, "rewrite testdata/help and the README's usage from the current output")
 
 // TestHelpGolden pins the help text of every command: what -h prints is
 // what a user reads first. After an intended change: go test -update, and
@@ -28,23 +28,7 @@ func TestHelpGolden(t *testing.T) {
 		if code != exitOK || stderr != "" {
 			t.Errorf("%s: exit %d, stderr %q", strings.Join(args, " "), code, stderr)
 		}
-		path := filepath.Join("testdata", "help", name+".txt")
-		if *update {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(stdout), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (go test -update writes it)", err)
-		}
-		if !bytes.Equal([]byte(stdout), want) {
-			t.Errorf("cowtrace %s differs from %s:\n%s", strings.Join(args, " "), path, stdout)
-		}
+		testenv.Golden(t, filepath.Join("testdata", "help", name+".txt"), []byte(stdout), *update)
 	}
 }
 

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // TestREADMEUsage: the README's usage is cowtrace help --all, so that a
@@ -36,24 +37,6 @@ func TestREADMEUsage(t *testing.T) {
 		return
 	}
 	if got := readme[i : i+j]; got != want {
-		t.Errorf("%s's usage is not cowtrace help --all (go test -update rewrites it):\n%s", path, lineDiff(got, want))
+		t.Errorf("%s's usage is not cowtrace help --all (go test -update rewrites it):\n%s", path, testenv.LineDiff(got, want))
 	}
-}
-
-// lineDiff is the first line where got and want part.
-func lineDiff(got, want string) string {
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	for n := range max(len(g), len(w)) {
-		var gl, wl string
-		if n < len(g) {
-			gl = g[n]
-		}
-		if n < len(w) {
-			wl = w[n]
-		}
-		if gl != wl {
-			return fmt.Sprintf("line %d:\n  README %q\n  help   %q", n+1, gl, wl)
-		}
-	}
-	return ""
 }

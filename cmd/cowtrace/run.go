@@ -234,19 +234,24 @@ func timelinePrinter(w io.Writer, f render.Format) func(follow.TimelineEvent) {
 	}
 }
 
-// writeTrace labels and renders the run. With --timeline and JSON the
-// output is JSON lines throughout, so the report is one compact line too.
-func (tf *traceFlags) writeTrace(w io.Writer, run *report.Run, f render.Format) error {
+// report labels the run and writes its report, then its plot. With
+// --timeline and JSON the output is JSON lines throughout, so the report is
+// one compact line too.
+func (tf *traceFlags) report(out *output, ts *traceSetup, run *report.Run, stderr io.Writer) error {
 	run.Label = *tf.label
-	if *tf.timeline && f == render.JSON {
+	if *tf.timeline && ts.format == render.JSON {
 		b, err := json.Marshal(run)
+		if err == nil {
+			_, err = fmt.Fprintf(out, "%s\n", b)
+		}
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
+	} else if err := render.Write(out, run, ts.format); err != nil {
 		return err
 	}
-	return render.Write(w, run, f)
+	out.reported = true
+	return ts.writePlot(run, stderr)
 }
 
 // commandStatus makes CMD's exit status cowtrace's.
@@ -296,12 +301,7 @@ func (f *runFlags) run(ctx context.Context, argv []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	reported := false
-	defer func() {
-		if cerr := out.close(reported); err == nil {
-			err = cerr
-		}
-	}()
+	defer out.finish(&err)
 	defer ts.dropPlot()
 
 	sigs := make(chan os.Signal, 8)
@@ -317,11 +317,7 @@ func (f *runFlags) run(ctx context.Context, argv []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	if err := f.writeTrace(out, run, ts.format); err != nil {
-		return err
-	}
-	reported = true
-	if err := ts.writePlot(run, stderr); err != nil {
+	if err := f.report(out, &ts, run, stderr); err != nil {
 		return err
 	}
 	return commandFailures(run, f.expect.list)

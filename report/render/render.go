@@ -45,9 +45,7 @@ func RegisterOpenMetrics(write func(io.Writer, *report.Run) error) { openMetrics
 func Write(w io.Writer, run *report.Run, f Format) error {
 	switch f {
 	case JSON:
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(run)
+		return writeJSON(w, run)
 	case CSV:
 		return writeCSV(w, run)
 	case Markdown:
@@ -151,6 +149,14 @@ func writeCSV(w io.Writer, run *report.Run) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// writeJSON is --format json of every report: indented, so that a
+// person can read it and diff two of them.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 type errWriter struct {

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -18,9 +17,7 @@ import (
 func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
 	switch f {
 	case JSON:
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return writeJSON(w, v)
 	case Table, Markdown:
 	default:
 		return fmt.Errorf("the gate writes table, markdown or json")
