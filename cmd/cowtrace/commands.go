@@ -143,8 +143,10 @@ func cmdHelp(args []string, stdout io.Writer) error {
 		fs = c.flagSet()
 		c.setup(fs)
 	}
-	c.writeUsage(stdout, fs)
-	return nil
+	var b strings.Builder
+	c.writeUsage(&b, fs)
+	_, err := io.WriteString(stdout, b.String())
+	return err
 }
 
 const exitStatusHelp = `Exit status: 0 success; 1 the run failed (or an --expect did not hold); 2 bad

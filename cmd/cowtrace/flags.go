@@ -78,7 +78,13 @@ func parseFlags(fs *flagSet, args []string, usage func(io.Writer), stdout io.Wri
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		usage(stdout)
+		// Whole, so that a failed write (stdout closed or full) is
+		// the command's error, as any other output's.
+		var b bytes.Buffer
+		usage(&b)
+		if _, err := stdout.Write(b.Bytes()); err != nil {
+			return err
+		}
 		return errHelp
 	case err != nil:
 		// The flag package words a Value's error as "invalid value %q
