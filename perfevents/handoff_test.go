@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 const handOffHelperEnv = "COWTRACE_HANDOFF_HELPER"
@@ -65,9 +67,7 @@ func TestHandOff(t *testing.T) {
 		}
 		os.Exit(0)
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: opens perf events (perf_event_paranoid)")
-	}
+	testenv.Require(t, testenv.Root)
 	// A pipe whose write end the helper inherits as fd 3: the holder must
 	// not keep it, or a child waiting for EOF would wait for the holder.
 	xr, xw, err := os.Pipe()

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 func fixtureKallsyms(t *testing.T, file string, want ...string) *Symbols {
@@ -162,9 +164,7 @@ func TestLoadKallsymsFakeRoot(t *testing.T) {
 }
 
 func TestLoadKallsymsRealKernel(t *testing.T) {
-	if _, err := os.Stat("/proc/kallsyms"); err != nil {
-		t.Skipf("no /proc/kallsyms: %v", err)
-	}
+	testenv.Require(t, testenv.Path("/proc/kallsyms"))
 	syms, err := LoadKallsyms("do_wp_page", "copy_page")
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +178,7 @@ func TestLoadKallsymsRealKernel(t *testing.T) {
 	}
 
 	b, err := os.ReadFile("/proc/sys/kernel/kptr_restrict")
-	if err == nil && os.Geteuid() == 0 && strings.TrimSpace(string(b)) != "2" {
+	if err == nil && testenv.Root() == "" && strings.TrimSpace(string(b)) != "2" {
 		if syms.AddressesHidden() || wp.Addr == 0 {
 			t.Errorf("root with kptr_restrict=%s: hidden %v, do_wp_page at %#x; want real addresses",
 				strings.TrimSpace(string(b)), syms.AddressesHidden(), wp.Addr)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // Fake sysfs/procfs roots: this Firecracker guest (no kprobe PMU, root with
@@ -95,9 +97,10 @@ func TestParanoidLevelFixture(t *testing.T) {
 }
 
 func TestParanoidLevelRealKernel(t *testing.T) {
+	testenv.Require(t, testenv.Path("/proc/sys/kernel/perf_event_paranoid"))
 	b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid")
 	if err != nil {
-		t.Skipf("kernel without perf events: %v", err)
+		t.Fatal(err)
 	}
 	want, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	if got, err := ParanoidLevel(); err != nil || got != want {
@@ -172,9 +175,7 @@ func TestPermissionHintCases(t *testing.T) {
 }
 
 func TestPMURealKernel(t *testing.T) {
-	if _, err := os.Stat("/sys/bus/event_source/devices"); err != nil {
-		t.Skipf("no sysfs event sources: %v", err)
-	}
+	testenv.Require(t, testenv.Path("/sys/bus/event_source/devices"))
 	if got, err := PMUType("software"); err != nil || got != 1 {
 		t.Errorf("PMUType(software) = %d, %v; want 1 (PERF_TYPE_SOFTWARE)", got, err)
 	}
@@ -195,6 +196,7 @@ func TestPMURealKernel(t *testing.T) {
 }
 
 func TestPermissionHintRealKernel(t *testing.T) {
+	testenv.Require(t)
 	hint := PermissionHint()
 	if hint == "" || strings.Contains(hint, "\n") {
 		t.Errorf("PermissionHint = %q; want one non-empty line", hint)

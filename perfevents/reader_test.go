@@ -526,6 +526,7 @@ const pageFaultSampleType = unix.PERF_SAMPLE_IDENTIFIER | unix.PERF_SAMPLE_TID |
 // sampling every fault of task pid (0: the calling thread).
 func openPageFaults(t *testing.T, pid int, wakeup uint32) int {
 	t.Helper()
+	testenv.Require(t, testenv.Paranoid(2))
 	attr := unix.PerfEventAttr{
 		Type:        unix.PERF_TYPE_SOFTWARE,
 		Config:      unix.PERF_COUNT_SW_PAGE_FAULTS,

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 const fixtureTracefs = "testdata/tracefs"
@@ -149,12 +151,7 @@ func TestTracefsFixtureEvents(t *testing.T) {
 // tfsRequireRoot skips tests that mount file systems.
 func tfsRequireRoot(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("kernel test (-short)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skipf("needs root to mount tracefs (euid %d)", os.Geteuid())
-	}
+	testenv.Require(t, testenv.Root)
 }
 
 // tfsMountedAt lists the tracefs mount points of this mount namespace.

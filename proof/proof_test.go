@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/workload"
 )
@@ -36,9 +37,7 @@ func TestReadRefusesUnaligned(t *testing.T) {
 // region is the parent's frame in both children; after the writer's writes,
 // exactly its 50 written pages have frames of their own.
 func TestForkSharesThenSplits(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: pagemap shows frame numbers only with CAP_SYS_ADMIN")
-	}
+	testenv.Require(t, testenv.CapSysAdmin)
 	cfg := workload.Seed()
 	cfg.Blocks, cfg.BlockSize, cfg.Offset, cfg.Hold = 50, 4096, 100, true
 	p, err := workload.Start(cfg)

@@ -6,27 +6,27 @@ import (
 	"strings"
 )
 
-// matched is one process across runs: the same command at the same place in
-// each run's tree (or, for the experiment, the same role). procs has one
+// Matched is one process across runs: the same command at the same place in
+// each run's tree (or, for the experiment, the same role). Procs has one
 // entry per run, nil where that run has no such process.
-type matched struct {
-	name  string // as shown: "sh/sh#2/true", "writer", "total"
-	depth int
-	procs []*Process
+type Matched struct {
+	Name  string // as shown: "sh/sh#2/true", "writer", "total"
+	Depth int
+	Procs []*Process
 }
 
 // sep joins the segments of a process's key: a comm may hold any byte but
 // NUL, so no command name can forge another process's path.
 const sep = "\x00"
 
-// matchProcesses pairs the rows of runs. Pids differ from run to run, so a
+// MatchProcesses pairs the rows of runs. Pids differ from run to run, so a
 // traced process is known by its path of commands from the root, each with
 // its ordinal among the siblings of that name in start order: in
 // `sh -c 'a & a & b'` the two a's are a#1 and a#2 wherever their pids fall.
 // Thread rows (--threads) follow their process as "thread N". The rows come
 // in tree order, the union of every run's tree; the experiment's rows are
 // matched by role.
-func matchProcesses(runs []*Run) []matched {
+func MatchProcesses(runs []*Run) []Matched {
 	type node struct {
 		key      string
 		depth    int
@@ -55,11 +55,11 @@ func matchProcesses(runs []*Run) []matched {
 		}
 	}
 	exists := func(key string) bool { return nodes[key] != nil }
-	var out []matched
+	var out []Matched
 	var walk func(n *node)
 	walk = func(n *node) {
 		for _, c := range n.children {
-			out = append(out, matched{name: displayName(c.key, exists), depth: c.depth, procs: c.procs})
+			out = append(out, Matched{Name: displayName(c.key, exists), Depth: c.depth, Procs: c.procs})
 			walk(c)
 		}
 	}
@@ -70,43 +70,25 @@ func matchProcesses(runs []*Run) []matched {
 // rowKeys gives each row of r its key: the role for the experiment, the
 // path of comm#ordinal segments from the root for a traced run.
 func rowKeys(r *Run) map[*Process]string {
-	keys := map[*Process]string{}
+	t := &tree{keys: map[*Process]string{}, procRow: map[at]*Process{}, ordinal: map[*Process]int{}}
 	if r.Trace == nil {
 		for i := range r.Processes {
-			keys[&r.Processes[i]] = r.Processes[i].Role
+			t.keys[&r.Processes[i]] = r.Processes[i].Role
 		}
-		return keys
+		return t.keys
 	}
-	// A process hangs under the row with its ppid one level up, as
-	// cowtrace run built the tree; anything else is a root.
-	type at struct{ pid, depth int }
-	procRow := map[at]*Process{}
 	var procs, threads []*Process
 	for i := range r.Processes {
 		p := &r.Processes[i]
 		switch {
 		case p.Lineage == nil:
-			keys[p] = p.Role
+			t.keys[p] = p.Role
 		case p.Tid != 0:
 			threads = append(threads, p)
 		default:
-			procRow[at{p.Pid, p.Depth}] = p
+			t.procRow[at{p.Pid, p.Depth}] = p
 			procs = append(procs, p)
 		}
-	}
-	parentOf := func(p *Process) *Process {
-		if p.Depth == 0 {
-			return nil
-		}
-		return procRow[at{p.Ppid, p.Depth - 1}]
-	}
-	byStart := func(ps []*Process) {
-		sort.SliceStable(ps, func(i, j int) bool {
-			if ps[i].StartMs != ps[j].StartMs {
-				return ps[i].StartMs < ps[j].StartMs
-			}
-			return ps[i].Pid < ps[j].Pid
-		})
 	}
 	byStart(procs)
 	// Ordinals among same-named siblings, counted in start order.
@@ -115,40 +97,70 @@ func rowKeys(r *Run) map[*Process]string {
 		comm   string
 	}
 	seen := map[sibling]int{}
-	ordinal := map[*Process]int{}
 	for _, p := range procs {
-		s := sibling{parentOf(p), p.Comm}
+		s := sibling{t.parentOf(p), p.Comm}
 		seen[s]++
-		ordinal[p] = seen[s]
-	}
-	var keyOf func(p *Process) string
-	keyOf = func(p *Process) string {
-		if k, ok := keys[p]; ok {
-			return k
-		}
-		k := p.Comm + "#" + strconv.Itoa(ordinal[p])
-		if parent := parentOf(p); parent != nil {
-			k = keyOf(parent) + sep + k
-		}
-		keys[p] = k
-		return k
+		t.ordinal[p] = seen[s]
 	}
 	for _, p := range procs {
-		keyOf(p)
+		t.keyOf(p)
 	}
 	byStart(threads)
 	n := map[int]int{}
-	for _, t := range threads {
-		n[t.Pid]++
-		owner, ok := keys[procRow[at{t.Pid, t.Depth}]]
+	for _, th := range threads {
+		n[th.Pid]++
+		owner, ok := t.keys[t.procRow[at{th.Pid, th.Depth}]]
 		if !ok {
 			// A thread row without its process row is not what
 			// cowtrace writes; keep it apart rather than guess.
-			owner = t.Comm + "#pid" + strconv.Itoa(t.Pid)
+			owner = th.Comm + "#pid" + strconv.Itoa(th.Pid)
 		}
-		keys[t] = owner + sep + "thread " + strconv.Itoa(n[t.Pid])
+		t.keys[th] = owner + sep + "thread " + strconv.Itoa(n[th.Pid])
 	}
-	return keys
+	return t.keys
+}
+
+// at is where a process row sits in a traced run's tree.
+type at struct{ pid, depth int }
+
+// tree is a traced run's process rows as rowKeys builds their keys.
+type tree struct {
+	keys    map[*Process]string
+	procRow map[at]*Process
+	ordinal map[*Process]int // among the siblings of its name, from 1
+}
+
+// parentOf is the row with p's ppid one level up, as cowtrace run built the
+// tree; a process without one is a root.
+func (t *tree) parentOf(p *Process) *Process {
+	if p.Depth == 0 {
+		return nil
+	}
+	return t.procRow[at{p.Ppid, p.Depth - 1}]
+}
+
+// keyOf is p's path of comm#ordinal segments from its root. The recursion
+// ends: each parent is one level nearer the root.
+func (t *tree) keyOf(p *Process) string {
+	if k, ok := t.keys[p]; ok {
+		return k
+	}
+	k := p.Comm + "#" + strconv.Itoa(t.ordinal[p])
+	if parent := t.parentOf(p); parent != nil {
+		k = t.keyOf(parent) + sep + k
+	}
+	t.keys[p] = k
+	return k
+}
+
+// byStart orders rows by when they started, then by pid.
+func byStart(ps []*Process) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].StartMs != ps[j].StartMs {
+			return ps[i].StartMs < ps[j].StartMs
+		}
+		return ps[i].Pid < ps[j].Pid
+	})
 }
 
 // displayName turns a key into what the table shows: segments joined by

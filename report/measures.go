@@ -5,16 +5,16 @@ import (
 	"strings"
 )
 
-// count is a per-process count that compare shows and the regression gate
+// Count is a per-process count that compare shows and the regression gate
 // bounds, named as in the JSON contract.
-type count struct {
-	key   string // JSON field: "copies", "probes.do_wp_page"
-	title string // column header: "copies", "do_wp_page"
-	get   func(p *Process) *uint64
+type Count struct {
+	Key   string // JSON field: "copies", "probes.do_wp_page"
+	Title string // column header: "copies", "do_wp_page"
+	Get   func(p *Process) *uint64
 }
 
-// counts are the gate's measures, in the JSON contract's order.
-var counts = []count{
+// Counts are the gate's measures, in the JSON contract's order.
+var Counts = []Count{
 	{"page_faults", "page faults", func(p *Process) *uint64 { return p.PageFaults }},
 	{"minor_faults", "minor faults", func(p *Process) *uint64 { return p.MinorFaults }},
 	{"major_faults", "major faults", func(p *Process) *uint64 { return p.MajorFaults }},
@@ -24,21 +24,23 @@ var counts = []count{
 	{"lost_records", "lost records", func(p *Process) *uint64 { return &p.LostRecords }},
 }
 
-// countByKey finds a measure by its JSON name; "probes.FUNC" is any probed
+// CountByKey finds a measure by its JSON name; "probes.FUNC" is any probed
 // kernel function.
-func countByKey(key string) (count, bool) {
+func CountByKey(key string) (Count, bool) {
 	if fn, ok := strings.CutPrefix(key, "probes."); ok && validProbeName(fn) {
-		return probeCount(fn), true
+		return ProbeCount(fn), true
 	}
-	i := slices.IndexFunc(counts, func(c count) bool { return c.key == key })
+	i := slices.IndexFunc(Counts, func(c Count) bool { return c.Key == key })
 	if i < 0 {
-		return count{}, false
+		return Count{}, false
 	}
-	return counts[i], true
+	return Counts[i], true
 }
 
-func probeCount(fn string) count {
-	return count{"probes." + fn, fn, func(p *Process) *uint64 {
+// ProbeCount is the hits of kernel function fn, a count of every row that
+// probed it.
+func ProbeCount(fn string) Count {
+	return Count{"probes." + fn, fn, func(p *Process) *uint64 {
 		// follow and the experiment list every probed function,
 		// with 0 for none: an absent name was not probed.
 		if v, ok := p.Probes[fn]; ok {
@@ -60,10 +62,10 @@ func validProbeName(fn string) bool {
 	return true
 }
 
-// treeTotal sums a run's process rows into one: the totals row. Thread rows
+// TreeTotal sums a run's process rows into one: the totals row. Thread rows
 // are left out, since each process row already counts all its threads. A
 // measure no row has stays nil, not 0.
-func treeTotal(r *Run) *Process {
+func TreeTotal(r *Run) *Process {
 	t := &Process{Role: "total"}
 	add := func(dst **uint64, v *uint64) {
 		if v == nil {

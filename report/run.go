@@ -1,7 +1,10 @@
-// Package report holds what a cowtrace run measured and renders it: a table
-// for people (tablewriter), and JSON, CSV and markdown for machines and pull
-// requests. The JSON form is a stable contract (SchemaVersion): fields are
-// added, never renamed or removed, within a schema version.
+// Package report holds what a cowtrace run measured: the JSON contract that
+// --format json writes and compare reads back (SchemaVersion: fields are
+// added, never renamed or removed, within a schema version), and what is
+// known about its rows, their counts and their matching across runs. The
+// packages that measure (cow, engine, follow) import it and nothing else
+// of report's: report/render draws it, report/expect and report/gate judge
+// it (--expect, --max-increase).
 package report
 
 // SchemaVersion is the version of the JSON contract.

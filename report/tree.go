@@ -1,11 +1,5 @@
 package report
 
-import (
-	"fmt"
-	"strconv"
-	"strings"
-)
-
 // Trace describes a run of `cowtrace run -- CMD` or `cowtrace attach -p PID`:
 // a process tree followed across fork, clone and exec, one row per process
 // (and per thread with --threads). It is nil for the experiment.
@@ -49,80 +43,4 @@ type Lineage struct {
 	Exited     bool    `json:"exited"`
 	// Threads is the number of tasks the process had during the trace.
 	Threads int `json:"threads"`
-}
-
-// traceColumns are the columns of a traced run: the tree, then the measures.
-func traceColumns(run *Run) []column {
-	lin := func(get func(l *Lineage) string) func(p *Process) string {
-		return func(p *Process) string {
-			if p.Lineage == nil {
-				return "-"
-			}
-			return get(p.Lineage)
-		}
-	}
-	m := run.Methods
-	cols := []column{
-		{"pid", "", func(p *Process) string { return strconv.Itoa(p.Pid) }},
-		{"ppid", "", lin(func(l *Lineage) string { return strconv.Itoa(l.Ppid) })},
-	}
-	if run.Trace.Threads {
-		cols = append(cols, column{"tid", "", lin(func(l *Lineage) string {
-			if l.Tid == 0 {
-				return "all"
-			}
-			return strconv.Itoa(l.Tid)
-		})})
-	}
-	cols = append(cols,
-		column{"depth", "", lin(func(l *Lineage) string { return strconv.Itoa(l.Depth) })},
-		column{"command", "", lin(func(l *Lineage) string { return l.Comm })},
-		column{"lifetime", "", lin(func(l *Lineage) string {
-			s := FormatMs(l.LifetimeMs)
-			if !l.Exited {
-				s += " (running)"
-			}
-			return s
-		})},
-	)
-	cols = append(cols, faultColumns(m)...)
-	if m["wp_faults"] != "" {
-		cols = append(cols, column{"wp faults", m["wp_faults"], func(p *Process) string { return num(p.WPFaults) }})
-	}
-	return append(cols, copyColumns(run)...)
-}
-
-// FormatMs renders a duration in milliseconds for people.
-func FormatMs(ms float64) string {
-	switch {
-	case ms >= 10000:
-		return fmt.Sprintf("%.1f s", ms/1000)
-	case ms >= 1000:
-		return fmt.Sprintf("%.2f s", ms/1000)
-	case ms >= 10:
-		return fmt.Sprintf("%.0f ms", ms)
-	}
-	return fmt.Sprintf("%.2f ms", ms)
-}
-
-// traceTitle is the one-line description of a traced run.
-func traceTitle(run *Run) string {
-	t := run.Trace
-	var b strings.Builder
-	if len(t.Command) > 0 {
-		fmt.Fprintf(&b, "cowtrace run: kernel %s, command %q", run.Kernel, strings.Join(t.Command, " "))
-		if t.ExitCode != nil {
-			fmt.Fprintf(&b, ", exit status %d", *t.ExitCode)
-		}
-	} else {
-		fmt.Fprintf(&b, "cowtrace attach: kernel %s, pid %d", run.Kernel, t.AttachedPid)
-	}
-	fmt.Fprintf(&b, ", traced %s, ended by %s", FormatMs(t.DurationMs), t.EndedBy)
-	if len(t.StillRunning) > 0 {
-		fmt.Fprintf(&b, ", %d process(es) still running", len(t.StillRunning))
-	}
-	if len(run.Incomplete) > 0 {
-		b.WriteString(", INCOMPLETE (see below)")
-	}
-	return b.String()
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cowtrace/cowtrace/cow"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/workload"
 )
 
@@ -65,7 +66,7 @@ func (s Scenario) Check(run *report.Run, writers int) (results []report.ExpectRe
 	held = true
 	add := func(texts []string, why string) {
 		for _, text := range texts {
-			e, err := report.ParseExpectation(text)
+			e, err := expect.Parse(text)
 			if err != nil {
 				panic(fmt.Sprintf("scenario %s: %v", s.Name, err)) // a bug in this file, caught by its tests
 			}
@@ -79,7 +80,7 @@ func (s Scenario) Check(run *report.Run, writers int) (results []report.ExpectRe
 			default:
 				err := e.Check(run)
 				switch {
-				case errors.Is(err, report.ErrNotMeasured):
+				case errors.Is(err, expect.ErrNotMeasured):
 					r.NotChecked = err.Error()
 				case err != nil:
 					r.Held, r.Detail, held = false, err.Error(), false

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/workload"
 )
@@ -62,9 +63,7 @@ func TestEveryExpectationParses(t *testing.T) {
 // in the region and the frames. Each subtest also checks a few facts
 // directly, so that the expectation engine is not the only judge.
 func TestScenarios(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (tracefs mount, tracepoints on other processes, pagemap frame numbers)")
-	}
+	testenv.Require(t, testenv.Root, testenv.CapSysAdmin)
 	const blocks = 1000
 	for _, s := range All() {
 		t.Run(s.Name, func(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // fakeKernel makes madvise answer hugeErr to MADV_HUGEPAGE and MADV_NOHUGEPAGE
@@ -106,6 +108,7 @@ func TestNotApplicableMessage(t *testing.T) {
 // The real kernel: whatever it is built with, the seed's workload runs and a
 // huge one is either possible or not applicable, never an other error.
 func TestHugePagesRealKernel(t *testing.T) {
+	testenv.Require(t)
 	err := HugePages()
 	if err != nil && !errors.Is(err, ErrNotApplicable) {
 		t.Fatalf("HugePages: %v", err)

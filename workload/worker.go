@@ -59,30 +59,12 @@ func runWorker(cfg Config) error {
 	runtime.LockOSThread()
 	debug.SetGCPercent(-1)
 
-	size := cfg.Blocks * cfg.BlockSize
-	region, err := mapRegion(size, cfg.Huge)
+	region, err := prepareRegion(cfg)
 	if err != nil {
 		return err
 	}
-	if cfg.Touch {
-		fill(region, '0')
-	}
-	if cfg.ReadBefore {
-		// KeepAlive uses the sum, so that the reads are not optimised away.
-		runtime.KeepAlive(sumBlocks(region, cfg))
-	}
-	switch cfg.Advice {
-	case AdviceDontFork:
-		err = unix.Madvise(region, unix.MADV_DONTFORK)
-	case AdviceWipeOnFork:
-		err = unix.Madvise(region, unix.MADV_WIPEONFORK)
-	}
-	if err != nil {
-		return fmt.Errorf("madvise(%s): %w", cfg.Advice, err)
-	}
-
 	base := unsafe.Pointer(&region[0])
-	if err := send(Message{Kind: KindReady, Pid: os.Getpid(), Addr: uint64(uintptr(base)), Value: uint64(size)}); err != nil {
+	if err := send(Message{Kind: KindReady, Pid: os.Getpid(), Addr: uint64(uintptr(base)), Value: uint64(len(region))}); err != nil {
 		return err
 	}
 	if !waitGate(parentGateFD) {
@@ -128,6 +110,32 @@ func runWorker(cfg Config) error {
 	}
 	waitGate(parentGateFD)
 	return nil
+}
+
+// prepareRegion maps the region and does to it what the configuration asks
+// before the fork: write it, read it, advise the kernel.
+func prepareRegion(cfg Config) ([]byte, error) {
+	region, err := mapRegion(cfg.Blocks*cfg.BlockSize, cfg.Huge)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Touch {
+		fill(region, '0')
+	}
+	if cfg.ReadBefore {
+		// KeepAlive uses the sum, so that the reads are not optimised away.
+		runtime.KeepAlive(sumBlocks(region, cfg))
+	}
+	switch cfg.Advice {
+	case AdviceDontFork:
+		err = unix.Madvise(region, unix.MADV_DONTFORK)
+	case AdviceWipeOnFork:
+		err = unix.Madvise(region, unix.MADV_WIPEONFORK)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("madvise(%s): %w", cfg.Advice, err)
+	}
+	return region, nil
 }
 
 func sumBlocks(region []byte, cfg Config) uint64 {

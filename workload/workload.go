@@ -172,12 +172,6 @@ func Start(cfg Config) (_ *Process, err error) {
 		return nil, err
 	}
 
-	var toClose []*os.File // the worker's ends, closed here once it has them
-	defer func() {
-		for _, f := range toClose {
-			f.Close()
-		}
-	}()
 	// p is a local, not the named result: "return nil, err" sets that to
 	// nil before the deferred cleanup reads it.
 	p := &Process{}
@@ -186,22 +180,16 @@ func Start(cfg Config) (_ *Process, err error) {
 			p.closeFiles()
 		}
 	}()
-	ctlR, ctlW, err := os.Pipe()
+	extra, err := p.openPipes(len(cfg.Children) + 1)
 	if err != nil {
-		return nil, fmt.Errorf("start workload: %w", err)
+		return nil, err
 	}
-	p.ctl = ctlR
-	toClose = append(toClose, ctlW)
-	extra := []*os.File{ctlW}
-	for range len(cfg.Children) + 1 {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("start workload: %w", err)
+	// The worker's ends, closed here once it has them.
+	defer func() {
+		for _, f := range extra {
+			f.Close()
 		}
-		p.gates = append(p.gates, w)
-		toClose = append(toClose, r)
-		extra = append(extra, r)
-	}
+	}()
 
 	cmd := exec.Command(exe, workerArg, string(js))
 	cmd.Stdout = os.Stderr // the worker prints nothing on success
@@ -219,6 +207,36 @@ func Start(cfg Config) (_ *Process, err error) {
 	}
 	p.cmd = cmd
 	return p, nil
+}
+
+// openPipes opens the control pipe and a gate pipe for each of n processes.
+// p keeps the control pipe's read end and the gates' write ends; the
+// worker's ends come back in the order of its descriptors from 3 on, for
+// Start to hand over and close, and are closed here on an error.
+func (p *Process) openPipes(n int) (worker []*os.File, err error) {
+	defer func() {
+		if err != nil {
+			for _, f := range worker {
+				f.Close()
+			}
+			worker = nil
+		}
+	}()
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start workload: %w", err)
+	}
+	p.ctl = ctlR
+	worker = append(worker, ctlW)
+	for range n {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return worker, fmt.Errorf("start workload: %w", err)
+		}
+		p.gates = append(p.gates, w)
+		worker = append(worker, r)
+	}
+	return worker, nil
 }
 
 // Pid is the worker parent's process id.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -13,9 +14,7 @@ import (
 	"github.com/cowtrace/cowtrace/follow"
 )
 
-const attachUsage = `Usage: cowtrace attach -p PID [--duration D] [flags]
-
-Follows running process PID (every thread it has) and every process it forks
+const attachLong = `Follows running process PID (every thread it has) and every process it forks
 from then on, until Ctrl-C, the duration, or PID's exit, and prints one row
 per process like cowtrace run. Children PID forked before the attach are not
 followed.
@@ -31,51 +30,52 @@ without the line if cowtrace failed before attaching:
 
 --expect selects the attached process by the role "attached", its children
 by "child"; see cowtrace run -h for the rest of the grammar.
-
-Flags:
 `
 
-func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs := newFlagSet("cowtrace attach", attachUsage)
-	tf := addTraceFlags(fs, engine.ModeAuto)
-	pid := fs.Int("p", 0, "the `PID` to attach to")
-	duration := fs.Duration("duration", 0, "stop after `D` (e.g. 10s); 0: until Ctrl-C or the process's exit")
-	readyFD := fs.Int("ready-fd", -1, "once every event is open, write a line to descriptor `N` (3 or more) and close it")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
+// attachFlags are attach's flags.
+type attachFlags struct {
+	*traceFlags
+	pid      *int
+	duration *time.Duration
+	readyFD  *int
+}
+
+func setupAttach(fs *flagSet) runner {
+	f := &attachFlags{traceFlags: addTraceFlags(fs, engine.ModeAuto, attachRows)}
+	f.pid = fs.Int("p", 0, "the `PID` to attach to")
+	f.duration = fs.Duration("duration", 0, "stop after `D` (e.g. 10s); 0: until Ctrl-C or the process's exit")
+	f.readyFD = fs.Int("ready-fd", -1, "once every event is open, write a line to descriptor `N` (3 or more) and close it")
+	return f.run
+}
+
+func (f *attachFlags) run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	if len(args) > 0 {
+		return usagef("attach: unexpected argument %q (see cowtrace attach -h)", args[0])
 	}
-	if fs.NArg() > 0 {
-		return usagef("attach: unexpected argument %q (see cowtrace attach -h)", fs.Arg(0))
-	}
-	if *pid <= 0 {
+	if *f.pid <= 0 {
 		return usagef("attach: -p PID is required (a positive process id)")
 	}
-	if *duration < 0 {
-		return usagef("attach: --duration %v is negative", *duration)
+	if *f.duration < 0 {
+		return usagef("attach: --duration %v is negative", *f.duration)
 	}
-	ts, err := tf.setup(attachRows)
+	ts, err := f.setup()
 	if err != nil {
 		return err
 	}
 	var ready *os.File
-	if flagSet(fs, "ready-fd") {
-		if ready, err = openReadyFD(*readyFD); err != nil {
+	if f.fs.given("ready-fd") {
+		if ready, err = openReadyFD(*f.readyFD); err != nil {
 			return err
 		}
 	}
 	// Closed on every path, so that a script waiting on it sees end of
 	// file when the attach fails.
 	defer ready.Close()
-	out, err := tf.output(&ts, stdout)
+	out, err := f.output(&ts, stdout)
 	if err != nil {
 		return err
 	}
-	reported := false
-	defer func() {
-		if cerr := out.close(reported); err == nil {
-			err = cerr
-		}
-	}()
+	defer out.finish(&err)
 	defer ts.dropPlot()
 
 	attached := func() {
@@ -86,21 +86,17 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 			ready.Close()
 		}
 	}
-	run, err := follow.Attach(ctx, ts.opt, follow.AttachSpec{Pid: *pid, Duration: *duration, Threads: *tf.threads, Attached: attached})
+	run, err := follow.Attach(ctx, ts.opt, follow.AttachSpec{Pid: *f.pid, Duration: *f.duration, Threads: *f.threads, Attached: attached})
 	if err != nil {
 		if errors.Is(err, follow.ErrNoProcess) {
-			return usagef("attach: no process with pid %d", *pid)
+			return usagef("attach: no process with pid %d", *f.pid)
 		}
 		return err
 	}
-	if err := tf.writeTrace(out, run, ts.format); err != nil {
+	if err := f.report(out, &ts, run, stderr); err != nil {
 		return err
 	}
-	reported = true
-	if err := ts.writePlot(run, stderr); err != nil {
-		return err
-	}
-	return checkExpectations(run, ts.expect)
+	return checkExpectations(run, f.expect.list)
 }
 
 // openReadyFD takes over descriptor n of --ready-fd. It is made

@@ -1,18 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/gate"
+	"github.com/cowtrace/cowtrace/report/render"
 )
 
-const compareUsage = `Usage: cowtrace compare [flags] A.json B.json ...
-       cowtrace compare --baseline BASE.json --max-increase MEASURE=BOUND,... CURRENT.json
-
-Shows runs saved with --format json (single runs or cowtrace matrix) side by
+const compareLong = `Shows runs saved with --format json (single runs or cowtrace matrix) side by
 side: a column per file, labelled by --label, else by the run's own label,
 else by its kernel; rows whose values differ are marked. Runs of cowtrace run
 or attach get a row per process, matched across runs by command and place in
@@ -27,42 +27,49 @@ minor_faults, major_faults, wp_faults, copies, inferred_copies, lost_records,
 probes.FUNC. It applies to the tree's total and to each process found in
 both runs; total.MEASURE=... or each.MEASURE=... keeps one of them. Example:
 --max-increase total.copies=10%,each.copies=200,wp_faults=20%
-
-Flags:
 `
 
-func cmdCompare(args []string, stdout io.Writer) error {
-	fs := newFlagSet("cowtrace compare", compareUsage)
-	format := fs.String("format", "table", "output format: table or markdown; json too with --baseline")
-	var labels, maxIncrease stringList
-	fs.Var(&labels, "label", "`LABEL` of the next file's column, in order (repeatable); with --baseline the baseline's first")
-	baseline := fs.String("baseline", "", "gate `BASE.json`: hold the one other report against it")
-	fs.Var(&maxIncrease, "max-increase", "the gate's bounds, `MEASURE=N|P%,...` (repeatable)")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	gate := *baseline != ""
-	f, err := report.ParseFormat(*format)
-	if err != nil || (f != report.Table && f != report.Markdown && !(gate && f == report.JSON)) {
-		if gate {
-			return usagef("unknown compare format %q (want table, markdown or json)", *format)
+// compareFlags are compare's flags.
+type compareFlags struct {
+	format      *formatValue
+	labels      stringList
+	baseline    *string
+	maxIncrease stringList
+}
+
+func setupCompare(fs *flagSet) runner {
+	// Which formats compare writes depends on --baseline: checked in run.
+	f := &compareFlags{format: addFormatFlag(fs, "compare", nil, "table", "output `FORMAT`: table or markdown; json too with --baseline")}
+	fs.Var(&f.labels, "label", "`LABEL` of the next file's column, in order (repeatable); with --baseline the baseline's first")
+	f.baseline = fs.String("baseline", "", "gate `BASE.json`: hold the one other report against it")
+	fs.Var(&f.maxIncrease, "max-increase", "the gate's bounds, `MEASURE=N|P%,...` (repeatable)")
+	return f.run
+}
+
+func (f *compareFlags) run(_ context.Context, files []string, stdout, _ io.Writer) error {
+	gating := *f.baseline != ""
+	format := f.format.format()
+	if format != render.Table && format != render.Markdown && !(gating && format == render.JSON) {
+		if gating {
+			return usagef("unknown compare format %q (want table, markdown or json)", format)
 		}
-		return usagef("unknown compare format %q (want table or markdown)", *format)
+		return usagef("unknown compare format %q (want table or markdown)", format)
 	}
-	files := fs.Args()
-	var bounds []report.Bound
+	labels, maxIncrease := f.labels, f.maxIncrease
+	var bounds []gate.Bound
+	var err error
 	switch {
-	case len(maxIncrease) > 0 && !gate:
+	case len(maxIncrease) > 0 && !gating:
 		return usagef("--max-increase needs --baseline BASE.json")
-	case gate && len(maxIncrease) == 0:
+	case gating && len(maxIncrease) == 0:
 		return usagef("--baseline needs --max-increase, the bounds to hold the current run to")
-	case gate && len(files) != 1:
+	case gating && len(files) != 1:
 		return usagef("--baseline holds one report against it, got %d", len(files))
-	case gate:
-		if bounds, err = report.ParseBounds(maxIncrease); err != nil {
+	case gating:
+		if bounds, err = gate.ParseBounds(maxIncrease); err != nil {
 			return usageError{err}
 		}
-		files = append([]string{*baseline}, files...)
+		files = append([]string{*f.baseline}, files...)
 	case len(files) < 2:
 		return usagef("compare needs at least two JSON reports, got %d", len(files))
 	}
@@ -73,14 +80,14 @@ func cmdCompare(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !gate {
-		return report.Compare(stdout, cols, f)
+	if !gating {
+		return render.Compare(stdout, cols, format)
 	}
-	v, err := report.Gate(cols[0], cols[1], bounds)
+	v, err := gate.Hold(cols[0], cols[1], bounds)
 	if err != nil {
 		return usageError{err}
 	}
-	if err := report.WriteVerdict(stdout, v, f); err != nil {
+	if err := render.WriteVerdict(stdout, v, format); err != nil {
 		return err
 	}
 	if r := v.Regressions(); len(r) > 0 {

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/gate"
 )
 
 func writeRun(t *testing.T, dir, name, kernel string, writerCopies uint64) string {
@@ -98,9 +100,7 @@ func TestBadMatrixFlags(t *testing.T) {
 // TestMatrixCommand runs two scenarios as JSON and reads them back with
 // compare's reader.
 func TestMatrixCommand(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (tracefs mount, tracepoints on other processes, pagemap frame numbers)")
-	}
+	testenv.Require(t, testenv.Root)
 	code, stdout, stderr := runCLI("matrix", "--only", "touched,vfork", "--blocks", "100", "--format", "json", "--strict")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -168,7 +168,7 @@ func TestCompareGateCommand(t *testing.T) {
 		}
 	}
 	code, stdout, _ = runCLI("compare", "--format", "json", "--baseline", base, "--max-increase", "total.copies=200", more)
-	var v report.Verdict
+	var v gate.Verdict
 	if err := json.Unmarshal([]byte(stdout), &v); code != exitOK || err != nil || !v.Passed || len(v.Checks) != 1 {
 		t.Errorf("json: exit %d, %v, %+v\n%s", code, err, v, stdout)
 	}

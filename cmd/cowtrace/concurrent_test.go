@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
 )
 
@@ -39,7 +40,7 @@ func tracefsMounts(t *testing.T) []string {
 // of its own. Each must get every tracepoint and exact counts, and none may
 // leave a mount behind or take one away from the others.
 func TestConcurrentRuns(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	if dirs := tracefsMounts(t); len(dirs) > 0 {
 		t.Skipf("tracefs is mounted (at %s), not by this test: the case under test is tracefs mounted nowhere, "+
 			"and this test never unmounts a mount it did not make", strings.Join(dirs, ", "))

@@ -22,35 +22,26 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
-const doctorUsage = `Usage: cowtrace doctor [flags]
-
-Says what this kernel and these privileges give cowtrace: the kernel,
+const doctorLong = `Says what this kernel and these privileges give cowtrace: the kernel,
 capabilities, perf_event_paranoid, kptr_restrict, lockdown, tracefs, the
 kprobe routes, the tracepoints, transparent huge pages, kallsyms and the
 online CPUs; then, for each measure, the method a run would use here (the
 engine's own choice, copy routine calibration included) and what it would
 take to get a better one. Exits 0 whenever it could report.
-
-Flags:
 `
 
-func cmdDoctor(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("cowtrace doctor", doctorUsage)
-	format := fs.String("format", "text", "output format: text or json")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
+func setupDoctor(fs *flagSet) runner {
+	format := addFormatFlag(fs, "doctor", []string{"text", "json"}, "text", "output `FORMAT`: text or json")
+	return func(ctx context.Context, args []string, stdout, _ io.Writer) error {
+		if len(args) > 0 {
+			return usagef("doctor: unexpected argument %q", args[0])
+		}
+		d := examine(ctx)
+		if format.value == "json" {
+			return d.writeJSON(stdout)
+		}
+		return d.writeText(stdout)
 	}
-	if fs.NArg() > 0 {
-		return usagef("doctor: unexpected argument %q", fs.Arg(0))
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("unknown doctor format %q (want text or json)", *format)
-	}
-	d := examine(ctx)
-	if *format == "json" {
-		return d.writeJSON(stdout)
-	}
-	return d.writeText(stdout)
 }
 
 // doctorReport is what doctor found. A fact it could not read is nil or
@@ -177,6 +168,7 @@ func examine(ctx context.Context) *doctorReport {
 	d.Measures = d.measures()
 	return d
 }
+
 
 func (d *doctorReport) readStatus(path string) {
 	f, err := os.Open(path)
@@ -482,28 +474,58 @@ func (d *doctorReport) writeJSON(w io.Writer) error {
 const doctorLabel = 30
 
 func (d *doctorReport) writeText(w io.Writer) error {
-	var b strings.Builder
-	line := func(label, format string, args ...any) {
-		fmt.Fprintf(&b, "  %-*s%s\n", doctorLabel, label, fmt.Sprintf(format, args...))
-	}
-	or := func(v, key string) string {
-		if v != "" {
-			return v
+	t := &doctorText{d: d}
+	fmt.Fprintf(&t.b, "cowtrace doctor: kernel %s, %s\n\nsystem\n", d.Kernel, d.Arch)
+	t.system()
+	t.b.WriteString("kernel\n")
+	t.kernel()
+	t.b.WriteString("a run here\n")
+	t.runHere()
+	t.b.WriteString("measures: the method a run here uses; what a better one would take\n")
+	for _, m := range d.Measures {
+		t.line(m.Measure, "%s", cmp.Or(m.Method, "not measured"))
+		if m.Better != "" {
+			t.line("", "better %s", m.Better)
 		}
-		if why := d.Problems[key]; why != "" {
-			return "unknown: " + why
-		}
-		return "unknown"
 	}
-	intOr := func(v *int, key string) string {
-		if v == nil {
-			return or("", key)
-		}
-		return strconv.Itoa(*v)
+	_, err := io.WriteString(w, t.b.String())
+	return err
+}
+
+// doctorText is doctor's text form being written: a section's lines, each
+// a label and a fact, or what kept doctor from reading the fact.
+type doctorText struct {
+	d *doctorReport
+	b strings.Builder
+}
+
+func (t *doctorText) line(label, format string, args ...any) {
+	fmt.Fprintf(&t.b, "  %-*s%s\n", doctorLabel, label, fmt.Sprintf(format, args...))
+}
+
+// or is v, or why doctor could not read the fact of JSON name key.
+func (t *doctorText) or(v, key string) string {
+	if v != "" {
+		return v
 	}
-	fmt.Fprintf(&b, "cowtrace doctor: kernel %s, %s\n\nsystem\n", d.Kernel, d.Arch)
-	line("euid", "%s", intOr(d.Euid, "euid"))
-	caps := or("", "cap_eff")
+	if why := t.d.Problems[key]; why != "" {
+		return "unknown: " + why
+	}
+	return "unknown"
+}
+
+func (t *doctorText) intOr(v *int, key string) string {
+	if v == nil {
+		return t.or("", key)
+	}
+	return strconv.Itoa(*v)
+}
+
+// system is the privileges and the limits on them.
+func (t *doctorText) system() {
+	d := t.d
+	t.line("euid", "%s", t.intOr(d.Euid, "euid"))
+	caps := t.or("", "cap_eff")
 	if d.Caps != nil {
 		caps = strings.Join(d.Caps, " ")
 		if caps == "" {
@@ -511,84 +533,84 @@ func (d *doctorReport) writeText(w io.Writer) error {
 		}
 		caps += " (CapEff " + d.CapEff + ")"
 	}
-	line("capabilities", "%s", caps)
-	paranoid := intOr(d.Paranoid, "perf_event_paranoid")
+	t.line("capabilities", "%s", caps)
+	paranoid := t.intOr(d.Paranoid, "perf_event_paranoid")
 	if d.Paranoid != nil && d.privileged() {
 		paranoid += " (CAP_PERFMON/CAP_SYS_ADMIN bypass it)"
 	}
-	line("perf_event_paranoid", "%s", paranoid)
-	line("kptr_restrict", "%s", intOr(d.KptrRestr, "kptr_restrict"))
-	line("lockdown", "%s", or(d.Lockdown, "lockdown"))
+	t.line("perf_event_paranoid", "%s", paranoid)
+	t.line("kptr_restrict", "%s", t.intOr(d.KptrRestr, "kptr_restrict"))
+	t.line("lockdown", "%s", t.or(d.Lockdown, "lockdown"))
 	if d.OnlineCPUs != "" {
-		line("online CPUs", "%s (%d)", d.OnlineCPUs, d.NumCPUs)
+		t.line("online CPUs", "%s (%d)", d.OnlineCPUs, d.NumCPUs)
 	} else {
-		line("online CPUs", "%s", or("", "online_cpus"))
+		t.line("online CPUs", "%s", t.or("", "online_cpus"))
 	}
-	b.WriteString("kernel\n")
-	line("tracefs", "%s", or(d.Tracefs, "tracefs"))
+}
+
+// kernel is what the kernel offers: tracefs, kprobes, tracepoints, THP,
+// kallsyms, per-task counts.
+func (t *doctorText) kernel() {
+	d := t.d
+	t.line("tracefs", "%s", t.or(d.Tracefs, "tracefs"))
 	if d.KprobePMU != nil {
-		line("kprobe PMU", "type %d", *d.KprobePMU)
+		t.line("kprobe PMU", "type %d", *d.KprobePMU)
 	} else {
-		line("kprobe PMU", "no: %s", d.Problems["kprobe_pmu_type"])
+		t.line("kprobe PMU", "no: %s", d.Problems["kprobe_pmu_type"])
 	}
 	switch {
 	case d.KprobeEvts == nil:
-		line("kprobe_events", "unknown: no tracefs")
+		t.line("kprobe_events", "unknown: no tracefs")
 	case *d.KprobeEvts:
-		line("kprobe_events", "yes")
+		t.line("kprobe_events", "yes")
 	default:
-		line("kprobe_events", "no")
+		t.line("kprobe_events", "no")
 	}
-	for _, t := range d.Tracepoints {
-		if t.ID != nil {
-			line(t.Name, "id %d", *t.ID)
+	for _, tp := range d.Tracepoints {
+		if tp.ID != nil {
+			t.line(tp.Name, "id %d", *tp.ID)
 		} else {
-			line(t.Name, "no: %s", t.Why)
+			t.line(tp.Name, "no: %s", tp.Why)
 		}
 	}
-	line("transparent huge pages", "%s", or(d.THP, "thp"))
+	t.line("transparent huge pages", "%s", t.or(d.THP, "thp"))
 	switch {
 	case d.KallsymsOK == nil:
-		line("kallsyms addresses", "%s", or("", "kallsyms_addresses"))
+		t.line("kallsyms addresses", "%s", t.or("", "kallsyms_addresses"))
 	case *d.KallsymsOK:
-		line("kallsyms addresses", "visible")
+		t.line("kallsyms addresses", "visible")
 	default:
-		line("kallsyms addresses", "hidden (kernel.kptr_restrict, or no CAP_SYSLOG)")
+		t.line("kallsyms addresses", "hidden (kernel.kptr_restrict, or no CAP_SYSLOG)")
 	}
 	switch d.CountMethod {
 	case "":
 	case "exit-tracepoint":
-		line("per-task counts", "exit-tracepoint: cowtrace run counts in the kernel, each task's counters sampled as it leaves a CPU and as it exits (sched:sched_process_exit)")
+		t.line("per-task counts", "exit-tracepoint: cowtrace run counts in the kernel, each task's counters sampled as it leaves a CPU and as it exits (sched:sched_process_exit)")
 	case "exit-syscall":
-		line("per-task counts", "exit-syscall: cowtrace run counts in the kernel, each task's counters sampled as it leaves a CPU, calls exit or exit_group, or takes a signal (sched:sched_process_exit fires too late here)")
+		t.line("per-task counts", "exit-syscall: cowtrace run counts in the kernel, each task's counters sampled as it leaves a CPU, calls exit or exit_group, or takes a signal (sched:sched_process_exit fires too late here)")
 	default:
-		line("per-task counts", "classify (%s): cowtrace run records every fault", d.Problems["count_method"])
+		t.line("per-task counts", "classify (%s): cowtrace run records every fault", d.Problems["count_method"])
 	}
-	b.WriteString("a run here\n")
-	if d.Run == nil {
-		line("cannot start", "%s", d.RunError)
-	} else {
-		line("kprobe route", "%s", cmp.Or(d.Run.KprobeMethod, "none"))
-		line("copy routine", "%s", cmp.Or(d.Run.CopyRoutine, "none"))
-		if d.Run.CopyRoutineCheck != "" {
-			line("copy routine check", "%s", clip(d.Run.CopyRoutineCheck))
-		}
-		for _, u := range d.Run.Unavailable {
-			line("unavailable", "%s: %s", u.What, clip(u.Why))
-		}
-		for _, n := range d.Run.Notes {
-			line("note", "%s", n)
-		}
+}
+
+// runHere is what the engine chose, or why it could not start.
+func (t *doctorText) runHere() {
+	r := t.d.Run
+	if r == nil {
+		t.line("cannot start", "%s", t.d.RunError)
+		return
 	}
-	b.WriteString("measures: the method a run here uses; what a better one would take\n")
-	for _, m := range d.Measures {
-		line(m.Measure, "%s", cmp.Or(m.Method, "not measured"))
-		if m.Better != "" {
-			line("", "better %s", m.Better)
-		}
+	t.line("kprobe route", "%s", cmp.Or(r.KprobeMethod, "none"))
+	t.line("copy routine", "%s", cmp.Or(r.CopyRoutine, "none"))
+	if r.CopyRoutineCheck != "" {
+		t.line("copy routine check", "%s", clip(r.CopyRoutineCheck))
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	for _, u := range r.Unavailable {
+		t.line("unavailable", "%s: %s", u.What, clip(u.Why))
+	}
+	for _, n := range r.Notes {
+		t.line("note", "%s", n)
+	}
 }
 
 // clip shortens the engine's longest reasons (a calibration that every

@@ -5,34 +5,8 @@ import (
 	"strings"
 
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/expect"
 )
-
-// The rows of each kind of run, so that --expect can refuse a selector the
-// run will never have before the run starts. run and attach give the roles
-// of follow's rows: the command or the attached process, its descendants,
-// and thread rows with --threads.
-var (
-	experimentRows = report.Rows{} // roles depend on the scenario (writer1, ...)
-	runRows        = report.Rows{Roles: []string{"command", "child", "thread"}, Lineage: true}
-	attachRows     = report.Rows{Roles: []string{"attached", "child", "thread"}, Lineage: true}
-)
-
-// parseExpectations parses every --expect before anything runs: a mistake
-// in one is a usage error (exit 2).
-func parseExpectations(texts []string, rows report.Rows) ([]report.Expectation, error) {
-	var es []report.Expectation
-	for _, t := range texts {
-		e, err := report.ParseExpectation(t)
-		if err == nil {
-			err = e.Fits(rows)
-		}
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--expect: %w", err)}
-		}
-		es = append(es, e)
-	}
-	return es, nil
-}
 
 // failures are the lines of a run that failed after its report was written:
 // each failed expectation with the values seen, and a traced command's own
@@ -64,8 +38,8 @@ func incomplete(run *report.Run) error {
 // checkExpectations checks es on run after the report has been written; a
 // run whose figures do not all add up exits exitIncomplete when nothing
 // else failed.
-func checkExpectations(run *report.Run, es []report.Expectation) error {
-	if failed := report.CheckAll(run, es); len(failed) > 0 {
+func checkExpectations(run *report.Run, es []expect.Expectation) error {
+	if failed := expect.CheckAll(run, es); len(failed) > 0 {
 		return failures{failed, exitFailure}
 	}
 	if err := incomplete(run); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // checkUsageError asserts exit code 2 with one line on stderr and nothing on
@@ -58,9 +60,7 @@ func TestBadScenarioFlags(t *testing.T) {
 // with two that fail: exit 1, one line per failed expectation with the value
 // seen, and the report still on stdout.
 func TestExpectExitCodes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (tracefs mount, tracepoints on other processes)")
-	}
+	testenv.Require(t, testenv.Root)
 	code, stdout, stderr := runCLI("--blocks", "50", "--expect", "writer.in_region.wp == 50",
 		"--expect", "reader.copies == 0", "--expect", "writer.copies == blocks")
 	if code != exitOK || stderr != "" || !strings.Contains(stdout, "writer") {
@@ -91,9 +91,7 @@ func TestExpectExitCodes(t *testing.T) {
 
 // TestScenarioFlag runs one scenario with the proof and a label, as JSON.
 func TestScenarioFlag(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (tracefs mount, tracepoints on other processes, pagemap frame numbers)")
-	}
+	testenv.Require(t, testenv.Root)
 	code, stdout, stderr := runCLI("--scenario", "parent-writes", "--blocks", "40", "--proof", "pagemap", "--label", "ci",
 		"--format", "json", "--expect", "parent.in_region.wp == 40", "--expect", "reader.pagemap.after_writes.private == 40")
 	if code != exitOK {

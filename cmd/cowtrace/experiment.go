@@ -1,199 +1,182 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
-	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/render"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
 )
 
-// stringList is a repeatable flag.
-type stringList []string
-
-func (s *stringList) String() string { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error {
-	if v == "" {
-		return fmt.Errorf("empty value")
-	}
-	*s = append(*s, v)
-	return nil
-}
-
-// newFlagSet returns a flag set whose messages go to a buffer: the flag
-// package prints the whole usage on every mistake, but a mistake deserves one
-// line (see parseFlags) and only -h the usage.
-func newFlagSet(name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(new(bytes.Buffer))
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args; -h prints the usage to stdout and returns errHelp,
-// a mistake returns a usageError of one line.
-func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	err := fs.Parse(args)
-	buf := fs.Output().(*bytes.Buffer)
-	defer buf.Reset()
-	switch {
-	case err == flag.ErrHelp:
-		if _, err := io.Copy(stdout, buf); err != nil {
-			return err
-		}
-		return errHelp
-	case err != nil:
-		return usageError{err}
-	}
-	return nil
-}
-
-const experimentUsage = `Usage: cowtrace [experiment] [flags]
-
-Runs the fork/copy-on-write experiment: a worker process maps BLOCKS blocks of
+const experimentLong = `Runs the fork/copy-on-write experiment: a worker process maps BLOCKS blocks of
 BLOCK-SIZE bytes of private anonymous memory, writes all of it (unless
 --no-touch), forks a reader child and a writer child that read or write the
 byte at OFFSET of every block, and reads that byte itself at the end. Each
 process is counted from the moment it may touch the region.
-
-Flags:
 `
 
-func cmdExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	seed := workload.Seed()
-	fs := newFlagSet("cowtrace", experimentUsage)
-	blocks := fs.Int("blocks", seed.Blocks, "number of blocks")
-	blockSize := fs.Int("block-size", seed.BlockSize, "bytes per block")
-	offset := fs.Int("offset", seed.Offset, "offset of the byte read or written in each block")
-	noTouch := fs.Bool("no-touch", false, "do not write the memory before the fork (the seed's second run)")
-	format := fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics")
-	method := fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none")
-	faultMethod := fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)")
-	mode := fs.String("mode", "classify", "classify: sample and classify every fault; count: in-kernel filtered counters only, no sampling")
-	var probes stringList
-	fs.Var(&probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
-	scenarioName := fs.String("scenario", "", "run the named scenario (see cowtrace matrix -h): "+strings.Join(scenario.Names(), ", "))
-	writers := fs.Int("writers", scenario.DefaultWriters, "number of writer children of --scenario many-writers")
-	var expects stringList
-	fs.Var(&expects, "expect", "exit 1 unless `EXPR` holds, e.g. 'writer.copies == 1000' (repeatable)")
-	proofName := fs.String("proof", "", "add physical-frame evidence: pagemap (/proc/PID/pagemap right after fork and after the writes)")
-	label := fs.String("label", "", "label of this run in the report (and in cowtrace compare)")
-	outPath := fs.String("o", "", "write the report to `FILE` instead of stdout")
-	pause := fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")
-	if err := parseFlags(fs, args, stdout); err != nil {
+// experimentFlags are the experiment's flags.
+type experimentFlags struct {
+	fs       *flagSet
+	layout   *workloadFlags
+	noTouch  *bool
+	format   *formatValue
+	methods  *methodFlags
+	mode     *modeValue
+	probes   *probesValue
+	scenario *string
+	expect   *expectValue
+	proof    *proofValue
+	label    *string
+	outPath  *string
+	pause    *bool
+}
+
+func setupExperiment(fs *flagSet) runner {
+	f := &experimentFlags{fs: fs, layout: addWorkloadFlags(fs)}
+	f.noTouch = fs.Bool("no-touch", false, "do not write the memory before the fork (the seed's second run)")
+	f.format = addReportFormatFlag(fs)
+	f.methods = addMethodFlags(fs)
+	f.mode = addModeFlag(fs, engine.ModeClassify, "how to measure faults, `MODE`: classify (sample and classify every fault) or count (in-kernel filtered counters only, no sampling)")
+	f.probes = addProbeFlag(fs)
+	f.scenario = fs.String("scenario", "", "run the scenario `NAME` (see cowtrace matrix -h): "+strings.Join(scenario.Names(), ", "))
+	f.expect = addExpectFlag(fs, experimentRows, "exit 1 unless `EXPR` holds, e.g. 'writer.copies == 1000' (repeatable)")
+	f.proof = &proofValue{}
+	fs.Var(f.proof, "proof", "add physical-frame evidence, `PROOF`: pagemap (/proc/PID/pagemap right after fork and after the writes)")
+	f.label = addLabelFlag(fs)
+	f.outPath = fs.String("o", "", "write the report to `FILE` instead of stdout")
+	f.pause = fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")
+	fs.hide("pause-after-attach")
+	return f.run
+}
+
+func (f *experimentFlags) run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q (see cowtrace -h)", args[0])
+	}
+	opt, err := f.options(stderr)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see cowtrace -h)", fs.Arg(0))
-	}
-	f, err := report.ParseFormat(*format)
+	out, err := openOutput(*f.outPath, stdout)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	km, err := perfevents.ParseKprobeMethod(*method)
+	defer out.finish(&err)
+	run, err := experiment.Run(ctx, opt)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	byAddr, err := engine.ParseFaultMethod(*faultMethod)
-	if err != nil {
-		return usageError{err}
+	run.Label = *f.label
+	if *f.scenario != "" {
+		scenarioNotes(run, *f.scenario, *f.layout.writers)
 	}
-	md, err := engine.ParseMode(*mode, engine.ModeClassify)
-	if err != nil {
-		return usageError{err}
+	if err := render.Write(out, run, f.format.format()); err != nil {
+		return err
 	}
-	for _, p := range probes {
-		if !validFunctionName(p) {
-			return usagef("--probe %q is not a kernel function name", p)
-		}
-	}
-	cfg := seed
-	cfg.Blocks, cfg.BlockSize, cfg.Offset, cfg.Touch = *blocks, *blockSize, *offset, !*noTouch
+	out.reported = true
+	return checkExpectations(run, f.expect.list)
+}
+
+// options checks what the flags ask for together, before anything runs,
+// and turns it into the experiment's options.
+func (f *experimentFlags) options(stderr io.Writer) (experiment.Options, error) {
+	cfg := workload.Seed()
+	cfg.Blocks, cfg.BlockSize, cfg.Offset, cfg.Touch = *f.layout.blocks, *f.layout.blockSize, *f.layout.offset, !*f.noTouch
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return experiment.Options{}, usageError{err}
 	}
 	scenarioLabel := "touched"
 	if !cfg.Touch {
 		scenarioLabel = "untouched"
 	}
-	if *scenarioName != "" || flagSet(fs, "writers") {
-		if cfg, err = scenarioWorkload(fs, *scenarioName, cfg, *writers); err != nil {
-			return err
+	if *f.scenario != "" || f.fs.given("writers") {
+		var err error
+		if cfg, err = f.scenarioWorkload(cfg); err != nil {
+			return experiment.Options{}, err
 		}
-		scenarioLabel = *scenarioName
+		scenarioLabel = *f.scenario
 	}
-	es, err := parseExpectations(expects, experimentRows)
-	if err != nil {
-		return err
+	if err := checkProof(f.proof.proof, cfg); err != nil {
+		return experiment.Options{}, err
 	}
-	pf, err := experiment.ParseProof(*proofName)
-	if err != nil {
-		return usageError{err}
-	}
-	if err := checkProof(pf, cfg); err != nil {
-		return err
-	}
-	out, err := openOutput(*outPath, stdout)
-	if err != nil {
-		return err
-	}
-	reported := false
-	defer func() {
-		if cerr := out.close(reported); err == nil {
-			err = cerr
-		}
-	}()
-	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: km, Probes: probes, Mode: md, Proof: pf, FaultsByAddress: byAddr,
-		HandOff: handOff}
-	if *pause {
+	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: f.methods.kprobes.method, Probes: f.probes.names,
+		Mode: f.mode.mode, Proof: f.proof.proof, FaultsByAddress: f.methods.faults.byAddress, HandOff: handOff}
+	if *f.pause {
 		opt.AfterAttach = func(ctx context.Context) error {
 			fmt.Fprintln(stderr, "cowtrace: attached")
 			<-ctx.Done()
 			return ctx.Err()
 		}
 	}
-	run, err := experiment.Run(ctx, opt)
-	if err != nil {
-		return err
-	}
-	run.Label = *label
-	if *scenarioName != "" {
-		scenarioNotes(run, *scenarioName, *writers)
-	}
-	if err := report.Write(out, run, f); err != nil {
-		return err
-	}
-	reported = true
-	return checkExpectations(run, es)
+	return opt, nil
 }
 
-// validFunctionName accepts C identifiers and the compiler's suffixed
-// variants (foo.isra.0, foo.cold).
-func validFunctionName(s string) bool {
-	if s == "" || len(s) > 256 {
-		return false
+// scenarioWorkload turns the layout flags into the named scenario's workload.
+func (f *experimentFlags) scenarioWorkload(cfg workload.Config) (workload.Config, error) {
+	name := *f.scenario
+	if name == "" {
+		return cfg, usagef("--writers applies to --scenario many-writers only")
 	}
-	for i, c := range s {
+	s, err := scenario.Lookup(name)
+	if err != nil {
+		return cfg, usageError{err}
+	}
+	if f.fs.given("no-touch") {
+		return cfg, usagef("--no-touch and --scenario: the scenario says what is touched (untouched is --scenario untouched)")
+	}
+	if f.fs.given("writers") && name != "many-writers" {
+		return cfg, usagef("--writers applies to --scenario many-writers only")
+	}
+	if err := f.layout.checkWriters(); err != nil {
+		return cfg, err
+	}
+	c := s.Workload(cfg.Blocks, cfg.BlockSize, cfg.Offset, *f.layout.writers)
+	if err := c.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
+	return c, nil
+}
+
+// checkProof refuses, before anything runs, a proof the workload cannot give.
+func checkProof(pf experiment.Proof, cfg workload.Config) error {
+	if pf != "" && cfg.Clone == workload.CloneVfork {
+		return usagef("--proof %s needs the parent and its children alive together, and vfork suspends the parent", pf)
+	}
+	return nil
+}
+
+// scenarioNotes adds the scenario's stated outcome, and whether it held, to
+// a single run's notes.
+func scenarioNotes(run *report.Run, name string, writers int) {
+	s, err := scenario.Lookup(name)
+	if err != nil {
+		return
+	}
+	results, held, finding := s.Check(run, writers)
+	word := "as stated"
+	if finding != "" {
+		word = "finding"
+	}
+	if !held {
+		word = "DIFFERS"
+	}
+	run.Notes = append(run.Notes, fmt.Sprintf("scenario %s: expected %s (%s)", s.Name, s.Outcome, word))
+	if finding != "" {
+		run.Notes = append(run.Notes, "finding: "+finding)
+	}
+	for _, r := range results {
 		switch {
-		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case (c >= '0' && c <= '9') || c == '.':
-			if i == 0 {
-				return false
-			}
-		default:
-			return false
+		case !r.Held:
+			run.Notes = append(run.Notes, r.Detail)
+		case r.NotChecked != "":
+			run.Notes = append(run.Notes, fmt.Sprintf("not checked: %s: %s", r.Expect, r.NotChecked))
 		}
 	}
-	return true
 }

@@ -104,12 +104,7 @@ type fault struct {
 // its environment: each run succeeds or fails with one line and a
 // documented exit code, and leaves nothing behind.
 func TestFaultInjection(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts some 100 cowtrace processes (-short)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (perf events on other processes, tracefs, mount namespaces)")
-	}
+	testenv.Require(t, testenv.Root)
 	becomeSubreaper(t)
 	experiment := []string{"--blocks", "20", "--format", "csv"}
 	runTrue := []string{"run", "--", "true"}

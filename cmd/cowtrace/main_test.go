@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/workload"
 )
@@ -84,9 +85,7 @@ func TestHelp(t *testing.T) {
 // TestJSONContract runs the experiment through the command line and checks
 // the fields that CI users rely on.
 func TestJSONContract(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (tracefs mount, tracepoints on other processes)")
-	}
+	testenv.Require(t, testenv.Root)
 	code, stdout, stderr := runCLI("--format", "json", "--blocks", "200")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -128,9 +127,7 @@ func TestJSONContract(t *testing.T) {
 }
 
 func TestTableOutput(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (tracefs mount, tracepoints on other processes)")
-	}
+	testenv.Require(t, testenv.Root)
 	code, stdout, stderr := runCLI("--blocks", "20", "--no-touch")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -156,7 +153,7 @@ func TestInternalError(t *testing.T) {
 	t.Setenv("GOTRACEBACK", "")
 	var stderr bytes.Buffer
 	code := run([]string{"help"}, panicWriter{}, &stderr)
-	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage))
+	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage()))
 	if code != exitInternal || stderr.String() != want {
 		t.Errorf("exit %d, stderr %q: want %d and %q", code, stderr.String(), exitInternal, want)
 	}
@@ -180,7 +177,7 @@ func TestVersion(t *testing.T) {
 
 // TestExperimentOutputFile: the experiment's -o takes the report off stdout.
 func TestExperimentOutputFile(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	file := filepath.Join(t.TempDir(), "e.json")
 	code, stdout, stderr := runCLI("--blocks", "20", "--format", "json", "--label", "base", "-o", file, "--expect", "writer.copies == blocks")
 	if code != exitOK || stdout != "" {

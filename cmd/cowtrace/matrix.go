@@ -3,161 +3,128 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/render"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
 )
 
-const matrixUsage = `Usage: cowtrace matrix [flags]
-
-Runs every scenario of the experiment (or those of --only) and prints one
+// matrixLong is the matrix's -h, with every scenario's outcome and why.
+func matrixLong() string {
+	var b strings.Builder
+	b.WriteString(`Runs every scenario of the experiment (or those of --only) and prints one
 table, a row per scenario and process, then the outcome each scenario states
 and whether it held on this kernel. Scenarios:
 
-%s
-Flags:
-`
-
-func scenarioHelp() string {
-	var b strings.Builder
+`)
 	for _, s := range scenario.All() {
 		fmt.Fprintf(&b, "  %-13s %s.\n  %-13s Expect: %s, because %s.\n", s.Name, s.Does, "", s.Outcome, s.Why)
 	}
 	return b.String()
 }
 
-// flagSet says whether the flag was given on the command line.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
+// matrixFlags are the matrix's flags.
+type matrixFlags struct {
+	layout  *workloadFlags
+	format  *formatValue
+	methods *methodFlags
+	only    *string
+	strict  *bool
+	label   *string
+	proof   *proofValue
 }
 
-// scenarioWorkload turns the layout flags into the named scenario's workload.
-func scenarioWorkload(fs *flag.FlagSet, name string, cfg workload.Config, writers int) (workload.Config, error) {
-	if name == "" {
-		return cfg, usagef("--writers applies to --scenario many-writers only")
-	}
-	s, err := scenario.Lookup(name)
-	if err != nil {
-		return cfg, usageError{err}
-	}
-	if flagSet(fs, "no-touch") {
-		return cfg, usagef("--no-touch and --scenario: the scenario says what is touched (untouched is --scenario untouched)")
-	}
-	if flagSet(fs, "writers") && name != "many-writers" {
-		return cfg, usagef("--writers applies to --scenario many-writers only")
-	}
-	if writers < 1 || writers > 64 {
-		return cfg, usagef("--writers must be between 1 and 64, got %d", writers)
-	}
-	c := s.Workload(cfg.Blocks, cfg.BlockSize, cfg.Offset, writers)
-	if err := c.Validate(); err != nil {
-		return cfg, usageError{err}
-	}
-	return c, nil
+func setupMatrix(fs *flagSet) runner {
+	f := &matrixFlags{layout: addWorkloadFlags(fs)}
+	f.format = addFormatFlag(fs, "matrix", []string{string(render.Table), string(render.JSON), string(render.Markdown)}, "table",
+		"output `FORMAT`: table, json or markdown")
+	f.methods = addMethodFlags(fs)
+	f.only = fs.String("only", "", "comma-separated `NAMES` of the scenarios to run (default: all)")
+	f.strict = fs.Bool("strict", false, "exit 1 when a scenario's stated outcome does not hold")
+	f.label = fs.String("label", "", "`LABEL` of every run (shown by cowtrace compare)")
+	f.proof = &proofValue{noneToo: true, text: "pagemap", proof: experiment.ProofPagemap}
+	fs.Var(f.proof, "proof", "physical-frame proof of each scenario that allows it, `PROOF`: pagemap or none")
+	return f.run
 }
 
-func cmdMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	seed := workload.Seed()
-	fs := newFlagSet("cowtrace matrix", fmt.Sprintf(matrixUsage, scenarioHelp()))
-	blocks := fs.Int("blocks", seed.Blocks, "number of blocks")
-	blockSize := fs.Int("block-size", seed.BlockSize, "bytes per block")
-	offset := fs.Int("offset", seed.Offset, "offset of the byte read or written in each block")
-	writers := fs.Int("writers", scenario.DefaultWriters, "number of writer children of many-writers")
-	format := fs.String("format", "table", "output format: table, json or markdown")
-	method := fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none")
-	faultMethod := fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)")
-	only := fs.String("only", "", "comma-separated `NAMES` of the scenarios to run (default: all)")
-	strict := fs.Bool("strict", false, "exit 1 when a scenario's stated outcome does not hold")
-	label := fs.String("label", "", "label of every run (shown by cowtrace compare)")
-	proofName := fs.String("proof", "pagemap", "physical-frame proof of each scenario that allows it: pagemap or none")
-	if err := parseFlags(fs, args, stdout); err != nil {
+func (f *matrixFlags) run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q (see cowtrace matrix -h)", args[0])
+	}
+	if err := f.layout.checkWriters(); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see cowtrace matrix -h)", fs.Arg(0))
-	}
-	f, err := report.ParseFormat(*format)
-	// The matrix has no CSV or OpenMetrics form: report.WriteMatrix
-	// would render those as its table.
-	if err != nil || f == report.CSV || f == report.OpenMetrics {
-		return usagef("unknown matrix format %q (want table, json or markdown)", *format)
-	}
-	km, err := perfevents.ParseKprobeMethod(*method)
+	scenarios, cfgs, err := f.workloads()
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	byAddr, err := engine.ParseFaultMethod(*faultMethod)
-	if err != nil {
-		return usageError{err}
-	}
-	if *writers < 1 || *writers > 64 {
-		return usagef("--writers must be between 1 and 64, got %d", *writers)
-	}
-	var pf experiment.Proof
-	if *proofName != "none" {
-		if pf, err = experiment.ParseProof(*proofName); err != nil || pf == "" {
-			return usagef("unknown proof %q (want pagemap or none)", *proofName)
+	m := &report.Matrix{SchemaVersion: report.SchemaVersion, Kernel: perfevents.KernelRelease()}
+	allHeld := true
+	for i, s := range scenarios {
+		e, err := f.runScenario(ctx, s, cfgs[i])
+		if err != nil {
+			return err
 		}
+		allHeld = allHeld && e.Held
+		m.Scenarios = append(m.Scenarios, e)
 	}
+	if err := render.WriteMatrix(stdout, m, f.format.format()); err != nil {
+		return err
+	}
+	if *f.strict && !allHeld {
+		return strictFailed{exitFailure, fmt.Errorf("a scenario's stated outcome did not hold (see DIFFERS above)")}
+	}
+	return nil
+}
+
+// workloads are the scenarios to run and their workloads, every one checked
+// before the first one runs.
+func (f *matrixFlags) workloads() ([]scenario.Scenario, []workload.Config, error) {
 	scenarios := scenario.All()
-	if *only != "" {
+	if *f.only != "" {
 		scenarios = nil
-		for _, name := range strings.Split(*only, ",") {
+		for _, name := range strings.Split(*f.only, ",") {
 			s, err := scenario.Lookup(strings.TrimSpace(name))
 			if err != nil {
-				return usageError{err}
+				return nil, nil, usageError{err}
 			}
 			scenarios = append(scenarios, s)
 		}
 	}
-	// Every workload is checked before the first one runs.
 	cfgs := make([]workload.Config, len(scenarios))
 	for i, s := range scenarios {
-		cfgs[i] = s.Workload(*blocks, *blockSize, *offset, *writers)
+		cfgs[i] = s.Workload(*f.layout.blocks, *f.layout.blockSize, *f.layout.offset, *f.layout.writers)
 		if err := cfgs[i].Validate(); err != nil {
-			return usagef("scenario %s: %v", s.Name, err)
+			return nil, nil, usagef("scenario %s: %v", s.Name, err)
 		}
 	}
+	return scenarios, cfgs, nil
+}
 
-	m := &report.Matrix{SchemaVersion: report.SchemaVersion, Kernel: perfevents.KernelRelease()}
-	allHeld := true
-	for i, s := range scenarios {
-		if err := s.Applicable(); errors.Is(err, workload.ErrNotApplicable) {
-			m.Scenarios = append(m.Scenarios, report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why,
-				Held: true, NotApplicable: err.Error()})
-			continue
-		}
-		opt := experiment.Options{Workload: cfgs[i], Scenario: s.Name, KprobeMethod: km, FaultsByAddress: byAddr}
-		if s.Provable() {
-			opt.Proof = pf
-		}
-		run, err := experiment.Run(ctx, opt)
-		if err != nil {
-			return fmt.Errorf("scenario %s: %w", s.Name, err)
-		}
-		run.Label = *label
-		e := report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why, Run: run}
-		e.Expectations, e.Held, e.Finding = s.Check(run, *writers)
-		allHeld = allHeld && e.Held
-		m.Scenarios = append(m.Scenarios, e)
+// runScenario runs one scenario and checks its stated outcome; a scenario
+// this kernel cannot run is an entry that says why.
+func (f *matrixFlags) runScenario(ctx context.Context, s scenario.Scenario, cfg workload.Config) (report.MatrixEntry, error) {
+	if err := s.Applicable(); errors.Is(err, workload.ErrNotApplicable) {
+		return report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why, Held: true, NotApplicable: err.Error()}, nil
 	}
-	if err := report.WriteMatrix(stdout, m, f); err != nil {
-		return err
+	opt := experiment.Options{Workload: cfg, Scenario: s.Name, KprobeMethod: f.methods.kprobes.method, FaultsByAddress: f.methods.faults.byAddress}
+	if s.Provable() {
+		opt.Proof = f.proof.proof
 	}
-	if *strict && !allHeld {
-		return strictFailed{exitFailure, fmt.Errorf("a scenario's stated outcome did not hold (see DIFFERS above)")}
+	run, err := experiment.Run(ctx, opt)
+	if err != nil {
+		return report.MatrixEntry{}, fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
-	return nil
+	run.Label = *f.label
+	e := report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why, Run: run}
+	e.Expectations, e.Held, e.Finding = s.Check(run, *f.layout.writers)
+	return e, nil
 }
 
 // strictFailed is matrix --strict's failure: exit code 1.
@@ -168,40 +135,3 @@ type strictFailed struct {
 
 func (e strictFailed) Error() string { return e.err.Error() }
 func (e strictFailed) ExitCode() int { return e.code }
-
-// scenarioNotes adds the scenario's stated outcome, and whether it held, to
-// a single run's notes.
-func scenarioNotes(run *report.Run, name string, writers int) {
-	s, err := scenario.Lookup(name)
-	if err != nil {
-		return
-	}
-	results, held, finding := s.Check(run, writers)
-	word := "as stated"
-	if finding != "" {
-		word = "finding"
-	}
-	if !held {
-		word = "DIFFERS"
-	}
-	run.Notes = append(run.Notes, fmt.Sprintf("scenario %s: expected %s (%s)", s.Name, s.Outcome, word))
-	if finding != "" {
-		run.Notes = append(run.Notes, "finding: "+finding)
-	}
-	for _, r := range results {
-		switch {
-		case !r.Held:
-			run.Notes = append(run.Notes, r.Detail)
-		case r.NotChecked != "":
-			run.Notes = append(run.Notes, fmt.Sprintf("not checked: %s: %s", r.Expect, r.NotChecked))
-		}
-	}
-}
-
-// checkProof refuses, before anything runs, a proof the workload cannot give.
-func checkProof(pf experiment.Proof, cfg workload.Config) error {
-	if pf != "" && cfg.Clone == workload.CloneVfork {
-		return usagef("--proof %s needs the parent and its children alive together, and vfork suspends the parent", pf)
-	}
-	return nil
-}

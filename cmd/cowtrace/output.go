@@ -8,7 +8,8 @@ import (
 // output is where a command writes its report: stdout, or the file of -o.
 type output struct {
 	io.Writer
-	file *os.File // nil: stdout
+	file     *os.File // nil: stdout
+	reported bool     // the report is written whole
 }
 
 // openOutput opens -o PATH (truncating it, as a shell's > would) before
@@ -38,4 +39,12 @@ func (o *output) close(reported bool) error {
 		}
 	}
 	return o.file.Close()
+}
+
+// finish closes the output at the end of a command whose result is *err:
+// the command's own error comes first, a failed close next.
+func (o *output) finish(err *error) {
+	if cerr := o.close(o.reported); *err == nil {
+		*err = cerr
+	}
 }

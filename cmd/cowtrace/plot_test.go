@@ -89,7 +89,7 @@ func plotRun(t *testing.T, file string) report.Run {
 // key of the line styles, and, for every process that copied or faulted,
 // one legend entry and one copies and one faults series.
 func TestRunPlot(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	svg := filepath.Join(t.TempDir(), "p.svg")
 	run := plotRun(t, svg)
 	f, err := os.Open(svg)
@@ -136,7 +136,7 @@ func TestRunPlot(t *testing.T) {
 
 // TestRunPlotPNG: --plot FILE.png writes a PNG.
 func TestRunPlotPNG(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	file := filepath.Join(t.TempDir(), "p.PNG")
 	plotRun(t, file)
 	f, err := os.Open(file)

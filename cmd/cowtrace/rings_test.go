@@ -101,7 +101,7 @@ func noteMatching(run *report.Run, re *regexp.Regexp) []string {
 // of cow_tree writes k shared pages, on top of a baseline that is the same
 // for every child.
 func TestRunPinned(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	_, cpu := twoCPUs(t)
 	prog := testenv.BuildC(t, "cow_tree")
 	run := runPinned(t, cpu, "run", "--format", "json", "--kprobe-method", "none", "--", prog, "20")
@@ -133,7 +133,7 @@ func TestRunPinned(t *testing.T) {
 // (taskset, after cowtrace was pinned to another) is not traced there, and
 // the run says how many page faults it missed.
 func TestRunEscapes(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	other, cpu := twoCPUs(t)
 	taskset, err := exec.LookPath("taskset")
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,14 +17,13 @@ import (
 
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/follow"
-	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/report/plot"
+	"github.com/cowtrace/cowtrace/report/render"
 )
 
-const runUsage = `Usage: cowtrace run [flags] [--] CMD [ARGS...]
-
-Runs CMD and follows it and every process it forks, clones or execs, like
+const runLong = `Runs CMD and follows it and every process it forks, clones or execs, like
 perf stat: CMD inherits every event, opened before it is forked, and the
 kernel turns them on at its exec, so counting starts at its first
 instruction. Prints one row per process (pid, ppid, command after exec,
@@ -64,117 +62,115 @@ none. Examples:
 A failed expectation prints its values and exits 1, unless CMD itself
 failed: then CMD's status stays cowtrace's. A malformed one exits 2 before
 CMD starts.
-
-Flags:
 `
 
 // traceFlags are the flags that run and attach share.
 type traceFlags struct {
-	format   *string
-	method   *string
-	faults   *string
+	fs       *flagSet
+	format   *formatValue
+	methods  *methodFlags
+	mode     *modeValue
 	counters *bool
 	threads  *bool
 	timeline *bool
-	probes   stringList
-	expects  stringList
+	probes   *probesValue
+	expect   *expectValue
 	label    *string
 	outPath  *string
-	by       *string
+	by       *byValue
 	plotPath *string
-	ringSize *string
-	mode     *string
+	ringSize *sizeValue
 }
 
-// addTraceFlags adds the shared flags; mode is --mode's default.
-func addTraceFlags(fs *flag.FlagSet, mode engine.Mode) *traceFlags {
-	tf := &traceFlags{
-		mode: fs.String("mode", string(mode), "count: faults, copies and probe hits counted in the kernel, each task's counts sampled as it leaves a CPU and exits; "+
-			"classify: every fault a record, classified (fault classes, --by, --plot, --timeline); "+
-			"auto: count where the kernel gives each task's counts (Linux 6.12; cowtrace doctor says) and no flag needs every fault, else classify"),
-		format:   fs.String("format", "table", "output format: table, json, csv, markdown or openmetrics"),
-		method:   fs.String("kprobe-method", "auto", "route to kernel functions: auto, pmu, tracefs or none"),
-		faults:   fs.String("fault-method", "auto", "faults from: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)"),
-		threads:  fs.Bool("threads", false, "a row for every thread too, after its process's row"),
-		counters: fs.Bool("counters", false, "sample the software counters page-faults and minor-faults per process too (a record per fault each); without it page faults are the faults the fault tracepoints classified"),
-		timeline: fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)"),
-		label:    fs.String("label", "", "label of this run in the report (and in cowtrace compare)"),
-		outPath:  fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout"),
-		by:       fs.String("by", "", "split each process's copies by `WHAT`: mapping (heap, stack, anonymous mmap, a file's private mapping) or function (the user code whose write faulted)"),
-		plotPath: fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE`, .svg or .png"),
-		ringSize: fs.String("ring-size", "", "ring buffer memory for all CPUs together, e.g. 8M: split over the CPUs the traced tasks may run on (default 32M, 512K-4M per CPU)"),
-	}
-	fs.Var(&tf.probes, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
-	fs.Var(&tf.expects, "expect", "exit 1 unless `EXPR` holds, e.g. 'sum.copies < 1000' (repeatable; the grammar is in cowtrace run -h)")
+// addTraceFlags adds the shared flags; mode is --mode's default, rows the
+// rows --expect may select.
+func addTraceFlags(fs *flagSet, mode engine.Mode, rows expect.Rows) *traceFlags {
+	tf := &traceFlags{fs: fs, format: addReportFormatFlag(fs), methods: addMethodFlags(fs), probes: addProbeFlag(fs), label: addLabelFlag(fs)}
+	tf.mode = addModeFlag(fs, mode, "how to measure faults, `MODE`: count: faults, copies and probe hits counted in the kernel, each task's counts sampled as it leaves a CPU and exits; "+
+		"classify: every fault a record, classified (fault classes, --by, --plot, --timeline); "+
+		"auto: count where the kernel gives each task's counts (Linux 6.12; cowtrace doctor says) and no flag needs every fault, else classify")
+	tf.threads = fs.Bool("threads", false, "a row for every thread too, after its process's row")
+	tf.counters = fs.Bool("counters", false, "sample the software counters page-faults and minor-faults per process too (a record per fault each); without it page faults are the faults the fault tracepoints classified")
+	tf.timeline = fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)")
+	tf.outPath = fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout")
+	tf.by = &byValue{}
+	fs.Var(tf.by, "by", "split each process's copies by `WHAT`: mapping (heap, stack, anonymous mmap, a file's private mapping) or function (the user code whose write faulted)")
+	tf.plotPath = fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE`, .svg or .png")
+	tf.ringSize = &sizeValue{}
+	fs.Var(tf.ringSize, "ring-size", "ring buffer memory for all CPUs together, `SIZE` such as 8M: split over the CPUs the traced tasks may run on (default 32M, 512K-4M per CPU)")
+	tf.expect = addExpectFlag(fs, rows, "exit 1 unless `EXPR` holds, e.g. 'sum.copies < 1000' (repeatable; the grammar is in cowtrace run -h)")
 	return tf
+}
+
+// byValue is --by: how to split each process's copies.
+type byValue struct {
+	refused
+	what string
+}
+
+func (v *byValue) String() string { return v.what }
+
+func (v *byValue) Set(s string) error {
+	switch s {
+	case "", report.ByMapping, report.ByFunction:
+		v.what = s
+		return nil
+	}
+	return v.refuse(usagef("--by %q: want mapping or function", s))
+}
+
+// sizeValue is --ring-size: bytes with an optional binary unit, at least
+// one CPU's ring.
+type sizeValue struct {
+	refused
+	text  string
+	bytes int64
+}
+
+func (v *sizeValue) String() string { return v.text }
+
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return v.refuse(usagef("--ring-size: %v", err))
+	}
+	if n > 0 && n < engine.MinRingSize {
+		return v.refuse(usagef("--ring-size %s: want at least %dK, which one CPU's ring needs", s, engine.MinRingSize>>10))
+	}
+	v.text, v.bytes = s, n
+	return nil
 }
 
 // traceSetup is what the shared flags ask for, checked before anything starts.
 type traceSetup struct {
 	opt    follow.Options
-	format report.Format
-	expect []report.Expectation
+	format render.Format
 	plot   *output // --plot's file, nil without
 	plotAs plot.Format
 }
 
-// setup validates the shared flags; the timeline is set up once the output
-// is open (see output).
-func (tf *traceFlags) setup(rows report.Rows) (traceSetup, error) {
-	f, err := report.ParseFormat(*tf.format)
-	if err != nil {
-		return traceSetup{}, usageError{err}
-	}
-	km, err := perfevents.ParseKprobeMethod(*tf.method)
-	if err != nil {
-		return traceSetup{}, usageError{err}
-	}
-	byAddr, err := engine.ParseFaultMethod(*tf.faults)
-	if err != nil {
-		return traceSetup{}, usageError{err}
-	}
-	for _, p := range tf.probes {
-		if !validFunctionName(p) {
-			return traceSetup{}, usagef("--probe %q is not a kernel function name", p)
-		}
-	}
-	es, err := parseExpectations(tf.expects, rows)
-	if err != nil {
-		return traceSetup{}, err
-	}
-	ringSize, err := parseSize(*tf.ringSize)
-	if err != nil {
-		return traceSetup{}, usagef("--ring-size: %v", err)
-	}
-	if ringSize > 0 && ringSize < engine.MinRingSize {
-		return traceSetup{}, usagef("--ring-size %s: want at least %dK, which one CPU's ring needs", *tf.ringSize, engine.MinRingSize>>10)
-	}
-	switch *tf.by {
-	case "", report.ByMapping, report.ByFunction:
-	default:
-		return traceSetup{}, usagef("--by %q: want mapping or function", *tf.by)
-	}
+// setup checks the shared flags together; the timeline is set up once the
+// output is open (see output).
+func (tf *traceFlags) setup() (traceSetup, error) {
+	mode := tf.mode.mode
 	var plotAs plot.Format
 	if *tf.plotPath != "" {
+		var err error
 		if plotAs, err = plot.FormatOf(*tf.plotPath); err != nil {
 			return traceSetup{}, usagef("--plot %v", err)
 		}
 	}
-	mode, err := engine.ParseMode(*tf.mode, engine.ModeAuto)
-	if err != nil {
-		return traceSetup{}, usageError{err}
-	}
 	if mode == engine.ModeCount {
-		for flag, set := range map[string]bool{"--by": *tf.by != "", "--plot": *tf.plotPath != "", "--timeline": *tf.timeline,
-			"--counters": *tf.counters, "--fault-method address": byAddr} {
+		for flag, set := range map[string]bool{"--by": tf.by.what != "", "--plot": *tf.plotPath != "", "--timeline": *tf.timeline,
+			"--counters": *tf.counters, "--fault-method address": tf.methods.faults.byAddress} {
 			if set {
 				return traceSetup{}, usagef("--mode count: %s needs every fault sampled (--mode classify)", flag)
 			}
 		}
 	}
-	opt := follow.Options{KprobeMethod: km, Probes: tf.probes, HandOff: handOff, FaultsByAddress: byAddr, Counters: *tf.counters,
-		By: *tf.by, Plot: *tf.plotPath != "", RingSize: ringSize, Mode: mode}
-	return traceSetup{opt: opt, format: f, expect: es, plotAs: plotAs}, nil
+	opt := follow.Options{KprobeMethod: tf.methods.kprobes.method, Probes: tf.probes.names, HandOff: handOff, FaultsByAddress: tf.methods.faults.byAddress,
+		Counters: *tf.counters, By: tf.by.what, Plot: *tf.plotPath != "", RingSize: tf.ringSize.bytes, Mode: mode}
+	return traceSetup{opt: opt, format: tf.format.format(), plotAs: plotAs}, nil
 }
 
 // output opens -o FILE, or takes stdout, for the report and the timeline:
@@ -230,8 +226,8 @@ func (ts *traceSetup) dropPlot() {
 
 // timelinePrinter writes one line per event: the seed's
 // `copy_page(@time):pid(N)` shape, or a JSON object.
-func timelinePrinter(w io.Writer, f report.Format) func(follow.TimelineEvent) {
-	if f == report.JSON {
+func timelinePrinter(w io.Writer, f render.Format) func(follow.TimelineEvent) {
+	if f == render.JSON {
 		enc := json.NewEncoder(w)
 		return func(e follow.TimelineEvent) {
 			_ = enc.Encode(struct {
@@ -250,19 +246,24 @@ func timelinePrinter(w io.Writer, f report.Format) func(follow.TimelineEvent) {
 	}
 }
 
-// writeTrace labels and renders the run. With --timeline and JSON the
-// output is JSON lines throughout, so the report is one compact line too.
-func (tf *traceFlags) writeTrace(w io.Writer, run *report.Run, f report.Format) error {
+// report labels the run and writes its report, then its plot. With
+// --timeline and JSON the output is JSON lines throughout, so the report is
+// one compact line too.
+func (tf *traceFlags) report(out *output, ts *traceSetup, run *report.Run, stderr io.Writer) error {
 	run.Label = *tf.label
-	if *tf.timeline && f == report.JSON {
+	if *tf.timeline && ts.format == render.JSON {
 		b, err := json.Marshal(run)
+		if err == nil {
+			_, err = fmt.Fprintf(out, "%s\n", b)
+		}
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
+	} else if err := render.Write(out, run, ts.format); err != nil {
 		return err
 	}
-	return report.Write(w, run, f)
+	out.reported = true
+	return ts.writePlot(run, stderr)
 }
 
 // commandStatus makes CMD's exit status cowtrace's.
@@ -276,16 +277,24 @@ func (c commandStatus) Error() string {
 }
 func (c commandStatus) ExitCode() int { return c.code }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs := newFlagSet("cowtrace run", runUsage)
-	tf := addTraceFlags(fs, engine.ModeAuto)
-	userName := fs.String("user", "", "run CMD as user `NAME` (its uid, gid and groups)")
-	keepRoot := fs.Bool("keep-root", false, "under sudo, run CMD as root rather than as the invoking user")
-	linger := fs.Duration("linger", time.Second, "after CMD exits, go on tracing the processes it left running until they exit, for at most `DURATION` (0: stop when CMD exits)")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
+// runFlags are run's flags.
+type runFlags struct {
+	*traceFlags
+	user     *string
+	keepRoot *bool
+	linger   *time.Duration
+}
+
+func setupRun(fs *flagSet) runner {
+	f := &runFlags{traceFlags: addTraceFlags(fs, engine.ModeAuto, runRows)}
+	f.user = fs.String("user", "", "run CMD as user `NAME` (its uid, gid and groups)")
+	f.keepRoot = fs.Bool("keep-root", false, "under sudo, run CMD as root rather than as the invoking user")
+	f.linger = fs.Duration("linger", time.Second, "after CMD exits, go on tracing the processes it left running until they exit, for at most `DURATION` (0: stop when CMD exits)")
+	return f.run
+}
+
+func (f *runFlags) run(ctx context.Context, argv []string, stdout, stderr io.Writer) (err error) {
+	if len(argv) == 0 {
 		return usagef("run: no command (usage: cowtrace run [flags] -- CMD [ARGS...])")
 	}
 	// Without -o, the command's output and the timeline share stdout.
@@ -294,25 +303,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 	if _, ok := stdout.(*os.File); !ok {
 		stdout = &lockedWriter{w: stdout}
 	}
-	ts, err := tf.setup(runRows)
+	ts, err := f.setup()
 	if err != nil {
 		return err
 	}
-	argv := fs.Args()
-	path, cred, err := resolveCommand(argv[0], *userName, *keepRoot)
+	path, cred, err := resolveCommand(argv[0], *f.user, *f.keepRoot)
 	if err != nil {
 		return err
 	}
-	out, err := tf.output(&ts, stdout)
+	out, err := f.output(&ts, stdout)
 	if err != nil {
 		return err
 	}
-	reported := false
-	defer func() {
-		if cerr := out.close(reported); err == nil {
-			err = cerr
-		}
-	}()
+	defer out.finish(&err)
 	defer ts.dropPlot()
 
 	sigs := make(chan os.Signal, 8)
@@ -323,23 +326,24 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (err e
 		Path: path, Argv: argv, Cred: cred,
 		Stdio:   follow.Stdio{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr},
 		Signals: sigs,
-		Threads: *tf.threads,
-		Linger:  *linger,
+		Threads: *f.threads,
+		Linger:  *f.linger,
 	})
 	if err != nil {
 		return err
 	}
-	if err := tf.writeTrace(out, run, ts.format); err != nil {
+	if err := f.report(out, &ts, run, stderr); err != nil {
 		return err
 	}
-	reported = true
-	if err := ts.writePlot(run, stderr); err != nil {
-		return err
-	}
-	failed := report.CheckAll(run, ts.expect)
+	return commandFailures(run, f.expect.list)
+}
+
+// commandFailures are what failed once the report is written: the
+// command's own status first, kept as without --expect, then the failed
+// expectations, still said.
+func commandFailures(run *report.Run, es []expect.Expectation) error {
+	failed := expect.CheckAll(run, es)
 	if code := *run.Trace.ExitCode; code != 0 {
-		// The command's failure comes first: its status is kept, as
-		// without --expect, and the failed expectations are still said.
 		return failures{append(failed, commandStatus{code}), code}
 	}
 	if len(failed) > 0 {

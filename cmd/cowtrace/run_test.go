@@ -49,7 +49,7 @@ func TestRunBadInput(t *testing.T) {
 		{"attach", "-p", "1", "--by", "Mapping"},
 		{"run", "--plot", "/nonexistent/dir/p.svg", "--", "true"},
 	} {
-		if args[0] == "attach" && len(args) == 3 && args[2] == strconv.Itoa(gone.Process.Pid) && os.Geteuid() != 0 {
+		if args[0] == "attach" && len(args) == 3 && args[2] == strconv.Itoa(gone.Process.Pid) && (testing.Short() || testenv.Root() != "") {
 			continue
 		}
 		code, stdout, stderr := runCLI(args...)
@@ -62,20 +62,10 @@ func TestRunBadInput(t *testing.T) {
 	}
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("kernel test (-short)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-}
-
 // TestRunCLI: the command's exit status becomes cowtrace's, with the rows
 // in JSON.
 func TestRunCLI(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	prog := testenv.BuildC(t, "cow_tree")
 	code, stdout, stderr := runCLI("run", "--format", "json", "--kprobe-method", "none", "--", prog, "5", "3")
 	if code != 3 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "status 3") {
@@ -98,7 +88,7 @@ func TestRunCLI(t *testing.T) {
 // TestRunNotExecutable: a command found in PATH that the kernel refuses to
 // execute is one line and the shell's 126, with nothing left open.
 func TestRunNotExecutable(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	bad := filepath.Join(t.TempDir(), "garbage")
 	if err := os.WriteFile(bad, []byte("\x00\x01 not a program\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -118,7 +108,7 @@ func TestRunNotExecutable(t *testing.T) {
 // when it exits (the closer holds none of its streams), and the closer must
 // end on its own.
 func TestRunHandOff(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	prog := testenv.BuildC(t, "cow_tree")
 	cmd := exec.Command(os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--", prog, "3")
 	cmd.Env = append(os.Environ(), asMainEnv+"=1")
@@ -175,7 +165,7 @@ func closers(t *testing.T) []int {
 // TestRunTimelineJSON: --timeline --format json is JSON lines throughout,
 // one per write-protect fault, and they add up to the rows.
 func TestRunTimelineJSON(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	prog := testenv.BuildC(t, "cow_tree")
 	code, stdout, stderr := runCLI("run", "--timeline", "--format", "json", "--kprobe-method", "none", "--", prog, "3")
 	if code != 0 {
@@ -224,7 +214,7 @@ func TestRunTimelineJSON(t *testing.T) {
 // TestRunTableThreads: the table names each process and, with --threads,
 // each thread under it.
 func TestRunTableThreads(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	prog := testenv.BuildC(t, "cow_tree")
 	code, stdout, stderr := runCLI("run", "--threads", "--kprobe-method", "none", "--", prog, "2")
 	if code != 0 {
@@ -244,7 +234,7 @@ func TestRunTableThreads(t *testing.T) {
 // TestRunAsSudoUser: under sudo (SUDO_UID/SUDO_GID set, running as root) the
 // command runs as the invoking user, and --keep-root keeps root.
 func TestRunAsSudoUser(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	id, err := exec.LookPath("id")
 	if err != nil {
 		t.Skip("no id(1)")
@@ -273,7 +263,7 @@ func TestRunAsSudoUser(t *testing.T) {
 // selector, holding and failing. cow_tree N forks N children at depth 1, and
 // child i takes i+1 write-protect faults on top of the same baseline.
 func TestRunExpect(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	prog := testenv.BuildC(t, "cow_tree")
 	shTree := []string{"sh", "-c", "sh -c true & sh -c true & wait"}
 	expectRun := func(cmd []string, exprs ...string) (int, string, string) {
@@ -348,7 +338,7 @@ func checkLines(t *testing.T, what string, code, wantCode int, stderr string, wa
 // TestRunOutputFile: with -o the report (and the timeline) go to the file
 // and stdout is the command's alone; a run without a report leaves no file.
 func TestRunOutputFile(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	prog := testenv.BuildC(t, "cow_tree")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "r.json")
@@ -391,7 +381,7 @@ func TestRunOutputFile(t *testing.T) {
 // and closes the descriptor; it writes its report to -o with its label and
 // checks --expect. A failed attach closes the descriptor without the line.
 func TestAttachReady(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, testenv.Root)
 	readyPipe := func() (*os.File, int) {
 		var p [2]int
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {

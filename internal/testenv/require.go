@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -34,6 +36,70 @@ func Root() string {
 		return "root (perf events on other processes, tracefs, kprobes)"
 	}
 	return ""
+}
+
+// Paranoid: perf_event_open allows this process what kernel.perf_event_paranoid
+// n allows an unprivileged one: the sysctl is at most n, or the process has
+// CAP_PERFMON or CAP_SYS_ADMIN, which bypass it. 2 is user-mode events on
+// itself and its children, 1 kernel-mode ones too, -1 tracepoints.
+func Paranoid(n int) Requirement {
+	return func() string {
+		if hasCap(capPerfmon) || hasCap(capSysAdmin) {
+			return ""
+		}
+		b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid")
+		if err != nil {
+			return "perf events (" + err.Error() + ")"
+		}
+		level, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || level > n {
+			return fmt.Sprintf("kernel.perf_event_paranoid <= %d, CAP_PERFMON or root (it is %s)", n, strings.TrimSpace(string(b)))
+		}
+		return ""
+	}
+}
+
+// CapSysAdmin: /proc/PID/pagemap shows physical frame numbers only to a
+// reader with CAP_SYS_ADMIN; to others they read as 0.
+func CapSysAdmin() string {
+	if !hasCap(capSysAdmin) {
+		return "CAP_SYS_ADMIN (pagemap frame numbers)"
+	}
+	return ""
+}
+
+// Bits of the effective capability set that the requirements look at.
+const (
+	capSysAdmin = 21
+	capPerfmon  = 38
+)
+
+// hasCap reads the effective capability set from /proc/self/status: the
+// euid says nothing about a process that was given capabilities, or root in
+// a user namespace that has none.
+func hasCap(bit uint) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<bit) != 0
+		}
+	}
+	return false
+}
+
+// Path: the kernel provides path (/proc/kallsyms, a sysfs directory), for
+// the tests that read the running kernel's own files.
+func Path(path string) Requirement {
+	return func() string {
+		if _, err := os.Stat(path); err != nil {
+			return path + " (" + err.Error() + ")"
+		}
+		return ""
+	}
 }
 
 // Tracepoint: the kernel has tracepoint group:name (x86 has

@@ -1,6 +1,9 @@
 // Package testenv holds what cowtrace's kernel-facing tests of several
-// packages share: the C programs of testdata/ and a count of open
-// descriptors for leak checks.
+// packages share: the one way they skip (Require with the requirements of
+// require.go, SkipIfNotSupported), the C programs of testdata/ and a count
+// of open descriptors for leak checks. No test looks at its privileges
+// itself, so that every skip says in one line what is missing and every
+// kernel-facing test skips with -short.
 package testenv
 
 import (

@@ -1,0 +1,131 @@
+package render
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/cowtrace/cowtrace/report"
+)
+
+// kprobeRun is a run as a kernel with kprobes produces it.
+func kprobeRun() *report.Run {
+	return &report.Run{
+		SchemaVersion: report.SchemaVersion, Kernel: "6.1.0-test-amd64", Scenario: "touched",
+		Blocks: 1000, BlockSize: 102400, Offset: 10240, Touched: true,
+		CopyRoutine: "copy_mc_to_kernel", CopyRoutineCheck: "copy_mc_to_kernel: 64 hits on 64 known copy-on-write writes",
+		KprobeMethod: "pmu",
+		Methods: map[string]string{
+			"page_faults": "counter:page-faults", "minor_faults": "counter:minor-faults", "major_faults": "counter:major-faults",
+			"wp_faults": "tracepoint:exceptions:page_fault_user", "in_region": "tracepoint:exceptions:page_fault_user",
+			"copies": "kprobe:copy_mc_to_kernel", "inferred_copies": "inferred:exceptions:page_fault_user+kmem:mm_page_alloc",
+		},
+		Unavailable: []report.Unavailable{{What: "kprobe:folio_copy", Why: "not probe-able"}},
+		Processes: []report.Process{
+			{Role: "parent", Pid: 10, Window: "w0", PageFaults: report.U64(20), MinorFaults: report.U64(20), MajorFaults: report.U64(0),
+				WPFaults: report.U64(13), Copies: report.U64(12), InferredCopies: report.U64(12), InRegion: &report.FaultClasses{}, Outside: &report.FaultClasses{WP: 13},
+				Probes: map[string]uint64{"copy_mc_to_kernel": 12, "do_wp_page": 13}},
+			{Role: "writer", Pid: 12, Window: "w1", PageFaults: report.U64(1000), MinorFaults: report.U64(1000), MajorFaults: report.U64(0),
+				WPFaults: report.U64(1000), Copies: report.U64(1000), InferredCopies: report.U64(1000), InRegion: &report.FaultClasses{WP: 1000, InferredCopies: 1000},
+				Outside: &report.FaultClasses{}, Probes: map[string]uint64{"copy_mc_to_kernel": 1000, "do_wp_page": 1000}},
+		},
+	}
+}
+
+func render(t *testing.T, f Format) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := Write(&b, kprobeRun(), f); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestTableSaysHowEachColumnWasMeasured(t *testing.T) {
+	out := render(t, Table)
+	for _, want := range []string{
+		"kernel 6.1.0-test-amd64", "1000 blocks x 102400 bytes (97.7 MiB) written before fork",
+		"[kprobe:copy_mc_to_kernel]", "[counter]", "[tracepoint]", "[inferred]", "do_wp_page",
+		"unavailable: kprobe:folio_copy: not probe-able",
+		"copies: kprobe (pmu) hits on copy_mc_to_kernel", "copy routine check: copy_mc_to_kernel: 64 hits",
+		"parent: w0", "writer: w1", "lost: 0, throttled: 0",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// The copy routine is the copies column, not a second probe column.
+	if strings.Count(out, "copy_mc_to_kernel]") != 1 {
+		t.Errorf("copy routine shown more than once as a column:\n%s", out)
+	}
+}
+
+func TestMarkdownIsATable(t *testing.T) {
+	out := render(t, Markdown)
+	lines := strings.Split(out, "\n")
+	var rows int
+	for _, l := range lines {
+		if strings.HasPrefix(l, "|") {
+			rows++
+		}
+	}
+	if rows != 4 { // header, separator, two processes
+		t.Errorf("markdown has %d table lines, want 4:\n%s", rows, out)
+	}
+	if !strings.Contains(out, "copies [kprobe:copy_mc_to_kernel]") {
+		t.Errorf("markdown header lacks the method:\n%s", out)
+	}
+}
+
+func TestCSV(t *testing.T) {
+	recs, err := csv.NewReader(strings.NewReader(render(t, CSV))).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want header + 2", len(recs))
+	}
+	col := map[string]int{}
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	i, ok := col["copies (kprobe:copy_mc_to_kernel)"]
+	if !ok {
+		t.Fatalf("no copies column naming its method in %v", recs[0])
+	}
+	if recs[2][i] != "1000" || recs[2][col["role"]] != "writer" {
+		t.Errorf("writer row %v", recs[2])
+	}
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	out := render(t, JSON)
+	var back report.Run
+	if err := json.Unmarshal([]byte(out), &back); err != nil {
+		t.Fatal(err)
+	}
+	if w := back.Find("writer"); w == nil || *w.Copies != 1000 || w.InRegion.WP != 1000 {
+		t.Errorf("writer after round trip: %+v", w)
+	}
+	if back.Find("reader") != nil {
+		t.Error("found a reader that was never there")
+	}
+	// Unmeasured values are null, not zero: zero is a measurement.
+	var raw struct {
+		Processes []map[string]json.RawMessage `json:"processes"`
+	}
+	r := kprobeRun()
+	r.Processes[0].Copies = nil
+	var b bytes.Buffer
+	if err := Write(&b, r, JSON); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(raw.Processes[0]["copies"]); got != "null" {
+		t.Errorf("unmeasured copies encoded as %s, want null", got)
+	}
+}
