@@ -169,7 +169,6 @@ func examine(ctx context.Context) *doctorReport {
 	return d
 }
 
-
 func (d *doctorReport) readStatus(path string) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -30,7 +30,6 @@ const (
 // Formats are the formats Write writes a run in.
 var Formats = []Format{Table, JSON, CSV, Markdown, OpenMetrics}
 
-
 // Write renders run in format f.
 func Write(w io.Writer, run *report.Run, f Format) error {
 	switch f {
