@@ -119,6 +119,10 @@ type Config struct {
 	// tasks make and is called for each, from the reading goroutine,
 	// without the session's lock, with the record's time.
 	OnMmap func(m perfevents.Mmap, timeNs uint64)
+	// CrossCheck tells inherited tasks' copies by their allocation's
+	// stack too where the copy routine's kprobe counts them: a record per
+	// copy, to check the kprobe (inferred_copies).
+	CrossCheck bool
 }
 
 // Event is one write-protect fault, kprobe hit or counted copy.

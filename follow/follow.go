@@ -48,6 +48,9 @@ type Options struct {
 	// classify); the timeline, --by and --plot need every fault, and make
 	// ModeAuto classify.
 	Mode engine.Mode
+	// CrossCheck tells copies by their allocation's stack too where the
+	// copy routine's kprobe counts them (engine.Config.CrossCheck).
+	CrossCheck bool
 	// RingSize is the bytes of ring memory for every CPU's ring together
 	// (--ring-size), split over the CPUs the target may run on; 0 is
 	// engine.DefaultRingBudget.
@@ -73,7 +76,7 @@ func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Ses
 	var tl *timeline
 	var col *collector
 	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress, Counters: opt.Counters,
-		RingPages: opt.RingPages, RingBudget: opt.RingSize, StartAtExec: startAtExec}
+		RingPages: opt.RingPages, RingBudget: opt.RingSize, StartAtExec: startAtExec, CrossCheck: opt.CrossCheck}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}
 	}
