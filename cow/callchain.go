@@ -76,7 +76,7 @@ func LoadCopyPath() (*CopyPath, error) {
 	p := &CopyPath{ready: make(chan struct{})}
 	go func() {
 		defer close(p.ready)
-		syms, err := perfevents.LoadKallsyms(CopyPathFunctions...)
+		syms, err := perfevents.LoadKallsymsCached(CopyPathFunctions...)
 		if err == nil {
 			err = p.find(syms)
 		}

@@ -16,7 +16,7 @@ import (
 // refuses, for any reason including a security policy, is recorded as
 // rejected and the others are still tried.
 func (s *Session) calibrate(ctx context.Context) error {
-	syms, err := perfevents.LoadKallsyms(append([]string{cow.WPFunction}, append(cow.CopyCandidates, s.cfg.Probes...)...)...)
+	syms, err := perfevents.LoadKallsymsCached(append([]string{cow.WPFunction}, append(cow.CopyCandidates, s.cfg.Probes...)...)...)
 	if err != nil {
 		return err
 	}

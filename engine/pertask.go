@@ -418,11 +418,12 @@ func (s *Session) freeze() {
 }
 
 // offCPU says whether task tk is off every CPU now (any state but R, or
-// gone); a runnable task waiting for a CPU counts as on one.
+// gone: reaped, it exited, and its exit sampled its counts); a runnable
+// task waiting for a CPU counts as on one.
 func offCPU(tk *Task) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", tk.Pid, tk.Tid))
 	if err != nil {
-		return false
+		return errors.Is(err, os.ErrNotExist)
 	}
 	st := string(b)
 	i := strings.LastIndexByte(st, ')')
