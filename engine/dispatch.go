@@ -208,9 +208,14 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		var c cow.Copied
 		switch {
 		case info.callchain:
-			if !s.tp.Rule.Match(order, gfp) || !s.copyPath.Contains(smp) {
+			if !s.tp.Rule.Match(order, gfp) {
 				return Event{}, false, nil
 			}
+			cause := s.copyPath.Cause(smp)
+			if cause == cow.NotACopy {
+				return Event{}, false, nil
+			}
+			tk.copiesBy[cause]++
 			c = tk.stream(rec.Cookie).Copy()
 		case tk.streams[rec.Cookie] != nil:
 			var ok bool

@@ -161,6 +161,9 @@ type Session struct {
 	kp          *perfevents.Kprobes
 	copyRoutine string
 	copyCheck   string
+	// causeProbe is do_cow_fault where it can be probed: its hits are the
+	// copy routine's copies of private file pages.
+	causeProbe string
 	probeFns    []string
 	unavailable []report.Unavailable
 	reader      *perfevents.Reader
@@ -335,7 +338,7 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		if s.copyRoutine == "" {
 			s.note("copy routine", s.copyCheck)
 		}
-		s.probeFns = uniq(append([]string{s.copyRoutine, cow.WPFunction}, cfg.Probes...))
+		s.probeFns = uniq(append([]string{s.copyRoutine, cow.WPFunction, s.causeProbe}, cfg.Probes...))
 	}
 	if s.reader, err = perfevents.NewReader(); err != nil {
 		return nil, err

@@ -48,6 +48,8 @@ type Task struct {
 	streams map[int]*cow.Stream
 	probes  map[string]uint64
 	counted [cow.NumCountKinds]uint64
+	// copiesBy counts the copies told by their stack, by cause.
+	copiesBy [cow.FirstWriteCopy + 1]uint64
 	// cpuCounts are the task's counts from its groups' samples (count
 	// mode), one entry per CPU group it sampled in.
 	cpuCounts []cpuCounts
