@@ -163,7 +163,7 @@ type Session struct {
 	copyCheck   string
 	// causeProbe is do_cow_fault where it can be probed: its hits are the
 	// copy routine's copies of private file pages.
-	causeProbe string
+	causeProbe  string
 	probeFns    []string
 	unavailable []report.Unavailable
 	reader      *perfevents.Reader
