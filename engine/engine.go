@@ -123,6 +123,16 @@ type Config struct {
 	// stack too where the copy routine's kprobe counts them: a record per
 	// copy, to check the kprobe (inferred_copies).
 	CrossCheck bool
+	// OnFork, OnTaskEnd and OnCounts follow the trace as it goes
+	// (stream.go): each is called, when set, from the reading goroutine,
+	// in time order, without the session's lock.
+	OnFork    func(Fork)
+	OnTaskEnd func(TaskEnd)
+	OnCounts  func(TaskCounts)
+	// Forget drops each task once it exited (after OnTaskEnd): the
+	// session's memory does not grow with the tasks of a long trace, and
+	// rows have only the tasks still alive.
+	Forget bool
 }
 
 // Event is one write-protect fault, kprobe hit or counted copy.
@@ -215,6 +225,15 @@ type Session struct {
 	// escaped counts the page faults the traced tasks took on CPUs
 	// without a ring, where faults are sampled.
 	escaped uint64
+	// calls are the stream's callbacks due once the records being applied
+	// are (stream.go).
+	calls []func()
+	// forgotten sums, by group leader id and member, the counts of the
+	// tasks Config.Forget dropped; forgottenForks counts those of them
+	// whose FORK was read, by root tid.
+	forgotten      map[uint64][]uint64
+	forgottenForks map[int]uint64
+	nForgotten     int
 	// freezeNs is when Stop froze count mode's counters (freeze), and
 	// sampledAt the latest count sample read of each tid, by arrival.
 	freezeNs  uint64

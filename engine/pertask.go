@@ -77,15 +77,13 @@ const (
 	mProbe                 // a kprobe's hits
 )
 
-// sampled says whether the member writes samples.
-func (k memberKind) sampled() bool { return k >= mExit && k <= mSignal }
-
 // member is one event of the count group.
 type member struct {
-	kind  memberKind
-	label string // the event, as perf names it
-	noun  string // what it counts, in the plural, for messages
-	probe string // mProbe: the function
+	kind    memberKind
+	label   string // the event, as perf names it
+	noun    string // what it counts, in the plural, for messages
+	sampled bool   // it writes a sample, with the group's counts, at each event
+	probe   string // mProbe: the function
 	// open opens the member on task tid, CPU cpu, with a's settings, in
 	// leader's group (nil: it is the leader).
 	open func(a perfevents.Attr, tid, cpu int, leader *perfevents.Event) (*perfevents.Event, error)
@@ -110,9 +108,10 @@ type countGroup struct {
 
 // openGroup is the group of one root task on one CPU.
 type openGroup struct {
-	root   int // the tid it was opened on
-	ci     int // CPU index
-	events []*perfevents.Event
+	root     int    // the tid it was opened on
+	ci       int    // CPU index
+	leaderID uint64 // the id its samples carry first
+	events   []*perfevents.Event
 	// samples counts the samples read, by member index.
 	samples []uint64
 	// alloc is the allocation tracepoint opened beside the group (copies
@@ -250,6 +249,9 @@ func (s *Session) buildCountGroup(method countMethod) *countGroup {
 		if m.kind != mProbe {
 			g.index[m.kind] = i
 		}
+		// The exit, the switches and the exit calls end a stint of
+		// counting; a stream wants the creator's counts at each fork too.
+		g.members[i].sampled = m.kind >= mExit && m.kind <= mSignal || m.kind == mNewTask && s.streaming()
 	}
 	return g
 }
@@ -284,7 +286,7 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 	var leader *perfevents.Event
 	for i, m := range s.group.members {
 		a := base
-		if m.kind.sampled() {
+		if m.sampled {
 			a.SampleType = countSampleType
 		}
 		if i == 0 {
@@ -303,11 +305,11 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 		s.track(ev, eventInfo{kind: kindMember, member: i, probe: m.probe})
 		og.events = append(og.events, ev)
 		if i == 0 {
-			leader = ev
+			leader, og.leaderID = ev, ev.ID()
 			s.group.byLeader[ev.ID()] = og
 			og.totals = ev.ReadGroup
 		}
-		if i == 0 || m.kind.sampled() {
+		if i == 0 || m.sampled {
 			if err := s.output(ev, ci); err != nil {
 				return err
 			}
@@ -381,7 +383,7 @@ func (s *Session) freeze() {
 	s.mu.Lock()
 	for _, og := range s.group.groups {
 		for i, ev := range og.events {
-			if !s.group.members[i].kind.sampled() {
+			if !s.group.members[i].sampled {
 				// A task that is gone has stopped its events already.
 				_ = ev.Disable()
 			}

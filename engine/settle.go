@@ -73,6 +73,9 @@ func (s *Session) settleCountsLocked() error {
 		rg.totals = append(rg.totals, t)
 	}
 	for _, tk := range s.all {
+		if tk.forgotten {
+			continue
+		}
 		v := make([]uint64, len(g.members))
 		for _, cc := range tk.cpuCounts {
 			for m, x := range cc.vals {
@@ -164,6 +167,11 @@ func (s *Session) settleRootLocked(rg *rootGroups, c *settledCounts) {
 		}
 		for _, tk := range rg.tasks {
 			rest -= int64(c.vals[tk][m])
+		}
+		for _, og := range rg.groups {
+			if sums := s.forgotten[og.leaderID]; sums != nil {
+				rest -= int64(sums[m])
+			}
 		}
 		switch {
 		case rest == 0:
@@ -257,7 +265,7 @@ func (s *Session) checkForksLocked(rg *rootGroups) string {
 	for gi := range rg.groups {
 		created += rg.totals[gi][m]
 	}
-	var forks uint64
+	forks := s.forgottenForks[rg.root]
 	for _, tk := range rg.tasks {
 		if tk.parent != nil {
 			forks++
