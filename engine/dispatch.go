@@ -21,6 +21,15 @@ func (s *Session) read() error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return s.apply(^uint64(0))
 		}
+		if errors.Is(err, perfevents.ErrFlushed) {
+			// Every ring was read to its head at the flush's pass.
+			if p := s.reader.PassNs(); p > orderSlack {
+				if err := s.apply(p - orderSlack); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}

@@ -411,6 +411,26 @@ func (s *Session) Start() {
 		s.readerPrio = prioErr
 		s.readErr = s.read()
 	}()
+	go s.flushEvery(s.readDone)
+}
+
+// flushPeriod is how often an idle trace's records are put in order and
+// applied: a quiet ring wakes the reader only at its watermark, and a
+// stream (watch) or a timeline should not wait for the next busy moment.
+const flushPeriod = 100 * time.Millisecond
+
+// flushEvery asks the reader for a pass every flushPeriod until done.
+func (s *Session) flushEvery(done <-chan struct{}) {
+	t := time.NewTicker(flushPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s.reader.Flush()
+		}
+	}
 }
 
 // MarkStart sets the trace's time zero to now.
