@@ -218,10 +218,13 @@ type Session struct {
 	records uint64
 	// Count mode for inherited tasks: how tasks' counts at exit arrive,
 	// the tracepoints it needs, the group's shape and what it concluded.
-	method  countMethod
-	ctp     countTracepoints
-	group   *countGroup
-	settled *settledCounts
+	method countMethod
+	ctp    countTracepoints
+	// dropExitSamples ignores the exit tracepoint's samples
+	// (testExitSyscallEnv).
+	dropExitSamples bool
+	group           *countGroup
+	settled         *settledCounts
 	// escaped counts the page faults the traced tasks took on CPUs
 	// without a ring, where faults are sampled.
 	escaped uint64

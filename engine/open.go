@@ -433,6 +433,7 @@ func (s *Session) countModeMissing() string {
 	}
 	if why == "" {
 		s.method, why = s.chooseCountMethod()
+		s.dropExitSamples = s.method == exitSyscall && os.Getenv(testExitSyscallEnv) != ""
 	}
 	return why
 }

@@ -25,7 +25,9 @@ func TestEpisodes(t *testing.T) {
 	child := func(id, pid int) engine.TaskRef {
 		return engine.TaskRef{ID: id, Proc: id, Pid: pid, Tid: pid, Comm: "redis-rdb-bgsave"}
 	}
-	sample := func(ns, wp, copies uint64) { w.OnCounts(engine.TaskCounts{TimeNs: ns, Task: p, Counts: counts(wp, copies)}) }
+	sample := func(ns, wp, copies uint64) {
+		w.OnCounts(engine.TaskCounts{TimeNs: ns, Task: p, Counts: counts(wp, copies)})
+	}
 
 	w.OnFork(engine.Fork{TimeNs: 100, Parent: p, Child: child(2, 200), ParentCounts: counts(10, 5)})
 	sample(150, 30, 20)
