@@ -220,6 +220,8 @@ type Session struct {
 	// the tracepoints it needs, the group's shape and what it concluded.
 	method countMethod
 	ctp    countTracepoints
+	// shapeRefused: the kernel refused cow.AllocRule.ShapeFilter.
+	shapeRefused bool
 	// dropExitSamples ignores the exit tracepoint's samples
 	// (testExitSyscallEnv).
 	dropExitSamples bool

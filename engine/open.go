@@ -47,6 +47,10 @@ type eventInfo struct {
 	addr bool
 	// member: a kindMember's index in the count group.
 	member int
+	// shaped: a kindAlloc whose kernel filter keeps only allocations
+	// shaped like a copy (cow.AllocRule.ShapeFilter); its samples carry
+	// no raw payload.
+	shaped bool
 	// group: the count group an allocation tracepoint was opened beside.
 	group *openGroup
 }
@@ -54,7 +58,10 @@ type eventInfo struct {
 func (i eventInfo) sampleType() uint64 {
 	switch i.kind {
 	case kindAlloc:
-		if i.callchain {
+		switch {
+		case i.shaped:
+			return idType | unix.PERF_SAMPLE_CALLCHAIN
+		case i.callchain:
 			return tpType | unix.PERF_SAMPLE_CALLCHAIN
 		}
 		return tpType

@@ -324,15 +324,7 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 	if s.tp.Alloc != nil && s.copyPath != nil {
 		a := base
 		a.GroupRead, a.Disabled = false, true
-		ev, err := s.openAlloc(a, func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
-			ev, err := perfevents.Open(a, tid, cpu)
-			if err != nil {
-				return nil, err
-			}
-			info.group = og
-			s.track(ev, info)
-			return ev, s.output(ev, ci)
-		})
+		ev, err := s.openShapedAlloc(a, tid, ci, og)
 		if err != nil {
 			return err
 		}
@@ -348,6 +340,39 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 		return leader.Enable()
 	}
 	return nil
+}
+
+// openShapedAlloc opens the allocation tracepoint beside the group of tid on
+// CPU index ci, filtered in the kernel to the allocations shaped like a copy
+// so that its samples, one per copy, need no raw payload (a third smaller);
+// where the kernel refuses the filter, as openAlloc does.
+func (s *Session) openShapedAlloc(a perfevents.Attr, tid, ci int, og *openGroup) (*perfevents.Event, error) {
+	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
+		ev, err := perfevents.Open(a, tid, s.cpus[ci])
+		if err != nil {
+			return nil, err
+		}
+		info.group = og
+		s.track(ev, info)
+		return ev, s.output(ev, ci)
+	}
+	if !s.shapeRefused {
+		sa := a
+		sa.Label, sa.Type, sa.Config, sa.SampleType = "tracepoint:"+s.tp.Alloc.Name, perfevents.Tracepoint, s.tp.Alloc.ID, idType
+		sa.KernelCallchain = cow.CallchainFrames
+		ev, err := perfevents.Open(sa, tid, s.cpus[ci])
+		if err != nil {
+			return nil, err
+		}
+		if err := ev.SetFilter(s.tp.Rule.ShapeFilter()); err == nil {
+			info := eventInfo{kind: kindAlloc, callchain: true, shaped: true, group: og}
+			s.track(ev, info)
+			return ev, s.output(ev, ci)
+		}
+		ev.Close()
+		s.shapeRefused = true
+	}
+	return s.openAlloc(a, open)
 }
 
 // countSample applies a sample of a count group's member to its task: its
