@@ -9,22 +9,6 @@ import (
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 
-func TestArm64Sources(t *testing.T) {
-	deb822 := "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
-	got := arm64Sources(deb822)
-	for _, want := range []string{
-		"deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example/debian bookworm main\n",
-		"deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example/debian-security bookworm-security main\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("arm64Sources:\n%s\nwant a line %q", got, want)
-		}
-	}
-	if got := arm64Sources(""); !strings.Contains(got, "http://deb.debian.org/debian bookworm main") {
-		t.Errorf("without sources: %s", got)
-	}
-}
-
 func TestSkipArm64Tests(t *testing.T) {
 	units := []unit{
 		{Base: "perfevents.test", Part: 1, Parts: 1, Cmd: testCmd("perfevents.test")},
@@ -68,20 +52,6 @@ func TestClassExpectations(t *testing.T) {
 	}
 }
 
-func TestArm64Weights(t *testing.T) {
-	arm := arm64Target("q", arm64CPU, "")
-	if got, want := arm.weight("matrix"), weightOf("matrix")*3/2; got != want {
-		t.Errorf("arm64 matrix weight %v, want %v", got, want)
-	}
-	host := &target{}
-	if got := host.weight("matrix"); got != weightOf("matrix") {
-		t.Errorf("host weight %v", got)
-	}
-	if arm.BootCost < bootCost || arm.BootCost > time.Minute {
-		t.Errorf("arm64 boot cost %v", arm.BootCost)
-	}
-}
-
 func testCmd(name string, extra ...string) guest.Command {
 	return guest.Command{Name: name, Argv: append([]string{"/tests/" + name}, extra...)}
 }
@@ -97,7 +67,7 @@ func TestReadmeNotes(t *testing.T) {
 	}
 	shard := &guestShard{Index: 1, Of: 1, Boot: &bootResult{Results: res, Elapsed: 42 * time.Second, Done: true, Sent: 2}}
 	g := newShardedRun(guest.Manifest{}, []*guestShard{shard})
-	r := &kernelRun{Kernel: kernel{Label: "6.1-arm64", Arch: "arm64"}, Guest: g, Notes: []string{"arm64: scenario.test skips X: why"}}
+	r := &kernelRun{Kernel: kernel{Label: "6.1-arm64", Target: targets["arm64"]}, Guest: g, Notes: []string{"arm64: scenario.test skips X: why"}}
 	notes := readmeNotes([]*kernelRun{r}, 90*time.Second, 2)
 	for _, want := range []string{
 		"whole run 1m30s",

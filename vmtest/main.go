@@ -8,20 +8,20 @@
 //
 // Usage, from the module root:
 //
-//	go run ./vmtest [-kernels 5.10,6.1,...] [-arm64 6.1] [-kernel PATH] [-run REGEXP] [-guest-budget 90s] [-json FILE] [-readme README.md]
+//	go run ./vmtest [-kernels 5.10,6.1,...] [-kernel PATH] [-run REGEXP] [-guest-budget 90s] [-json FILE] [-readme README.md]
 //	go run ./vmtest -rings 2,16,48 [-rings-compare OLD-COWTRACE]
 //
 // Each kernel's commands are spread over as many guests as it takes for
 // each guest to stay within -guest-budget (see shard.go); the results of a
 // kernel's guests are merged before its checks run.
 //
-// It needs qemu-system-x86_64 (Debian: qemu-system-x86), and apt-get and
-// dpkg to fetch the kernels; cpio is not needed. gcc with a static libc
-// (Debian: gcc libc6-dev) builds the C programs of testdata/ that `cowtrace
-// run` traces in the guests; without it those checks are left out. The arm64
-// guests (-arm64, see arm64.go) need qemu-system-aarch64 (Debian:
-// qemu-system-arm) and, for their C programs, aarch64-linux-gnu-gcc (Debian:
-// gcc-aarch64-linux-gnu libc6-dev-arm64-cross).
+// Each boot names its architecture, whose target (target.go) says which qemu
+// runs it and which C compiler builds its programs: qemu-system-x86_64
+// (Debian: qemu-system-x86) and gcc with a static libc (gcc libc6-dev) for
+// amd64, qemu-system-aarch64 (qemu-system-arm) and aarch64-linux-gnu-gcc
+// (gcc-aarch64-linux-gnu libc6-dev-arm64-cross) for arm64. Without the C
+// compiler the checks of `cowtrace run` on the C programs of testdata/ are
+// left out. apt-get and dpkg fetch the kernels; cpio is not needed.
 package main
 
 import (
@@ -61,18 +61,12 @@ type options struct {
 	parallel   int
 	timeout    time.Duration
 	memMB      int
-	qemu       string
 	accel      string
 	cpu        string
 	skip       string
 	only       string
 	append     string
 	budget     time.Duration
-	// The arm64 guests (arm64.go).
-	arm64       string
-	qemuArm64   string
-	cpuArm64    string
-	arm64Budget time.Duration
 	// -rings: what cowtrace run costs by vCPU count (rings.go)
 	rings         string
 	ringsCompare  string
@@ -105,18 +99,13 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "guests to run at once (each takes one host core under TCG)")
 	flag.DurationVar(&o.timeout, "timeout", 0, "host-side limit for one guest, boot to power-off (default: the guest's command timeouts added up, plus 2m)")
 	flag.IntVar(&o.memMB, "m", 2048, "guest memory in MiB")
-	flag.StringVar(&o.qemu, "qemu", "qemu-system-x86_64", "qemu binary")
 	// KVM is the fast choice where it works; the default stays TCG because
 	// nested KVM on the project's machines dies or hangs.
 	flag.StringVar(&o.accel, "accel", "tcg", "qemu accelerator")
-	flag.StringVar(&o.cpu, "cpu", "max", "qemu CPU model")
+	flag.StringVar(&o.cpu, "cpu", "", "qemu CPU model of every guest (default: each architecture's, see target.go)")
 	flag.StringVar(&o.append, "append", "", "more kernel command line, e.g. ignore_loglevel to see every kernel message on the console")
 	flag.DurationVar(&o.budget, "guest-budget", 90*time.Second, "spread each kernel's commands over as many guests as it takes for each to stay within this time, boot to power-off, by the measured time of each command")
 	flag.StringVar(&o.only, "run", "", "run only the commands whose name matches this `regexp` (the checks of the others are skipped)")
-	flag.StringVar(&o.arm64, "arm64", "6.1", "comma-separated Debian arm64 kernel series to boot under qemu-system-aarch64 (6.1); empty for none")
-	flag.StringVar(&o.qemuArm64, "qemu-arm64", "qemu-system-aarch64", "qemu binary for the arm64 guests")
-	flag.StringVar(&o.cpuArm64, "cpu-arm64", arm64CPU, "qemu CPU model of the arm64 guests")
-	flag.DurationVar(&o.arm64Budget, "arm64-guest-budget", 90*time.Second, "-guest-budget for the arm64 guests, which boot slower")
 	flag.StringVar(&o.skip, "skip", "", "skip the checks whose name matches this `regexp` (they are reported as skipped)")
 	flag.StringVar(&o.rings, "rings", "", "instead of the tests: boot a Debian 6.1 guest with each of these comma-separated vCPU counts and measure cowtrace run's memory, descriptors and start-up (rings.go)")
 	flag.StringVar(&o.ringsCompare, "rings-compare", "", "with -rings, measure this static cowtrace `binary` too (e.g. one built before a change)")
@@ -165,34 +154,35 @@ type archBuild struct {
 	checks []check
 }
 
-// buildArch builds everything for t's guests.
-func buildArch(ctx context.Context, root, work string, o options, t *target, budget time.Duration) (*archBuild, error) {
-	b, err := buildAll(ctx, root, work, splitList(o.pkgs), t)
+// buildArch builds everything for t's guests, with the busybox t names.
+func buildArch(ctx context.Context, f *fetcher, root, work string, o options, t *target) (*archBuild, error) {
+	bb := ""
+	if t.BusyboxSuite != "" {
+		var err error
+		if bb, err = f.busybox(ctx, t.Arch, t.BusyboxSuite); err != nil {
+			return nil, err
+		}
+	}
+	b, err := buildAll(ctx, root, work, splitList(o.pkgs), t, bb)
 	if err != nil {
 		return nil, err
 	}
-	prefix := ""
-	if t.Arch != "" {
-		prefix = t.Arch + ": "
-	}
 	for _, n := range b.notes {
-		logf("%s%s", prefix, n)
+		logf("%s: %s", t.Arch, n)
 	}
 	checks := append(append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...), doctorChecks...)
 	if t.Arch == "arm64" {
 		checks = arm64Checks()
 	}
-	return &archBuild{t: t, b: b, budget: budget, checks: checks}, nil
+	return &archBuild{t: t, b: b, budget: o.budget, checks: checks}, nil
 }
 
 func run(ctx context.Context, o options) (bool, error) {
 	start := time.Now()
-	if err := haveTool(o.qemu); err != nil {
-		return false, err
-	}
+	f := newFetcher(o.cache)
 	var kernels []kernel
 	if o.kernels != "" {
-		ks, err := resolveKernels(ctx, o.cache, strings.Split(o.kernels, ","))
+		ks, err := resolveKernels(ctx, f, splitList(o.kernels))
 		if err != nil {
 			return false, err
 		}
@@ -204,21 +194,15 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 		// A kernel of one's own is taken for one with kprobes, as
 		// Debian's are; its THP is what its guest shows.
-		kernels = append(kernels, kernel{Label: filepath.Base(o.kernelPath), Vmlinuz: o.kernelPath, Expect: kprobes, THPFromGuest: true})
-	}
-	arm64Busybox := ""
-	if o.arm64 != "" {
-		if err := haveTool(o.qemuArm64); err != nil {
-			return false, err
-		}
-		ks, bb, err := resolveArm64(ctx, o.cache, splitList(o.arm64))
-		if err != nil {
-			return false, err
-		}
-		kernels, arm64Busybox = append(kernels, ks...), bb
+		kernels = append(kernels, kernel{Label: filepath.Base(o.kernelPath), Vmlinuz: o.kernelPath, Target: targets["amd64"], Expect: kprobes, THPFromGuest: true})
 	}
 	if len(kernels) == 0 {
-		return false, errors.New("no kernel to boot: give -kernels, -arm64 or -kernel")
+		return false, errors.New("no kernel to boot: give -kernels or -kernel")
+	}
+	for _, k := range kernels {
+		if err := k.Target.haveQemu(); err != nil {
+			return false, err
+		}
 	}
 	var skip *regexp.Regexp
 	if o.skip != "" {
@@ -255,27 +239,23 @@ func run(ctx context.Context, o options) (bool, error) {
 			return false, fmt.Errorf("-run: %w", err)
 		}
 	}
-	// One build per architecture (arm64.go), with its checks; kernels of
-	// an architecture that run the same commands share a plan and its
+	// One build per architecture, with its checks; kernels of an
+	// architecture that run the same commands share a plan and its
 	// initramfs images.
 	buildStart := time.Now()
 	archs := map[string]*archBuild{}
 	plans := map[string]*kernelPlan{}
 	kplans := make([]*kernelPlan, len(kernels))
 	for i, k := range kernels {
-		a := archs[k.Arch]
+		a := archs[k.Target.Arch]
 		if a == nil {
-			t, budget := &target{Qemu: o.qemu, CPU: o.cpu, CC: "gcc", BootCost: bootCost}, o.budget
-			if k.Arch == "arm64" {
-				t, budget = arm64Target(o.qemuArm64, o.cpuArm64, arm64Busybox), o.arm64Budget
-			}
-			if a, err = buildArch(ctx, root, work, o, t, budget); err != nil {
+			if a, err = buildArch(ctx, f, root, work, o, k.Target); err != nil {
 				return false, err
 			}
-			archs[k.Arch] = a
+			archs[k.Target.Arch] = a
 		}
 		man := a.b.manifestFor(k, only)
-		key := k.Arch + "/" + commandNames(man)
+		key := k.Target.Arch + "/" + commandNames(man)
 		if plans[key] == nil {
 			p, err := makePlan(work, len(plans)+1, a, man)
 			if err != nil {
@@ -286,7 +266,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		kplans[i] = plans[key]
 	}
 	for _, k := range kernels {
-		if k.Expect.NoTests != "" && len(archs[k.Arch].b.tests) > 0 {
+		if k.Expect.NoTests != "" && len(archs[k.Target.Arch].b.tests) > 0 {
 			logf("%s: no test binaries: %s", k.Label, k.Expect.NoTests)
 		}
 		for _, name := range slices.Sorted(maps.Keys(k.Expect.LeaveOut)) {
@@ -300,8 +280,8 @@ func run(ctx context.Context, o options) (bool, error) {
 		nGuests += len(p.shards)
 	}
 	for _, a := range archs {
-		logf("built%s: cowtrace %v, %d test binaries, %d commands (-guest-budget %v)",
-			a.t.suffix(), a.b.cowtrace, len(a.b.tests), len(a.b.manifest.Commands), a.budget)
+		logf("built for %s: cowtrace %v, %d test binaries, %d commands (-guest-budget %v)",
+			a.t.Arch, a.b.cowtrace, len(a.b.tests), len(a.b.manifest.Commands), a.budget)
 	}
 	logf("built in %v: %d guests for %d kernels, each at most %v predicted",
 		time.Since(buildStart).Round(time.Second/10), nGuests, len(kernels), maxGuest)
@@ -353,7 +333,7 @@ func run(ctx context.Context, o options) (bool, error) {
 					console = io.MultiWriter(console, &prefixWriter{mu: &logMu, prefix: "[" + label + "] ", w: os.Stderr})
 				}
 				gs.Boot = boot(ctx, bootOptions{
-					Qemu: t.Qemu, Machine: t.Machine, TTY: t.TTY, Accel: o.accel, CPU: t.CPU, MemMB: o.memMB,
+					Qemu: t.Qemu, Machine: t.Machine, TTY: t.TTY, Accel: o.accel, CPU: cmpOr(o.cpu, t.CPU), MemMB: o.memMB,
 					Vmlinuz: k.Vmlinuz, Initrd: p.initrds[j.s], Append: strings.TrimSpace(k.Append + " " + o.append),
 					Timeout: timeout, Console: console,
 				})
@@ -409,7 +389,7 @@ func run(ctx context.Context, o options) (bool, error) {
 			fmt.Println("    " + s.line())
 		}
 		matrix := r.Guest.matrixLines()
-		if r.Kernel.Arch == "arm64" {
+		if r.Kernel.Target.Arch == "arm64" {
 			matrix = arm64MatrixLines(r.Guest)
 		}
 		for _, l := range append(append(r.testLines(), r.Guest.seedLine()...), matrix...) {
@@ -495,7 +475,7 @@ func makePlan(work string, n int, a *archBuild, man guest.Manifest) (*kernelPlan
 				files = append(files, f)
 			}
 		}
-		path := filepath.Join(work, fmt.Sprintf("initramfs%s-%d-%d.cpio.gz", t.suffix(), n, i+1))
+		path := filepath.Join(work, fmt.Sprintf("initramfs-%s-%d-%d.cpio.gz", t.Arch, n, i+1))
 		if err := writeInitramfs(path, files, map[string][]byte{guest.ManifestPath: js}); err != nil {
 			return nil, fmt.Errorf("initramfs: %w", err)
 		}
@@ -553,15 +533,11 @@ func moduleRoot(ctx context.Context) (string, error) {
 }
 
 // goCmdFor runs the go tool in the module root with cgo off (the initramfs
-// has no libc, so every binary in it must be static), for goarch ("" for
-// the host's).
+// has no libc, so every binary in it must be static), for goarch.
 func goCmdFor(ctx context.Context, root, goarch string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if goarch != "" {
-		cmd.Env = append(cmd.Env, "GOARCH="+goarch)
-	}
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+goarch)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -607,9 +583,9 @@ func absent(p *pkgInfo, pkg string) string {
 	return ""
 }
 
-func buildAll(ctx context.Context, root, work string, pkgs []string, t *target) (*built, error) {
+func buildAll(ctx context.Context, root, work string, pkgs []string, t *target, bb string) (*built, error) {
 	b := &built{needsKprobes: map[string]bool{}}
-	bin := filepath.Join(work, "bin"+t.suffix())
+	bin := filepath.Join(work, "bin-"+t.Arch)
 	goCmd := func(ctx context.Context, root string, args ...string) ([]byte, error) {
 		return goCmdFor(ctx, root, t.GOARCH, args...)
 	}
@@ -622,12 +598,12 @@ func buildAll(ctx context.Context, root, work string, pkgs []string, t *target) 
 	}
 	b.files = append(b.files, initramfsFile{Src: gi, Dst: "init", Perm: 0o755})
 	env := []string{"PATH=/bin:/tests", "HOME=/tmp", "TMPDIR=/tmp", "USER=root"}
-	if files, why := busybox(t.Busybox); why != "" {
+	if files, why := busybox(bb); why != "" {
 		b.notes = append(b.notes, why)
 	} else {
 		b.files = append(b.files, files...)
 	}
-	progs, why, err := buildProgs(ctx, root, bin, t.CC)
+	progs, why, err := buildProgs(ctx, root, bin, t.CC, t.CCPackages)
 	if err != nil {
 		return nil, err
 	}

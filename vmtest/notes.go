@@ -19,16 +19,12 @@ func readmeNotes(runs []*kernelRun, total time.Duration, parallel int) string {
 			secs = append(secs, fmt.Sprintf("%.0f", s.Boot.Elapsed.Seconds()))
 			sum += s.Boot.Elapsed
 		}
-		arch := ""
-		if r.Kernel.Arch != "" {
-			arch = " (" + r.Kernel.Arch + ")"
-		}
 		passed, failed, _ := r.counts()
-		fmt.Fprintf(&b, "- %s%s: %d guests, %s s, %.0f s in all; %d checks passed, %d failed\n",
-			r.name(), arch, len(secs), strings.Join(secs, ", "), sum.Seconds(), passed, failed)
+		fmt.Fprintf(&b, "- %s (%s): %d guests, %s s, %.0f s in all; %d checks passed, %d failed\n",
+			r.name(), r.Kernel.Target.Arch, len(secs), strings.Join(secs, ", "), sum.Seconds(), passed, failed)
 	}
 	for _, r := range runs {
-		if r.Kernel.Arch == "arm64" {
+		if r.Kernel.Target.Arch == "arm64" {
 			b.WriteString(arm64Notes(r))
 		}
 	}

@@ -30,14 +30,14 @@ func runRings(ctx context.Context, o options) (bool, error) {
 		}
 		smps = append(smps, n)
 	}
-	if err := haveTool(o.qemu); err != nil {
-		return false, err
-	}
-	ks, err := resolveKernels(ctx, o.cache, []string{"6.1"})
+	ks, err := resolveKernels(ctx, newFetcher(o.cache), []string{"6.1"})
 	if err != nil {
 		return false, err
 	}
 	k := ks[0]
+	if err := k.Target.haveQemu(); err != nil {
+		return false, err
+	}
 	work, err := os.MkdirTemp("", "cowtrace-rings-")
 	if err != nil {
 		return false, err
@@ -57,7 +57,7 @@ func runRings(ctx context.Context, o options) (bool, error) {
 		{"./vmtest/guestinit", "init"}, {"./vmtest/ringprobe", "bin/ringprobe"}, {"./cmd/cowtrace", "bin/cowtrace"},
 	} {
 		out := filepath.Join(bin, filepath.Base(b.dst))
-		if _, err := goCmdFor(ctx, root, "", "build", "-trimpath", "-o", out, b.pkg); err != nil {
+		if _, err := goCmdFor(ctx, root, k.Target.GOARCH, "build", "-trimpath", "-o", out, b.pkg); err != nil {
 			return false, err
 		}
 		files = append(files, initramfsFile{Src: out, Dst: b.dst, Perm: 0o755})
@@ -100,7 +100,7 @@ func runRings(ctx context.Context, o options) (bool, error) {
 		if o.verbose {
 			console = &prefixWriter{mu: &sync.Mutex{}, prefix: fmt.Sprintf("[%d vCPUs] ", n), w: os.Stderr}
 		}
-		res := boot(ctx, bootOptions{Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB, SMP: n,
+		res := boot(ctx, bootOptions{Qemu: k.Target.Qemu, Accel: o.accel, CPU: cmpOr(o.cpu, k.Target.CPU), MemMB: o.memMB, SMP: n,
 			Vmlinuz: k.Vmlinuz, Initrd: initrd, Append: o.append, Timeout: timeout, Console: console})
 		logf("%d vCPUs: guest done in %v", n, res.Elapsed.Round(time.Second))
 		got, err := ringRows(res, n)
