@@ -50,7 +50,8 @@ type expectation struct {
 	Copies string
 	// Faults is the best method for the faults in the region:
 	// faultsTracepoint (classified by the x86 error code) or
-	// faultsAddress (page faults sampled with their address).
+	// faultsAddress (page faults sampled with their address, no class:
+	// where there is no fault tracepoint, as on arm64, or no tracefs).
 	Faults string
 	THP    bool
 	// Lockdown is the mode /sys/kernel/security/lockdown selects.
@@ -59,6 +60,12 @@ type expectation struct {
 	// boot; LeaveOut names some that do not, and why.
 	NoTests  string
 	LeaveOut map[string]string
+	// WithoutKprobesToo: the boot also runs cowtrace with --kprobe-method
+	// none, standing in for the same kernel without kprobes, whose
+	// copies (told by their allocation's kernel stack) must be the
+	// kprobe's. For an architecture where no boot lacks kprobes: a boot
+	// option cannot take CONFIG_KPROBES out of Debian's kernels.
+	WithoutKprobesToo bool
 }
 
 // The methods for copies, best first.
@@ -124,9 +131,12 @@ var specs = []kernelSpec{
 	},
 	{
 		// arm64 has no exceptions:page_fault_* tracepoints: faults are
-		// sampled with their address.
+		// the page-fault event sampled with its address, write-protect
+		// faults do_wp_page's kprobe hits.
 		Name: "6.1-arm64", Arch: "arm64", Suite: "bookworm", Meta: "linux-image-arm64",
-		Image: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-arm64$`), Layout: imageInBoot, Expect: arm64Expect,
+		Image: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-arm64$`), Layout: imageInBoot,
+		Expect: expectation{Kprobes: true, Copies: methodKprobe, Faults: faultsAddress, THP: true, Lockdown: "none",
+			WithoutKprobesToo: true},
 		About: "Debian 12's arm64 kernel, under qemu-system-aarch64",
 	},
 }

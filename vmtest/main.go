@@ -139,19 +139,17 @@ type built struct {
 	notes    []string // what was left out, and why
 	cowtrace bool
 	progs    bool // the C programs are in progsDir
-	// needsKprobes are the commands that test the kprobe routes, left
-	// out on kernels that have none to offer.
-	needsKprobes map[string]bool
+	// cmdFor are the commands that only some boots run, with the test of
+	// what the boot offers (cowtraceCommand.For).
+	cmdFor map[string]func(expectation) bool
 }
 
 // archBuild is what the guests of one architecture share: the target, the
-// build, its guest budget and the checks of the architecture (checksFor
-// picks a kernel's among them by its expectation).
+// build and the guest budget.
 type archBuild struct {
 	t      *target
 	b      *built
 	budget time.Duration
-	checks []check
 }
 
 // buildArch builds everything for t's guests, with the busybox t names.
@@ -170,11 +168,7 @@ func buildArch(ctx context.Context, f *fetcher, root, work string, o options, t 
 	for _, n := range b.notes {
 		logf("%s: %s", t.Arch, n)
 	}
-	checks := append(append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...), doctorChecks...)
-	if t.Arch == "arm64" {
-		checks = arm64Checks()
-	}
-	return &archBuild{t: t, b: b, budget: o.budget, checks: checks}, nil
+	return &archBuild{t: t, b: b, budget: o.budget}, nil
 }
 
 func run(ctx context.Context, o options) (bool, error) {
@@ -255,9 +249,10 @@ func run(ctx context.Context, o options) (bool, error) {
 			archs[k.Target.Arch] = a
 		}
 		man := a.b.manifestFor(k, only)
-		key := k.Target.Arch + "/" + commandNames(man)
+		skips := testSkips(k.Expect)
+		key := fmt.Sprint(k.Target.Arch, "/", commandNames(man), "/", skips)
 		if plans[key] == nil {
-			p, err := makePlan(work, len(plans)+1, a, man)
+			p, err := makePlan(work, len(plans)+1, a, man, skips)
 			if err != nil {
 				return false, err
 			}
@@ -362,9 +357,9 @@ func run(ctx context.Context, o options) (bool, error) {
 		g := newShardedRun(kplans[i].manifest, shards[i])
 		g.Expect = k.Expect
 		g.THPFromGuest = k.THPFromGuest
-		// A kernel's checks: those of its architecture for what it should
-		// offer, and one for each test binary it ran.
-		kchecks := checksFor(a.checks, k.Expect)
+		// A kernel's checks: those for what it should offer, and one for
+		// each test binary it ran.
+		kchecks := checksFor(checks, k.Expect)
 		var tests []string
 		for _, t := range a.b.tests {
 			if slices.ContainsFunc(g.Manifest.Commands, func(c guest.Command) bool { return c.Name == t }) {
@@ -372,7 +367,7 @@ func run(ctx context.Context, o options) (bool, error) {
 				kchecks = append(kchecks, testBinaryCheck(t))
 			}
 		}
-		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, kchecks, skip), Tests: tests, Notes: a.b.notes}
+		runs[i] = &kernelRun{Kernel: k, Guest: g, Checks: runChecks(g, kchecks, skip), Tests: tests, Notes: a.b.notes, Skipped: kplans[i].skipped}
 	}
 
 	allOK := true
@@ -388,11 +383,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		for _, s := range r.Guest.Guests {
 			fmt.Println("    " + s.line())
 		}
-		matrix := r.Guest.matrixLines()
-		if r.Kernel.Target.Arch == "arm64" {
-			matrix = arm64MatrixLines(r.Guest)
-		}
-		for _, l := range append(append(r.testLines(), r.Guest.seedLine()...), matrix...) {
+		for _, l := range append(append(r.testLines(), r.Guest.seedLine()...), r.Guest.matrixLines()...) {
 			fmt.Println("    " + l)
 		}
 	}
@@ -435,13 +426,14 @@ type kernelPlan struct {
 	manifest guest.Manifest
 	shards   []shard
 	initrds  []string
+	skipped  []string // the tests of the test binaries skipped, and why
 }
 
 // makePlan spreads man's commands over guests of a's target within its
-// budget and writes an initramfs for each: the common files, the files of
-// its own commands and its own manifest, which is less to unpack at boot
-// under TCG.
-func makePlan(work string, n int, a *archBuild, man guest.Manifest) (*kernelPlan, error) {
+// budget, the tests of skips skipped, and writes an initramfs for each: the
+// common files, the files of its own commands and its own manifest, which
+// is less to unpack at boot under TCG.
+func makePlan(work string, n int, a *archBuild, man guest.Manifest, skips map[string][]string) (*kernelPlan, error) {
 	t, b := a.t, a.b
 	// The shards take bootCost for a guest's boot; a target that boots
 	// slower has that much less room for commands.
@@ -453,15 +445,11 @@ func makePlan(work string, n int, a *archBuild, man guest.Manifest) (*kernelPlan
 	if len(units) == 0 {
 		return nil, errors.New("no command to run (-run matches none)")
 	}
-	if t.Arch == "arm64" {
-		for _, note := range skipArm64Tests(units) {
-			if !slices.Contains(b.notes, note) {
-				logf("%s", note)
-				b.notes = append(b.notes, note)
-			}
-		}
+	p := &kernelPlan{a: a, manifest: man, skipped: skipTests(units, skips)}
+	for _, note := range p.skipped {
+		logf("plan %d: %s", n, note)
 	}
-	p := &kernelPlan{a: a, manifest: man, shards: planShards(units, budget)}
+	p.shards = planShards(units, budget)
 	for i := range p.shards {
 		s := &p.shards[i]
 		js, err := json.MarshalIndent(s.manifest(), "", "  ")
@@ -485,8 +473,8 @@ func makePlan(work string, n int, a *archBuild, man guest.Manifest) (*kernelPlan
 }
 
 // manifestFor is the commands kernel k runs: the test binaries unless its
-// expectation leaves them out, the commands that need kprobes only where
-// they are to be had, and only those -run matches.
+// expectation leaves them out, the commands for some boots only on those,
+// and only those -run matches.
 func (b *built) manifestFor(k kernel, only *regexp.Regexp) guest.Manifest {
 	var m guest.Manifest
 	for _, c := range b.manifest.Commands {
@@ -494,7 +482,7 @@ func (b *built) manifestFor(k kernel, only *regexp.Regexp) guest.Manifest {
 		case only != nil && !only.MatchString(c.Name):
 		case k.Expect.NoTests != "" && slices.Contains(b.tests, c.Name):
 		case k.Expect.LeaveOut[c.Name] != "":
-		case !k.Expect.Kprobes && b.needsKprobes[c.Name]:
+		case b.cmdFor[c.Name] != nil && !b.cmdFor[c.Name](k.Expect):
 		default:
 			m.Commands = append(m.Commands, c)
 		}
@@ -584,7 +572,7 @@ func absent(p *pkgInfo, pkg string) string {
 }
 
 func buildAll(ctx context.Context, root, work string, pkgs []string, t *target, bb string) (*built, error) {
-	b := &built{needsKprobes: map[string]bool{}}
+	b := &built{cmdFor: map[string]func(expectation) bool{}}
 	bin := filepath.Join(work, "bin-"+t.Arch)
 	goCmd := func(ctx context.Context, root string, args ...string) ([]byte, error) {
 		return goCmdFor(ctx, root, t.GOARCH, args...)
@@ -628,7 +616,7 @@ func buildAll(ctx context.Context, root, work string, pkgs []string, t *target, 
 		}
 		b.cowtrace = true
 		b.files = append(b.files, initramfsFile{Src: ct, Dst: "bin/cowtrace", Perm: 0o755})
-		for _, c := range t.commands() {
+		for _, c := range cowtraceCommands {
 			if c.NeedsProgs && !b.progs {
 				continue
 			}
@@ -643,7 +631,7 @@ func buildAll(ctx context.Context, root, work string, pkgs []string, t *target, 
 			if c.Signal != 0 {
 				cmd.WaitStderr, cmd.Signal = attachedLine, int(c.Signal)
 			}
-			b.needsKprobes[c.Name] = c.NeedsKprobes
+			b.cmdFor[c.Name] = c.For
 			b.manifest.Commands = append(b.manifest.Commands, cmd)
 		}
 	}
