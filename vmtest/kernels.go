@@ -35,7 +35,13 @@ type imageLayout struct {
 	Path    string
 }
 
-var imageInBoot = imageLayout{Package: "linux-image-", Path: "boot/vmlinuz-*"}
+var (
+	imageInBoot = imageLayout{Package: "linux-image-", Path: "boot/vmlinuz-*"}
+	// From Debian's 6.19 packaging on, linux-image-VERSION is a
+	// metapackage: the image is in linux-binary-VERSION, beside where the
+	// modules go.
+	imageInModules = imageLayout{Package: "linux-binary-", Path: "usr/lib/modules/*/vmlinuz"}
+)
 
 // expectation is what a boot should offer, declared rather than read from
 // the guest: a kernel that silently lost its kprobes must fail the checks of
@@ -60,6 +66,12 @@ type expectation struct {
 	// boot; LeaveOut names some that do not, and why.
 	NoTests  string
 	LeaveOut map[string]string
+	// CountMethod is the per-task count method `cowtrace doctor` must
+	// report on this boot: countExitTracepoint, countExitSyscall or
+	// countClassify, in cowtrace's words (KERNEL-NOTES.md has the kernel
+	// facts that decide it). "" for a kernel of one's own (-kernel),
+	// whose method is not declared.
+	CountMethod string
 	// WithoutKprobesToo: the boot also runs cowtrace with --kprobe-method
 	// none, standing in for the same kernel without kprobes, whose
 	// copies (told by their allocation's kernel stack) must be the
@@ -68,7 +80,7 @@ type expectation struct {
 	WithoutKprobesToo bool
 }
 
-// The methods for copies, best first.
+// The methods for copies, best first, and for faults.
 const (
 	methodKprobe    = "kprobe"
 	methodCallchain = "callchain"
@@ -78,14 +90,28 @@ const (
 	faultsAddress    = "address"
 )
 
+// The per-task count methods of expectation.CountMethod.
+const (
+	countExitTracepoint = "exit-tracepoint"
+	countExitSyscall    = "exit-syscall"
+	countClassify       = "classify"
+)
+
 // kprobes is a kernel with kprobes, tracefs and the fault tracepoints.
 var kprobes = expectation{Kprobes: true, Copies: methodKprobe, Faults: faultsTracepoint, THP: true, Lockdown: "none"}
 
+// kprobesCounting is kprobes with the per-task count method method.
+func kprobesCounting(method string) expectation {
+	e := kprobes
+	e.CountMethod = method
+	return e
+}
+
 // cliTestsElsewhere leaves cmd/cowtrace's own tests (descriptor limits,
 // broken pipes, concurrent runs, exit codes: the command line, not the
-// kernel) to the 6.1 and 6.12 boots; they are the longest test binary
-// under TCG.
-var cliTestsElsewhere = map[string]string{"cmd_cowtrace.test": "the command line's own tests run on 6.1 and 6.12"}
+// kernel) to the 6.1, 6.12 and 7.3 boots, one of each count method; they
+// are the longest test binary under TCG.
+var cliTestsElsewhere = map[string]string{"cmd_cowtrace.test": "the command line's own tests run on 6.1, 6.12 and 7.3"}
 
 var specs = []kernelSpec{
 	{
@@ -97,19 +123,19 @@ var specs = []kernelSpec{
 		Name: "5.10", Arch: "amd64", Suite: "bullseye", Meta: "linux-image-amd64",
 		Image: regexp.MustCompile(`^linux-image-5\.10\.0-[0-9]+-amd64$`), Layout: imageInBoot,
 		Expect: expectation{Kprobes: true, Copies: methodCallchain, Faults: faultsTracepoint, THP: true, Lockdown: "none",
-			LeaveOut: cliTestsElsewhere},
+			CountMethod: countClassify, LeaveOut: cliTestsElsewhere},
 		About: "an older kernel: Debian 11's",
 	},
 	{
 		Name: "6.1", Arch: "amd64", Suite: "bookworm", Meta: "linux-image-amd64",
-		Image: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-amd64$`), Layout: imageInBoot, Expect: kprobes,
+		Image: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-amd64$`), Layout: imageInBoot, Expect: kprobesCounting(countClassify),
 		About: "Debian 12's",
 	},
 	{
 		Name: "6.1-rt", Arch: "amd64", Suite: "bookworm", Meta: "linux-image-rt-amd64",
 		Image: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-rt-amd64$`), Layout: imageInBoot,
 		Expect: expectation{Kprobes: true, Copies: methodKprobe, Faults: faultsTracepoint, THP: false, Lockdown: "none",
-			LeaveOut: cliTestsElsewhere},
+			CountMethod: countClassify, LeaveOut: cliTestsElsewhere},
 		About: "PREEMPT_RT, which has no transparent huge pages on 6.1",
 	},
 	{
@@ -121,13 +147,18 @@ var specs = []kernelSpec{
 		Name: "6.1-lockdown", Arch: "amd64", Suite: "bookworm", Meta: "linux-image-amd64",
 		Image: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-amd64$`), Layout: imageInBoot, Append: "lockdown=confidentiality",
 		Expect: expectation{Copies: methodNone, Faults: faultsAddress, THP: true, Lockdown: "confidentiality",
-			NoTests: "the same kernel runs them without lockdown"},
+			CountMethod: countClassify, NoTests: "the same kernel runs them without lockdown"},
 		About: "booted with lockdown=confidentiality: a policy that refuses kprobes and tracefs to root",
 	},
 	{
-		Name: "6.12", Arch: "amd64", Suite: "bookworm", Meta: "linux-image-6.12-amd64",
-		Image: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-amd64$`), Layout: imageInBoot, Expect: kprobes,
-		About: "Debian 12's newer series",
+		Name: "6.12", Arch: "amd64", Suite: "trixie", Meta: "linux-image-amd64",
+		Image: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb13-amd64$`), Layout: imageInBoot, Expect: kprobesCounting(countExitSyscall),
+		About: "Debian 13's",
+	},
+	{
+		Name: "7.3", Arch: "amd64", Suite: "trixie-backports", Meta: "linux-image-amd64",
+		Image: regexp.MustCompile(`^linux-binary-7\.3\.[0-9]+\+deb13-amd64$`), Layout: imageInModules, Expect: kprobesCounting(countExitTracepoint),
+		About: "the newest series for Debian 13 (trixie-backports), whose image is in linux-binary-*",
 	},
 	{
 		// arm64 has no exceptions:page_fault_* tracepoints: faults are
@@ -136,7 +167,7 @@ var specs = []kernelSpec{
 		Name: "6.1-arm64", Arch: "arm64", Suite: "bookworm", Meta: "linux-image-arm64",
 		Image: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-arm64$`), Layout: imageInBoot,
 		Expect: expectation{Kprobes: true, Copies: methodKprobe, Faults: faultsAddress, THP: true, Lockdown: "none",
-			WithoutKprobesToo: true},
+			CountMethod: countClassify, WithoutKprobesToo: true},
 		About: "Debian 12's arm64 kernel, under qemu-system-aarch64",
 	},
 }

@@ -32,7 +32,8 @@ func TestParseDepends(t *testing.T) {
 func TestCachedImageKeepsSeriesApart(t *testing.T) {
 	cache := t.TempDir()
 	for _, pkg := range []string{"linux-image-6.1.0-9-amd64", "linux-image-6.1.0-56-amd64", "linux-image-6.1.0-57-rt-amd64",
-		"linux-image-6.12.117+deb12-amd64", "linux-image-5.10.0-46-amd64", "linux-image-6.1.0-57-arm64"} {
+		"linux-image-6.12.117+deb12-amd64", "linux-image-6.12.118+deb13-amd64", "linux-binary-7.3.4+deb13-amd64", "linux-image-7.3.4+deb13-amd64",
+		"linux-image-5.10.0-46-amd64", "linux-image-6.1.0-57-arm64"} {
 		dir := filepath.Join(cache, "kernels", pkg)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -42,7 +43,7 @@ func TestCachedImageKeepsSeriesApart(t *testing.T) {
 		}
 	}
 	// A download cut short must not be taken for a kernel.
-	if err := os.WriteFile(filepath.Join(cache, "kernels", "linux-image-6.12.117+deb12-amd64", "vmlinuz-y.part"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cache, "kernels", "linux-image-6.12.118+deb13-amd64", "vmlinuz-y.part"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{
@@ -50,7 +51,8 @@ func TestCachedImageKeepsSeriesApart(t *testing.T) {
 		"6.1":          "linux-image-6.1.0-56-amd64",
 		"6.1-rt":       "linux-image-6.1.0-57-rt-amd64",
 		"6.1-lockdown": "linux-image-6.1.0-56-amd64",
-		"6.12":         "linux-image-6.12.117+deb12-amd64",
+		"6.12":         "linux-image-6.12.118+deb13-amd64",
+		"7.3":          "linux-binary-7.3.4+deb13-amd64",
 		"6.1-arm64":    "linux-image-6.1.0-57-arm64",
 	} {
 		sp, ok := lookupSpec(name)
@@ -96,6 +98,11 @@ func TestSpecs(t *testing.T) {
 		}
 		if sp.Expect.Lockdown == "" {
 			t.Errorf("%s: no lockdown mode", sp.Name)
+		}
+		switch sp.Expect.CountMethod {
+		case countExitTracepoint, countExitSyscall, countClassify:
+		default:
+			t.Errorf("%s: count method %q", sp.Name, sp.Expect.CountMethod)
 		}
 	}
 	if sp, _ := lookupSpec("6.1"); sp.Image.MatchString("linux-image-6.1.0-57-rt-amd64") {
