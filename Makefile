@@ -31,8 +31,8 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12 with
-# kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
+# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12, 7.3
+# with kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
 # lockdown=confidentiality (no kprobes, no tracefs); and Debian's 6.1 arm64
 # kernel under qemu-system-aarch64 (6.1-arm64). The experiment, its
 # variants, the matrix, doctor and the kernel-facing test binaries in each,

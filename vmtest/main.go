@@ -1,10 +1,11 @@
 // Command vmtest boots Debian's kernels under qemu and runs cowtrace and its
 // kernel-facing test binaries inside them: kernels with kprobes (5.10, 6.1,
-// 6.12), one without transparent huge pages (6.1's PREEMPT_RT flavour) and
-// a boot whose lockdown policy refuses kprobes and tracefs to root (see
-// kernels.go). The development and CI machines run a kernel without
-// kprobes, so this is the only place where cowtrace's kprobe paths meet a
-// real kernel. Each boot is checked against the best method it offers.
+// 6.12, 7.3), one without transparent huge pages (6.1's PREEMPT_RT flavour),
+// a boot whose lockdown policy refuses kprobes and tracefs to root, and an
+// arm64 kernel, which has no fault tracepoints (see kernels.go). The
+// development and CI machines run a kernel without kprobes, so this is the
+// only place where cowtrace's kprobe paths meet a real kernel. Each boot is
+// checked against the best method it offers.
 //
 // Usage, from the module root:
 //
