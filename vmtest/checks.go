@@ -398,6 +398,52 @@ func writerReader(g *guestRun, name string) (rep *cowtraceReport, w, r *cowtrace
 	return
 }
 
+// perRole holds the writer and the reader of run name to f, each with its
+// own want.
+func perRole(g *guestRun, name string, writer, reader int64, f func(rep *cowtraceReport, p *cowtraceProcess, want int64) []error) error {
+	rep, w, r, err := writerReader(g, name)
+	if err != nil {
+		return err
+	}
+	return errors.Join(append(f(rep, w, writer), f(rep, r, reader)...)...)
+}
+
+// twoRuns are the writer and reader of a run and of the touched run it is
+// compared with.
+type twoRuns struct {
+	rep    *cowtraceReport
+	w, r   *cowtraceProcess
+	tw, tr *cowtraceProcess
+}
+
+func againstTouched(g *guestRun, name string) (*twoRuns, error) {
+	rep, w, r, err := writerReader(g, name)
+	if err != nil {
+		return nil, err
+	}
+	_, tw, tr, err := writerReader(g, "touched")
+	if err != nil {
+		return nil, fmt.Errorf("nothing to compare with: %w", err)
+	}
+	return &twoRuns{rep: rep, w: w, r: r, tw: tw, tr: tr}, nil
+}
+
+// sameCopies: the writer and the reader copied as many pages in both
+// runs, told in the run by how and in the touched run by touchedHow.
+func (t *twoRuns) sameCopies(how, touchedHow string) []error {
+	var errs []error
+	for _, pair := range [][2]*cowtraceProcess{{t.w, t.tw}, {t.r, t.tr}} {
+		a, err1 := copies(pair[0])
+		b, err2 := copies(pair[1])
+		if err := errors.Join(err1, err2); err != nil {
+			errs = append(errs, err)
+		} else if a != b {
+			errs = append(errs, fmt.Errorf("%s copies: %s %d, %s %d", pair[0].Role, how, a, touchedHow, b))
+		}
+	}
+	return errs
+}
+
 func copies(p *cowtraceProcess) (int64, error) {
 	if p.Copies == nil {
 		return 0, fmt.Errorf("%s copies is null", p.Role)
@@ -515,27 +561,15 @@ func checkBlocks5000(g *guestRun) error {
 }
 
 func checkTracefsAgrees(g *guestRun) error {
-	rep, w, r, err := writerReader(g, "tracefs")
+	t, err := againstTouched(g, "tracefs")
 	if err != nil {
 		return err
 	}
-	_, pw, pr, err := writerReader(g, "touched")
-	if err != nil {
-		return fmt.Errorf("nothing to compare with: %w", err)
-	}
 	var errs []error
-	if rep.KprobeMethod != "tracefs" {
-		errs = append(errs, fmt.Errorf("kprobe_method = %q, want tracefs", rep.KprobeMethod))
+	if t.rep.KprobeMethod != "tracefs" {
+		errs = append(errs, fmt.Errorf("kprobe_method = %q, want tracefs", t.rep.KprobeMethod))
 	}
-	for _, pair := range [][2]*cowtraceProcess{{w, pw}, {r, pr}} {
-		a, err1 := copies(pair[0])
-		b, err2 := copies(pair[1])
-		if err := errors.Join(err1, err2); err != nil {
-			errs = append(errs, err)
-		} else if a != b {
-			errs = append(errs, fmt.Errorf("%s copies: tracefs %d, pmu %d", pair[0].Role, a, b))
-		}
-	}
+	errs = append(errs, t.sameCopies("tracefs", "pmu")...)
 	errs = append(errs, leftovers(g, "tracefs"))
 	return errors.Join(errs...)
 }
@@ -704,23 +738,15 @@ func checkCountersOnlyMethods(g *guestRun) error {
 // exactly (all their faults after the gate are there).
 func checkRegionFaults(name string, writer, reader int64) func(g *guestRun) error {
 	return func(g *guestRun) error {
-		_, w, r, err := writerReader(g, name)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, c := range []struct {
-			p    *cowtraceProcess
-			want int64
-		}{{w, writer}, {r, reader}} {
-			if n := c.p.InRegion["unclassified"]; n != c.want {
-				errs = append(errs, fmt.Errorf("%s in_region.unclassified = %d, want %d", c.p.Role, n, c.want))
+		return perRole(g, name, writer, reader, func(_ *cowtraceReport, p *cowtraceProcess, want int64) (errs []error) {
+			if n := p.InRegion["unclassified"]; n != want {
+				errs = append(errs, fmt.Errorf("%s in_region.unclassified = %d, want %d", p.Role, n, want))
 			}
-			if c.p.PageFaults == nil || *c.p.PageFaults != c.want {
-				errs = append(errs, fmt.Errorf("%s page_faults = %s, want %d", c.p.Role, fmtp(c.p.PageFaults), c.want))
+			if p.PageFaults == nil || *p.PageFaults != want {
+				errs = append(errs, fmt.Errorf("%s page_faults = %s, want %d", p.Role, fmtp(p.PageFaults), want))
 			}
-		}
-		return errors.Join(errs...)
+			return errs
+		})
 	}
 }
 

@@ -148,21 +148,23 @@ func TestChecksCatchFailures(t *testing.T) {
 		t.Run(tc.want, func(t *testing.T) {
 			g := fakeGuest()
 			tc.spoil(g)
-			found := false
-			for _, r := range runChecks(g, allChecks(), nil) {
-				if r.Name != tc.check {
-					continue
-				}
-				found = true
-				if !strings.Contains(r.Err, tc.want) {
-					t.Errorf("%s: err %q, want it to contain %q", r.Name, r.Err, tc.want)
-				}
-			}
-			if !found {
-				t.Fatalf("no check named %q", tc.check)
-			}
+			wantFails(t, g, allChecks(), tc.check, tc.want)
 		})
 	}
+}
+
+// wantFails: of checks run on g, the one named name fails, saying want.
+func wantFails(t *testing.T, g *guestRun, checks []check, name, want string) {
+	t.Helper()
+	for _, r := range runChecks(g, checks, nil) {
+		if r.Name == name {
+			if !strings.Contains(r.Err, want) {
+				t.Errorf("%s: err %q, want it to contain %q", r.Name, r.Err, want)
+			}
+			return
+		}
+	}
+	t.Errorf("no check named %q", name)
 }
 
 func TestChecksSkipWithoutCowtrace(t *testing.T) {
@@ -296,18 +298,7 @@ func TestCountersOnlyChecks(t *testing.T) {
 	} {
 		g := fakeLockdownGuest()
 		tc.spoil(g)
-		found := false
-		for _, r := range runChecks(g, checks, nil) {
-			if r.Name == tc.check {
-				found = true
-				if !strings.Contains(r.Err, tc.want) {
-					t.Errorf("%s: err %q, want it to contain %q", r.Name, r.Err, tc.want)
-				}
-			}
-		}
-		if !found {
-			t.Errorf("no check named %q", tc.check)
-		}
+		wantFails(t, g, checks, tc.check, tc.want)
 	}
 }
 

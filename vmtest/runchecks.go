@@ -553,17 +553,13 @@ func (g *guestRun) seedLine() []string {
 // behind filters; the writer's must be the classified run's, in total and
 // in the region.
 func checkCountMode(g *guestRun) error {
-	_, w, _, err := writerReader(g, "count")
+	t, err := againstTouched(g, "count")
 	if err != nil {
 		return err
 	}
-	_, cw, _, err := writerReader(g, "touched")
-	if err != nil {
-		return fmt.Errorf("nothing to compare with: %w", err)
-	}
-	rep, _ := g.report("count")
+	w, cw := t.w, t.tw
 	var errs []error
-	if m := rep.Methods["wp_faults"]; !strings.HasPrefix(m, "counter:") {
+	if m := t.rep.Methods["wp_faults"]; !strings.HasPrefix(m, "counter:") {
 		errs = append(errs, fmt.Errorf("methods.wp_faults = %q: the count run did not count in the kernel", m))
 	}
 	if w.WPFaults != cw.WPFaults {
@@ -638,14 +634,11 @@ func checkMatrixCountersOnly(g *guestRun) error {
 // checkCountModeFaults: --mode count with the software events only counts
 // the writer's faults as the classified run does.
 func checkCountModeFaults(g *guestRun) error {
-	_, w, _, err := writerReader(g, "count")
+	t, err := againstTouched(g, "count")
 	if err != nil {
 		return err
 	}
-	_, cw, _, err := writerReader(g, "touched")
-	if err != nil {
-		return fmt.Errorf("nothing to compare with: %w", err)
-	}
+	w, cw := t.w, t.tw
 	if w.PageFaults == nil || cw.PageFaults == nil || *w.PageFaults != *cw.PageFaults {
 		return fmt.Errorf("writer page_faults: count %s, classify %s", fmtp(w.PageFaults), fmtp(cw.PageFaults))
 	}

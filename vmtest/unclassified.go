@@ -44,23 +44,16 @@ func inRegion(rep *cowtraceReport, p *cowtraceProcess) (int64, error) {
 
 func checkInRegionByAddress(name string, writer, reader int64) func(g *guestRun) error {
 	return func(g *guestRun) error {
-		rep, w, r, err := writerReader(g, name)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, c := range []struct {
-			p    *cowtraceProcess
-			want int64
-		}{{w, writer}, {r, reader}} {
-			n, err := inRegion(rep, c.p)
+		return perRole(g, name, writer, reader, func(rep *cowtraceReport, p *cowtraceProcess, want int64) []error {
+			n, err := inRegion(rep, p)
 			if err != nil {
-				errs = append(errs, err)
-			} else if n != c.want {
-				errs = append(errs, fmt.Errorf("%s in-region faults = %d (%v), want %d", c.p.Role, n, c.p.InRegion, c.want))
+				return []error{err}
 			}
-		}
-		return errors.Join(errs...)
+			if n != want {
+				return []error{fmt.Errorf("%s in-region faults = %d (%v), want %d", p.Role, n, p.InRegion, want)}
+			}
+			return nil
+		})
 	}
 }
 
@@ -123,25 +116,11 @@ func checkGeneric(name string, writer int64) func(g *guestRun) error {
 // copies (its stack and runtime data, written while the children share
 // them) are not the same pages from run to run, so it is left out.
 func checkGenericAgrees(g *guestRun) error {
-	_, w, r, err := writerReader(g, "generic")
+	t, err := againstTouched(g, "generic")
 	if err != nil {
 		return err
 	}
-	_, kw, kr, err := writerReader(g, "touched")
-	if err != nil {
-		return fmt.Errorf("nothing to compare with: %w", err)
-	}
-	var errs []error
-	for _, pair := range [][2]*cowtraceProcess{{w, kw}, {r, kr}} {
-		a, err1 := copies(pair[0])
-		b, err2 := copies(pair[1])
-		if err := errors.Join(err1, err2); err != nil {
-			errs = append(errs, err)
-		} else if a != b {
-			errs = append(errs, fmt.Errorf("%s copies: %d by allocation stacks, %d by kprobe", pair[0].Role, a, b))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(t.sameCopies("by allocation stacks", "by kprobe")...)
 }
 
 // checkNoTouchByAddress: with nothing written before the fork, the
