@@ -275,11 +275,7 @@ func makePlan(work string, n int, a *archBuild, man guest.Manifest, skips map[st
 	if len(units) == 0 {
 		return nil, errors.New("no command to run (-run matches none)")
 	}
-	p := &kernelPlan{a: a, manifest: man, skipped: skipTests(units, skips)}
-	for _, note := range p.skipped {
-		logf("plan %d: %s", n, note)
-	}
-	p.shards = planShards(units, budget)
+	p := &kernelPlan{a: a, manifest: man, skipped: skipTests(units, skips), shards: planShards(units, budget)}
 	for i := range p.shards {
 		s := &p.shards[i]
 		js, err := json.MarshalIndent(s.manifest(), "", "  ")

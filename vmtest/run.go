@@ -152,6 +152,9 @@ func planKernels(ctx context.Context, f *fetcher, root, work string, o options, 
 		for _, name := range slices.Sorted(maps.Keys(k.Expect.LeaveOut)) {
 			logf("%s: no %s: %s", k.Label, name, k.Expect.LeaveOut[name])
 		}
+		for _, note := range plans[i].skipped {
+			logf("%s: %s", k.Label, note)
+		}
 	}
 	maxGuest := time.Duration(0)
 	nGuests := 0
