@@ -38,15 +38,14 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12 with
-# kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
+# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12, 7.3
+# with kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
 # lockdown=confidentiality (no kprobes, no tracefs); and Debian's 6.1 arm64
-# kernel under qemu-system-aarch64 (vmtest/arm64.go; VMTEST_FLAGS='-arm64 ""'
-# leaves it out). The experiment, its variants, the matrix, doctor and the
-# kernel-facing test binaries in each, each kernel checked for the best
-# method it offers (see vmtest/main.go).
+# kernel under qemu-system-aarch64 (6.1-arm64). The experiment, its
+# variants, the matrix, doctor and the kernel-facing test binaries in each,
+# each kernel checked for the best method it offers (see vmtest/main.go).
 # make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels";
-# VMTEST_FLAGS='-kernels 6.1-lockdown -arm64 "" -run doctor' runs one command on one boot.
+# VMTEST_FLAGS='-kernels 6.1-lockdown -run doctor' runs one command on one boot.
 vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)
 
