@@ -425,8 +425,10 @@ func (s *Session) classifyInstead(why string) {
 func (s *Session) countModeMissing() string {
 	var why string
 	switch {
-	case s.tp.Fault == nil && s.kp == nil:
-		why = "neither the fault tracepoints nor kprobes are available, which count write-protect faults"
+	case s.tp.Fault == nil:
+		// Without the fault tracepoints write-protect faults are told by
+		// their address, which takes a sample of every fault.
+		why = "write-protect faults are told by address here (no exceptions:page_fault_user tracepoint)"
 	case s.cfg.Counters:
 		why = "--counters samples the software counters"
 	case s.cfg.OnMmap != nil:

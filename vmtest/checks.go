@@ -81,7 +81,11 @@ var cowtraceCommands = []cowtraceCommand{
 	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT, For: withKprobes},
 	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM, For: withKprobes},
 	{Name: "count", Args: []string{"--format", "json", "--mode", "count"}},
-	{Name: "run-seed", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_seed"}, NeedsProgs: true},
+	{Name: "run-seed", Args: []string{"run", "--format", "json", "--cross-check", "--", progsDir + "/cow_seed"}, NeedsProgs: true},
+	// The default run, and its twin that samples every fault.
+	{Name: "run-seed-fast", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_seed"}, NeedsProgs: true, For: counting},
+	{Name: "run-tree", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withCopies},
+	{Name: "run-tree-classify", Args: []string{"run", "--format", "json", "--mode", "classify", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withCopies},
 	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withKprobes},
 	{Name: "matrix", Args: []string{"matrix", "--format", "json"}, Timeout: 5 * time.Minute},
 	// doctor's text goes to vmtest's output, its JSON to the checks.
@@ -195,6 +199,13 @@ func wpByProbe(e expectation) bool { return e.Kprobes && e.Faults == faultsAddre
 
 func withoutKprobesToo(e expectation) bool { return e.WithoutKprobesToo }
 
+// counting: run's default counts in the kernel, each task's counts sampled.
+func counting(e expectation) bool {
+	return e.CountMethod == countExitTracepoint || e.CountMethod == countExitSyscall
+}
+
+func declaredCountMethod(e expectation) bool { return e.CountMethod != "" }
+
 func both(a, b func(expectation) bool) func(expectation) bool {
 	return func(e expectation) bool { return a(e) && b(e) }
 }
@@ -268,6 +279,10 @@ var checks = []check{
 	{Name: "run seed: kprobe hits attributed per process", Cmd: "run-seed", Fn: checkSeedPerProcess, For: withKprobes},
 	{Name: "run seed: writer faults once per block and a handful, reader a handful", Cmd: "run-seed", Fn: checkSeedFaults, For: countersOnly},
 	{Name: "run tree (tracefs): exact per-child attribution", Cmd: "run-tree-tracefs", Fn: checkTreeTracefs, For: withKprobes},
+	{Name: "run tree: the kernel's count method, complete, each child as classify mode counts it", Cmd: "run-tree", Fn: checkTreeModes, For: withCopies},
+	{Name: "run tree (classify): complete, each child its pages on a common baseline", Cmd: "run-tree-classify", Fn: checkTreeClassify, For: withCopies},
+	{Name: "run seed (count mode, kprobes): a few records per process, none per copy", Cmd: "run-seed-fast", Fn: checkFewRecords, For: both(counting, withKprobes)},
+	{Name: "doctor: the per-task count method this kernel gets", Cmd: "doctor-json", Fn: checkDoctorCountMethod, For: declaredCountMethod},
 	{Name: "run tree (tracefs): no kprobe or mount left", Cmd: "run-tree-tracefs", Fn: func(g *guestRun) error { return leftovers(g, "run-tree-tracefs") }, For: withKprobes},
 	{Name: "matrix: every scenario's outcome holds with the best copies method", Cmd: "matrix", Fn: checkMatrix, For: withCopies},
 	{Name: "matrix: every outcome the software events can decide holds", Cmd: "matrix", Fn: checkMatrixCountersOnly, For: countersOnly},

@@ -19,7 +19,13 @@ import (
 // checks look at.
 type runReport struct {
 	cowtraceReport
-	Trace *struct {
+	// Count mode: how each task's counts came, whether every figure adds
+	// up, and the records the rings delivered.
+	CountMethod string   `json:"count_method"`
+	Complete    bool     `json:"complete"`
+	Incomplete  []string `json:"incomplete"`
+	Records     int64    `json:"records"`
+	Trace       *struct {
 		ExitCode *int   `json:"exit_code"`
 		EndedBy  string `json:"ended_by"`
 	} `json:"trace"`
