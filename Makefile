@@ -9,9 +9,18 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
+# The commit the binary is built from, stamped by the build itself: with
+# GOFLAGS=-buildvcs=false (as on the project's machines) the go command
+# stamps none, and `cowtrace version` would say only "(devel)". Recursively
+# expanded, so git runs for a build only.
+COMMIT      = $(shell git rev-parse HEAD 2>/dev/null)
+COMMIT_TIME = $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
+MODIFIED    = $(shell git status --porcelain 2>/dev/null | grep -q . && echo true)
+LDFLAGS     = -X main.commit=$(COMMIT) -X main.commitTime=$(COMMIT_TIME) -X main.modified=$(MODIFIED)
+
 # A static binary: no libc, nothing to install on the target.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/cowtrace
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cowtrace
 
 # The seed's experiment on this machine's kernel.
 run: build
