@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -362,10 +363,40 @@ func resolveCommand(name, userName string, keepRoot bool) (string, *syscall.Cred
 	}
 	path, err := exec.LookPath(name)
 	if err != nil {
-		return "", nil, usagef("run: %v", err)
+		return "", nil, lookPathError(name, err)
 	}
 	cred, err := commandCredential(userName, keepRoot)
 	return path, cred, err
+}
+
+// cannotExecute is a command that cowtrace run cannot start, found so
+// before anything starts: the exit code is a shell's, 127 for a command
+// that is not there and 126 for one that cannot be executed, so that a
+// script sees the same status with cowtrace in front of the command as
+// without (follow.ExecError gives the same for an exec that fails later).
+type cannotExecute struct {
+	msg  string
+	code int
+}
+
+func (c cannotExecute) Error() string { return c.msg }
+func (c cannotExecute) ExitCode() int { return c.code }
+
+// lookPathError words exec.LookPath's error as a shell would, with a
+// shell's status.
+func lookPathError(name string, err error) error {
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		return cannotExecute{fmt.Sprintf("run: %s: command not found (not in PATH)", name), 127}
+	case errors.Is(err, fs.ErrNotExist):
+		return cannotExecute{fmt.Sprintf("run: %s: no such file or directory", name), 127}
+	case errors.Is(err, fs.ErrPermission):
+		return cannotExecute{fmt.Sprintf("run: %s: permission denied (not executable)", name), 126}
+	case errors.Is(err, syscall.EISDIR):
+		return cannotExecute{fmt.Sprintf("run: %s: is a directory", name), 126}
+	}
+	// exec.ErrDot: a relative PATH entry, which os/exec refuses to use.
+	return usagef("run: %v", err)
 }
 
 // commandCredential decides whom CMD runs as: --user NAME; else, when

@@ -30,7 +30,6 @@ func TestRunBadInput(t *testing.T) {
 	for _, args := range [][]string{
 		{"run"},
 		{"run", "--"},
-		{"run", "--", "/no/such/program"},
 		{"run", "--format", "xml", "--", "true"},
 		{"run", "--user", "nobody", "--keep-root", "--", "true"},
 		{"run", "--user", "no-such-user-here", "--", "true"},
@@ -58,6 +57,36 @@ func TestRunBadInput(t *testing.T) {
 		}
 		if n := strings.Count(stderr, "\n"); n != 1 || stdout != "" {
 			t.Errorf("cowtrace %q: stderr %q (%d lines), stdout %q: want one line on stderr only", args, stderr, n, stdout)
+		}
+	}
+}
+
+// TestRunCannotExecute: a command that is not there exits 127, one that
+// cannot be executed 126, as in a shell (the test asks sh for its status),
+// with one line on stderr and before anything starts.
+func TestRunCannotExecute(t *testing.T) {
+	dir := t.TempDir()
+	noX := filepath.Join(dir, "script.sh")
+	if err := os.WriteFile(noX, []byte("echo ran\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cmd  string
+		code int
+		says string
+	}{
+		{"/nonexistent/prog", 127, "/nonexistent/prog: no such file or directory"},
+		{"no-such-command-here", 127, "no-such-command-here: command not found"},
+		{noX, 126, noX + ": permission denied (not executable)"},
+		{dir, 126, dir + ": is a directory"},
+	} {
+		code, stdout, stderr := runCLI("run", "--", c.cmd)
+		if code != c.code || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.says) {
+			t.Errorf("run -- %s: exit %d, stdout %q, stderr %q: want %d and one line saying %q", c.cmd, code, stdout, stderr, c.code, c.says)
+		}
+		sh := exec.Command("sh", "-c", `"$0"`, c.cmd)
+		if err := sh.Run(); sh.ProcessState == nil || sh.ProcessState.ExitCode() != c.code {
+			t.Errorf("sh -c %s: %v, want exit %d as cowtrace's", c.cmd, err, c.code)
 		}
 	}
 }
