@@ -106,6 +106,9 @@ func (f *experimentFlags) options(stderr io.Writer) (experiment.Options, error) 
 	if err := checkProof(f.proof.proof, cfg); err != nil {
 		return experiment.Options{}, err
 	}
+	if err := f.methods.checkProbes(f.probes); err != nil {
+		return experiment.Options{}, err
+	}
 	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: f.methods.kprobes.method, Probes: f.probes.names,
 		Mode: f.mode.mode, Proof: f.proof.proof, FaultsByAddress: f.methods.faults.byAddress, HandOff: handOff}
 	if *f.pause {

@@ -222,6 +222,15 @@ func addMethodFlags(fs *flagSet) *methodFlags {
 	return m
 }
 
+// checkProbes refuses --probe with --kprobe-method none before anything
+// runs: the one asks for kprobes, the other for none.
+func (m *methodFlags) checkProbes(p *probesValue) error {
+	if len(p.names) > 0 && m.kprobes.method == perfevents.KprobeNone {
+		return usagef("--probe %s needs kprobes, and --kprobe-method none asks for none", p.names[0])
+	}
+	return nil
+}
+
 type modeValue struct {
 	refused
 	def  engine.Mode // what "" stands for
@@ -268,7 +277,7 @@ func (v *probesValue) Set(s string) error {
 
 func addProbeFlag(fs *flagSet) *probesValue {
 	v := &probesValue{}
-	fs.Var(v, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
+	fs.Var(v, "probe", "also count hits of kernel function `FUNC` per process (repeatable); one that cannot be probed fails the run (exit 1)")
 	return v
 }
 

@@ -154,6 +154,9 @@ type traceSetup struct {
 // output is open (see output).
 func (tf *traceFlags) setup() (traceSetup, error) {
 	mode := tf.mode.mode
+	if err := tf.methods.checkProbes(tf.probes); err != nil {
+		return traceSetup{}, err
+	}
 	var plotAs plot.Format
 	if *tf.plotPath != "" {
 		var err error

@@ -469,3 +469,40 @@ func TestAttachReady(t *testing.T) {
 		t.Errorf("attach to a gone pid: exit %d, ready descriptor %q, %v; want 2 and end of file", code, got, err)
 	}
 }
+
+// TestProbeRefused: a --probe that cannot be had (no kprobes on this
+// kernel or for this user, or a function the kernel refuses) fails with
+// exit 1 and a line naming it, before the command runs, the experiment's
+// workload starts or the attach is made.
+func TestProbeRefused(t *testing.T) {
+	ran := filepath.Join(t.TempDir(), "ran")
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Skipf("sleep: %v", err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	for _, args := range [][]string{
+		{"run", "--probe", "not_a_function", "--", "touch", ran},
+		{"run", "--mode", "count", "--probe", "not_a_function", "--", "touch", ran},
+		{"--probe", "not_a_function", "--blocks", "20"},
+		{"attach", "-p", strconv.Itoa(sleeper.Process.Pid), "--probe", "not_a_function"},
+	} {
+		code, stdout, stderr := runCLI(args...)
+		if code != exitFailure || stdout != "" || strings.Count(stderr, "\n") != 1 ||
+			!strings.HasPrefix(stderr, "cowtrace: --probe not_a_function: cannot be probed: ") {
+			t.Errorf("cowtrace %q: exit %d, stdout %q, stderr %q: want 1 and one line naming the probe", args, code, stdout, stderr)
+		}
+		if _, err := os.Stat(ran); err == nil {
+			t.Fatalf("cowtrace %q: the command ran", args)
+		}
+	}
+	// Asking for a probe and for no kprobes is a usage error.
+	for _, args := range [][]string{
+		{"run", "--probe", "do_wp_page", "--kprobe-method", "none", "--", "true"},
+		{"--probe", "do_wp_page", "--kprobe-method", "none"},
+	} {
+		if code, _, stderr := runCLI(args...); code != exitUsage || !strings.Contains(stderr, "--kprobe-method none asks for none") {
+			t.Errorf("cowtrace %q: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+}
