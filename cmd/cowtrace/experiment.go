@@ -9,6 +9,7 @@ import (
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/report"
+	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/report/render"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
@@ -108,6 +109,14 @@ func (f *experimentFlags) options(stderr io.Writer) (experiment.Options, error) 
 	}
 	if err := f.methods.checkProbes(f.probes); err != nil {
 		return experiment.Options{}, err
+	}
+	// The roles depend on the scenario, known only now: --expect's Set
+	// could not check them.
+	rows := expect.Rows{Roles: experiment.Roles(cfg)}
+	for _, e := range f.expect.list {
+		if err := e.Fits(rows); err != nil {
+			return experiment.Options{}, usagef("--expect: %v", err)
+		}
 	}
 	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: f.methods.kprobes.method, Probes: f.probes.names,
 		Mode: f.mode.mode, Proof: f.proof.proof, FaultsByAddress: f.methods.faults.byAddress, HandOff: handOff}

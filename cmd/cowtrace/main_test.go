@@ -56,6 +56,11 @@ func TestBadInput(t *testing.T) {
 		{"--probe", "copy page"},
 		{"--probe", ""},
 		{"--no-such-flag"},
+		// Rows the run will not have: refused before it runs, as run
+		// refuses them (as root it would run and then exit 1).
+		{"--expect", "wrter.copies == 1000"},
+		{"--scenario", "many-writers", "--expect", "writer.copies == 1000"},
+		{"--probe", "do_wp_page", "--kprobe-method", "none"},
 		{"stray-argument"},
 	} {
 		code, stdout, stderr := runCLI(args...)
