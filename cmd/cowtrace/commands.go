@@ -21,6 +21,8 @@ type command struct {
 	// command once they are parsed. Commands without flags have run.
 	setup func(fs *flagSet) runner
 	run   func(args []string, stdout io.Writer) error
+	// interspersed: flags may follow the operands (compare's files).
+	interspersed bool
 }
 
 // synopsis is one way to call a command, after "cowtrace ", and what it
@@ -43,7 +45,7 @@ func commands() []*command {
 		{name: "compare", synopses: []synopsis{
 			{"compare [flags] A.json B.json ...", "runs side by side, differences marked"},
 			{"compare --baseline BASE.json --max-increase MEASURE=BOUND,... CURRENT.json", "a regression gate: exit 1 when a measure grew past its bound"},
-		}, long: compareLong, setup: setupCompare},
+		}, long: compareLong, setup: setupCompare, interspersed: true},
 		{name: "run", synopses: []synopsis{{"run [flags] [--] CMD [ARGS...]", "trace CMD and every process it forks, one row each"}},
 			long: runLong, setup: setupRun},
 		{name: "attach", synopses: []synopsis{{"attach -p PID [flags]", "trace a running process and the children it forks"}},
@@ -85,7 +87,15 @@ func (c *command) invoke(ctx context.Context, args []string, stdout, stderr io.W
 	}
 	fs := c.flagSet()
 	run := c.setup(fs)
-	if err := parseFlags(fs, args, func(w io.Writer) { c.writeUsage(w, fs) }, stdout); err != nil {
+	usage := func(w io.Writer) { c.writeUsage(w, fs) }
+	if c.interspersed {
+		operands, err := parseInterspersed(fs, args, usage, stdout)
+		if err != nil {
+			return err
+		}
+		return run(ctx, operands, stdout, stderr)
+	}
+	if err := parseFlags(fs, args, usage, stdout); err != nil {
 		return err
 	}
 	return run(ctx, fs.Args(), stdout, stderr)

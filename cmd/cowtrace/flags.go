@@ -100,6 +100,43 @@ func parseFlags(fs *flagSet, args []string, usage func(io.Writer), stdout io.Wri
 	return nil
 }
 
+// parseInterspersed is parseFlags for a command whose operands and flags
+// may come in any order, as git's and GNU tools' do (compare a.json b.json
+// --format markdown): the flag package stops at the first operand, and the
+// flags after it were read as file names. After "--" every argument is an
+// operand.
+func parseInterspersed(fs *flagSet, args []string, usage func(io.Writer), stdout io.Writer) ([]string, error) {
+	var operands []string
+	for {
+		if err := parseFlags(fs, args, usage, stdout); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" && (n < 2 || !fs.takesValue(args[n-2])) {
+			return append(operands, rest...), nil
+		}
+		if len(rest) == 0 {
+			return operands, nil
+		}
+		operands, args = append(operands, rest[0]), rest[1:]
+	}
+}
+
+// takesValue says whether arg is a flag that takes the next argument as
+// its value ("--label" in "--label --" does, "--label=x" and bools do not).
+func (fs *flagSet) takesValue(arg string) bool {
+	name, ok := strings.CutPrefix(arg, "-")
+	if !ok || strings.Contains(name, "=") {
+		return false
+	}
+	f := fs.Lookup(strings.TrimPrefix(name, "-"))
+	if f == nil {
+		return false
+	}
+	b, isBool := f.Value.(interface{ IsBoolFlag() bool })
+	return !isBool || !b.IsBoolFlag()
+}
+
 // stringList is a repeatable flag.
 type stringList []string
 
