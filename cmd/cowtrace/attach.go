@@ -17,7 +17,8 @@ import (
 const attachLong = `Follows running process PID (every thread it has) and every process it forks
 from then on, until Ctrl-C, the duration, or PID's exit, and prints one row
 per process like cowtrace run. Children PID forked before the attach are not
-followed.
+followed. Stopped by Ctrl-C (SIGINT) or SIGTERM, it writes the report and
+exits 130 (1 when an --expect failed).
 
 Once every event is open it prints "cowtrace: attached" on stderr, and with
 --ready-fd N writes "attached" and a newline to descriptor N and closes it:
@@ -96,7 +97,22 @@ func (f *attachFlags) run(ctx context.Context, args []string, stdout, stderr io.
 	if err := f.report(out, &ts, run, stderr); err != nil {
 		return err
 	}
-	return checkExpectations(run, f.expect.list)
+	err = checkExpectations(run, f.expect.list)
+	if ctx.Err() == nil {
+		return err
+	}
+	// Stopped by a signal: 130 after the report, unless an --expect
+	// failed, whose 1 is the verdict asked for; the lines of both are said.
+	stop := interruptedAfter(ctx, "attach: interrupted; the report covers the trace until then")
+	var fl failures
+	if !errors.As(err, &fl) {
+		return failures{[]error{stop}, exitInterrupted}
+	}
+	fl.errs = append(fl.errs, stop)
+	if fl.code != exitFailure {
+		fl.code = exitInterrupted
+	}
+	return fl
 }
 
 // openReadyFD takes over descriptor n of --ready-fd. It is made

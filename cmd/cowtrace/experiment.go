@@ -121,13 +121,20 @@ func (f *experimentFlags) options(stderr io.Writer) (experiment.Options, error) 
 	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: f.methods.kprobes.method, Probes: f.probes.names,
 		Mode: f.mode.mode, Proof: f.proof.proof, FaultsByAddress: f.methods.faults.byAddress, HandOff: handOff}
 	if *f.pause {
-		opt.AfterAttach = func(ctx context.Context) error {
-			fmt.Fprintln(stderr, "cowtrace: attached")
-			<-ctx.Done()
-			return ctx.Err()
-		}
+		opt.AfterAttach = pauseAfterAttach(stderr)
 	}
 	return opt, nil
+}
+
+// pauseAfterAttach is the testing aid of --pause-after-attach and the
+// matrix's --pause-in: a test signals cowtrace at its most loaded moment,
+// once it has read this line.
+func pauseAfterAttach(stderr io.Writer) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		fmt.Fprintln(stderr, "cowtrace: attached")
+		<-ctx.Done()
+		return ctx.Err()
+	}
 }
 
 // scenarioWorkload turns the layout flags into the named scenario's workload.

@@ -56,9 +56,11 @@ func TestHelpCommand(t *testing.T) {
 
 // TestHiddenFlags: a testing aid is accepted but not offered.
 func TestHiddenFlags(t *testing.T) {
-	for _, args := range [][]string{{"-h"}, {"help", "--all"}} {
-		if _, stdout, _ := runCLI(args...); strings.Contains(stdout, "pause-after-attach") {
-			t.Errorf("%v shows -pause-after-attach", args)
+	for _, args := range [][]string{{"-h"}, {"matrix", "-h"}, {"help", "--all"}} {
+		for _, hidden := range []string{"pause-after-attach", "pause-in"} {
+			if _, stdout, _ := runCLI(args...); strings.Contains(stdout, hidden) {
+				t.Errorf("%v shows -%s", args, hidden)
+			}
 		}
 	}
 	// Refused for its stray argument, not as an unknown flag.

@@ -20,7 +20,8 @@ func matrixLong() string {
 	var b strings.Builder
 	b.WriteString(`Runs every scenario of the experiment (or those of --only) and prints one
 table, a row per scenario and process, then the outcome each scenario states
-and whether it held on this kernel. Scenarios:
+and whether it held on this kernel. Stopped by Ctrl-C (SIGINT) or SIGTERM,
+it shows the scenarios that finished and exits 130. Scenarios:
 
 `)
 	for _, s := range scenario.All() {
@@ -38,6 +39,7 @@ type matrixFlags struct {
 	strict  *bool
 	label   *string
 	proof   *proofValue
+	pauseIn *string
 }
 
 func setupMatrix(fs *flagSet) runner {
@@ -50,6 +52,8 @@ func setupMatrix(fs *flagSet) runner {
 	f.label = fs.String("label", "", "`LABEL` of every run (shown by cowtrace compare)")
 	f.proof = &proofValue{noneToo: true, text: "pagemap", proof: experiment.ProofPagemap}
 	fs.Var(f.proof, "proof", "physical-frame proof of each scenario that allows it, `PROOF`: pagemap or none")
+	f.pauseIn = fs.String("pause-in", "", "testing aid: in scenario `NAME`, print \"cowtrace: attached\" once every event is open, then wait for a signal")
+	fs.hide("pause-in")
 	return f.run
 }
 
@@ -67,7 +71,16 @@ func (f *matrixFlags) run(ctx context.Context, args []string, stdout, stderr io.
 	m := &report.Matrix{SchemaVersion: report.SchemaVersion, Kernel: perfevents.KernelRelease()}
 	allHeld := true
 	for i, s := range scenarios {
-		e, err := f.runScenario(ctx, s, cfgs[i])
+		e, err := f.runScenario(ctx, s, cfgs[i], stderr)
+		if err != nil && ctx.Err() != nil && len(m.Scenarios) > 0 {
+			// Stopped by a signal: the scenarios that finished are
+			// shown, then exit 130.
+			if err := render.WriteMatrix(stdout, m, f.format.format()); err != nil {
+				return err
+			}
+			return failures{[]error{interruptedAfter(ctx, fmt.Sprintf("matrix: interrupted in scenario %s; shown are the %d of %d scenarios that finished",
+				s.Name, len(m.Scenarios), len(scenarios)))}, exitInterrupted}
+		}
 		if err != nil {
 			return err
 		}
@@ -109,13 +122,16 @@ func (f *matrixFlags) workloads() ([]scenario.Scenario, []workload.Config, error
 
 // runScenario runs one scenario and checks its stated outcome; a scenario
 // this kernel cannot run is an entry that says why.
-func (f *matrixFlags) runScenario(ctx context.Context, s scenario.Scenario, cfg workload.Config) (report.MatrixEntry, error) {
+func (f *matrixFlags) runScenario(ctx context.Context, s scenario.Scenario, cfg workload.Config, stderr io.Writer) (report.MatrixEntry, error) {
 	if err := s.Applicable(); errors.Is(err, workload.ErrNotApplicable) {
 		return report.MatrixEntry{Name: s.Name, Does: s.Does, Outcome: s.Outcome, Why: s.Why, Held: true, NotApplicable: err.Error()}, nil
 	}
 	opt := experiment.Options{Workload: cfg, Scenario: s.Name, KprobeMethod: f.methods.kprobes.method, FaultsByAddress: f.methods.faults.byAddress}
 	if s.Provable() {
 		opt.Proof = f.proof.proof
+	}
+	if s.Name == *f.pauseIn {
+		opt.AfterAttach = pauseAfterAttach(stderr)
 	}
 	run, err := experiment.Run(ctx, opt)
 	if err != nil {
