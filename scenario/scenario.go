@@ -110,13 +110,30 @@ func (s Scenario) Check(run *report.Run, writers int) (results []report.ExpectRe
 var faultClass = regexp.MustCompile(`\b(in_region|outside)\.(wp|write_not_present|read|exec)\b`)
 
 // unclassified says why an expectation on a fault class cannot be decided
-// on a run that counted faults by address only (no x86 fault tracepoints:
-// arm64), where every class reads 0.
+// on a run that counted faults by address only, where every class reads 0.
 func unclassified(run *report.Run, text string) string {
 	if run.Methods["in_region"] == cow.FaultAddrMethod && faultClass.MatchString(text) {
-		return "faults counted by address only, without their class (no x86 fault tracepoints here)"
+		return "faults counted by address only, without their class (" + noFaultTracepoints(run) + ")"
 	}
 	return ""
+}
+
+// noFaultTracepoints says why a run had no x86 fault tracepoints, from
+// what its report says was unavailable: denied (tracefs, where they are,
+// refused to this user or by lockdown, with what grants it), not used
+// (--fault-method address), or not there (arm64). Saying "not here" of
+// tracepoints that are only denied sends a user to another kernel instead
+// of to sudo.
+func noFaultTracepoints(run *report.Run) string {
+	for _, u := range run.Unavailable {
+		switch u.What {
+		case "tracefs":
+			return "the fault tracepoints were denied: " + u.Why
+		case "tracepoint:exceptions:page_fault_user":
+			return "exceptions:page_fault_user: " + u.Why
+		}
+	}
+	return "no x86 fault tracepoints here"
 }
 
 // zeroPage decides the zero-page scenario. Whether a read of untouched

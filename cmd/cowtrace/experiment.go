@@ -107,6 +107,9 @@ func (f *experimentFlags) options(stderr io.Writer) (experiment.Options, error) 
 	if err := checkProof(f.proof.proof, cfg); err != nil {
 		return experiment.Options{}, err
 	}
+	if err := f.proof.checkFrames(true, "leave --proof out"); err != nil {
+		return experiment.Options{}, err
+	}
 	if err := f.methods.checkProbes(f.probes); err != nil {
 		return experiment.Options{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/perfevents"
+	"github.com/cowtrace/cowtrace/proof"
 	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/report/render"
 	"github.com/cowtrace/cowtrace/scenario"
@@ -407,6 +408,25 @@ func (v *proofValue) Set(s string) error {
 	}
 	v.text, v.proof = s, p
 	return nil
+}
+
+// checkFrames refuses --proof pagemap, before anything runs, where this
+// process is shown no frame numbers (no CAP_SYS_ADMIN), saying what to do
+// instead: the proof failed only after the first scenario had run, and
+// without a word of --proof none.
+func (v *proofValue) checkFrames(given bool, instead string) error {
+	if v.proof != experiment.ProofPagemap {
+		return nil
+	}
+	err := proof.Check()
+	if !errors.Is(err, proof.ErrNoFrameNumbers) {
+		return err
+	}
+	flag := "--proof pagemap"
+	if !given {
+		flag += " (the default)"
+	}
+	return fmt.Errorf("%s: %v: run as root, or %s", flag, err, instead)
 }
 
 // workloadFlags are the experiment's layout: the matrix runs every

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/cowtrace/cowtrace/experiment"
@@ -32,6 +33,7 @@ it shows the scenarios that finished and exits 130. Scenarios:
 
 // matrixFlags are the matrix's flags.
 type matrixFlags struct {
+	fs      *flagSet
 	layout  *workloadFlags
 	format  *formatValue
 	methods *methodFlags
@@ -43,7 +45,7 @@ type matrixFlags struct {
 }
 
 func setupMatrix(fs *flagSet) runner {
-	f := &matrixFlags{layout: addWorkloadFlags(fs)}
+	f := &matrixFlags{fs: fs, layout: addWorkloadFlags(fs)}
 	f.format = addFormatFlag(fs, "matrix", []string{string(render.Table), string(render.JSON), string(render.Markdown)}, "table",
 		"output `FORMAT`: table, json or markdown")
 	f.methods = addMethodFlags(fs)
@@ -67,6 +69,11 @@ func (f *matrixFlags) run(ctx context.Context, args []string, stdout, stderr io.
 	scenarios, cfgs, err := f.workloads()
 	if err != nil {
 		return err
+	}
+	if slices.ContainsFunc(scenarios, scenario.Scenario.Provable) {
+		if err := f.proof.checkFrames(f.fs.given("proof"), "add --proof none to leave the physical-frame proof out"); err != nil {
+			return err
+		}
 	}
 	m := &report.Matrix{SchemaVersion: report.SchemaVersion, Kernel: perfevents.KernelRelease()}
 	allHeld := true
