@@ -26,8 +26,10 @@ a script waits for that line instead of sleeping, and reads end of file
 without the line if cowtrace failed before attaching:
 
   mkfifo ready
-  cowtrace attach -p "$pid" --duration 10s -o out.json --ready-fd 3 3>ready &
-  read line <ready && ./load.sh   # every fork of $pid from now on is traced
+  cowtrace attach -p "$pid" --duration 10s -o out.json \
+      --ready-fd 3 3>ready &
+  # every fork of $pid from now on is traced:
+  read line <ready && ./load.sh
 
 --expect selects the attached process by the role "attached", its children
 by "child"; see cowtrace run -h for the rest of the grammar.

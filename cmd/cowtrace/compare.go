@@ -40,6 +40,7 @@ type compareFlags struct {
 func setupCompare(fs *flagSet) runner {
 	// Which formats compare writes depends on --baseline: checked in run.
 	f := &compareFlags{format: addFormatFlag(fs, "compare", nil, "table", "output `FORMAT`: table or markdown; json too with --baseline")}
+	fs.choose("format", string(render.Table), string(render.Markdown), string(render.JSON))
 	fs.Var(&f.labels, "label", "`LABEL` of the next file's column, in order (repeatable); with --baseline the baseline's first")
 	f.baseline = fs.String("baseline", "", "gate `BASE.json`: hold the one other report against it")
 	fs.Var(&f.maxIncrease, "max-increase", "the gate's bounds, `MEASURE=N|P%,...` (repeatable)")

@@ -47,9 +47,11 @@ func setupExperiment(fs *flagSet) runner {
 	f.mode = addModeFlag(fs, engine.ModeClassify, "how to measure faults, `MODE`: classify (sample and classify every fault) or count (in-kernel filtered counters only, no sampling)")
 	f.probes = addProbeFlag(fs)
 	f.scenario = fs.String("scenario", "", "run the scenario `NAME` (see cowtrace matrix -h): "+strings.Join(scenario.Names(), ", "))
+	fs.choose("scenario", scenario.Names()...)
 	f.expect = addExpectFlag(fs, experimentRows, "exit 1 unless `EXPR` holds, e.g. 'writer.copies == 1000' (repeatable)")
 	f.proof = &proofValue{}
 	fs.Var(f.proof, "proof", "add physical-frame evidence, `PROOF`: pagemap (/proc/PID/pagemap right after fork and after the writes)")
+	fs.choose("proof", string(experiment.ProofPagemap))
 	f.label = addLabelFlag(fs)
 	f.outPath = fs.String("o", "", "write the report to `FILE` instead of stdout")
 	f.pause = fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")

@@ -26,34 +26,21 @@ import (
 // flagSet is a command's flags.
 type flagSet struct {
 	*flag.FlagSet
-	hidden map[string]bool // testing aids, left out of the help
+	hidden  map[string]bool     // testing aids, left out of the help
+	choices map[string][]string // the values of a flag that takes one of a few
 }
 
 // newFlagSet returns a flag set whose messages go to a buffer: the flag
 // package prints the whole usage on every mistake, but a mistake deserves one
 // line (see parseFlags) and only -h the usage.
 func newFlagSet(name string) *flagSet {
-	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), hidden: map[string]bool{}}
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), hidden: map[string]bool{}, choices: map[string][]string{}}
 	fs.SetOutput(new(bytes.Buffer))
 	return fs
 }
 
 // hide keeps a flag out of the help: a testing aid, not for users.
 func (fs *flagSet) hide(name string) { fs.hidden[name] = true }
-
-// printDefaults is flag's PrintDefaults without the hidden flags.
-func (fs *flagSet) printDefaults(w io.Writer) {
-	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
-	shown.SetOutput(w)
-	fs.VisitAll(func(f *flag.Flag) {
-		if !fs.hidden[f.Name] {
-			shown.Var(f.Value, f.Name, f.Usage)
-			// The default as registered, not the value -h came after.
-			shown.Lookup(f.Name).DefValue = f.DefValue
-		}
-	})
-	shown.PrintDefaults()
-}
 
 // visible are the flags the help shows, in order.
 func (fs *flagSet) visible() []*flag.Flag {
@@ -199,6 +186,7 @@ func (v *formatValue) Set(s string) error {
 func addFormatFlag(fs *flagSet, command string, allowed []string, def, usage string) *formatValue {
 	v := &formatValue{command: command, allowed: allowed, value: def}
 	fs.Var(v, "format", usage)
+	fs.choose("format", allowed...)
 	return v
 }
 
@@ -257,6 +245,8 @@ func addMethodFlags(fs *flagSet) *methodFlags {
 	m := &methodFlags{kprobes: kprobeMethodValue{method: perfevents.KprobeAuto}, faults: faultMethodValue{text: "auto"}}
 	fs.Var(&m.kprobes, "kprobe-method", "reach kernel functions by `ROUTE`: auto, pmu, tracefs or none")
 	fs.Var(&m.faults, "fault-method", "take faults from `SOURCE`: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)")
+	fs.choose("kprobe-method", string(perfevents.KprobeAuto), string(perfevents.KprobePMU), string(perfevents.KprobeTracefs), string(perfevents.KprobeNone))
+	fs.choose("fault-method", "auto", "address")
 	return m
 }
 
@@ -291,6 +281,7 @@ func (v *modeValue) Set(s string) error {
 func addModeFlag(fs *flagSet, def engine.Mode, usage string) *modeValue {
 	v := &modeValue{def: def, mode: def}
 	fs.Var(v, "mode", usage)
+	fs.choose("mode", string(engine.ModeClassify), string(engine.ModeCount), string(engine.ModeAuto))
 	return v
 }
 

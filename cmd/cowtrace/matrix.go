@@ -26,7 +26,8 @@ it shows the scenarios that finished and exits 130. Scenarios:
 
 `)
 	for _, s := range scenario.All() {
-		fmt.Fprintf(&b, "  %-13s %s.\n  %-13s Expect: %s, because %s.\n", s.Name, s.Does, "", s.Outcome, s.Why)
+		// A list row each, which the help wraps (see parseHelpText).
+		fmt.Fprintf(&b, "  %-14s %s. Expect: %s, because %s.\n", s.Name, s.Does, s.Outcome, s.Why)
 	}
 	return b.String()
 }
@@ -50,10 +51,12 @@ func setupMatrix(fs *flagSet) runner {
 		"output `FORMAT`: table, json or markdown")
 	f.methods = addMethodFlags(fs)
 	f.only = fs.String("only", "", "comma-separated `NAMES` of the scenarios to run (default: all)")
+	fs.choose("only", scenario.Names()...)
 	f.strict = fs.Bool("strict", false, "exit 1 when a scenario's stated outcome does not hold")
 	f.label = fs.String("label", "", "`LABEL` of every run (shown by cowtrace compare)")
 	f.proof = &proofValue{noneToo: true, text: "pagemap", proof: experiment.ProofPagemap}
 	fs.Var(f.proof, "proof", "physical-frame proof of each scenario that allows it, `PROOF`: pagemap or none")
+	fs.choose("proof", string(experiment.ProofPagemap), "none")
 	f.pauseIn = fs.String("pause-in", "", "testing aid: in scenario `NAME`, print \"cowtrace: attached\" once every event is open, then wait for a signal")
 	fs.hide("pause-in")
 	return f.run

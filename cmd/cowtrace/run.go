@@ -49,17 +49,19 @@ for at most --linger (1s).
 --expect EXPR compares two operands with == != < <= > >=. An operand is a
 number, a field of the JSON report (copies, wp_faults, page_faults, ...) of
 some processes, or a run field (run.trace.duration_ms):
-  command.FIELD            CMD itself (the root of the tree)
-  child.FIELD              each of its descendants
-  comm(NAME).FIELD         each process whose command name is NAME
-  depth(N).FIELD           each process at depth N (0: CMD, 1: its children)
-  sum.FIELD  max.FIELD  min.FIELD  count
-                           over every process, or over those of a filter:
-                           sum(comm=NAME).FIELD, count(depth=1,comm=NAME)
+  command.FIELD     CMD itself (the root of the tree)
+  child.FIELD       each of its descendants
+  comm(NAME).FIELD  each process whose command name is NAME
+  depth(N).FIELD    each process at depth N (0: CMD, 1: its children)
+  sum.FIELD         the sum over every process, or over those of a filter:
+                    sum(comm=NAME).FIELD; max.FIELD, min.FIELD and count
+                    likewise, e.g. count(depth=1,comm=NAME)
 A selector must hold for each process it matches, and fails if it matches
 none. Examples:
-  --expect 'command.copies == 0' --expect 'comm(worker).wp_faults <= 500'
-  --expect 'sum.copies < 1000'   --expect 'count(comm=worker) == 4'
+  --expect 'command.copies == 0'
+  --expect 'comm(worker).wp_faults <= 500'
+  --expect 'sum.copies < 1000'
+  --expect 'count(comm=worker) == 4'
 A failed expectation prints its values and exits 1, unless CMD itself
 failed: then CMD's status stays cowtrace's. A malformed one exits 2 before
 CMD starts.
@@ -96,6 +98,7 @@ func addTraceFlags(fs *flagSet, mode engine.Mode, rows expect.Rows) *traceFlags 
 	tf.outPath = fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout")
 	tf.by = &byValue{}
 	fs.Var(tf.by, "by", "split each process's copies by `WHAT`: mapping (heap, stack, anonymous mmap, a file's private mapping) or function (the user code whose write faulted)")
+	fs.choose("by", report.ByMapping, report.ByFunction)
 	tf.plotPath = fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE`, .svg or .png")
 	tf.ringSize = &sizeValue{}
 	fs.Var(tf.ringSize, "ring-size", "ring buffer memory for all CPUs together, `SIZE` such as 8M: split over the CPUs the traced tasks may run on (default 32M, 512K-4M per CPU)")
