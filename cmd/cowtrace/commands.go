@@ -62,6 +62,10 @@ func commands() []*command {
 		{name: "help", what: "the commands, or what a command does and its flags", synopses: []synopsis{{"help [COMMAND]", "the commands, or what COMMAND does and its flags"}},
 			long: "Lists the commands, or says what COMMAND does and lists its flags; with --all,\neverything: the command list and every command's flags.\n", run: cmdHelp,
 			operands: argCommandName},
+		{name: "completion", what: "the completion script of bash, zsh or fish", synopses: []synopsis{{"completion bash|zsh|fish", "the shell's completion script for cowtrace"}},
+			long: completionLong, run: cmdCompletion, operands: argChoice},
+		{name: "man", what: "the manual page, in roff", synopses: []synopsis{{"man", "the manual page, in roff (man -l <(cowtrace man))"}},
+			long: "Prints cowtrace's manual page, cowtrace(1), in roff: every command and flag, as\nthe help says them. make install installs it.\n", run: cmdMan},
 	}
 }
 

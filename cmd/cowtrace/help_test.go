@@ -89,7 +89,7 @@ func TestReflow(t *testing.T) {
 }
 
 // TestHelpFlagOnEveryCommand: -h is help, exit 0, for every command, those
-// without flags (version, help) included.
+// without flags (version, help, completion, man) included.
 func TestHelpFlagOnEveryCommand(t *testing.T) {
 	for _, c := range commands() {
 		code, stdout, stderr := runCLI(c.name, "-h")
@@ -102,7 +102,7 @@ func TestHelpFlagOnEveryCommand(t *testing.T) {
 // TestUnknownCommand: a word that is no command is said to be one, with
 // the commands, not refused as an argument of the experiment.
 func TestUnknownCommand(t *testing.T) {
-	checkUsageError(t, []string{"nosuch"}, `unknown command "nosuch" (commands: experiment, matrix, compare, run, attach, doctor, version, help;`)
+	checkUsageError(t, []string{"nosuch"}, `unknown command "nosuch" (commands: experiment, matrix, compare, run, attach, doctor, version, help, completion, man;`)
 }
 
 // TestHelpCommand: cowtrace help COMMAND is COMMAND's -h, for every
@@ -119,14 +119,14 @@ func TestHelpCommand(t *testing.T) {
 		}
 	}
 	code, stdout, stderr := runCLI("help", "nosuch")
-	if code != exitUsage || stdout != "" || !strings.Contains(stderr, "commands: experiment, matrix, compare, run, attach, doctor, version, help") {
+	if code != exitUsage || stdout != "" || !strings.Contains(stderr, "commands: experiment, matrix, compare, run, attach, doctor, version, help, completion, man") {
 		t.Errorf("help nosuch: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
 
 // TestHiddenFlags: a testing aid is accepted but not offered.
 func TestHiddenFlags(t *testing.T) {
-	for _, args := range [][]string{{"experiment", "-h"}, {"matrix", "-h"}, {"help", "--all"}} {
+	for _, args := range [][]string{{"experiment", "-h"}, {"matrix", "-h"}, {"help", "--all"}, {"man"}, {"completion", "bash"}} {
 		for _, hidden := range []string{"pause-after-attach", "pause-in"} {
 			if _, stdout, _ := runCLI(args...); strings.Contains(stdout, hidden) {
 				t.Errorf("%v shows -%s", args, hidden)

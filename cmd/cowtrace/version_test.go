@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -62,4 +63,54 @@ func repoRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// TestMakeInstall: make install puts the binary, the man page and the
+// three completions under DESTDIR$(PREFIX), PREFIX /usr/local by default,
+// and make uninstall removes them.
+func TestMakeInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cowtrace with make")
+	}
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	bin, dest := filepath.Join(tmp, "build", "cowtrace"), filepath.Join(tmp, "dest")
+	files := []string{"bin/cowtrace", "share/man/man1/cowtrace.1", "share/bash-completion/completions/cowtrace",
+		"share/zsh/site-functions/_cowtrace", "share/fish/vendor_completions.d/cowtrace.fish"}
+	for _, prefix := range []string{"", "/usr"} {
+		args := []string{"-C", root, "BIN=" + bin, "DESTDIR=" + dest}
+		under := filepath.Join(dest, "usr/local")
+		if prefix != "" {
+			args = append(args, "PREFIX="+prefix)
+			under = filepath.Join(dest, prefix)
+		}
+		if out, err := exec.Command("make", append(args, "install")...).CombinedOutput(); err != nil {
+			t.Fatalf("make install PREFIX=%q: %v\n%s", prefix, err, out)
+		}
+		for _, f := range files {
+			st, err := os.Stat(filepath.Join(under, f))
+			if err != nil {
+				t.Errorf("PREFIX=%q: %v", prefix, err)
+				continue
+			}
+			if want := os.FileMode(0o644); f == files[0] {
+				if st.Mode().Perm() != 0o755 {
+					t.Errorf("%s: mode %v", f, st.Mode())
+				}
+			} else if st.Mode().Perm() != want || st.Size() == 0 {
+				t.Errorf("%s: mode %v, %d bytes", f, st.Mode(), st.Size())
+			}
+		}
+		if page, err := os.ReadFile(filepath.Join(under, files[1])); err != nil || !strings.HasPrefix(string(page), ".TH COWTRACE 1 ") {
+			t.Errorf("man page: %v %.40q", err, page)
+		}
+		if out, err := exec.Command("make", append(args, "uninstall")...).CombinedOutput(); err != nil {
+			t.Fatalf("make uninstall: %v\n%s", err, out)
+		}
+		for _, f := range files {
+			if _, err := os.Stat(filepath.Join(under, f)); err == nil {
+				t.Errorf("PREFIX=%q: make uninstall left %s", prefix, f)
+			}
+		}
+	}
 }
