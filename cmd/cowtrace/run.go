@@ -18,6 +18,7 @@ import (
 
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/follow"
+	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/report/plot"
@@ -140,6 +141,14 @@ func (v *sizeValue) Set(s string) error {
 	}
 	if n > 0 && n < engine.MinRingSize {
 		return v.refuse(usagef("--ring-size %s: want at least %dK, which one CPU's ring needs", s, engine.MinRingSize>>10))
+	}
+	// The engine splits the size over the CPUs the traced tasks may run
+	// on, at most every online CPU, and refuses a share that no ring can
+	// map; said here, before anything runs, in the flag's terms. (Fewer
+	// CPUs by affinity make the engine refuse it, in the same words.)
+	if cpus, err := perfevents.OnlineCPUs(); err == nil && n > engine.MaxRingSize*int64(len(cpus)) {
+		return v.refuse(usagef("--ring-size %s: a CPU's ring holds at most %dG, and this machine's %d CPUs' rings at most %dG together",
+			s, engine.MaxRingSize>>30, len(cpus), engine.MaxRingSize*int64(len(cpus))>>30))
 	}
 	v.text, v.bytes = s, n
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -505,4 +506,18 @@ func TestProbeRefused(t *testing.T) {
 			t.Errorf("cowtrace %q: exit %d, stderr %q", args, code, stderr)
 		}
 	}
+}
+
+// TestRingSizeTooLarge: a --ring-size that the rings of this machine's
+// CPUs cannot hold is refused before anything runs, with the limit in the
+// flag's terms, not the reader's count of pages.
+func TestRingSizeTooLarge(t *testing.T) {
+	cpus, err := perfevents.OnlineCPUs()
+	if err != nil {
+		t.Skipf("online CPUs: %v", err)
+	}
+	size := strconv.Itoa(len(cpus)+1) + "G"
+	want := fmt.Sprintf("--ring-size %s: a CPU's ring holds at most 1G, and this machine's %d CPUs' rings at most %dG together", size, len(cpus), len(cpus))
+	checkUsageError(t, []string{"run", "--ring-size", size, "--", "true"}, want)
+	checkUsageError(t, []string{"attach", "-p", "1", "--ring-size", size}, want)
 }
