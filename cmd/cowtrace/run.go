@@ -423,7 +423,13 @@ func commandCredential(name string, keepRoot bool) (*syscall.Credential, error) 
 	switch {
 	case name != "":
 		if u, err = user.Lookup(name); err != nil {
-			return nil, usagef("--user: %v", err)
+			// os/user's words, "user: unknown user NAME", name neither
+			// the flag nor, to a reader, which user is meant.
+			var unknown user.UnknownUserError
+			if errors.As(err, &unknown) {
+				return nil, usagef("--user %s: no such user", name)
+			}
+			return nil, usagef("--user %s: %v", name, err)
 		}
 	case keepRoot || os.Getuid() != 0 || os.Getenv("SUDO_UID") == "":
 		return nil, nil

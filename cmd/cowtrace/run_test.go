@@ -508,6 +508,11 @@ func TestProbeRefused(t *testing.T) {
 	}
 }
 
+// TestUnknownUser: --user names the user it could not find, and itself.
+func TestUnknownUser(t *testing.T) {
+	checkUsageError(t, []string{"run", "--user", "no-such-user-here", "--", "true"}, "--user no-such-user-here: no such user")
+}
+
 // TestRingSizeTooLarge: a --ring-size that the rings of this machine's
 // CPUs cannot hold is refused before anything runs, with the limit in the
 // flag's terms, not the reader's count of pages.
