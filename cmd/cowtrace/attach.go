@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +62,9 @@ func (f *attachFlags) run(ctx context.Context, args []string, stdout, stderr io.
 	}
 	if *f.duration < 0 {
 		return usagef("attach: --duration %v is negative", *f.duration)
+	}
+	if comm, ok := kernelThread(*f.pid); ok {
+		return usagef("attach: %d (%s) is a kernel thread: it has no user memory, so no page of its own to fault, share or copy; attach to a user process", *f.pid, comm)
 	}
 	ts, err := f.setup()
 	if err != nil {
@@ -130,4 +135,34 @@ func openReadyFD(n int) (*os.File, error) {
 	}
 	unix.CloseOnExec(n)
 	return os.NewFile(uintptr(n), "ready-fd"), nil
+}
+
+// pfKthread is PF_KTHREAD of a task's flags (include/linux/sched.h).
+const pfKthread = 0x00200000
+
+// kernelThread says whether process pid is a kernel thread, and its name:
+// the events would count nothing there (a kernel thread has no mm), and a
+// report of zeros reads as a measurement. A process that cannot be read is
+// left to the attach, which says why.
+func kernelThread(pid int) (comm string, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	return parseKthread(string(b))
+}
+
+// parseKthread reads /proc/PID/stat: "PID (COMM) STATE PPID PGRP SESSION
+// TTY TPGID FLAGS ...", COMM being any bytes, parentheses included.
+func parseKthread(stat string) (comm string, ok bool) {
+	open, end := strings.IndexByte(stat, '('), strings.LastIndexByte(stat, ')')
+	if open < 0 || end < open {
+		return "", false
+	}
+	fields := strings.Fields(stat[end+1:])
+	if len(fields) < 7 {
+		return "", false
+	}
+	flags, err := strconv.ParseUint(fields[6], 10, 64)
+	return stat[open+1 : end], err == nil && flags&pfKthread != 0
 }

@@ -526,3 +526,48 @@ func TestRingSizeTooLarge(t *testing.T) {
 	checkUsageError(t, []string{"run", "--ring-size", size, "--", "true"}, want)
 	checkUsageError(t, []string{"attach", "-p", "1", "--ring-size", size}, want)
 }
+
+// TestAttachKernelThread: a kernel thread is refused before anything is
+// opened (exit 2): it has no user memory, and its row would be zeros.
+func TestAttachKernelThread(t *testing.T) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("/proc: %v", err)
+	}
+	pid, comm := 0, ""
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if c, ok := kernelThread(n); ok {
+			pid, comm = n, c
+			break
+		}
+	}
+	if pid == 0 {
+		t.Skip("no kernel thread in this pid namespace")
+	}
+	checkUsageError(t, []string{"attach", "-p", strconv.Itoa(pid)}, fmt.Sprintf("attach: %d (%s) is a kernel thread", pid, comm))
+	if _, ok := kernelThread(os.Getpid()); ok {
+		t.Error("this test is taken for a kernel thread")
+	}
+}
+
+// TestParseKthread: PF_KTHREAD is read from the flags after the command
+// name, which may hold spaces and parentheses.
+func TestParseKthread(t *testing.T) {
+	for stat, want := range map[string]bool{
+		"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0":           true,
+		"77 (kworker/0:1H-kblockd) I 2 0 0 0 -1 69238880 0 0": true,
+		"900 (a) b (c)) S 1 900 900 0 -1 4194560 12 0":        false,
+		"900 (sleep) S 1 900 900 0 -1":                        false, // too short
+	} {
+		if _, got := parseKthread(stat); got != want {
+			t.Errorf("parseKthread(%q) = %v, want %v", stat, got, want)
+		}
+	}
+	if comm, _ := parseKthread("900 (a) b (c)) S 1 900 900 0 -1 4194560 12 0"); comm != "a) b (c)" {
+		t.Errorf("command name %q", comm)
+	}
+}
