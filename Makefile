@@ -5,7 +5,7 @@ BIN     ?= bin/cowtrace
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build install uninstall run test test-short lint vmtest vmtest-rings bench readme clean
+.PHONY: all build install uninstall run test test-short soak lint vmtest vmtest-rings bench readme clean
 
 all: build
 
@@ -55,6 +55,13 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 $(PKGS)
 
+# Busy process trees (pipelines, make -j2, threads that exec, perf stat
+# inside, orphans) under cowtrace run under perf record, every process
+# held to perf's counts, SOAK_ROUNDS times each (root; perf, gcc, make).
+SOAK_ROUNDS ?= 30
+soak:
+	COWTRACE_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 120m -run 'TestTreesUnderPerf' -v ./cmd/cowtrace
+
 # Unit tests only: no kernel, no root.
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
@@ -64,15 +71,14 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12 with
-# kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
+# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12, 7.3
+# with kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
 # lockdown=confidentiality (no kprobes, no tracefs); and Debian's 6.1 arm64
-# kernel under qemu-system-aarch64 (vmtest/arm64.go; VMTEST_FLAGS='-arm64 ""'
-# leaves it out). The experiment, its variants, the matrix, doctor and the
-# kernel-facing test binaries in each, each kernel checked for the best
-# method it offers (see vmtest/main.go).
+# kernel under qemu-system-aarch64 (6.1-arm64). The experiment, its
+# variants, the matrix, doctor and the kernel-facing test binaries in each,
+# each kernel checked for the best method it offers (see vmtest/main.go).
 # make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels";
-# VMTEST_FLAGS='-kernels 6.1-lockdown -arm64 "" -run doctor' runs one command on one boot.
+# VMTEST_FLAGS='-kernels 6.1-lockdown -run doctor' runs one command on one boot.
 vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)
 

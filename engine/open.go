@@ -49,6 +49,10 @@ type eventInfo struct {
 	addr bool
 	// member: a kindMember's index in the count group.
 	member int
+	// shaped: a kindAlloc whose kernel filter keeps only allocations
+	// shaped like a copy (cow.AllocRule.ShapeFilter); its samples carry
+	// no raw payload.
+	shaped bool
 	// group: the count group an allocation tracepoint was opened beside.
 	group *openGroup
 }
@@ -56,7 +60,10 @@ type eventInfo struct {
 func (i eventInfo) sampleType() uint64 {
 	switch i.kind {
 	case kindAlloc:
-		if i.callchain {
+		switch {
+		case i.shaped:
+			return idType | unix.PERF_SAMPLE_CALLCHAIN
+		case i.callchain:
 			return tpType | unix.PERF_SAMPLE_CALLCHAIN
 		}
 		return tpType
@@ -393,6 +400,12 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 		return err
 	}
 	if len(s.opened) == 0 {
+		if s.tp.Alloc != nil && s.copyRoutineLocked() != "" && !s.cfg.CrossCheck {
+			// The kprobe counts copies in the kernel; their stacks would
+			// cost a record each.
+			s.tp.Alloc = nil
+			s.note("inferred copies", "not taken: the copy routine's kprobe counts copies; --cross-check tells them by their allocation's stack too, a record per copy")
+		}
 		if !s.fitEventBudget(len(cis)) && s.mode == ModeCount {
 			s.classifyInstead(fmt.Sprintf("its counters on %d CPUs would take more than %d perf events", len(cis), EventBudget))
 			s.dropped = leftOut{}
@@ -462,6 +475,7 @@ func (s *Session) countModeMissing() string {
 	}
 	if why == "" {
 		s.method, why = s.chooseCountMethod()
+		s.dropExitSamples = s.method == exitSyscall && os.Getenv(testExitSyscallEnv) != ""
 	}
 	return why
 }

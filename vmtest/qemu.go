@@ -143,17 +143,6 @@ func boot(ctx context.Context, o bootOptions) *bootResult {
 	return res
 }
 
-func haveTool(name string) error {
-	if _, err := exec.LookPath(name); err != nil {
-		pkg := "qemu-system-x86"
-		if strings.Contains(name, "aarch64") {
-			pkg = "qemu-system-arm"
-		}
-		return fmt.Errorf("%s not found (Debian: apt-get install -y %s): %w", name, pkg, err)
-	}
-	return nil
-}
-
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "vmtest: "+format+"\n", args...)
 }

@@ -21,6 +21,9 @@ type kernelRun struct {
 	Checks []checkResult
 	Tests  []string
 	Notes  []string
+	// Skipped says which tests of the test binaries this boot skipped,
+	// and why.
+	Skipped []string
 }
 
 func (r *kernelRun) ok() bool {
@@ -326,7 +329,7 @@ func writeJSON(file string, runs []*kernelRun) error {
 		out = append(out, jsonRun{
 			Kernel: r.name(), Series: r.Kernel.Label, Package: r.Kernel.Package, Vmlinuz: r.Kernel.Vmlinuz,
 			Pass: r.ok(), ElapsedS: b.Elapsed.Seconds(), TimedOut: b.TimedOut, Info: b.Info,
-			Checks: r.Checks, Results: b.Results, Notes: r.Notes, FrameErrs: b.Frames,
+			Checks: r.Checks, Results: b.Results, Notes: slices.Concat(r.Notes, r.Skipped), FrameErrs: b.Frames,
 		})
 		for _, s := range r.Guest.Guests {
 			jg := jsonGuest{Index: s.Index, ElapsedS: s.Boot.Elapsed.Seconds(), TimedOut: s.Boot.TimedOut, FrameErrs: s.Boot.Frames}

@@ -41,22 +41,26 @@ func (p *runProcess) String() string {
 // matrixReport holds the fields of `cowtrace matrix --format json` that the
 // checks look at.
 type matrixReport struct {
-	SchemaVersion int    `json:"schema_version"`
-	Kernel        string `json:"kernel"`
-	Scenarios     []struct {
-		Name         string `json:"name"`
-		Outcome      string `json:"outcome"`
-		Held         bool   `json:"held"`
-		Finding      string `json:"finding"`
-		Expectations []struct {
-			Expect     string `json:"expect"`
-			Held       bool   `json:"held"`
-			Detail     string `json:"detail"`
-			NotChecked string `json:"not_checked"`
-		} `json:"expectations"`
-		NotApplicable string          `json:"not_applicable"`
-		Run           *cowtraceReport `json:"run"`
-	} `json:"scenarios"`
+	SchemaVersion int              `json:"schema_version"`
+	Kernel        string           `json:"kernel"`
+	Scenarios     []matrixScenario `json:"scenarios"`
+}
+
+type matrixScenario struct {
+	Name          string              `json:"name"`
+	Outcome       string              `json:"outcome"`
+	Held          bool                `json:"held"`
+	Finding       string              `json:"finding"`
+	Expectations  []matrixExpectation `json:"expectations"`
+	NotApplicable string              `json:"not_applicable"`
+	Run           *cowtraceReport     `json:"run"`
+}
+
+type matrixExpectation struct {
+	Expect     string `json:"expect"`
+	Held       bool   `json:"held"`
+	Detail     string `json:"detail"`
+	NotChecked string `json:"not_checked"`
 }
 
 // decode parses the stdout of a command that must have succeeded (exit
@@ -139,21 +143,6 @@ func (g *guestRun) matrix() (*matrixReport, error) {
 	}
 	g.matrixRep = &all
 	return &all, nil
-}
-
-var followChecks = []check{
-	{Name: "run seed: parent, reader, writer traced to the end", Cmd: "run-seed", Fn: checkSeedTree},
-	{Name: "run seed: copies by the kernel's best method", Cmd: "run-seed", Fn: checkSeedMethod, For: withCopies},
-	{Name: "run seed: writer 1000 <= copies <= wp faults == 1000 + reader's", Cmd: "run-seed", Fn: checkSeedWriter, For: withCopies},
-	{Name: "run seed: reader copies <= its libc wp faults (<= 8)", Cmd: "run-seed", Fn: checkSeedReader, For: withCopies},
-	{Name: "run seed: kprobe hits attributed per process", Cmd: "run-seed", Fn: checkSeedPerProcess, For: withKprobes},
-	{Name: "run seed: writer faults once per block and a handful, reader a handful", Cmd: "run-seed", Fn: checkSeedFaults, For: countersOnly},
-	{Name: "run tree (tracefs): exact per-child attribution", Cmd: "run-tree-tracefs", Fn: checkTreeTracefs, For: withKprobes},
-	{Name: "run tree (tracefs): no kprobe or mount left", Cmd: "run-tree-tracefs", Fn: func(g *guestRun) error { return leftovers(g, "run-tree-tracefs") }, For: withKprobes},
-	{Name: "matrix: every scenario's outcome holds with the best copies method", Cmd: "matrix", Fn: checkMatrix, For: withCopies},
-	{Name: "matrix: every outcome the software events can decide holds", Cmd: "matrix", Fn: checkMatrixCountersOnly, For: countersOnly},
-	{Name: "count mode: writer wp faults == classify mode's", Cmd: "count", Fn: checkCountMode, For: byTracepoint},
-	{Name: "count mode: writer page faults == classify mode's", Cmd: "count", Fn: checkCountModeFaults, For: countersOnly},
 }
 
 // seedRows returns the rows of `cowtrace run -- cow_seed`: the command,
@@ -434,7 +423,8 @@ func byStack(methods map[string]string) bool {
 
 // checkMatrix: every scenario ran with copies counted by the kernel's best
 // method, and each one's stated outcome held (a finding, such as a kernel
-// without the shared zero page, is not a failure).
+// without the shared zero page, is not a failure). Where faults have no
+// class, every expectation but those on fault classes held.
 func checkMatrix(g *guestRun) error {
 	m, err := g.matrix()
 	if err != nil {
@@ -461,12 +451,10 @@ func checkMatrix(g *guestRun) error {
 				errs = append(errs, fmt.Errorf("%s: %s: %d kprobe copies, %d by %s", s.Name, p.Role, *p.Copies, *p.InferredCopies, s.Run.Methods["inferred_copies"]))
 			}
 		}
-		if !s.Held {
+		if !scenarioHeld(g.Expect, s) {
 			var why []string
-			for _, e := range s.Expectations {
-				if !e.Held {
-					why = append(why, e.Detail)
-				}
+			for _, e := range unheld(g.Expect, s) {
+				why = append(why, e.Detail)
 			}
 			errs = append(errs, fmt.Errorf("%s: expected %s; did not hold: %s", s.Name, s.Outcome, strings.Join(why, "; ")))
 		}
@@ -474,41 +462,81 @@ func checkMatrix(g *guestRun) error {
 	return errors.Join(errs...)
 }
 
+// unheld are the expectations of s that did not hold and that a kernel of
+// e decides: where faults have no class, not those on fault classes.
+func unheld(e expectation, s matrixScenario) []matrixExpectation {
+	class, other := unheldByClass(s.Expectations)
+	if byTracepoint(e) {
+		return append(class, other...)
+	}
+	return other
+}
+
+// scenarioHeld says whether s's outcome held on a kernel of e that
+// measures copies: as cowtrace says where faults have their class, and
+// where they have none, as every expectation it can decide says.
+func scenarioHeld(e expectation, s matrixScenario) bool {
+	if byTracepoint(e) {
+		return s.Held
+	}
+	return s.Run != nil && len(unheld(e, s)) == 0
+}
+
 // matrixLines summarise the matrix for the report: held or not, findings
-// and expectations the run could not check.
+// and expectations the run could not check; where faults have no class,
+// which expectations on classes went unchecked.
 func (g *guestRun) matrixLines() []string {
 	m, err := g.matrix()
 	if err != nil {
 		return nil
 	}
-	held := 0
-	var out []string
-	for _, s := range m.Scenarios {
-		if s.Held {
-			held++
-		} else {
-			out = append(out, fmt.Sprintf("matrix: %s DIFFERS (expected %s)", s.Name, s.Outcome))
-		}
-		if s.Finding != "" {
-			out = append(out, fmt.Sprintf("matrix finding: %s: %s", s.Name, s.Finding))
-		}
-		for _, e := range s.Expectations {
-			if e.NotChecked != "" {
-				out = append(out, fmt.Sprintf("matrix: %s: not checked: %s: %s", s.Name, e.Expect, e.NotChecked))
-			}
-		}
+	if g.Expect.Copies == methodNone {
+		decided, ok, undecided := countersOnlyExpectations(m)
+		return append([]string{fmt.Sprintf("matrix: %d of %d expectations that the software events decide held (%d need what this kernel refuses)", ok, decided, undecided)}, scenarioLines(g.Expect, m)...)
 	}
+	held := 0
 	zero := ""
 	for _, s := range m.Scenarios {
+		if scenarioHeld(g.Expect, s) {
+			held++
+		}
 		if s.Name == "zero-page" && s.Held && s.Finding == "" {
 			zero = "; zero-page: reads mapped the shared zero page, the writer copied nothing"
 		}
 	}
-	if g.Expect.Copies == methodNone {
-		decided, ok, undecided := countersOnlyExpectations(m)
-		return append([]string{fmt.Sprintf("matrix: %d of %d expectations that the software events decide held (%d need what this kernel refuses)", ok, decided, undecided)}, out...)
+	if classlessCopies(g.Expect) {
+		zero += " (without their expectations on fault classes, which need the x86 fault tracepoints)"
 	}
-	return append([]string{fmt.Sprintf("matrix: %d of %d scenarios held with %s copies%s", held, len(m.Scenarios), g.Expect.Copies, zero)}, out...)
+	return append([]string{fmt.Sprintf("matrix: %d of %d scenarios held with %s copies%s", held, len(m.Scenarios), g.Expect.Copies, zero)}, scenarioLines(g.Expect, m)...)
+}
+
+func scenarioLines(e expectation, m *matrixReport) []string {
+	classless := classlessCopies(e)
+	var out []string
+	for _, s := range m.Scenarios {
+		class, _ := unheldByClass(s.Expectations)
+		switch {
+		case classless && s.Run == nil:
+			out = append(out, fmt.Sprintf("matrix: %s not run: %s", s.Name, s.NotApplicable))
+		case classless && !scenarioHeld(e, s), !classless && !s.Held:
+			out = append(out, fmt.Sprintf("matrix: %s DIFFERS (expected %s)", s.Name, s.Outcome))
+		case classless && len(class) > 0:
+			var names []string
+			for _, c := range class {
+				names = append(names, c.Expect)
+			}
+			out = append(out, fmt.Sprintf("matrix: %s held but for %s: fault classes need the x86 fault tracepoints", s.Name, strings.Join(names, ", ")))
+		}
+		if s.Finding != "" {
+			out = append(out, fmt.Sprintf("matrix finding: %s: %s", s.Name, s.Finding))
+		}
+		for _, x := range s.Expectations {
+			if x.NotChecked != "" {
+				out = append(out, fmt.Sprintf("matrix: %s: not checked: %s: %s", s.Name, x.Expect, x.NotChecked))
+			}
+		}
+	}
+	return out
 }
 
 // seedLine gives the numbers of `cowtrace run -- cow_seed` for the report.
@@ -525,17 +553,13 @@ func (g *guestRun) seedLine() []string {
 // behind filters; the writer's must be the classified run's, in total and
 // in the region.
 func checkCountMode(g *guestRun) error {
-	_, w, _, err := writerReader(g, "count")
+	t, err := againstTouched(g, "count")
 	if err != nil {
 		return err
 	}
-	_, cw, _, err := writerReader(g, "touched")
-	if err != nil {
-		return fmt.Errorf("nothing to compare with: %w", err)
-	}
-	rep, _ := g.report("count")
+	w, cw := t.w, t.tw
 	var errs []error
-	if m := rep.Methods["wp_faults"]; !strings.HasPrefix(m, "counter:") {
+	if m := t.rep.Methods["wp_faults"]; !strings.HasPrefix(m, "counter:") {
 		errs = append(errs, fmt.Errorf("methods.wp_faults = %q: the count run did not count in the kernel", m))
 	}
 	if w.WPFaults != cw.WPFaults {
@@ -610,14 +634,11 @@ func checkMatrixCountersOnly(g *guestRun) error {
 // checkCountModeFaults: --mode count with the software events only counts
 // the writer's faults as the classified run does.
 func checkCountModeFaults(g *guestRun) error {
-	_, w, _, err := writerReader(g, "count")
+	t, err := againstTouched(g, "count")
 	if err != nil {
 		return err
 	}
-	_, cw, _, err := writerReader(g, "touched")
-	if err != nil {
-		return fmt.Errorf("nothing to compare with: %w", err)
-	}
+	w, cw := t.w, t.tw
 	if w.PageFaults == nil || cw.PageFaults == nil || *w.PageFaults != *cw.PageFaults {
 		return fmt.Errorf("writer page_faults: count %s, classify %s", fmtp(w.PageFaults), fmtp(cw.PageFaults))
 	}
@@ -646,11 +667,6 @@ type doctorReport struct {
 		Method string `json:"method"`
 		Better string `json:"better"`
 	} `json:"measures"`
-}
-
-var doctorChecks = []check{
-	{Name: "doctor: names this kernel's lockdown, kprobe PMU, tracepoints and best copies method", Cmd: "doctor-json", Fn: checkDoctor},
-	{Name: "doctor: the text form reports", Cmd: "doctor", Fn: checkDoctorText},
 }
 
 // checkDoctor: doctor tells what the guest sees: the same kernel, lockdown

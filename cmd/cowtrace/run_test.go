@@ -250,7 +250,7 @@ func TestRunTableThreads(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"cowtrace run:", "ended by exit", "tid", "depth", "cow_tree", "wp faults", "lost records: 0"} {
+	for _, want := range []string{"cowtrace run:", "ended by exit", "tid", "depth", "cow_tree", "wp faults", "lost: 0"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
 		}
