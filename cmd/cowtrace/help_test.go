@@ -2,9 +2,13 @@ package main
 
 import (
 	"flag"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
 )
@@ -136,5 +140,43 @@ func TestHiddenFlags(t *testing.T) {
 	// Refused for its stray argument, not as an unknown flag.
 	if _, _, stderr := runCLI("--pause-after-attach", "stray"); !strings.Contains(stderr, `unexpected argument "stray"`) {
 		t.Errorf("--pause-after-attach stray: %q", stderr)
+	}
+}
+
+// TestHelpWidthOfTerminal: on a terminal, help takes its width, within
+// [minHelpWidth, maxHelpWidth]; a pseudo-terminal stands for it.
+func TestHelpWidthOfTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skipf("ptsname: %v", err)
+	}
+	tty, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("open the terminal: %v", err)
+	}
+	defer tty.Close()
+	for cols, want := range map[uint16]int{60: 60, 20: minHelpWidth, 250: maxHelpWidth} {
+		if err := unix.IoctlSetWinsize(int(tty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: cols}); err != nil {
+			t.Fatal(err)
+		}
+		if got := helpWidth(tty); got != want {
+			t.Errorf("a terminal of %d columns: help %d wide, want %d", cols, got, want)
+		}
+	}
+	f, err := os.CreateTemp(t.TempDir(), "help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := helpWidth(f); got != defaultHelpWidth {
+		t.Errorf("a file: help %d wide, want %d", got, defaultHelpWidth)
 	}
 }
