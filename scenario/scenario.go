@@ -64,13 +64,16 @@ func (s Scenario) Applicable() error {
 // the run's methods can decide, and a reason for each that they cannot.
 func (s Scenario) Check(run *report.Run, writers int) (results []report.ExpectResult, held bool, finding string) {
 	held = true
-	add := func(texts []string, why string) {
+	add := func(texts []string, reason string) {
 		for _, text := range texts {
 			e, err := expect.Parse(text)
 			if err != nil {
 				panic(fmt.Sprintf("scenario %s: %v", s.Name, err)) // a bug in this file, caught by its tests
 			}
 			r := report.ExpectResult{Expect: e.Text, Held: true}
+			// Each expectation's own: a fault class left unchecked
+			// does not leave the copies after it unchecked too.
+			why := reason
 			if why == "" {
 				why = unclassified(run, e.Text)
 			}

@@ -81,6 +81,21 @@ func TestUnclassifiedWhy(t *testing.T) {
 	if got := unclassified(&report.Run{Methods: byAddress}, "writer.copies == blocks"); got != "" {
 		t.Errorf("an expectation on copies is not one on a fault class: %q", got)
 	}
+	// In Check, the copies after a fault class are still checked.
+	touched, err := Lookup("touched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &report.Run{Blocks: 1000, Methods: map[string]string{"in_region": cow.FaultAddrMethod, "copies": "callchain"},
+		Processes: []report.Process{{Role: "parent", Copies: report.U64(20), WPFaults: report.U64(30)}, {Role: "reader", Copies: report.U64(0), WPFaults: report.U64(0)},
+			{Role: "writer", Copies: report.U64(1000), WPFaults: report.U64(1000)}}}
+	results, _, _ := touched.Check(run, DefaultWriters)
+	for _, r := range results {
+		class := faultClass.MatchString(r.Expect)
+		if class != (r.NotChecked != "") && !strings.Contains(r.Expect, "pagemap") {
+			t.Errorf("%s: not checked %q (a fault class: %v)", r.Expect, r.NotChecked, class)
+		}
+	}
 }
 
 // TestScenarios runs every scenario on this kernel, with the pagemap proof
