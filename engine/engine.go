@@ -57,6 +57,12 @@ func ParseMode(s string, def Mode) (Mode, error) {
 	return "", fmt.Errorf("unknown mode %q (want classify, count or auto)", s)
 }
 
+// ErrProbeRefused: a function of Config.Probes cannot be probed, for want
+// of kprobes or because the kernel refused its probe. The trace fails,
+// before its target runs where the refusal is known by then, rather than go
+// on without what the user asked for by name.
+var ErrProbeRefused = errors.New("cannot be probed")
+
 // ErrInternal wraps a panic of the engine's reading goroutine: a bug in
 // cowtrace, reported as an error so that the run still removes what it
 // created in the kernel.
@@ -363,6 +369,9 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 			s.note("copy routine", s.copyCheck)
 		}
 		s.probeFns = uniq(append([]string{s.copyRoutine, cow.WPFunction, s.causeProbe}, cfg.Probes...))
+	}
+	if err := s.askedProbesRefused(); err != nil {
+		return nil, err
 	}
 	if s.reader, err = perfevents.NewReader(); err != nil {
 		return nil, err

@@ -306,6 +306,9 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 			if m.kind == mProbe && s.probeRefused(m.probe, err) {
 				return fmt.Errorf("kprobe %s refused on CPU %d after it was opened on others: %w", m.probe, cpu, err)
 			}
+			if m.kind == mProbe {
+				return s.askedProbe(m.probe, err)
+			}
 			return err
 		}
 		s.track(ev, eventInfo{kind: kindMember, member: i, probe: m.probe})

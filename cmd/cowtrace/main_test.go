@@ -56,6 +56,11 @@ func TestBadInput(t *testing.T) {
 		{"--probe", "copy page"},
 		{"--probe", ""},
 		{"--no-such-flag"},
+		// Rows the run will not have: refused before it runs, as run
+		// refuses them (as root it would run and then exit 1).
+		{"--expect", "wrter.copies == 1000"},
+		{"--scenario", "many-writers", "--expect", "writer.copies == 1000"},
+		{"--probe", "do_wp_page", "--kprobe-method", "none"},
 		{"stray-argument"},
 	} {
 		code, stdout, stderr := runCLI(args...)
@@ -72,9 +77,13 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	code, stdout, _ := runCLI("-h")
-	if code != exitOK || !strings.Contains(stdout, "-blocks") || !strings.Contains(stdout, "-no-touch") {
-		t.Errorf("-h: exit %d, stdout %q", code, stdout)
+	code, stdout, _ := runCLI("experiment", "-h")
+	if code != exitOK || !strings.Contains(stdout, "--blocks") || !strings.Contains(stdout, "--no-touch") {
+		t.Errorf("experiment -h: exit %d, stdout %q", code, stdout)
+	}
+	// The experiment's flags with -h are the experiment's help too.
+	if _, withFlags, _ := runCLI("--blocks", "5", "-h"); withFlags != stdout {
+		t.Errorf("--blocks 5 -h is not the experiment's help:\n%s", withFlags)
 	}
 	code, stdout, _ = runCLI("help")
 	if code != exitOK || !strings.Contains(stdout, "Usage:") {
@@ -153,7 +162,7 @@ func TestInternalError(t *testing.T) {
 	t.Setenv("GOTRACEBACK", "")
 	var stderr bytes.Buffer
 	code := run([]string{"help"}, panicWriter{}, &stderr)
-	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage()))
+	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage(defaultHelpWidth)))
 	if code != exitInternal || stderr.String() != want {
 		t.Errorf("exit %d, stderr %q: want %d and %q", code, stderr.String(), exitInternal, want)
 	}

@@ -29,7 +29,7 @@ func TestREADMEUsage(t *testing.T) {
 	if j < 0 {
 		t.Fatalf("%s: no %q after %q", path, end, begin)
 	}
-	want := "```\n" + allUsage() + "```\n"
+	want := "```\n" + allUsage(defaultHelpWidth) + "```\n"
 	if *update {
 		if err := os.WriteFile(path, []byte(readme[:i]+want+readme[i+j:]), 0o644); err != nil {
 			t.Fatal(err)
