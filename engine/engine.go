@@ -349,10 +349,13 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		s.note("kprobes", "need root or CAP_PERFMON")
 	}
 	if method == perfevents.KprobeTracefs && tfs == nil && tfsErr != nil {
-		return nil, fmt.Errorf("--kprobe-method tracefs: %v", tfsErr)
+		return nil, fmt.Errorf("--kprobe-method tracefs: %w", tfsErr)
 	}
 	kp, why, err := perfevents.NewKprobes(method, tfs)
 	if err != nil {
+		if method == perfevents.KprobePMU || method == perfevents.KprobeTracefs {
+			err = fmt.Errorf("--kprobe-method %s: %w", method, err)
+		}
 		return nil, err
 	}
 	if kp == nil && method != cfg.KprobeMethod {
