@@ -94,6 +94,7 @@ func TestJSONContract(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &raw); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, stdout)
 	}
+	testenv.ValidateJSON(t, "run", []byte(stdout))
 	for _, key := range []string{"schema_version", "kernel", "blocks", "block_size", "touched", "methods",
 		"unavailable", "lost_records", "processes", "copy_routine"} {
 		if _, ok := raw[key]; !ok {

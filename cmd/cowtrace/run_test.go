@@ -75,6 +75,7 @@ func TestRunCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &run); err != nil {
 		t.Fatalf("json: %v\n%s", err, stdout)
 	}
+	testenv.ValidateJSON(t, "run", []byte(stdout))
 	if run.Trace == nil || len(run.Processes) != 6 || *run.Trace.ExitCode != 3 {
 		t.Fatalf("trace %+v with %d rows: want 6 rows and exit code 3", run.Trace, len(run.Processes))
 	}
@@ -190,12 +191,14 @@ func TestRunTimelineJSON(t *testing.T) {
 			t.Fatalf("not JSON: %s", line)
 		}
 		if ev.Event == "" {
+			testenv.ValidateJSON(t, "run", line)
 			run = new(report.Run)
 			if err := json.Unmarshal(line, run); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
+		testenv.ValidateJSON(t, "timeline", line)
 		if ev.Event != "wp_fault" || !strings.HasPrefix(ev.Address, "0x") || ev.Comm != "cow_tree" {
 			t.Errorf("timeline line %s", line)
 		}
@@ -427,6 +430,8 @@ func TestAttachReady(t *testing.T) {
 	var run report.Run
 	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &run) != nil || run.Label != "live" || run.Trace.EndedBy != "exit" {
 		t.Errorf("%s: %v\n%s", file, err, b)
+	} else {
+		testenv.ValidateJSON(t, "run", b)
 	}
 
 	// No process: end of file at once, and no line.

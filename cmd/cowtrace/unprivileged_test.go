@@ -56,6 +56,7 @@ func TestUnprivileged(t *testing.T) {
 	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
 		t.Fatalf("%v:\n%s", err, out)
 	}
+	testenv.ValidateJSON(t, "run", out[bytes.IndexByte(out, '{'):])
 	if len(run.Processes) != 3 || run.LostRecords != 0 {
 		t.Fatalf("%d processes, %d lost: %+v", len(run.Processes), run.LostRecords, run.Processes)
 	}
@@ -70,5 +71,61 @@ func TestUnprivileged(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(run.Notes, "\n"), "without privileges") {
 		t.Errorf("no note on what is missing: %q", run.Notes)
+	}
+}
+
+// TestUnprivilegedExperiment: as user nobody at perf_event_paranoid 2 the
+// experiment sees each fault's address (the page-fault event) but not its
+// kind: the region's write-protect faults are null, not 0, and an
+// expectation on them fails as not measured instead of passing.
+func TestUnprivilegedExperiment(t *testing.T) {
+	testenv.Require(t, testenv.Root)
+	if b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid"); err != nil || strings.TrimSpace(string(b)) != "2" {
+		t.Skipf("needs kernel.perf_event_paranoid 2, the default (%q, %v)", b, err)
+	}
+	// Not t.TempDir: its parent is closed to nobody.
+	dir, err := os.MkdirTemp("", "cowtrace-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self := filepath.Join(dir, "cowtrace.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(self, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "--blocks", "100", "--format", "json", "--expect", "writer.in_region.wp == 0")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if code := cmd.ProcessState.ExitCode(); code != exitFailure || !strings.Contains(stderr.String(), "writer.in_region.wp is not measured") {
+		t.Fatalf("exit %d (%v), stderr %q: want %d, the expectation not measured", code, err, stderr.String(), exitFailure)
+	}
+	testenv.ValidateJSON(t, "run", out)
+	var raw struct {
+		Processes []struct {
+			Role     string                     `json:"role"`
+			InRegion map[string]json.RawMessage `json:"in_region"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal(out, &raw); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	for _, p := range raw.Processes {
+		if p.Role != "writer" {
+			continue
+		}
+		if wp, all := string(p.InRegion["wp"]), string(p.InRegion["unclassified"]); wp != "null" || all != "100" {
+			t.Errorf("writer in_region: wp %s, unclassified %s; want null and 100", wp, all)
+		}
 	}
 }

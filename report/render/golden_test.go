@@ -69,6 +69,9 @@ func TestGoldenRun(t *testing.T) {
 			if err := Write(&b, readRun(t, name), f); err != nil {
 				t.Fatalf("%s %s: %v", name, f, err)
 			}
+			if f == JSON {
+				testenv.ValidateJSON(t, "run", b.Bytes())
+			}
 			checkGolden(t, name+"."+formatExt[f], b.Bytes())
 		}
 	}
@@ -96,6 +99,9 @@ func TestGoldenMatrix(t *testing.T) {
 		var b bytes.Buffer
 		if err := WriteMatrix(&b, m, f); err != nil {
 			t.Fatalf("%s: %v", f, err)
+		}
+		if f == JSON {
+			testenv.ValidateJSON(t, "matrix", b.Bytes())
 		}
 		checkGolden(t, "matrix."+formatExt[f], b.Bytes())
 	}
@@ -154,6 +160,9 @@ func TestGoldenVerdict(t *testing.T) {
 			var b bytes.Buffer
 			if err := WriteVerdict(&b, v, f); err != nil {
 				t.Fatalf("%s %s: %v", c.name, f, err)
+			}
+			if f == JSON {
+				testenv.ValidateJSON(t, "verdict", b.Bytes())
 			}
 			checkGolden(t, c.name+"."+formatExt[f], b.Bytes())
 		}
