@@ -17,7 +17,8 @@ type Trace struct {
 	// StillRunning are the pids of processes still alive when the trace
 	// stopped: their rows cover the traced time only.
 	StillRunning []int `json:"still_running"`
-	// Threads says whether thread rows are included (--threads).
+	// Threads says whether thread rows are included (--threads), after
+	// the row of each process that had more than one thread.
 	Threads bool `json:"threads"`
 }
 

@@ -89,7 +89,7 @@ func addTraceFlags(fs *flagSet, mode engine.Mode, rows expect.Rows) *traceFlags 
 	tf.mode = addModeFlag(fs, mode, "how to measure faults, `MODE`: count: faults, copies and probe hits counted in the kernel, each task's counts sampled as it leaves a CPU and exits; "+
 		"classify: every fault a record, classified (fault classes, --by, --plot, --timeline); "+
 		"auto: count where the kernel gives each task's counts (Linux 6.12; cowtrace doctor says) and no flag needs every fault, else classify")
-	tf.threads = fs.Bool("threads", false, "a row for every thread too, after its process's row")
+	tf.threads = fs.Bool("threads", false, "a row per thread too, under each process that has more than one")
 	tf.counters = fs.Bool("counters", false, "sample the software counters page-faults and minor-faults per process too (a record per fault each); without it page faults are the faults the fault tracepoints classified")
 	tf.timeline = fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)")
 	tf.outPath = fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout")

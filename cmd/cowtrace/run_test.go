@@ -234,6 +234,46 @@ func TestRunTableThreads(t *testing.T) {
 	}
 }
 
+// TestRunThreadRows: --threads adds thread rows under a process of several
+// threads (a Go program: its runtime starts some), and none under one of a
+// single thread, whose thread row would repeat its own.
+func TestRunThreadRows(t *testing.T) {
+	testenv.Require(t, testenv.Root)
+	t.Setenv(asMainEnv, "1") // the test binary is cowtrace: a Go program
+	code, stdout, stderr := runCLI("run", "--threads", "--format", "json", "--kprobe-method", "none", "--", "sh", "-c", os.Args[0]+" version >/dev/null; true")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	testenv.ValidateJSON(t, "run", []byte(stdout))
+	var run report.Run
+	if err := json.Unmarshal([]byte(stdout), &run); err != nil {
+		t.Fatal(err)
+	}
+	threadRows := map[int]int{}
+	threads := map[int]int{}
+	for _, p := range run.Processes {
+		if p.Tid != 0 {
+			threadRows[p.Pid]++
+		} else {
+			threads[p.Pid] = p.Threads
+		}
+	}
+	several := 0
+	for pid, n := range threads {
+		switch {
+		case n == 1 && threadRows[pid] != 0:
+			t.Errorf("pid %d, one thread: %d thread rows, want none", pid, threadRows[pid])
+		case n > 1 && threadRows[pid] != n:
+			t.Errorf("pid %d, %d threads: %d thread rows", pid, n, threadRows[pid])
+		case n > 1:
+			several++
+		}
+	}
+	if several == 0 || len(threads) < 2 {
+		t.Errorf("%d processes, %d of several threads; want sh and the Go program:\n%s", len(threads), several, stdout)
+	}
+}
+
 // TestRunAsSudoUser: under sudo (SUDO_UID/SUDO_GID set, running as root) the
 // command runs as the invoking user, and --keep-root keeps root.
 func TestRunAsSudoUser(t *testing.T) {
