@@ -5,11 +5,9 @@
 package render
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/cowtrace/cowtrace/report"
 )
@@ -109,35 +107,6 @@ func writeLegend(w io.Writer, run *report.Run) {
 	for _, n := range run.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
-}
-
-func writeCSV(w io.Writer, run *report.Run) error {
-	cols := columns(run)
-	cw := csv.NewWriter(w)
-	rec := []string{"kernel", "scenario"}
-	for _, c := range cols {
-		// CSV has no room for a legend: the method rides in the header.
-		h := strings.ReplaceAll(c.header, " ", "_")
-		if c.method != "" {
-			h += " (" + c.method + ")"
-		}
-		rec = append(rec, h)
-	}
-	if err := cw.Write(rec); err != nil {
-		return err
-	}
-	for i := range run.Processes {
-		rec = rec[:0]
-		rec = append(rec, run.Kernel, run.Scenario)
-		for _, c := range cols {
-			rec = append(rec, c.value(&run.Processes[i]))
-		}
-		if err := cw.Write(rec); err != nil {
-			return err
-		}
-	}
-	cw.Flush()
-	return cw.Error()
 }
 
 // writeJSON is --format json of every report: indented, so that a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,13 +92,56 @@ func TestCSV(t *testing.T) {
 	for i, h := range recs[0] {
 		col[h] = i
 	}
-	i, ok := col["copies (kprobe:copy_mc_to_kernel)"]
-	if !ok {
-		t.Fatalf("no copies column naming its method in %v", recs[0])
+	writer := recs[2]
+	for name, want := range map[string]string{
+		"role": "writer", "copies": "1000", "in_region_wp": "1000", "page_faults": "1000",
+		// Unmeasured or not this kind of run: empty, not "-".
+		"ppid": "", "lifetime_ms": "", "in_region_kernel_mode": "", "in_region_unclassified": "0", "outside_wp": "",
+		"probes": "copy_mc_to_kernel=1000;do_wp_page=1000",
+	} {
+		i, ok := col[name]
+		if !ok {
+			t.Errorf("no column %q in %v", name, recs[0])
+			continue
+		}
+		if writer[i] != want {
+			t.Errorf("writer's %s = %q, want %q", name, writer[i], want)
+		}
 	}
-	if recs[2][i] != "1000" || recs[2][col["role"]] != "writer" {
-		t.Errorf("writer row %v", recs[2])
+}
+
+// TestCSVHeaderIsStable: the experiment and traced runs of every kernel and
+// mode have the one header, without methods or units in cells.
+func TestCSVHeaderIsStable(t *testing.T) {
+	want := strings.Join(CSVHeader(), ",")
+	for _, name := range singleRuns {
+		recs, err := csv.NewReader(bytes.NewReader(writeTo(t, readRun(t, name), CSV))).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(recs[0], ","); got != want {
+			t.Errorf("%s: header\n%s\nwant\n%s", name, got, want)
+		}
+		for _, rec := range recs[1:] {
+			for i, c := range rec {
+				if c == "-" || strings.HasSuffix(c, " ms") || strings.HasSuffix(c, " s") {
+					t.Errorf("%s: %s = %q, want a number or empty", name, recs[0][i], c)
+				}
+			}
+		}
 	}
+	if h := CSVHeader(); !slices.Contains(h, "lifetime_ms") || !slices.Contains(h, "page_faults") {
+		t.Errorf("header %v lacks lifetime_ms or page_faults", h)
+	}
+}
+
+func writeTo(t *testing.T, run *report.Run, f Format) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := Write(&b, run, f); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 func TestJSONRoundTrip(t *testing.T) {
