@@ -188,8 +188,8 @@ func TestCompareGateCommand(t *testing.T) {
 		{[]string{"--baseline", missing, missing}, "--baseline needs --max-increase"},
 		{[]string{"--max-increase", "copies=1", missing, missing}, "--max-increase needs --baseline"},
 		{[]string{"--baseline", missing, "--max-increase", "copies=1", missing, missing}, "one report against it, got 2"},
-		{[]string{"--format", "csv", "--baseline", missing, "--max-increase", "copies=1", missing}, "want table, markdown or json"},
-		{[]string{"--format", "json", missing, missing}, "want table or markdown"},
+		{[]string{"--format", "csv", "--baseline", missing, "--max-increase", "copies=1", missing}, "want table, wide, markdown or json"},
+		{[]string{"--format", "json", missing, missing}, "want table, wide or markdown"},
 	} {
 		checkUsageError(t, append([]string{"compare"}, tc.args...), tc.want)
 	}

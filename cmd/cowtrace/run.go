@@ -259,7 +259,7 @@ func (tf *traceFlags) report(out *output, ts *traceSetup, run *report.Run, stder
 		if err != nil {
 			return err
 		}
-	} else if err := render.Write(out, run, ts.format); err != nil {
+	} else if err := layout(out.Writer).Write(out, run, ts.format); err != nil {
 		return err
 	}
 	out.reported = true

@@ -45,7 +45,7 @@ func render(t *testing.T, f Format) string {
 }
 
 func TestTableSaysHowEachColumnWasMeasured(t *testing.T) {
-	out := render(t, Table)
+	out := render(t, Wide)
 	for _, want := range []string{
 		"kernel 6.1.0-test-amd64", "1000 blocks x 102400 bytes (97.7 MiB) written before fork",
 		"[kprobe:copy_mc_to_kernel]", "[counter]", "[tracepoint]", "[inferred]", "do_wp_page",
@@ -60,6 +60,48 @@ func TestTableSaysHowEachColumnWasMeasured(t *testing.T) {
 	// The copy routine is the copies column, not a second probe column.
 	if strings.Count(out, "copy_mc_to_kernel]") != 1 {
 		t.Errorf("copy routine shown more than once as a column:\n%s", out)
+	}
+}
+
+// TestNarrowTableSaysHowEachColumnWasMeasured: at 80 columns each method is
+// a footnote key under its header, explained once below the table.
+func TestNarrowTableSaysHowEachColumnWasMeasured(t *testing.T) {
+	out := render(t, Table)
+	for _, want := range []string{
+		"kernel 6.1.0-test-amd64", "unavailable: kprobe:folio_copy: not probe-able",
+		"[1] perf software counters, per task", "[3] kprobe hits on copy_mc_to_kernel",
+		"kprobe hits on do_wp_page", "records: 0, lost: 0, throttled: 0", "--format wide",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if len([]rune(l)) > DefaultWidth {
+			t.Errorf("a line of %d columns:\n%s", len([]rune(l)), l)
+		}
+	}
+	// Each key is explained once.
+	if strings.Count(out, "\n[1] ") != 1 || strings.Count(out, "\n[2] ") != 1 || strings.Count(out, "[2]") < 3 {
+		t.Errorf("footnotes:\n%s", out)
+	}
+}
+
+// TestLayoutFitsWidth: Table takes the wide layout where its table fits the
+// width, the narrow one where not; Wide takes the wide one at any width.
+func TestLayoutFitsWidth(t *testing.T) {
+	for _, c := range []struct {
+		f     Format
+		width int
+		wide  bool
+	}{{Table, 80, false}, {Table, 0, false}, {Table, 300, true}, {Wide, 80, true}, {Wide, 300, true}} {
+		var b bytes.Buffer
+		if err := (Layout{Width: c.width}).Write(&b, kprobeRun(), c.f); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(b.String(), "┌"); got != c.wide {
+			t.Errorf("%s at %d columns: boxed %v, want %v:\n%s", c.f, c.width, got, c.wide, b.String())
+		}
 	}
 }
 
