@@ -20,7 +20,9 @@ type measure struct {
 }
 
 // Compare renders runs side by side for DefaultWidth columns.
-func Compare(w io.Writer, cols []report.Compared, f Format) error { return Layout{}.Compare(w, cols, f) }
+func Compare(w io.Writer, cols []report.Compared, f Format) error {
+	return Layout{}.Compare(w, cols, f)
+}
 
 // Compare renders runs side by side: a column per Compared, a row per
 // measure, and a mark on each row whose values differ. Runs are matched by

@@ -11,7 +11,9 @@ import (
 )
 
 // WriteVerdict renders the gate's result for DefaultWidth columns.
-func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error { return Layout{}.WriteVerdict(w, v, f) }
+func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
+	return Layout{}.WriteVerdict(w, v, f)
+}
 
 // WriteVerdict renders the gate's result: a verdict line, a table of the
 // bounded measures per process and for the total, baseline, current and
