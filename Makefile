@@ -5,7 +5,7 @@ BIN     ?= bin/cowtrace
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short lint vmtest vmtest-rings bench readme clean
+.PHONY: all build run test test-short soak lint vmtest vmtest-rings bench readme clean
 
 all: build
 
@@ -21,6 +21,13 @@ run: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 $(PKGS)
+
+# Busy process trees (pipelines, make -j2, threads that exec, perf stat
+# inside, orphans) under cowtrace run under perf record, every process
+# held to perf's counts, SOAK_ROUNDS times each (root; perf, gcc, make).
+SOAK_ROUNDS ?= 30
+soak:
+	COWTRACE_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 120m -run 'TestTreesUnderPerf' -v ./cmd/cowtrace
 
 # Unit tests only: no kernel, no root.
 test-short:

@@ -59,14 +59,15 @@ type tool struct {
 	workload string
 	argv     func(w workloadArgs) []string
 	// check reads what the tool reported after a round.
-	check  func(out []byte, w workloadArgs) (seen, error)
-	times  []time.Duration
-	cpu    []time.Duration // user+system of the whole command: tool and workload
-	lost   int64
-	thr    int64
-	wp     []uint64
-	copies []int64
-	rss    int64 // peak RSS of the tool's own process, KiB; 0 = not measured
+	check   func(out []byte, w workloadArgs) (seen, error)
+	times   []time.Duration
+	cpu     []time.Duration // user+system of the whole command: tool and workload
+	lost    int64
+	thr     int64
+	wp      []uint64
+	copies  []int64
+	records []int64
+	rss     int64 // peak RSS of the tool's own process, KiB; 0 = not measured
 	// ownCPU is the user+system time of the tool's own process (all its
 	// threads, not the workload), from the peak-RSS run; -1 = not measured.
 	ownCPU time.Duration
@@ -76,6 +77,9 @@ type tool struct {
 // say.
 type seen struct {
 	lost, throttled int64
+	// records is how many records the rings delivered (cowtrace's
+	// report says), -1 where the tool does not say.
+	records int64
 	// wp is the writer's write-protect faults, or what the tool counts in
 	// their place (see the workload's note under its table).
 	wp     uint64
@@ -291,6 +295,7 @@ func run() error {
 				t.thr += s.throttled
 				t.wp = append(t.wp, s.wp)
 				t.copies = append(t.copies, s.copies)
+				t.records = append(t.records, s.records)
 			}
 		}
 		fmt.Fprintf(os.Stderr, "bench: round %d/%d done (load %.2f)\n", r+1, *rounds, loads[len(loads)-1])
@@ -374,8 +379,8 @@ func writeWorkloads(out io.Writer, ts []*tool, workloads []string, blocks int, e
 
 func writeTable(out io.Writer, ts []*tool) {
 	base := ts[0].times
-	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | added CPU s (median, paired) | tool's own CPU s | writer wp faults seen | writer copies | lost | throttled | peak RSS MB |")
-	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | added CPU s (median, paired) | tool's own CPU s | writer wp faults seen | writer copies | records | lost | throttled | peak RSS MB |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, t := range ts {
 		var ratios, added, addedCPU []float64
 		for i, d := range t.times {
@@ -387,8 +392,11 @@ func writeTable(out io.Writer, ts []*tool) {
 		if t.rss > 0 {
 			own = fmt.Sprintf("%.2f", t.ownCPU.Seconds())
 		}
-		lost, thr, rss, wp, copies := "-", "-", "-", "-", "-"
+		lost, thr, rss, wp, copies, records := "-", "-", "-", "-", "-", "-"
 		if t.check != nil {
+			if lo := slices.Min(t.records); lo >= 0 {
+				records = fmt.Sprintf("%d-%d", lo, slices.Max(t.records))
+			}
 			if lo := slices.Min(t.copies); lo >= 0 {
 				copies = fmt.Sprintf("%d-%d", lo, slices.Max(t.copies))
 			}
@@ -403,9 +411,9 @@ func writeTable(out io.Writer, ts []*tool) {
 		if t.rss > 0 {
 			rss = fmt.Sprintf("%.1f", float64(t.rss)/1024)
 		}
-		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %+.2f | %s | %s | %s | %s | %s | %s |\n", t.name,
+		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %+.2f | %s | %s | %s | %s | %s | %s | %s |\n", t.name,
 			median(t.times).Seconds(), slices.Min(t.times).Seconds(), slices.Max(t.times).Seconds(),
-			medianF(ratios), medianF(added), medianF(addedCPU), own, wp, copies, lost, thr, rss)
+			medianF(ratios), medianF(added), medianF(addedCPU), own, wp, copies, records, lost, thr, rss)
 	}
 }
 
@@ -528,6 +536,7 @@ func buildNoop(tmp string) (string, error) {
 type cowtraceReport struct {
 	LostRecords int64 `json:"lost_records"`
 	Throttled   int64 `json:"throttled"`
+	Records     int64 `json:"records"`
 	Processes   []struct {
 		Role     string  `json:"role"`
 		PID      int     `json:"pid"`
@@ -551,7 +560,7 @@ func checkCowtrace(out []byte, _ workloadArgs) (seen, error) {
 	if err != nil {
 		return seen{}, err
 	}
-	s := seen{lost: r.LostRecords, throttled: r.Throttled, copies: -1}
+	s := seen{lost: r.LostRecords, throttled: r.Throttled, copies: -1, records: r.Records}
 	for _, p := range r.Processes {
 		if p.Role == "writer" && p.WPFaults != nil {
 			s.wp = *p.WPFaults
@@ -576,14 +585,14 @@ func checkPerfStat(_ []byte, w workloadArgs) (seen, error) {
 		return seen{}, fmt.Errorf("no count in %q", b)
 	}
 	n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-	return seen{lost: -1, throttled: -1, wp: n, copies: -1}, nil
+	return seen{lost: -1, throttled: -1, wp: n, copies: -1, records: -1}, nil
 }
 
 func checkPerfRecord(_ []byte, w workloadArgs) (seen, error) {
 	lost, thr, samples, err := perfStats(filepath.Join(w.tmp, "perf.data"))
 	// Samples of every fault of the tree (first touches too): "seen" is
 	// the number of samples.
-	return seen{lost: lost, throttled: thr, wp: samples, copies: -1}, err
+	return seen{lost: lost, throttled: thr, wp: samples, copies: -1, records: -1}, err
 }
 
 // perfStats reads a perf.data file's samples lost, THROTTLE records and
@@ -629,7 +638,7 @@ func checkBpftrace(out []byte, _ workloadArgs) (seen, error) {
 		return seen{}, fmt.Errorf("no @[%d] count in bpftrace's output: %s", pid, lastLine(string(out)))
 	}
 	wp, _ := strconv.ParseUint(string(m[1]), 10, 64)
-	return seen{lost: -1, throttled: -1, wp: wp, copies: -1}, nil
+	return seen{lost: -1, throttled: -1, wp: wp, copies: -1, records: -1}, nil
 }
 
 // writerPID reads the line in which either workload names its writer.

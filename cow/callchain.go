@@ -2,16 +2,18 @@ package cow
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cowtrace/cowtrace/perfevents"
 )
 
 // Where copy-on-write copies a page, by the functions on the allocation's
 // kernel stack:
-//   - copyFunctions: the write-protect fault (do_wp_page, wp_page_copy: a
+//   - wpFunctions: the write-protect fault (do_wp_page, wp_page_copy: a
 //     write to a page fork shared, or to a read-only mapped page of a
-//     private file mapping) and the first write to a not-present page of
-//     a private file mapping (do_cow_fault);
+//     private file mapping);
+//   - cowFaultFunctions: the first write to a not-present page of a
+//     private file mapping (do_cow_fault);
 //   - faultFunctions with anonAllocFunctions: do_cow_fault inlined into
 //     do_fault (6.18), where the only anonymous folio do_fault allocates
 //     is the copy's (page-cache pages come from filemap functions).
@@ -19,13 +21,33 @@ import (
 // These are the copies a kprobe on the copy routine counts
 // (copy_mc_to_kernel on Debian's x86 kernels, called by both paths).
 var (
-	copyFunctions      = []string{WPFunction, "wp_page_copy", "do_cow_fault"}
+	wpFunctions        = []string{WPFunction, "wp_page_copy"}
+	cowFaultFunctions  = []string{CowFaultFunction}
 	faultFunctions     = []string{"do_fault"}
 	anonAllocFunctions = []string{"vma_alloc_folio", "vma_alloc_folio_noprof", "alloc_pages_vma"}
 )
 
+// CowFaultFunction handles the first write to a not-present page of a
+// private file mapping: it copies the file's page. No fork is involved.
+const CowFaultFunction = "do_cow_fault"
+
 // CopyPathFunctions are the kallsyms names CopyPath needs.
-var CopyPathFunctions = append(append(append([]string{}, copyFunctions...), faultFunctions...), anonAllocFunctions...)
+var CopyPathFunctions = slices.Concat(wpFunctions, cowFaultFunctions, faultFunctions, anonAllocFunctions)
+
+// CopyCause is why the kernel copied a page, as its stack tells.
+type CopyCause int
+
+const (
+	// NotACopy: the allocation is not a copy-on-write copy.
+	NotACopy CopyCause = iota
+	// WPCopy: a write-protect fault copied a page: one that fork shared
+	// (the copies sharing costs), or a private file page mapped read-only
+	// by an earlier read.
+	WPCopy
+	// FirstWriteCopy: the first write to a not-present page of a private
+	// file mapping copied the file's page (do_cow_fault): no fork in it.
+	FirstWriteCopy
+)
 
 // CallchainFrames bounds the kernel stack taken with each allocation, and
 // with it the unwinding's cost, which is most of a sampled copy's: on the
@@ -51,9 +73,9 @@ const CallchainMethod = "callchain:kmem:mm_page_alloc on the copy-on-write path 
 // are never taken for copies. It needs nothing of the architecture but
 // kallsyms.
 type CopyPath struct {
-	ready                chan struct{} // closed once the fields below are set
-	copies, faults, anon []perfevents.Symbol
-	err                  error
+	ready                       chan struct{} // closed once the fields below are set
+	wp, cowFaults, faults, anon []perfevents.Symbol
+	err                         error
 }
 
 var errHidden = fmt.Errorf("kallsyms hides addresses (kernel.kptr_restrict)")
@@ -76,7 +98,7 @@ func LoadCopyPath() (*CopyPath, error) {
 	p := &CopyPath{ready: make(chan struct{})}
 	go func() {
 		defer close(p.ready)
-		syms, err := perfevents.LoadKallsyms(CopyPathFunctions...)
+		syms, err := perfevents.LoadKallsymsCached(CopyPathFunctions...)
 		if err == nil {
 			err = p.find(syms)
 		}
@@ -119,8 +141,9 @@ func (p *CopyPath) find(syms *perfevents.Symbols) error {
 		}
 		return out
 	}
-	p.copies, p.faults, p.anon = find(copyFunctions), find(faultFunctions), find(anonAllocFunctions)
-	if len(p.copies) == 0 {
+	p.wp, p.cowFaults = find(wpFunctions), find(cowFaultFunctions)
+	p.faults, p.anon = find(faultFunctions), find(anonAllocFunctions)
+	if len(p.wp) == 0 {
 		return fmt.Errorf("%s is not in kallsyms", WPFunction)
 	}
 	return nil
@@ -130,7 +153,7 @@ func (p *CopyPath) find(syms *perfevents.Symbols) error {
 func (p *CopyPath) Functions() []string {
 	<-p.ready
 	var out []string
-	for _, s := range p.copies {
+	for _, s := range slices.Concat(p.wp, p.cowFaults) {
 		out = append(out, s.Name)
 	}
 	return out
@@ -138,20 +161,33 @@ func (p *CopyPath) Functions() []string {
 
 // Contains says whether the sample's kernel stack runs through the path;
 // never where the path could not be found (Err).
-func (p *CopyPath) Contains(smp *perfevents.Sample) bool {
+func (p *CopyPath) Contains(smp *perfevents.Sample) bool { return p.Cause(smp) != NotACopy }
+
+// Cause says whether, and why, the sample's kernel stack copies a page:
+// through the write-protect fault's path, or through the first write to a
+// private file page (do_cow_fault, or do_fault allocating an anonymous
+// folio where do_cow_fault is inlined into it, as on 6.18). NotACopy where
+// the path could not be found (Err).
+func (p *CopyPath) Cause(smp *perfevents.Sample) CopyCause {
 	if <-p.ready; p.err != nil {
-		return false
+		return NotACopy
 	}
 	var fault, anon bool
 	for i := range smp.Frames() {
 		ip := smp.Frame(i)
-		if within(p.copies, ip) {
-			return true
+		switch {
+		case within(p.wp, ip):
+			return WPCopy
+		case within(p.cowFaults, ip):
+			return FirstWriteCopy
 		}
 		fault = fault || within(p.faults, ip)
 		anon = anon || within(p.anon, ip)
 	}
-	return fault && anon
+	if fault && anon {
+		return FirstWriteCopy
+	}
+	return NotACopy
 }
 
 func within(syms []perfevents.Symbol, ip uint64) bool {

@@ -21,6 +21,15 @@ func (s *Session) read() error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return s.apply(^uint64(0))
 		}
+		if errors.Is(err, perfevents.ErrFlushed) {
+			// Every ring was read to its head at the flush's pass.
+			if p := s.reader.PassNs(); p > orderSlack {
+				if err := s.apply(p - orderSlack); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -70,12 +79,17 @@ func (s *Session) apply(upTo uint64) error {
 	})
 	mmaps := s.mmaps
 	s.mmaps = nil
+	calls := s.calls
+	s.calls = nil
 	s.mu.Unlock()
 	for _, m := range mmaps {
 		s.cfg.OnMmap(m.m, m.ns)
 	}
 	for _, ev := range evs {
 		s.cfg.OnEvent(ev)
+	}
+	for _, f := range calls {
+		f()
 	}
 	return err
 }
@@ -93,6 +107,7 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		parent := s.taskLocked(int(ppid), int(ptid))
 		tk := s.taskLocked(int(pid), int(tid))
 		tk.forked, tk.ParentTid, tk.StartNs, tk.parent = true, int(ptid), tm, parent
+		s.streamFork(parent, tk, tm)
 		tk.Ppid = int(ppid)
 		if pid == ppid {
 			tk.Ppid = parent.Ppid // a thread: its process's parent
@@ -109,6 +124,9 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		}
 		tk := s.taskLocked(int(pid), int(tid))
 		tk.Exited, tk.EndNs = true, tm
+		if s.streaming() || s.cfg.Forget {
+			s.streamExit(tk, tm)
+		}
 	case unix.PERF_RECORD_COMM:
 		pid, tid, comm, err := perfevents.DecodeComm(rec.Data)
 		if err != nil {
@@ -178,6 +196,9 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 	switch info.kind {
 	case kindMember:
 		s.countSample(tk, info, smp)
+		if s.streaming() {
+			s.streamSample(tk, s.group.members[info.member].kind, smp.Time)
+		}
 	case kindCounter:
 		tk.counters[info.counter]++
 		if info.addr {
@@ -208,9 +229,14 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		var c cow.Copied
 		switch {
 		case info.callchain:
-			if !s.tp.Rule.Match(order, gfp) || !s.copyPath.Contains(smp) {
+			if !s.tp.Rule.Match(order, gfp) {
 				return Event{}, false, nil
 			}
+			cause := s.copyPath.Cause(smp)
+			if cause == cow.NotACopy {
+				return Event{}, false, nil
+			}
+			tk.copiesBy[cause]++
 			c = tk.stream(rec.Cookie).Copy()
 		case tk.streams[rec.Cookie] != nil:
 			var ok bool

@@ -119,6 +119,20 @@ type Config struct {
 	// tasks make and is called for each, from the reading goroutine,
 	// without the session's lock, with the record's time.
 	OnMmap func(m perfevents.Mmap, timeNs uint64)
+	// CrossCheck tells inherited tasks' copies by their allocation's
+	// stack too where the copy routine's kprobe counts them: a record per
+	// copy, to check the kprobe (inferred_copies).
+	CrossCheck bool
+	// OnFork, OnTaskEnd and OnCounts follow the trace as it goes
+	// (stream.go): each is called, when set, from the reading goroutine,
+	// in time order, without the session's lock.
+	OnFork    func(Fork)
+	OnTaskEnd func(TaskEnd)
+	OnCounts  func(TaskCounts)
+	// Forget drops each task once it exited (after OnTaskEnd): the
+	// session's memory does not grow with the tasks of a long trace, and
+	// rows have only the tasks still alive.
+	Forget bool
 }
 
 // Event is one write-protect fault, kprobe hit or counted copy.
@@ -157,6 +171,9 @@ type Session struct {
 	kp          *perfevents.Kprobes
 	copyRoutine string
 	copyCheck   string
+	// causeProbe is do_cow_fault where it can be probed: its hits are the
+	// copy routine's copies of private file pages.
+	causeProbe  string
 	probeFns    []string
 	unavailable []report.Unavailable
 	reader      *perfevents.Reader
@@ -201,13 +218,25 @@ type Session struct {
 	records uint64
 	// Count mode for inherited tasks: how tasks' counts at exit arrive,
 	// the tracepoints it needs, the group's shape and what it concluded.
-	method  countMethod
-	ctp     countTracepoints
-	group   *countGroup
-	settled *settledCounts
+	method countMethod
+	ctp    countTracepoints
+	// dropExitSamples ignores the exit tracepoint's samples
+	// (testExitSyscallEnv).
+	dropExitSamples bool
+	group           *countGroup
+	settled         *settledCounts
 	// escaped counts the page faults the traced tasks took on CPUs
 	// without a ring, where faults are sampled.
 	escaped uint64
+	// calls are the stream's callbacks due once the records being applied
+	// are (stream.go).
+	calls []func()
+	// forgotten sums, by group leader id and member, the counts of the
+	// tasks Config.Forget dropped; forgottenForks counts those of them
+	// whose FORK was read, by root tid.
+	forgotten      map[uint64][]uint64
+	forgottenForks map[int]uint64
+	nForgotten     int
 	// freezeNs is when Stop froze count mode's counters (freeze), and
 	// sampledAt the latest count sample read of each tid, by arrival.
 	freezeNs  uint64
@@ -331,7 +360,7 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		if s.copyRoutine == "" {
 			s.note("copy routine", s.copyCheck)
 		}
-		s.probeFns = uniq(append([]string{s.copyRoutine, cow.WPFunction}, cfg.Probes...))
+		s.probeFns = uniq(append([]string{s.copyRoutine, cow.WPFunction, s.causeProbe}, cfg.Probes...))
 	}
 	if s.reader, err = perfevents.NewReader(); err != nil {
 		return nil, err
@@ -385,6 +414,26 @@ func (s *Session) Start() {
 		s.readerPrio = prioErr
 		s.readErr = s.read()
 	}()
+	go s.flushEvery(s.readDone)
+}
+
+// flushPeriod is how often an idle trace's records are put in order and
+// applied: a quiet ring wakes the reader only at its watermark, and a
+// stream (watch) or a timeline should not wait for the next busy moment.
+const flushPeriod = 100 * time.Millisecond
+
+// flushEvery asks the reader for a pass every flushPeriod until done.
+func (s *Session) flushEvery(done <-chan struct{}) {
+	t := time.NewTicker(flushPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s.reader.Flush()
+		}
+	}
 }
 
 // MarkStart sets the trace's time zero to now.

@@ -36,14 +36,15 @@ func newCountSession(t testing.TB) *countSession {
 	cs := &countSession{Session: s, t: t}
 	g := &countGroup{method: exitTracepoint, index: map[memberKind]int{}, byLeader: map[uint64]*openGroup{}}
 	for i, k := range countKinds {
-		g.members = append(g.members, member{kind: k, noun: [...]string{"exits", "context switches", "page faults", "write-protect faults", "tasks created"}[i]})
+		g.members = append(g.members, member{kind: k, noun: [...]string{"exits", "context switches", "page faults", "write-protect faults", "tasks created"}[i],
+			sampled: k == mExit || k == mSwitch})
 		g.index[k] = i
 		for cpu := 0; cpu < 2; cpu++ {
 			s.ids[memberID(i, cpu)] = eventInfo{kind: kindMember, member: i}
 		}
 	}
 	for cpu := 0; cpu < 2; cpu++ {
-		og := &openGroup{root: 99, ci: cpu, samples: make([]uint64, len(countKinds))}
+		og := &openGroup{root: 99, ci: cpu, leaderID: memberID(0, cpu), samples: make([]uint64, len(countKinds))}
 		cs.totals[cpu] = map[uint64]uint64{}
 		totals := cs.totals[cpu]
 		og.totals = func() (map[uint64]uint64, error) { return totals, nil }
@@ -324,5 +325,41 @@ func TestOrderedAcrossRings(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d tasks of tid 101, want 1", n)
+	}
+}
+
+// TestStream: followed as it goes, a fork is handed on with its creator's
+// counts at its creation's sample, an exit with the task's final counts; a
+// task forgotten after its end still counts in the end's check.
+func TestStream(t *testing.T) {
+	cs := newCountSession(t)
+	cs.group.members[cs.group.index[mNewTask]].sampled = true
+	var forks []Fork
+	var ends []TaskEnd
+	cs.cfg.OnFork = func(f Fork) { forks = append(forks, f) }
+	cs.cfg.OnTaskEnd = func(e TaskEnd) { ends = append(ends, e) }
+	cs.cfg.Forget = true
+	cs.AddRoot(100, 100, 1, "sh")
+	f := feeder{t, cs.Session}
+	f.comm(0, 100, 100, "prog", 1100, true)
+	f.fork(0, unix.PERF_RECORD_FORK, 101, 100, 101, 100, 2000)
+	cs.groupSample(0, mNewTask, 100, 100, 2001, []uint64{0, 0, 30, 2, 1}, nil)
+	cs.groupSample(1, mExit, 101, 101, 2900, []uint64{1, 0, 7, 3, 0}, nil)
+	f.fork(1, unix.PERF_RECORD_EXIT, 101, 100, 101, 100, 3000)
+	cs.groupSample(0, mExit, 100, 100, 3900, []uint64{1, 0, 45, 4, 1}, []uint64{0, 0, 30, 2, 1})
+	f.fork(0, unix.PERF_RECORD_EXIT, 100, 1, 100, 1, 4000)
+	if err := cs.apply(^uint64(0)); err != nil {
+		t.Fatal(err)
+	}
+	if len(forks) != 1 || forks[0].Child.Pid != 101 || forks[0].Thread || forks[0].ParentCounts.PageFaults != 30 || forks[0].ParentCounts.WPFaults != 2 {
+		t.Errorf("forks %+v, want 101 forked by 100 at its 30 page faults and 2 wp faults", forks)
+	}
+	if len(ends) != 2 || ends[0].Task.Pid != 101 || ends[0].Counts.PageFaults != 7 || ends[0].Counts.WPFaults != 3 || ends[0].Why != "" ||
+		ends[1].Task.Pid != 100 || ends[1].Counts.PageFaults != 45 {
+		t.Errorf("ends %+v, want 101's 7 page faults and 3 wp faults, then 100's 45", ends)
+	}
+	run, rows := cs.rows(t)
+	if !run.Complete || len(rows) != 0 {
+		t.Errorf("complete %v (%q), %d rows; want complete and no row (every task forgotten)", run.Complete, run.Incomplete, len(rows))
 	}
 }

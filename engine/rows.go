@@ -102,6 +102,7 @@ func (s *Session) rowLocked(r *report.Process, tasks []*Task, region bool) {
 	} else if r.InferredCopies != nil {
 		r.Copies = report.U64(*r.InferredCopies)
 	}
+	s.copyCausesLocked(r, tasks)
 	if s.escaped > 0 {
 		why := fmt.Sprintf("%d page faults of the traced tasks happened on CPUs without a ring, whose they were is not known", s.escaped)
 		for _, f := range []struct {
@@ -114,8 +115,47 @@ func (s *Session) rowLocked(r *report.Process, tasks []*Task, region bool) {
 				r.SetUnmeasured(f.name, why)
 			}
 		}
-		r.InRegion, r.Outside, r.Probes = nil, nil, nil
+		r.InRegion, r.Outside, r.Probes, r.CopiesByCause = nil, nil, nil, nil
 	}
+}
+
+// copyCausesLocked splits r's copies by cause where the method tells:
+// do_cow_fault's hits among the copy routine's, or else the copies'
+// stacks (cow.CopyCause); not where copies are paired with faults.
+func (s *Session) copyCausesLocked(r *report.Process, tasks []*Task) {
+	if r.Copies == nil {
+		return
+	}
+	if s.copyRoutineLocked() != "" {
+		if fw, ok := r.Probes[s.causeProbe]; ok && s.causeProbe != "" && fw <= *r.Copies {
+			r.CopiesByCause = &report.CopyCauses{WriteProtect: *r.Copies - fw, PrivateFileFirstWrite: fw}
+		}
+		return
+	}
+	if s.copyPath == nil || s.tp.Alloc == nil || r.InferredCopies == nil {
+		return
+	}
+	var by [cow.FirstWriteCopy + 1]uint64
+	for _, tk := range tasks {
+		for c, n := range tk.copiesBy {
+			by[c] += n
+		}
+	}
+	r.CopiesByCause = &report.CopyCauses{WriteProtect: by[cow.WPCopy], PrivateFileFirstWrite: by[cow.FirstWriteCopy]}
+}
+
+// copyCausesMethod names how copies_by_cause is told, "" where it is not.
+func (s *Session) copyCausesMethod() string {
+	if s.copyRoutineLocked() != "" {
+		if s.causeProbe != "" && s.probeErrs[s.causeProbe] == nil {
+			return fmt.Sprintf("kprobe:%s hits among kprobe:%s's", s.causeProbe, s.copyRoutineLocked())
+		}
+		return ""
+	}
+	if s.copyPath != nil && s.tp.Alloc != nil {
+		return "callchain: do_wp_page (write protect) or do_cow_fault (private file first write) on the copy's kernel stack"
+	}
+	return ""
 }
 
 // countedRowLocked fills r from count mode's settled counts of tasks, and
@@ -206,6 +246,7 @@ func (s *Session) countedRowLocked(r *report.Process, tasks []*Task, in, out rep
 	case copiesWhy != "":
 		r.SetUnmeasured("copies", copiesWhy)
 	}
+	s.copyCausesLocked(r, tasks)
 }
 
 // sampledRow fills r from the classified samples: fault classes in and
@@ -302,6 +343,9 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		CopyRoutine:            s.copyRoutineLocked(),
 		Probes:                 s.probedLocked(),
 	})
+	if m := s.copyCausesMethod(); m != "" {
+		run.Methods["copies_by_cause"] = m
+	}
 	run.Unavailable = append(run.Unavailable, s.unavailable...)
 	if s.copyPath != nil && s.copyPath.Err() != nil {
 		for _, k := range []string{"copies", "inferred_copies"} {

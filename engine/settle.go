@@ -73,6 +73,9 @@ func (s *Session) settleCountsLocked() error {
 		rg.totals = append(rg.totals, t)
 	}
 	for _, tk := range s.all {
+		if tk.forgotten {
+			continue
+		}
 		v := make([]uint64, len(g.members))
 		for _, cc := range tk.cpuCounts {
 			for m, x := range cc.vals {
@@ -158,12 +161,20 @@ func (s *Session) settleRootLocked(rg *rootGroups, c *settledCounts) {
 	lost := s.lostLocked(rg)
 	unseen := s.checkForksLocked(rg)
 	for m, mem := range g.members {
+		if mem.kind == mExit && s.dropExitSamples {
+			continue // the samples that would report it were dropped
+		}
 		var rest int64
 		for gi := range rg.groups {
 			rest += int64(rg.totals[gi][m])
 		}
 		for _, tk := range rg.tasks {
 			rest -= int64(c.vals[tk][m])
+		}
+		for _, og := range rg.groups {
+			if sums := s.forgotten[og.leaderID]; sums != nil {
+				rest -= int64(sums[m])
+			}
 		}
 		switch {
 		case rest == 0:
@@ -257,7 +268,7 @@ func (s *Session) checkForksLocked(rg *rootGroups) string {
 	for gi := range rg.groups {
 		created += rg.totals[gi][m]
 	}
-	var forks uint64
+	forks := s.forgottenForks[rg.root]
 	for _, tk := range rg.tasks {
 		if tk.parent != nil {
 			forks++

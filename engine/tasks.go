@@ -48,6 +48,8 @@ type Task struct {
 	streams map[int]*cow.Stream
 	probes  map[string]uint64
 	counted [cow.NumCountKinds]uint64
+	// copiesBy counts the copies told by their stack, by cause.
+	copiesBy [cow.FirstWriteCopy + 1]uint64
 	// cpuCounts are the task's counts from its groups' samples (count
 	// mode), one entry per CPU group it sampled in.
 	cpuCounts []cpuCounts
@@ -60,6 +62,11 @@ type Task struct {
 	offAfterFreeze bool
 	// parent is the task that created it, when its FORK was seen.
 	parent *Task
+	// pendingForks are the tasks it created whose creation's sample
+	// (stream.go) has not come yet.
+	pendingForks []*Task
+	// forgotten: dropped after its end (Config.Forget).
+	forgotten bool
 }
 
 // commEvent is a name a task took (exec, prctl) and when.
@@ -194,7 +201,7 @@ func (s *Session) Tasks() []*Task {
 		}
 	}
 	s.settleNamesLocked()
-	out := slices.Clone(s.all)
+	out := slices.DeleteFunc(slices.Clone(s.all), func(t *Task) bool { return t.forgotten })
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Tid < out[j].Tid })
 	return out
 }

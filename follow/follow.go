@@ -48,10 +48,26 @@ type Options struct {
 	// classify); the timeline, --by and --plot need every fault, and make
 	// ModeAuto classify.
 	Mode engine.Mode
+	// CrossCheck tells copies by their allocation's stack too where the
+	// copy routine's kprobe counts them (engine.Config.CrossCheck).
+	CrossCheck bool
+	// Stream follows the trace as it goes (engine's stream.go): each
+	// callback that is set is called in time order from the reading
+	// goroutine. With Forget, tasks are dropped once they ended: the
+	// run's rows are then those still alive at its end.
+	Stream StreamHooks
+	Forget bool
 	// RingSize is the bytes of ring memory for every CPU's ring together
 	// (--ring-size), split over the CPUs the target may run on; 0 is
 	// engine.DefaultRingBudget.
 	RingSize int64
+}
+
+// StreamHooks are engine.Config's stream callbacks.
+type StreamHooks struct {
+	OnFork    func(engine.Fork)
+	OnTaskEnd func(engine.TaskEnd)
+	OnCounts  func(engine.TaskCounts)
 }
 
 // ErrNoProcess: the process to trace does not exist (or no longer does).
@@ -73,7 +89,8 @@ func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Ses
 	var tl *timeline
 	var col *collector
 	cfg := engine.Config{KprobeMethod: opt.KprobeMethod, Probes: opt.Probes, HandOff: opt.HandOff, FaultsByAddress: opt.FaultsByAddress, Counters: opt.Counters,
-		RingPages: opt.RingPages, RingBudget: opt.RingSize, StartAtExec: startAtExec}
+		RingPages: opt.RingPages, RingBudget: opt.RingSize, StartAtExec: startAtExec, CrossCheck: opt.CrossCheck,
+		OnFork: opt.Stream.OnFork, OnTaskEnd: opt.Stream.OnTaskEnd, OnCounts: opt.Stream.OnCounts, Forget: opt.Forget}
 	if opt.Timeline != nil {
 		tl = &timeline{emit: opt.Timeline}
 	}

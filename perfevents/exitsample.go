@@ -26,8 +26,13 @@ var ErrNoSampleRead = fmt.Errorf("%w: inherited events with PERF_SAMPLE_READ nee
 // this asks the kernel: it opens such a group on the calling thread, pinned
 // to one CPU for the while, forks a child that exits at once, and looks for
 // the child's sample. Under a millisecond. A kernel before 6.12 refuses the
-// group: the error wraps ErrNoSampleRead.
+// group: the error wraps ErrNoSampleRead. The answer is kept for the boot
+// (rememberAnswer).
 func ExitSampled(exitTP uint64) (bool, error) {
+	return rememberAnswer("exit-sampled", fmt.Sprint(exitTP), func() (bool, error) { return askExitSampled(exitTP) })
+}
+
+func askExitSampled(exitTP uint64) (bool, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var was unix.CPUSet

@@ -22,14 +22,14 @@ func TestExitSampled(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := testenv.OpenFDs(t)
-	first, err := ExitSampled(id)
+	first, err := askExitSampled(id)
 	if errors.Is(err, ErrNoSampleRead) {
 		t.Skipf("%v (make vmtest covers 6.12 and 7.x)", err)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := ExitSampled(id)
+	second, err := askExitSampled(id)
 	if err != nil {
 		t.Fatal(err)
 	}

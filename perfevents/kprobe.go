@@ -170,7 +170,7 @@ func (k *Kprobes) address(fn string) (uint64, error) {
 	if a, ok := k.addrs[fn]; ok {
 		return a, nil
 	}
-	syms, err := LoadKallsyms(fn)
+	syms, err := LoadKallsymsCached(fn)
 	if err != nil {
 		return 0, err
 	}

@@ -40,6 +40,9 @@ type Reader struct {
 	pendingErr error
 	// passNs is when the heads of the pending rings were loaded.
 	passNs uint64
+	// flushing: the pass under way was asked for by Flush; once it is
+	// drained ReadInto returns ErrFlushed.
+	flushing bool
 
 	// mu guards the set of rings, the deadline and the fds' lifetime against
 	// Add, SetDeadline and Close.
@@ -51,6 +54,32 @@ type Reader struct {
 	closed   atomic.Bool
 
 	lost atomic.Uint64
+	// flushReq asks the blocked ReadInto for a pass (Flush).
+	flushReq atomic.Bool
+}
+
+// ErrFlushed is what ReadInto returns once the pass Flush asked for is
+// drained: every record published before PassNs has been returned.
+var ErrFlushed = errors.New("perf reader: rings drained")
+
+// Flush makes a blocked (or the next) ReadInto read every ring to its head
+// now and return ErrFlushed once it has, even if nothing woke it: a
+// consumer that orders records by time (see Record.Pass) learns that no
+// ring holds an earlier one.
+func (r *Reader) Flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushReq.Store(true)
+	if !r.closed.Load() {
+		r.wake()
+	}
+}
+
+// PassNs is when the heads of the latest pass were loaded (Record.Pass).
+func (r *Reader) PassNs() uint64 {
+	r.readMu.Lock()
+	defer r.readMu.Unlock()
+	return r.passNs
 }
 
 // NewReader creates a Reader with no rings.
@@ -234,6 +263,10 @@ func (r *Reader) ReadInto(rec *Record) error {
 				r.pendingErr = nil
 				return err
 			}
+			if r.flushing {
+				r.flushing = false
+				return ErrFlushed
+			}
 			if err := r.wait(); err != nil {
 				return err
 			}
@@ -332,10 +365,12 @@ func (r *Reader) wait() error {
 		if r.closed.Load() {
 			return fmt.Errorf("perf reader: %w", ErrClosed)
 		}
-		if woken && n == 1 {
+		flush := r.flushReq.Swap(false)
+		if woken && n == 1 && !flush {
 			// Only the deadline changed: wait again with the new one.
 			continue
 		}
+		r.flushing = r.flushing || flush
 		if n == 0 || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 			// Checked also when rings are ready, so that a producer that
 			// keeps writing cannot stretch the drain past the deadline

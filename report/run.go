@@ -106,6 +106,9 @@ type Process struct {
 	// InferredCopies is the tracepoint-only estimate, kept next to a kprobe
 	// count when both exist so that one validates the other.
 	InferredCopies *uint64 `json:"inferred_copies"`
+	// CopiesByCause splits Copies by why the kernel copied; nil where the
+	// method cannot tell.
+	CopiesByCause *CopyCauses `json:"copies_by_cause"`
 
 	InRegion *FaultClasses `json:"in_region"`
 	Outside  *FaultClasses `json:"outside"`
@@ -134,6 +137,18 @@ func (p *Process) SetUnmeasured(field, why string) {
 		p.Unmeasured = map[string]string{}
 	}
 	p.Unmeasured[field] = why
+}
+
+// CopyCauses splits a process's copies by why the kernel copied the page.
+type CopyCauses struct {
+	// WriteProtect: a write-protect fault copied the page: one that
+	// fork shared with another process, which is the copy sharing costs,
+	// or a page of a private file mapping that a read had mapped.
+	WriteProtect uint64 `json:"write_protect"`
+	// PrivateFileFirstWrite: the first write to a not-present page of a
+	// private file mapping copied the file's page (do_cow_fault): no fork
+	// in it (a program's data and relocations, at its start).
+	PrivateFileFirstWrite uint64 `json:"private_file_first_write"`
 }
 
 // FaultClasses counts user page faults by kind, from the x86 error code.

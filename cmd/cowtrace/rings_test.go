@@ -45,6 +45,12 @@ func TestParseSize(t *testing.T) {
 // cowtrace ...` does. The thread ends with its goroutine, affinity and all.
 func runPinned(t *testing.T, cpu int, args ...string) *report.Run {
 	t.Helper()
+	return runPinnedExit(t, cpu, 0, args...)
+}
+
+// runPinnedExit is runPinned for a run that must exit with code.
+func runPinnedExit(t *testing.T, cpu, code int, args ...string) *report.Run {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), asMainEnv+"=1")
 	var stdout, stderr strings.Builder
@@ -63,8 +69,8 @@ func runPinned(t *testing.T, cpu int, args ...string) *report.Run {
 	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("cowtrace %q on CPU %d: %v\n%s", args, cpu, err, stderr.String())
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != code {
+		t.Fatalf("cowtrace %q on CPU %d: %v, want exit %d\n%s", args, cpu, err, code, stderr.String())
 	}
 	var run report.Run
 	if err := json.Unmarshal([]byte(stdout.String()), &run); err != nil {
@@ -140,7 +146,7 @@ func TestRunEscapes(t *testing.T) {
 		t.Skip("no taskset(1)")
 	}
 	prog := testenv.BuildC(t, "cow_tree")
-	run := runPinned(t, cpu, "run", "--format", "json", "--kprobe-method", "none", "--", taskset, "-c", strconv.Itoa(other), prog, "3")
+	run := runPinnedExit(t, cpu, exitIncomplete, "run", "--format", "json", "--kprobe-method", "none", "--", taskset, "-c", strconv.Itoa(other), prog, "3")
 	m := noteMatching(&report.Run{Notes: run.Incomplete}, regexp.MustCompile(`^faults on CPUs without a ring: (\d+) page faults`))
 	if m == nil || run.Complete {
 		t.Fatalf("no note of faults on CPUs without a ring, or the run calls itself complete: %q", run.Incomplete)

@@ -66,20 +66,21 @@ CMD starts.
 
 // traceFlags are the flags that run and attach share.
 type traceFlags struct {
-	fs       *flagSet
-	format   *formatValue
-	methods  *methodFlags
-	mode     *modeValue
-	counters *bool
-	threads  *bool
-	timeline *bool
-	probes   *probesValue
-	expect   *expectValue
-	label    *string
-	outPath  *string
-	by       *byValue
-	plotPath *string
-	ringSize *sizeValue
+	fs         *flagSet
+	format     *formatValue
+	methods    *methodFlags
+	mode       *modeValue
+	counters   *bool
+	crossCheck *bool
+	threads    *bool
+	timeline   *bool
+	probes     *probesValue
+	expect     *expectValue
+	label      *string
+	outPath    *string
+	by         *byValue
+	plotPath   *string
+	ringSize   *sizeValue
 }
 
 // addTraceFlags adds the shared flags; mode is --mode's default, rows the
@@ -90,6 +91,7 @@ func addTraceFlags(fs *flagSet, mode engine.Mode, rows expect.Rows) *traceFlags 
 		"classify: every fault a record, classified (fault classes, --by, --plot, --timeline); "+
 		"auto: count where the kernel gives each task's counts (Linux 6.12; cowtrace doctor says) and no flag needs every fault, else classify")
 	tf.threads = fs.Bool("threads", false, "a row per thread too, under each process that has more than one")
+	tf.crossCheck = fs.Bool("cross-check", false, "where a kprobe on the copy routine counts copies, tell them by their allocation's kernel stack too (inferred_copies), a record per copy")
 	tf.counters = fs.Bool("counters", false, "sample the software counters page-faults and minor-faults per process too (a record per fault each); without it page faults are the faults the fault tracepoints classified")
 	tf.timeline = fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)")
 	tf.outPath = fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout")
@@ -169,7 +171,7 @@ func (tf *traceFlags) setup() (traceSetup, error) {
 		}
 	}
 	opt := follow.Options{KprobeMethod: tf.methods.kprobes.method, Probes: tf.probes.names, HandOff: handOff, FaultsByAddress: tf.methods.faults.byAddress,
-		Counters: *tf.counters, By: tf.by.what, Plot: *tf.plotPath != "", RingSize: tf.ringSize.bytes, Mode: mode}
+		Counters: *tf.counters, By: tf.by.what, Plot: *tf.plotPath != "", RingSize: tf.ringSize.bytes, Mode: mode, CrossCheck: *tf.crossCheck}
 	return traceSetup{opt: opt, format: tf.format.format(), plotAs: plotAs}, nil
 }
 
