@@ -163,8 +163,8 @@ func (g *guestRun) report(name string) (*cowtraceReport, error) {
 	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
 		return nil, fmt.Errorf("%s: stdout is not the JSON report: %w", name, err)
 	}
-	if rep.SchemaVersion != 1 {
-		return nil, fmt.Errorf("%s: schema_version %d, want 1", name, rep.SchemaVersion)
+	if rep.SchemaVersion < 1 || rep.SchemaVersion > 2 {
+		return nil, fmt.Errorf("%s: schema_version %d, want 1 or 2", name, rep.SchemaVersion)
 	}
 	g.reports[name] = &rep
 	return &rep, nil

@@ -93,8 +93,8 @@ func (g *guestRun) runReport(name string) (*runReport, error) {
 	if err := g.decode(name, 0, &rep); err != nil {
 		return nil, err
 	}
-	if rep.SchemaVersion != 1 {
-		return nil, fmt.Errorf("%s: schema_version %d, want 1", name, rep.SchemaVersion)
+	if rep.SchemaVersion < 1 || rep.SchemaVersion > 2 {
+		return nil, fmt.Errorf("%s: schema_version %d, want 1 or 2", name, rep.SchemaVersion)
 	}
 	if rep.Trace == nil || rep.Trace.ExitCode == nil {
 		return nil, fmt.Errorf("%s: no trace.exit_code", name)
@@ -113,8 +113,8 @@ func (g *guestRun) matrix() (*matrixReport, error) {
 		if err := g.decode("matrix", 0, &m); err != nil {
 			return nil, err
 		}
-		if m.SchemaVersion != 1 {
-			return nil, fmt.Errorf("matrix: schema_version %d, want 1", m.SchemaVersion)
+		if m.SchemaVersion < 1 || m.SchemaVersion > 2 {
+			return nil, fmt.Errorf("matrix: schema_version %d, want 1 or 2", m.SchemaVersion)
 		}
 		g.matrixRep = &m
 		return &m, nil
@@ -131,8 +131,8 @@ func (g *guestRun) matrix() (*matrixReport, error) {
 		if err := g.decode(p.Name, 0, &m); err != nil {
 			return nil, err
 		}
-		if m.SchemaVersion != 1 {
-			return nil, fmt.Errorf("%s: schema_version %d, want 1", p.Name, m.SchemaVersion)
+		if m.SchemaVersion < 1 || m.SchemaVersion > 2 {
+			return nil, fmt.Errorf("%s: schema_version %d, want 1 or 2", p.Name, m.SchemaVersion)
 		}
 		if i == 0 {
 			all.SchemaVersion, all.Kernel = m.SchemaVersion, m.Kernel

@@ -39,8 +39,8 @@ type compareFlags struct {
 
 func setupCompare(fs *flagSet) runner {
 	// Which formats compare writes depends on --baseline: checked in run.
-	f := &compareFlags{format: addFormatFlag(fs, "compare", nil, "table", "output `FORMAT`: table or markdown; json too with --baseline")}
-	fs.choose("format", string(render.Table), string(render.Markdown), string(render.JSON))
+	f := &compareFlags{format: addFormatFlag(fs, "compare", nil, "table", "output `FORMAT`: table, wide or markdown; json too with --baseline")}
+	fs.choose("format", string(render.Table), string(render.Wide), string(render.Markdown), string(render.JSON))
 	fs.Var(&f.labels, "label", "`LABEL` of the next file's column, in order (repeatable); with --baseline the baseline's first")
 	f.baseline = fs.String("baseline", "", "gate `BASE.json`: hold the one other report against it")
 	fs.Var(&f.maxIncrease, "max-increase", "the gate's bounds, `MEASURE=N|P%,...` (repeatable)")
@@ -50,11 +50,11 @@ func setupCompare(fs *flagSet) runner {
 func (f *compareFlags) run(_ context.Context, files []string, stdout, _ io.Writer) error {
 	gating := *f.baseline != ""
 	format := f.format.format()
-	if format != render.Table && format != render.Markdown && !(gating && format == render.JSON) {
+	if format != render.Table && format != render.Wide && format != render.Markdown && !(gating && format == render.JSON) {
 		if gating {
-			return usagef("unknown compare format %q (want table, markdown or json)", format)
+			return usagef("unknown compare format %q (want table, wide, markdown or json)", format)
 		}
-		return usagef("unknown compare format %q (want table or markdown)", format)
+		return usagef("unknown compare format %q (want table, wide or markdown)", format)
 	}
 	labels, maxIncrease := f.labels, f.maxIncrease
 	var bounds []gate.Bound
@@ -86,13 +86,13 @@ func (f *compareFlags) run(_ context.Context, files []string, stdout, _ io.Write
 		if err := checkKinds(files, cols); err != nil {
 			return err
 		}
-		return render.Compare(stdout, cols, format)
+		return layout(stdout).Compare(stdout, cols, format)
 	}
 	v, err := gate.Hold(cols[0], cols[1], bounds)
 	if err != nil {
 		return usageError{err}
 	}
-	if err := render.WriteVerdict(stdout, v, format); err != nil {
+	if err := layout(stdout).WriteVerdict(stdout, v, format); err != nil {
 		return err
 	}
 	if r := v.Regressions(); len(r) > 0 {

@@ -109,6 +109,7 @@ func TestMatrixCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &m); err != nil {
 		t.Fatal(err)
 	}
+	testenv.ValidateJSON(t, "matrix", []byte(stdout))
 	if len(m.Scenarios) != 2 || m.Scenarios[0].Name != "touched" || m.Scenarios[1].Name != "vfork" {
 		t.Fatalf("scenarios: %+v", m.Scenarios)
 	}
@@ -172,6 +173,7 @@ func TestCompareGateCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &v); code != exitOK || err != nil || !v.Passed || len(v.Checks) != 1 {
 		t.Errorf("json: exit %d, %v, %+v\n%s", code, err, v, stdout)
 	}
+	testenv.ValidateJSON(t, "verdict", []byte(stdout))
 
 	// Every mistake in the flags is found before any file is read: these
 	// files do not exist.
@@ -186,8 +188,8 @@ func TestCompareGateCommand(t *testing.T) {
 		{[]string{"--baseline", missing, missing}, "--baseline needs --max-increase"},
 		{[]string{"--max-increase", "copies=1", missing, missing}, "--max-increase needs --baseline"},
 		{[]string{"--baseline", missing, "--max-increase", "copies=1", missing, missing}, "one report against it, got 2"},
-		{[]string{"--format", "csv", "--baseline", missing, "--max-increase", "copies=1", missing}, "want table, markdown or json"},
-		{[]string{"--format", "json", missing, missing}, "want table or markdown"},
+		{[]string{"--format", "csv", "--baseline", missing, "--max-increase", "copies=1", missing}, "want table, wide, markdown or json"},
+		{[]string{"--format", "json", missing, missing}, "want table, wide or markdown"},
 	} {
 		checkUsageError(t, append([]string{"compare"}, tc.args...), tc.want)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/expect"
-	"github.com/cowtrace/cowtrace/report/render"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
 )
@@ -80,7 +79,7 @@ func (f *experimentFlags) run(ctx context.Context, args []string, stdout, stderr
 	if *f.scenario != "" {
 		scenarioNotes(run, *f.scenario, *f.layout.writers)
 	}
-	if err := render.Write(out, run, f.format.format()); err != nil {
+	if err := layout(out.Writer).Write(out, run, f.format.format()); err != nil {
 		return err
 	}
 	out.reported = true

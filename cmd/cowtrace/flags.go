@@ -197,7 +197,7 @@ func addReportFormatFlag(fs *flagSet) *formatValue {
 	for _, f := range render.Formats {
 		formats = append(formats, string(f))
 	}
-	return addFormatFlag(fs, "", formats, "table", "output `FORMAT`: table, json, csv, markdown or openmetrics")
+	return addFormatFlag(fs, "", formats, "table", "output `FORMAT`: table (fits the terminal), wide, json, csv, markdown or openmetrics")
 }
 
 // methodFlags are the routes to the kernel's events that every traced

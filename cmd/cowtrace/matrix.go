@@ -47,8 +47,8 @@ type matrixFlags struct {
 
 func setupMatrix(fs *flagSet) runner {
 	f := &matrixFlags{fs: fs, layout: addWorkloadFlags(fs)}
-	f.format = addFormatFlag(fs, "matrix", []string{string(render.Table), string(render.JSON), string(render.Markdown)}, "table",
-		"output `FORMAT`: table, json or markdown")
+	f.format = addFormatFlag(fs, "matrix", []string{string(render.Table), string(render.Wide), string(render.JSON), string(render.Markdown)}, "table",
+		"output `FORMAT`: table, wide, json or markdown")
 	f.methods = addMethodFlags(fs)
 	f.only = fs.String("only", "", "comma-separated `NAMES` of the scenarios to run (default: all)")
 	fs.choose("only", scenario.Names()...)
@@ -97,7 +97,7 @@ func (f *matrixFlags) run(ctx context.Context, args []string, stdout, stderr io.
 		allHeld = allHeld && e.Held
 		m.Scenarios = append(m.Scenarios, e)
 	}
-	if err := render.WriteMatrix(stdout, m, f.format.format()); err != nil {
+	if err := layout(stdout).WriteMatrix(stdout, m, f.format.format()); err != nil {
 		return err
 	}
 	if *f.strict && !allHeld {

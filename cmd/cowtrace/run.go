@@ -94,7 +94,7 @@ func addTraceFlags(fs *flagSet, mode engine.Mode, rows expect.Rows) *traceFlags 
 	tf.mode = addModeFlag(fs, mode, "how to measure faults, `MODE`: count: faults, copies and probe hits counted in the kernel, each task's counts sampled as it leaves a CPU and exits; "+
 		"classify: every fault a record, classified (fault classes, --by, --plot, --timeline); "+
 		"auto: count where the kernel gives each task's counts (Linux 6.12; cowtrace doctor says) and no flag needs every fault, else classify")
-	tf.threads = fs.Bool("threads", false, "a row for every thread too, after its process's row")
+	tf.threads = fs.Bool("threads", false, "a row per thread too, under each process that has more than one")
 	tf.crossCheck = fs.Bool("cross-check", false, "where a kprobe on the copy routine counts copies, tell them by their allocation's kernel stack too (inferred_copies), a record per copy")
 	tf.counters = fs.Bool("counters", false, "sample the software counters page-faults and minor-faults per process too (a record per fault each); without it page faults are the faults the fault tracepoints classified")
 	tf.timeline = fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)")
@@ -277,7 +277,7 @@ func (tf *traceFlags) report(out *output, ts *traceSetup, run *report.Run, stder
 		if err != nil {
 			return err
 		}
-	} else if err := render.Write(out, run, ts.format); err != nil {
+	} else if err := layout(out.Writer).Write(out, run, ts.format); err != nil {
 		return err
 	}
 	out.reported = true

@@ -105,6 +105,7 @@ func TestRunCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &run); err != nil {
 		t.Fatalf("json: %v\n%s", err, stdout)
 	}
+	testenv.ValidateJSON(t, "run", []byte(stdout))
 	if run.Trace == nil || len(run.Processes) != 6 || *run.Trace.ExitCode != 3 {
 		t.Fatalf("trace %+v with %d rows: want 6 rows and exit code 3", run.Trace, len(run.Processes))
 	}
@@ -220,12 +221,14 @@ func TestRunTimelineJSON(t *testing.T) {
 			t.Fatalf("not JSON: %s", line)
 		}
 		if ev.Event == "" {
+			testenv.ValidateJSON(t, "run", line)
 			run = new(report.Run)
 			if err := json.Unmarshal(line, run); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
+		testenv.ValidateJSON(t, "timeline", line)
 		if ev.Event != "wp_fault" || !strings.HasPrefix(ev.Address, "0x") || ev.Comm != "cow_tree" {
 			t.Errorf("timeline line %s", line)
 		}
@@ -250,14 +253,55 @@ func TestRunTableThreads(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"cowtrace run:", "ended by exit", "tid", "depth", "cow_tree", "wp faults", "lost: 0"} {
+	for _, want := range []string{"cowtrace run:", "ended by exit", "tid", "command", "cow_tree", "wp", "lost: 0"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
 		}
 	}
-	// The tid column is as wide as its longest tid: pad-agnostic.
-	if n := len(regexp.MustCompile(`│ +all │`).FindAllString(stdout, -1)); n != 3 {
+	// The tid column is as wide as its longest tid: pad-agnostic; cow_tree
+	// has one thread per process, so no thread rows (TestRunThreadRows).
+	if n := len(regexp.MustCompile(`  all  `).FindAllString(stdout, -1)); n != 3 {
 		t.Errorf("%d process rows marked 'all', want 3:\n%s", n, stdout)
+	}
+}
+
+// TestRunThreadRows: --threads adds thread rows under a process of several
+// threads (a Go program: its runtime starts some), and none under one of a
+// single thread, whose thread row would repeat its own.
+func TestRunThreadRows(t *testing.T) {
+	testenv.Require(t, testenv.Root)
+	t.Setenv(asMainEnv, "1") // the test binary is cowtrace: a Go program
+	code, stdout, stderr := runCLI("run", "--threads", "--format", "json", "--kprobe-method", "none", "--", "sh", "-c", os.Args[0]+" version >/dev/null; true")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	testenv.ValidateJSON(t, "run", []byte(stdout))
+	var run report.Run
+	if err := json.Unmarshal([]byte(stdout), &run); err != nil {
+		t.Fatal(err)
+	}
+	threadRows := map[int]int{}
+	threads := map[int]int{}
+	for _, p := range run.Processes {
+		if p.Tid != 0 {
+			threadRows[p.Pid]++
+		} else {
+			threads[p.Pid] = p.Threads
+		}
+	}
+	several := 0
+	for pid, n := range threads {
+		switch {
+		case n == 1 && threadRows[pid] != 0:
+			t.Errorf("pid %d, one thread: %d thread rows, want none", pid, threadRows[pid])
+		case n > 1 && threadRows[pid] != n:
+			t.Errorf("pid %d, %d threads: %d thread rows", pid, n, threadRows[pid])
+		case n > 1:
+			several++
+		}
+	}
+	if several == 0 || len(threads) < 2 {
+		t.Errorf("%d processes, %d of several threads; want sh and the Go program:\n%s", len(threads), several, stdout)
 	}
 }
 
@@ -457,6 +501,8 @@ func TestAttachReady(t *testing.T) {
 	var run report.Run
 	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &run) != nil || run.Label != "live" || run.Trace.EndedBy != "exit" {
 		t.Errorf("%s: %v\n%s", file, err, b)
+	} else {
+		testenv.ValidateJSON(t, "run", b)
 	}
 
 	// No process: end of file at once, and no line.

@@ -56,6 +56,7 @@ func TestUnprivileged(t *testing.T) {
 	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
 		t.Fatalf("%v:\n%s", err, out)
 	}
+	testenv.ValidateJSON(t, "run", out[bytes.IndexByte(out, '{'):])
 	if len(run.Processes) != 3 || run.LostRecords != 0 {
 		t.Fatalf("%d processes, %d lost: %+v", len(run.Processes), run.LostRecords, run.Processes)
 	}
@@ -133,5 +134,38 @@ func TestUnprivilegedMatrix(t *testing.T) {
 	all := strings.Join(notChecked, "\n")
 	if strings.Contains(all, "no x86 fault tracepoints here") || !strings.Contains(all, "the fault tracepoints were denied: tracepoints need root, CAP_PERFMON") {
 		t.Errorf("why fault classes were not checked:\n%s", all)
+	}
+}
+
+// TestUnprivilegedExperiment: as user nobody at perf_event_paranoid 2 the
+// experiment sees each fault's address (the page-fault event) but not its
+// kind: the region's write-protect faults are null, not 0, and an
+// expectation on them fails as not measured instead of passing.
+func TestUnprivilegedExperiment(t *testing.T) {
+	testenv.Require(t, testenv.Root)
+	if b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid"); err != nil || strings.TrimSpace(string(b)) != "2" {
+		t.Skipf("needs kernel.perf_event_paranoid 2, the default (%q, %v)", b, err)
+	}
+	code, out, stderr := runAsNobody(t, "--blocks", "100", "--format", "json", "--expect", "writer.in_region.wp == 0")
+	if code != exitFailure || !strings.Contains(stderr, "writer.in_region.wp is not measured") {
+		t.Fatalf("exit %d, stderr %q: want %d, the expectation not measured", code, stderr, exitFailure)
+	}
+	testenv.ValidateJSON(t, "run", []byte(out))
+	var raw struct {
+		Processes []struct {
+			Role     string                     `json:"role"`
+			InRegion map[string]json.RawMessage `json:"in_region"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	for _, p := range raw.Processes {
+		if p.Role != "writer" {
+			continue
+		}
+		if wp, all := string(p.InRegion["wp"]), string(p.InRegion["unclassified"]); wp != "null" || all != "100" {
+			t.Errorf("writer in_region: wp %s, unclassified %s; want null and 100", wp, all)
+		}
 	}
 }
