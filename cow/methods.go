@@ -33,8 +33,8 @@ type Used struct {
 	UserOnly bool
 	// NoMinor, NoMajor: minor or major faults were not measured.
 	NoMinor, NoMajor bool
-	// AtExit: counters of inherited tasks, each task's count reported at
-	// its exit.
+	// AtExit: counters of inherited tasks, each task's own counts taken
+	// from samples as it leaves a CPU and as it exits (count mode).
 	AtExit bool
 	// PageFaultsByTracepoint: a process's page faults are the faults the
 	// fault tracepoints classified, not the software counter's.
@@ -80,7 +80,11 @@ func Methods(u Used) map[string]string {
 		delete(m, "major_faults")
 	}
 	if u.AtExit {
-		m["page_faults"] += report.AtExitMethod
+		for _, k := range []string{"page_faults", "minor_faults", "major_faults"} {
+			if m[k] != "" {
+				m[k] += report.AtExitMethod
+			}
+		}
 	}
 	if u.PageFaultsByTracepoint && u.Fault {
 		m["page_faults"] = FaultMethod(u.KernelFault)
@@ -136,11 +140,6 @@ func Methods(u Used) map[string]string {
 	}
 	return m
 }
-
-// InheritedCountNote says what count mode measures on a followed program.
-const InheritedCountNote = "count mode: page faults and write-protect faults are counted in the kernel, and each task's counts " +
-	"arrive when it exits (inherit_stat); fault classes, minor and major faults are not measured; " +
-	"copies are still one record each; --mode classify samples every fault"
 
 // CountNote is a count-mode run's note on what it does not measure.
 const CountNote = "count mode: outside-region fault classes and in_region.inferred_copies are not measured (0 or null); " +
