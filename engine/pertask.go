@@ -487,10 +487,16 @@ func (t *Task) countsOn(leader uint64, n int) *cpuCounts {
 	return &t.cpuCounts[len(t.cpuCounts)-1]
 }
 
-// countMethodNote says how count mode learned each task's counts.
-func (g *countGroup) note() string {
+// note says how count mode learned each task's counts; copiesCounted: a
+// kprobe counts copies, rather than a record per copy's allocation.
+func (g *countGroup) note(copiesCounted bool) string {
 	var b strings.Builder
-	b.WriteString("count mode: faults, copies and probe hits are counted in the kernel; each task's counts come from samples of its counters as it leaves a CPU and ")
+	if copiesCounted {
+		b.WriteString("count mode: faults, copies and probe hits are counted in the kernel")
+	} else {
+		b.WriteString("count mode: faults and probe hits are counted in the kernel, copies are one record each (the allocation and its kernel stack)")
+	}
+	b.WriteString("; each task's counts come from samples of its counters as it leaves a CPU and ")
 	switch g.method {
 	case exitTracepoint:
 		b.WriteString("as it exits (sched:sched_process_exit)")
