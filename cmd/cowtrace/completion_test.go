@@ -116,7 +116,7 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"cowtrace", "--sce"}, []string{"--scenario"}},
 		{[]string{"cowtrace", "--scenario", "many"}, []string{"many-writers"}},
 		{[]string{"cowtrace", "run", "--for"}, []string{"--format"}},
-		{[]string{"cowtrace", "run", "--format", ""}, []string{"csv", "json", "markdown", "openmetrics", "table"}},
+		{[]string{"cowtrace", "run", "--format", ""}, []string{"csv", "json", "markdown", "openmetrics", "table", "wide"}},
 		{[]string{"cowtrace", "run", "--format", "=", "j"}, []string{"json"}},
 		{[]string{"cowtrace", "matrix", "--format", "json", "--proof", ""}, []string{"none", "pagemap"}},
 		{[]string{"cowtrace", "matrix", "-p"}, nil}, // -p is attach's
