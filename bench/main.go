@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cowtrace/cowtrace/bench/internal/stat"
 	"github.com/cowtrace/cowtrace/workload"
 )
 
@@ -339,7 +340,7 @@ func run() error {
 		fmt.Fprintf(out, "Start-up (median of %d interleaved rounds, wall time of the whole command)%s:\n\n", *startRounds, startNote)
 		fmt.Fprintln(out, "| command | median ms | min-max ms |\n|---|---:|---:|")
 		for _, s := range starts {
-			fmt.Fprintf(out, "| `%s` | %.1f | %.1f-%.1f |\n", s.label, ms(median(s.times)), ms(slices.Min(s.times)), ms(slices.Max(s.times)))
+			fmt.Fprintf(out, "| `%s` | %.1f | %.1f-%.1f |\n", s.label, ms(stat.Median(s.times)), ms(slices.Min(s.times)), ms(slices.Max(s.times)))
 		}
 		fmt.Fprintln(out)
 	}
@@ -412,8 +413,8 @@ func writeTable(out io.Writer, ts []*tool) {
 			rss = fmt.Sprintf("%.1f", float64(t.rss)/1024)
 		}
 		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %+.2f | %s | %s | %s | %s | %s | %s | %s |\n", t.name,
-			median(t.times).Seconds(), slices.Min(t.times).Seconds(), slices.Max(t.times).Seconds(),
-			medianF(ratios), medianF(added), medianF(addedCPU), own, wp, copies, records, lost, thr, rss)
+			stat.Median(t.times).Seconds(), slices.Min(t.times).Seconds(), slices.Max(t.times).Seconds(),
+			stat.Median(ratios), stat.Median(added), stat.Median(addedCPU), own, wp, copies, records, lost, thr, rss)
 	}
 }
 
@@ -648,24 +649,6 @@ func writerPID(out []byte) (int, error) {
 		return 0, fmt.Errorf("the workload did not name its writer (%q)", writerLine)
 	}
 	return strconv.Atoi(string(m[1]))
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianF(fs []float64) float64 {
-	s := slices.Clone(fs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cowtrace/cowtrace/bench/internal/stat"
 	"github.com/cowtrace/cowtrace/perfevents"
 )
 
@@ -265,9 +266,9 @@ func run(pages, rounds int, only string) error {
 		pages, rounds, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Println("| events on the faulting thread | ns per fault (median) | min-max | added ns |")
 	fmt.Println("|---|---:|---:|---:|")
-	base := median(all[0].ns)
+	base := stat.Median(all[0].ns)
 	for _, s := range all {
-		fmt.Printf("| %s | %.0f | %.0f-%.0f | %+.0f |\n", s.name, median(s.ns), slices.Min(s.ns), slices.Max(s.ns), median(s.ns)-base)
+		fmt.Printf("| %s | %.0f | %.0f-%.0f | %+.0f |\n", s.name, stat.Median(s.ns), slices.Min(s.ns), slices.Max(s.ns), stat.Median(s.ns)-base)
 	}
 	return nil
 }
@@ -321,13 +322,4 @@ func threadCPU() time.Duration {
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_THREAD, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
