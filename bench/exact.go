@@ -21,6 +21,15 @@ var exactPerfRecord = []string{"perf", "record", "-q", "-m", "64M",
 	"-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel",
 	"-e", "kmem:mm_page_alloc/call-graph=fp/", "--filter", "order == 0", "--kernel-callchains", "-c", "1"}
 
+// exactnessOfRun is exactness where the tools hold cowtrace run's row on
+// the fork workload, "" where they do not.
+func exactnessOfRun(ts []*tool, w workloadArgs) (string, error) {
+	if !slices.ContainsFunc(ts, func(t *tool) bool { return t.workload == forkLoad && t.name == forkRunName }) {
+		return "", nil
+	}
+	return exactness(w)
+}
+
 // exactness runs cowtrace run once more on the fork workload, itself under
 // perf record, and compares cowtrace's report of that run with perf's
 // samples, process by process: write-protect faults (user faults whose
