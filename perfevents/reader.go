@@ -318,22 +318,7 @@ func (r *Reader) wait() error {
 		deadline := r.deadline
 		r.mu.Unlock()
 
-		timeout := -1
-		if !deadline.IsZero() {
-			d := time.Until(deadline)
-			switch {
-			case d <= 0:
-				timeout = 0
-			case d >= math.MaxInt32*time.Millisecond:
-				timeout = math.MaxInt32
-			default:
-				// Round up: returning before the deadline would report it
-				// exceeded early.
-				timeout = int((d + time.Millisecond - 1) / time.Millisecond)
-			}
-		}
-
-		n, err := unix.EpollWait(r.epfd, r.events, timeout)
+		n, err := unix.EpollWait(r.epfd, r.events, epollTimeout(deadline))
 		if err == unix.EINTR {
 			continue
 		}
@@ -341,27 +326,7 @@ func (r *Reader) wait() error {
 			return fmt.Errorf("epoll wait: %w", err)
 		}
 
-		woken := false
-		r.mu.Lock()
-		for _, ev := range r.events[:n] {
-			if ev.Pad == wakeToken {
-				woken = true
-				continue
-			}
-			if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				if i := int(ev.Pad) - 1; i >= 0 && i < len(r.rings) {
-					r.rings[i].hup = true
-				}
-			}
-		}
-		if woken {
-			// Reset the counter before looking at closed: a Close after the
-			// reset makes the fd readable again.
-			var buf [8]byte
-			_, _ = unix.Read(r.wakeFd, buf[:])
-		}
-		r.mu.Unlock()
-
+		woken := r.takeEvents(n)
 		if r.closed.Load() {
 			return fmt.Errorf("perf reader: %w", ErrClosed)
 		}
@@ -377,18 +342,66 @@ func (r *Reader) wait() error {
 			// forever: what is published now is returned, then the error.
 			r.pendingErr = fmt.Errorf("perf reader: %w", os.ErrDeadlineExceeded)
 		}
-
-		// A wake-up is expensive; make the most of it by looking at every
-		// ring, including hung-up ones that are no longer polled.
-		r.passNs = monotonicNs()
-		r.mu.Lock()
-		for _, ring := range r.rings {
-			ring.loadHead()
-			r.pending = append(r.pending, ring)
-		}
-		r.mu.Unlock()
+		r.queueEveryRing()
 		return nil
 	}
+}
+
+// epollTimeout is epoll_wait's timeout, in milliseconds, until deadline;
+// -1 (none) for the zero time.
+func epollTimeout(deadline time.Time) int {
+	if deadline.IsZero() {
+		return -1
+	}
+	d := time.Until(deadline)
+	switch {
+	case d <= 0:
+		return 0
+	case d >= math.MaxInt32*time.Millisecond:
+		return math.MaxInt32
+	}
+	// Round up: returning before the deadline would report it exceeded
+	// early.
+	return int((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// takeEvents marks the rings that the first n events of the last
+// epoll_wait report hung up, and says whether the Reader's eventfd was
+// among them, reading it empty if so.
+func (r *Reader) takeEvents(n int) (woken bool) {
+	r.mu.Lock()
+	for _, ev := range r.events[:n] {
+		if ev.Pad == wakeToken {
+			woken = true
+			continue
+		}
+		if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			if i := int(ev.Pad) - 1; i >= 0 && i < len(r.rings) {
+				r.rings[i].hup = true
+			}
+		}
+	}
+	if woken {
+		// Reset the counter before looking at closed: a Close after the
+		// reset makes the fd readable again.
+		var buf [8]byte
+		_, _ = unix.Read(r.wakeFd, buf[:])
+	}
+	r.mu.Unlock()
+	return woken
+}
+
+// queueEveryRing loads the head of every ring and queues it for draining.
+// A wake-up is expensive; make the most of it by looking at every ring,
+// including hung-up ones that are no longer polled.
+func (r *Reader) queueEveryRing() {
+	r.passNs = monotonicNs()
+	r.mu.Lock()
+	for _, ring := range r.rings {
+		ring.loadHead()
+		r.pending = append(r.pending, ring)
+	}
+	r.mu.Unlock()
 }
 
 func monotonicNs() uint64 {

@@ -292,63 +292,48 @@ func checkSeedPerProcess(g *guestRun) error {
 	if err != nil {
 		return err
 	}
-	if g.Expect.Copies != methodKprobe {
-		return checkSeedWPProbe(rep)
-	}
 	var errs []error
 	for i := range rep.Processes {
-		p := &rep.Processes[i]
-		hits, err1 := probe(p, rep.CopyRoutine)
-		wp, err2 := probe(p, "do_wp_page")
-		if err := errors.Join(err1, err2); err != nil {
+		if err := checkSeedProcess(rep, &rep.Processes[i], g.Expect.Copies == methodKprobe); err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		n, err := copies(&p.cowtraceProcess)
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case n != hits:
-			errs = append(errs, fmt.Errorf("%s: copies %d, %s hits %d", p, n, rep.CopyRoutine, hits))
-		case byStack(rep.Methods) && p.Depth > 0 && p.InferredCopies != nil && *p.InferredCopies != int64(hits):
-			// The forked children's copies are all write-protect ones. The
-			// command's include first writes to its private file mappings
-			// (do_cow_fault), which 6.1 copies with copy_user_highpage, not
-			// the probed copy_mc_to_kernel: the stack method counts them on
-			// every kernel, the kprobe only where the routine serves both.
-			errs = append(errs, fmt.Errorf("%s: %d copies by allocation stacks (%s), %s hits %d", p, *p.InferredCopies, rep.Methods["inferred_copies"], rep.CopyRoutine, hits))
-		case hits > wp:
-			errs = append(errs, fmt.Errorf("%s: %d copies but do_wp_page ran %d times", p, hits, wp))
-		case wp < p.WPFaults:
-			errs = append(errs, fmt.Errorf("%s: do_wp_page %d < wp_faults %d", p, wp, p.WPFaults))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// checkSeedWPProbe is checkSeedPerProcess where copies are not the
-// copy routine's hits: do_wp_page runs for every write-protect fault and
-// every copy.
-func checkSeedWPProbe(rep *runReport) error {
-	var errs []error
-	for i := range rep.Processes {
-		p := &rep.Processes[i]
-		wp, err := probe(p, "do_wp_page")
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		n, err := copies(&p.cowtraceProcess)
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case n > wp:
-			errs = append(errs, fmt.Errorf("%s: %d copies but do_wp_page ran %d times", p, n, wp))
-		case wp < p.WPFaults:
-			errs = append(errs, fmt.Errorf("%s: do_wp_page %d < wp_faults %d", p, wp, p.WPFaults))
-		}
+// checkSeedProcess checks one row of checkSeedPerProcess: do_wp_page runs
+// for every write-protect fault and every copy; where byRoutine, the
+// copies are also the copy routine's hits.
+func checkSeedProcess(rep *runReport, p *runProcess, byRoutine bool) error {
+	wp, err := probe(p, "do_wp_page")
+	var hits int64
+	if byRoutine {
+		var errHits error
+		hits, errHits = probe(p, rep.CopyRoutine)
+		err = errors.Join(errHits, err)
 	}
-	return errors.Join(errs...)
+	if err != nil {
+		return err
+	}
+	n, err := copies(&p.cowtraceProcess)
+	switch {
+	case err != nil:
+		return err
+	case byRoutine && n != hits:
+		return fmt.Errorf("%s: copies %d, %s hits %d", p, n, rep.CopyRoutine, hits)
+	case byRoutine && byStack(rep.Methods) && p.Depth > 0 && p.InferredCopies != nil && *p.InferredCopies != hits:
+		// The forked children's copies are all write-protect ones. The
+		// command's include first writes to its private file mappings
+		// (do_cow_fault), which 6.1 copies with copy_user_highpage, not
+		// the probed copy_mc_to_kernel: the stack method counts them on
+		// every kernel, the kprobe only where the routine serves both.
+		return fmt.Errorf("%s: %d copies by allocation stacks (%s), %s hits %d", p, *p.InferredCopies, rep.Methods["inferred_copies"], rep.CopyRoutine, hits)
+	case n > wp:
+		return fmt.Errorf("%s: %d copies but do_wp_page ran %d times", p, n, wp)
+	case wp < p.WPFaults:
+		return fmt.Errorf("%s: do_wp_page %d < wp_faults %d", p, wp, p.WPFaults)
+	}
+	return nil
 }
 
 // checkSeedFaults: with the software events only, the writer's page faults

@@ -80,10 +80,31 @@ func brief(usage string) string {
 // optionName is the flag as completions offer it: -o, --format.
 func (f flagInfo) optionName() string { return flagName(f.name) }
 
+// writeBash writes the bash completion: the fixed parts of the script
+// around the cases that the command table writes, a case per command.
 func writeBash(w io.Writer) {
 	cmds := completedCommands()
 	names := strings.Join(commandNames(), " ")
-	fmt.Fprintf(w, `# bash completion for cowtrace, written by "cowtrace completion bash": install
+	fmt.Fprintf(w, bashHead, strings.ReplaceAll(names, " ", "|"), names)
+	for _, c := range cmds {
+		writeBashFlags(w, c)
+	}
+	fmt.Fprint(w, bashWalk)
+	for _, c := range cmds {
+		writeBashValues(w, c)
+	}
+	fmt.Fprint(w, bashFlagsOrOperands)
+	for _, c := range cmds {
+		writeBashOperands(w, c)
+	}
+	fmt.Fprint(w, bashTail)
+}
+
+// bashHead starts _cowtrace: it finds the command (the experiment's flags
+// when the first word is none), completes the command's name, and opens
+// the case that sets the command's flags; %s are the command names, as a
+// pattern and as a word list.
+const bashHead = `# bash completion for cowtrace, written by "cowtrace completion bash": install
 # it as /usr/share/bash-completion/completions/cowtrace, or source it.
 
 _cowtrace() {
@@ -97,18 +118,24 @@ _cowtrace() {
 	fi
 	local flags= valued=
 	case $cmd in
-`, strings.ReplaceAll(names, " ", "|"), names)
-	for _, c := range cmds {
-		var all, valued []string
-		for _, f := range c.flags {
-			all = append(all, f.optionName())
-			if f.kind != argNone {
-				valued = append(valued, f.name)
-			}
+`
+
+// writeBashFlags writes c's arm of the case bashHead opens: its flags,
+// and those that take a value.
+func writeBashFlags(w io.Writer, c completed) {
+	var all, valued []string
+	for _, f := range c.flags {
+		all = append(all, f.optionName())
+		if f.kind != argNone {
+			valued = append(valued, f.name)
 		}
-		fmt.Fprintf(w, "\t%s) flags='%s' valued=' %s ' ;;\n", c.name, strings.Join(all, " "), strings.Join(valued, " "))
 	}
-	fmt.Fprint(w, `	esac
+	fmt.Fprintf(w, "\t%s) flags='%s' valued=' %s ' ;;\n", c.name, strings.Join(all, " "), strings.Join(valued, " "))
+}
+
+// bashWalk finds where the operands start and whether the cursor is at a
+// flag's value, then opens the case that completes that value.
+const bashWalk = `	esac
 	# Walk the words before the cursor: the operands start after "--" or at
 	# the first word that is neither a flag nor a flag's value (bash splits
 	# --flag=value into three words at the "=").
@@ -130,15 +157,21 @@ _cowtrace() {
 	done
 	if [[ -n $value ]]; then
 		case $cmd:$value in
-`)
-	for _, c := range cmds {
-		for _, f := range c.flags {
-			if a := bashWords(f.kind, f.choices); a != "" {
-				fmt.Fprintf(w, "\t\t%s:%s) %s ;;\n", c.name, f.name, a)
-			}
+`
+
+// writeBashValues writes c's arms of the case bashWalk opens: how each of
+// its flags' values completes.
+func writeBashValues(w io.Writer, c completed) {
+	for _, f := range c.flags {
+		if a := bashWords(f.kind, f.choices); a != "" {
+			fmt.Fprintf(w, "\t\t%s:%s) %s ;;\n", c.name, f.name, a)
 		}
 	}
-	fmt.Fprint(w, `		esac
+}
+
+// bashFlagsOrOperands completes a flag before the operands, else opens the
+// case that completes the command's operands.
+const bashFlagsOrOperands = `		esac
 		return
 	fi
 	if [[ -z $start && $cur == -* ]]; then
@@ -146,31 +179,39 @@ _cowtrace() {
 		return
 	fi
 	case $cmd in
-`)
-	for _, c := range cmds {
-		switch c.operands {
-		case argNone:
-		case argCommand:
-			// CMD, then its own arguments, by its own completion where
-			// bash-completion is loaded.
-			fmt.Fprintf(w, "\t%s)\n", c.name)
-			fmt.Fprint(w, `		if [[ -n $start ]] && ((COMP_CWORD > start)); then
+`
+
+// writeBashOperands writes c's arm of the case bashFlagsOrOperands opens:
+// how its operands complete, if it takes any.
+func writeBashOperands(w io.Writer, c completed) {
+	switch c.operands {
+	case argNone:
+	case argCommand:
+		// CMD, then its own arguments, by its own completion where
+		// bash-completion is loaded.
+		fmt.Fprintf(w, "\t%s)\n", c.name)
+		fmt.Fprint(w, bashCommandOperands)
+	default:
+		fmt.Fprintf(w, "\t%s) %s ;;\n", c.name, bashWords(c.operands, c.words))
+	}
+}
+
+// bashCommandOperands completes a command to run, then that command's
+// arguments.
+const bashCommandOperands = `		if [[ -n $start ]] && ((COMP_CWORD > start)); then
 			if declare -F _command_offset >/dev/null; then _command_offset "$start"; return; fi
 			compopt -o filenames 2>/dev/null
 			COMPREPLY=($(compgen -f -- "$cur"))
 		else
 			COMPREPLY=($(compgen -c -- "$cur"))
 		fi ;;
-`)
-		default:
-			fmt.Fprintf(w, "\t%s) %s ;;\n", c.name, bashWords(c.operands, c.words))
-		}
-	}
-	fmt.Fprint(w, `	esac
+`
+
+// bashTail closes the operands' case and _cowtrace, and registers it.
+const bashTail = `	esac
 }
 complete -F _cowtrace cowtrace
-`)
-}
+`
 
 // bashWords is the bash that completes an argument of kind k.
 func bashWords(k argKind, words []string) string {
