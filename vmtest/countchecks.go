@@ -69,8 +69,8 @@ func checkTreeClassify(g *guestRun) error {
 
 // checkTreeModes: cow_tree 5 under the default run uses the boot's count
 // method ("" where it samples every fault), is complete, and each child's
-// wp faults beyond its pages are classify mode's: count mode's rows are
-// classify mode's.
+// wp faults beyond its pages are classify mode's, within the page a
+// different memory layout makes: count mode's rows are classify mode's.
 func checkTreeModes(g *guestRun) error {
 	count, err := g.runReport("run-tree")
 	if err != nil {
@@ -90,7 +90,10 @@ func checkTreeModes(g *guestRun) error {
 	}
 	base, err := treeBaseline("default", count)
 	errs = append(errs, err)
-	if cbase, err := treeBaseline("classify", classify); err == nil && base != cbase {
+	// The two runs lay memory out apart (ASLR): where the stack's random
+	// offset puts a frame across a page boundary a child writes one stack
+	// page more after the fork, in every child of that run alike.
+	if cbase, err := treeBaseline("classify", classify); err == nil && (base > cbase+1 || cbase > base+1) {
 		errs = append(errs, fmt.Errorf("each child's wp faults beyond its pages: %d in the default run, %d in classify mode's", base, cbase))
 	}
 	return errors.Join(errs...)

@@ -302,7 +302,7 @@ func checkSeedPerProcess(g *guestRun) error {
 }
 
 // checkSeedProcess checks one row of checkSeedPerProcess: do_wp_page runs
-// for every write-protect fault and every copy; where byRoutine, the
+// for every copy and for every write-protect fault of a child; where byRoutine, the
 // copies are also the copy routine's hits.
 func checkSeedProcess(rep *runReport, p *runProcess, byRoutine bool) error {
 	wp, err := probe(p, "do_wp_page")
@@ -330,7 +330,11 @@ func checkSeedProcess(rep *runReport, p *runProcess, byRoutine bool) error {
 		return fmt.Errorf("%s: %d copies by allocation stacks (%s), %s hits %d", p, *p.InferredCopies, rep.Methods["inferred_copies"], rep.CopyRoutine, hits)
 	case n > wp:
 		return fmt.Errorf("%s: %d copies but do_wp_page ran %d times", p, n, wp)
-	case wp < p.WPFaults:
+	case p.Depth > 0 && wp < p.WPFaults:
+		// Only the children: the command writes its heap after they have
+		// exited, when a transparent huge page it shared may be its own
+		// again, and the kernel reuses it whole (do_huge_pmd_wp_page)
+		// without do_wp_page: 12 calls for 14 faults on 7.3.
 		return fmt.Errorf("%s: do_wp_page %d < wp_faults %d", p, wp, p.WPFaults)
 	}
 	return nil
