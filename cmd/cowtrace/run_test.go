@@ -522,6 +522,7 @@ func TestAttachReady(t *testing.T) {
 // exit 1 and a line naming it, before the command runs, the experiment's
 // workload starts or the attach is made.
 func TestProbeRefused(t *testing.T) {
+	testenv.Require(t, testenv.Program("touch"), testenv.Program("sleep"))
 	ran := filepath.Join(t.TempDir(), "ran")
 	sleeper := exec.Command("sleep", "30")
 	if err := sleeper.Start(); err != nil {

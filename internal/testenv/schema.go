@@ -3,14 +3,15 @@ package testenv
 import (
 	"bytes"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/cowtrace/cowtrace/docs/schema"
 )
 
 // schemaBase is the $id prefix of the schemas in docs/schema: each names
@@ -22,19 +23,13 @@ const schemaBase = "https://github.com/cowtrace/cowtrace/docs/schema/"
 // so that matrix.schema.json's reference to run.schema.json resolves
 // offline, as a user's validator resolves it beside the files.
 var schemas = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
-	// This file is internal/testenv/schema.go: docs/ is two up.
-	_, self, _, ok := runtime.Caller(0)
-	if !ok {
-		return nil, fmt.Errorf("cannot locate docs/schema")
-	}
-	dir := filepath.Join(filepath.Dir(self), "..", "..", "docs", "schema")
-	files, err := filepath.Glob(filepath.Join(dir, "*.schema.json"))
+	files, err := fs.Glob(schema.Files, "*.schema.json")
 	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("no schemas in %s (%v)", dir, err)
+		return nil, fmt.Errorf("no schemas in docs/schema (%v)", err)
 	}
 	c := jsonschema.NewCompiler()
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		b, err := fs.ReadFile(schema.Files, f)
 		if err != nil {
 			return nil, err
 		}
