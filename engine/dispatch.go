@@ -184,7 +184,10 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 	}
 	info, ok := s.ids[binary.NativeEndian.Uint64(rec.Data)]
 	if !ok {
-		return Event{}, false, nil
+		if info, ok = s.foreignSample(rec.Data, smp); !ok {
+			return Event{}, false, nil
+		}
+		s.foreignIDs++
 	}
 	if err := perfevents.DecodeSample(rec.Data, info.sampleType(), smp); err != nil {
 		return Event{}, false, err
@@ -271,4 +274,27 @@ func monotonicNs() uint64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
+}
+
+// foreignSample tells which sampled software event of the session wrote a
+// sample whose IDENTIFIER is another event's (see swType): it decodes the
+// sample as each software layout and takes the one whose READ names an
+// event of that layout, the count group's (whose one sampled software
+// member is the context-switch one) or a sampled counter's.
+func (s *Session) foreignSample(data []byte, smp *perfevents.Sample) (eventInfo, bool) {
+	for _, st := range [...]uint64{countSampleType, swType, swAddrType} {
+		if perfevents.DecodeSample(data, st, smp) != nil || smp.Read.Len() == 0 {
+			continue
+		}
+		_, id := smp.Read.Value(0)
+		if st == countSampleType && s.group != nil && s.group.byLeader[id] != nil {
+			if i, ok := s.group.index[mSwitch]; ok && i >= 0 {
+				return eventInfo{kind: kindMember, member: i}, true
+			}
+		}
+		if info, ok := s.ids[id]; ok && info.kind == kindCounter && info.sampleType() == st {
+			return info, true
+		}
+	}
+	return eventInfo{}, false
 }

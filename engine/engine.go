@@ -222,6 +222,9 @@ type Session struct {
 	order orderer
 	// records counts the records read from every ring.
 	records uint64
+	// foreignIDs counts samples that carried another event's id and were
+	// told by their READ (foreignSample).
+	foreignIDs uint64
 	// Count mode for inherited tasks: how tasks' counts at exit arrive,
 	// the tracepoints it needs, the group's shape and what it concluded.
 	method countMethod

@@ -107,8 +107,9 @@ func (f feeder) feed(cookie int, typ uint32, misc uint16, data []byte) {
 }
 
 // sampleData is a PERF_RECORD_SAMPLE body of event id: IDENTIFIER, IP
-// (kprobes), TID, TIME, RAW (tracepoints, whose raw payload is a pair of
-// fields at the fixtures' offsets).
+// (kprobes), TID, TIME, READ (software counters, their count a), RAW
+// (tracepoints, whose raw payload is a pair of fields at the fixtures'
+// offsets).
 func sampleData(s *Session, id uint64, pid, tid uint32, tm uint64, a, b uint64, stack ...uint64) []byte {
 	d := binary.NativeEndian.AppendUint64(nil, id)
 	info := s.ids[id]
@@ -118,6 +119,12 @@ func sampleData(s *Session, id uint64, pid, tid uint32, tm uint64, a, b uint64, 
 	d = binary.NativeEndian.AppendUint32(d, pid)
 	d = binary.NativeEndian.AppendUint32(d, tid)
 	d = binary.NativeEndian.AppendUint64(d, tm)
+	if info.sampleType()&unix.PERF_SAMPLE_READ != 0 {
+		// A sampled software counter reads itself: a group of one.
+		for _, v := range []uint64{1, 10, 10, a, id} {
+			d = binary.NativeEndian.AppendUint64(d, v)
+		}
+	}
 	if info.callchain {
 		d = binary.NativeEndian.AppendUint64(d, uint64(len(stack)))
 		for _, ip := range stack {
@@ -182,6 +189,26 @@ const (
 	userPg  = 0x7f0000001000
 	kernPg  = 0xffff888000001000
 )
+
+// TestForeignCounterSample: a sampled software counter's sample that
+// carries another perf user's id in IDENTIFIER (the kernel stamps every
+// software event firing at one fault with the first one's, from 6.3) is
+// the counter its READ names; one whose READ names no event of ours is
+// not counted.
+func TestForeignCounterSample(t *testing.T) {
+	s := synthetic(t, true, "")
+	s.AddRoot(100, 100, 1, "sh")
+	f := feeder{t, s}
+	for i, id := range []uint64{idMinor, idMinor, 424242} {
+		d := sampleData(s, idMinor, 100, 100, uint64(1000+i), 0, 0)
+		binary.NativeEndian.PutUint64(d, 999999) // a foreign IDENTIFIER
+		binary.NativeEndian.PutUint64(d[len(d)-8:], id)
+		f.feed(0, unix.PERF_RECORD_SAMPLE, 0, d)
+	}
+	if got := s.tasks[100].counters[1]; got != 2 || s.foreignIDs != 2 {
+		t.Errorf("minor faults %d, told by READ %d: want 2 and 2", got, s.foreignIDs)
+	}
+}
 
 // TestInheritedTree feeds the records of a command (pid 100) that forks a
 // child (101), which execs and copies two pages, one of them in a system

@@ -16,12 +16,30 @@ import (
 // Every sampled event of a session shares one sample_id_all trailer
 // (TID|TIME|IDENTIFIER), and IDENTIFIER comes first in a sample, so the
 // event, and with it the layout, is known before decoding.
+//
+// Except for software events: from Linux 6.3 the kernel prepares one
+// sample for all the software events that fire at one occurrence (the
+// page fault, the context switch) and fills its IDENTIFIER for the first
+// of them only, so that while another perf user (a second cowtrace, perf
+// record -e page-faults) samples the same event on the same task, each
+// sample of ours may carry the other's id. A sampled software event
+// therefore also reads itself into its sample (PERF_SAMPLE_READ with its
+// id, as a group of one), and foreignSample tells it by that.
 const (
 	idType     = unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_IDENTIFIER
 	tpType     = idType | unix.PERF_SAMPLE_RAW
 	kprobeType = idType | unix.PERF_SAMPLE_IP
 	addrType   = idType | unix.PERF_SAMPLE_IP | unix.PERF_SAMPLE_ADDR
+	// swType and swAddrType are the sampled software counters' types.
+	swType     = idType | unix.PERF_SAMPLE_READ
+	swAddrType = addrType | unix.PERF_SAMPLE_READ
 )
+
+// softwareSampled makes a a sampled software event of sample type st
+// (swType or swAddrType) that reads itself into each sample.
+func softwareSampled(a *perfevents.Attr, st uint64) {
+	a.SampleType, a.GroupRead = st, true
+}
 
 type eventKind int
 
@@ -75,8 +93,9 @@ func (i eventInfo) sampleType() uint64 {
 		return countSampleType
 	case kindCounter:
 		if i.addr {
-			return addrType
+			return swAddrType
 		}
+		return swType
 	}
 	return idType
 }
@@ -255,7 +274,8 @@ func (s *Session) addTaskRing(tk *Task, ev *perfevents.Event, pages int) error {
 func (s *Session) openTaskByAddress(tk *Task, open openFunc) error {
 	pages := s.ringPages(taskRingPages)
 	a := perfevents.Attr{Label: faultCounters[0].label, Type: perfevents.Software, Config: faultCounters[0].config,
-		SampleType: addrType, Watermark: uint32(pages * os.Getpagesize() / 2)}
+		Watermark: uint32(pages * os.Getpagesize() / 2)}
+	softwareSampled(&a, swAddrType)
 	ev, err := open(a, eventInfo{kind: kindCounter, counter: 0, addr: true})
 	if err != nil {
 		return err
@@ -518,10 +538,12 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 			continue
 		}
 		a := base
-		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, idType
+		a.Label, a.Type, a.Config = c.label, perfevents.Software, c.config
+		softwareSampled(&a, swType)
 		info := eventInfo{kind: kindCounter, counter: i}
 		if i == 0 && s.faultAddr {
-			a.SampleType, info.addr = addrType, true
+			softwareSampled(&a, swAddrType)
+			info.addr = true
 		}
 		if _, err := open(a, info); err != nil {
 			return err

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,6 +20,9 @@ type countSession struct {
 	*Session
 	t      testing.TB
 	totals [2]map[uint64]uint64
+	// foreignID, set, is the IDENTIFIER groupSample writes instead of the
+	// member's: another perf user's event.
+	foreignID uint64
 }
 
 var countKinds = []memberKind{mExit, mSwitch, mPageFaults, mWP, mNewTask}
@@ -62,7 +66,11 @@ func newCountSession(t testing.TB) *countSession {
 func (cs *countSession) groupSample(cpu int, k memberKind, pid, tid uint32, tm uint64, vals, prev []uint64) {
 	cs.t.Helper()
 	m := cs.group.index[k]
-	d := binary.NativeEndian.AppendUint64(nil, memberID(m, cpu))
+	id := memberID(m, cpu)
+	if cs.foreignID != 0 {
+		id = cs.foreignID
+	}
+	d := binary.NativeEndian.AppendUint64(nil, id)
 	d = binary.NativeEndian.AppendUint32(d, pid)
 	d = binary.NativeEndian.AppendUint32(d, tid)
 	d = binary.NativeEndian.AppendUint64(d, tm)
@@ -124,6 +132,34 @@ func fmtU(p *uint64) any {
 // TestCountSamples: a task's counts are its last sample on each CPU, summed;
 // a command whose exit sample came, with two children that exited, one of
 // them after moving to the other CPU, all exact and the run complete.
+// TestCountForeignID: a context-switch sample that carries another perf
+// user's event id (Linux 6.3 and later stamp every software event firing
+// at one switch with the first one's) is told by the group its READ
+// names, and the run says how many were.
+func TestCountForeignID(t *testing.T) {
+	cs := newCountSession(t)
+	cs.AddRoot(100, 100, 1, "sh")
+	f := feeder{t, cs.Session}
+	f.comm(0, 100, 100, "prog", 1100, true)
+	cs.foreignID = 777777
+	cs.groupSample(0, mSwitch, 100, 100, 1200, []uint64{0, 1, 30, 2, 0}, nil)
+	cs.groupSample(0, mSwitch, 100, 100, 1300, []uint64{0, 2, 40, 3, 0}, []uint64{0, 1, 30, 2, 0})
+	cs.foreignID = 0
+	cs.groupSample(0, mExit, 100, 100, 3900, []uint64{1, 2, 42, 3, 0}, []uint64{0, 2, 40, 3, 0})
+	f.fork(0, unix.PERF_RECORD_EXIT, 100, 1, 100, 1, 4000)
+	cs.endNs = 5000
+
+	run, rows := cs.rows(t)
+	if !run.Complete || len(run.Incomplete) > 0 {
+		t.Errorf("run incomplete: %q", run.Incomplete)
+	}
+	want(t, "command page faults", rows[100].PageFaults, 42)
+	want(t, "command wp faults", rows[100].WPFaults, 3)
+	if !slices.ContainsFunc(run.Notes, func(n string) bool { return strings.HasPrefix(n, "2 samples carried another perf event's id") }) {
+		t.Errorf("notes %q: want the 2 samples told by their READ", run.Notes)
+	}
+}
+
 func TestCountSamples(t *testing.T) {
 	cs := newCountSession(t)
 	cs.AddRoot(100, 100, 1, "sh")

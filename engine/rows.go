@@ -370,6 +370,10 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 		run.Throttled += rg.throttled
 	}
 	run.Records = s.records
+	if s.foreignIDs > 0 {
+		run.Notes = append(run.Notes, fmt.Sprintf("%d samples carried another perf event's id, each told by the counts it read: "+
+			"the kernel gives every software event that fires at one fault or switch the first one's id, and another perf user samples the same events here", s.foreignIDs))
+	}
 	if run.LostRecords > 0 && s.group == nil {
 		run.Incomplete = append(run.Incomplete, fmt.Sprintf("the kernel dropped %d records (a ring was full): fault, copy and probe counts are lower bounds", run.LostRecords))
 	}

@@ -627,3 +627,72 @@ func fmtp(p *uint64) any {
 	}
 	return *p
 }
+
+// TestTwoAttachesAtOnce: two count-mode sessions on one process that forks
+// children, the second inside the first. From Linux 6.3 the kernel stamps
+// every software event that fires at one context switch with the first
+// one's id, so one session's samples carry the other's: each session must
+// still be complete, with every child both saw counted alike, and at least
+// one of them must have told such samples by their READ.
+func TestTwoAttachesAtOnce(t *testing.T) {
+	requireTracing(t)
+	testenv.Require(t, testenv.Program("sh"), testenv.Program("true"), testenv.Program("sleep"))
+	loop := exec.Command("sh", "-c", "while :; do true; sleep 0.01; done")
+	if err := loop.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { loop.Process.Kill(); loop.Wait() }()
+	type session struct {
+		run *report.Run
+		err error
+	}
+	attach := func(d time.Duration, attached chan<- struct{}, out chan<- session) {
+		run, err := Attach(context.Background(), Options{KprobeMethod: perfevents.KprobeNone, Mode: engine.ModeAuto},
+			AttachSpec{Pid: loop.Process.Pid, Duration: d, Attached: func() { close(attached) }})
+		out <- session{run, err}
+	}
+	firstUp, secondUp := make(chan struct{}), make(chan struct{})
+	first, second := make(chan session, 1), make(chan session, 1)
+	go attach(1500*time.Millisecond, firstUp, first)
+	<-firstUp
+	go attach(700*time.Millisecond, secondUp, second)
+	<-secondUp
+	a, b := <-second, <-first
+	if a.err != nil || b.err != nil {
+		t.Fatalf("sessions: %v, %v", b.err, a.err)
+	}
+	if !strings.HasSuffix(a.run.Methods["wp_faults"], report.AtExitMethod) {
+		t.Skipf("no count mode here: %v", a.run.Notes)
+	}
+	told := false
+	for name, run := range map[string]*report.Run{"first": b.run, "second": a.run} {
+		if !run.Complete || run.LostRecords != 0 {
+			t.Errorf("%s session: complete %v %q, %d lost", name, run.Complete, run.Incomplete, run.LostRecords)
+		}
+		for _, n := range run.Notes {
+			told = told || strings.Contains(n, "carried another perf event's id")
+		}
+	}
+	if !told {
+		t.Errorf("neither session met a sample with the other's id: notes %q and %q", b.run.Notes, a.run.Notes)
+	}
+	rows := map[int]report.Process{}
+	for _, p := range b.run.Processes {
+		rows[p.Pid] = p
+	}
+	same := 0
+	for _, p := range a.run.Processes {
+		q, ok := rows[p.Pid]
+		if !ok || p.Lineage == nil || q.Lineage == nil || p.Depth == 0 || !p.Exited || !q.Exited {
+			continue
+		}
+		same++
+		if fmtp(p.WPFaults) != fmtp(q.WPFaults) || fmtp(p.PageFaults) != fmtp(q.PageFaults) {
+			t.Errorf("pid %d (%s): wp faults %v and %v, page faults %v and %v", p.Pid, p.Comm,
+				fmtp(q.WPFaults), fmtp(p.WPFaults), fmtp(q.PageFaults), fmtp(p.PageFaults))
+		}
+	}
+	if same == 0 {
+		t.Errorf("no child ended inside both sessions")
+	}
+}
