@@ -48,6 +48,10 @@ func commands() []*command {
 			long: runLong, setup: setupRun},
 		{name: "attach", synopses: []synopsis{{"attach -p PID [flags]", "trace a running process and the children it forks"}},
 			long: attachLong, setup: setupAttach},
+		{name: "watch", synopses: []synopsis{
+			{"watch -p PID [flags]", "each fork of a running process, billed as its child's tree ends"},
+			{"watch [flags] -- CMD [ARGS...]", "the same for CMD, which watch starts"},
+		}, long: watchLong, setup: setupWatch},
 		{name: "doctor", synopses: []synopsis{{"doctor [flags]", "what this kernel and these privileges give, and what better methods take"}},
 			long: doctorLong, setup: setupDoctor},
 		{name: "version", aliases: []string{"--version", "-version"},

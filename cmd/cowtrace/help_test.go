@@ -22,6 +22,7 @@ func TestHelpGolden(t *testing.T) {
 		"compare":    {"compare", "-h"},
 		"run":        {"run", "-h"},
 		"attach":     {"attach", "-h"},
+		"watch":      {"watch", "-h"},
 		"doctor":     {"doctor", "-h"},
 	} {
 		code, stdout, stderr := runCLI(args...)
@@ -49,7 +50,7 @@ func TestHelpCommand(t *testing.T) {
 		}
 	}
 	code, stdout, stderr := runCLI("help", "nosuch")
-	if code != exitUsage || stdout != "" || !strings.Contains(stderr, "commands: experiment, matrix, compare, run, attach, doctor, version, help") {
+	if code != exitUsage || stdout != "" || !strings.Contains(stderr, "commands: experiment, matrix, compare, run, attach, watch, doctor, version, help") {
 		t.Errorf("help nosuch: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
