@@ -5,13 +5,46 @@ BIN     ?= bin/cowtrace
 PKGS    := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short soak lint vmtest vmtest-rings bench readme clean
+.PHONY: all build install uninstall run test test-short soak lint vmtest vmtest-rings bench readme clean
 
 all: build
 
+# The commit the binary is built from, stamped by the build itself: with
+# GOFLAGS=-buildvcs=false (as on the project's machines) the go command
+# stamps none, and `cowtrace version` would say only "(devel)". Recursively
+# expanded, so git runs for a build only.
+COMMIT      = $(shell git rev-parse HEAD 2>/dev/null)
+COMMIT_TIME = $(shell TZ=UTC git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null)
+MODIFIED    = $(shell git status --porcelain 2>/dev/null | grep -q . && echo true)
+LDFLAGS     = -X main.commit=$(COMMIT) -X main.commitTime=$(COMMIT_TIME) -X main.modified=$(MODIFIED)
+
 # A static binary: no libc, nothing to install on the target.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/cowtrace
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cowtrace
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, its man page and
+# its bash, zsh and fish completions, the last three written by the binary
+# itself from its command table (cowtrace man, cowtrace completion SHELL).
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+INSTALLED   = $(DESTDIR)$(BINDIR)/cowtrace $(DESTDIR)$(MANDIR)/man1/cowtrace.1 \
+	$(DESTDIR)$(BASHCOMPDIR)/cowtrace $(DESTDIR)$(ZSHCOMPDIR)/_cowtrace $(DESTDIR)$(FISHCOMPDIR)/cowtrace.fish
+
+install: build
+	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(MANDIR)/man1' '$(DESTDIR)$(BASHCOMPDIR)' '$(DESTDIR)$(ZSHCOMPDIR)' '$(DESTDIR)$(FISHCOMPDIR)'
+	install -m 755 '$(BIN)' '$(DESTDIR)$(BINDIR)/cowtrace'
+	'$(abspath $(BIN))' man >'$(DESTDIR)$(MANDIR)/man1/cowtrace.1'
+	'$(abspath $(BIN))' completion bash >'$(DESTDIR)$(BASHCOMPDIR)/cowtrace'
+	'$(abspath $(BIN))' completion zsh >'$(DESTDIR)$(ZSHCOMPDIR)/_cowtrace'
+	'$(abspath $(BIN))' completion fish >'$(DESTDIR)$(FISHCOMPDIR)/cowtrace.fish'
+	chmod 644 '$(DESTDIR)$(MANDIR)/man1/cowtrace.1' '$(DESTDIR)$(BASHCOMPDIR)/cowtrace' '$(DESTDIR)$(ZSHCOMPDIR)/_cowtrace' '$(DESTDIR)$(FISHCOMPDIR)/cowtrace.fish'
+
+uninstall:
+	rm -f $(INSTALLED)
 
 # The seed's experiment on this machine's kernel.
 run: build
@@ -38,15 +71,14 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12 with
-# kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
+# Debian's kernels under qemu TCG (vmtest/kernels.go): 5.10, 6.1, 6.12, 7.3
+# with kprobes, 6.1's PREEMPT_RT flavour (no THP) and 6.1 booted with
 # lockdown=confidentiality (no kprobes, no tracefs); and Debian's 6.1 arm64
-# kernel under qemu-system-aarch64 (vmtest/arm64.go; VMTEST_FLAGS='-arm64 ""'
-# leaves it out). The experiment, its variants, the matrix, doctor and the
-# kernel-facing test binaries in each, each kernel checked for the best
-# method it offers (see vmtest/main.go).
+# kernel under qemu-system-aarch64 (6.1-arm64). The experiment, its
+# variants, the matrix, doctor and the kernel-facing test binaries in each,
+# each kernel checked for the best method it offers (see vmtest/main.go).
 # make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels";
-# VMTEST_FLAGS='-kernels 6.1-lockdown -arm64 "" -run doctor' runs one command on one boot.
+# VMTEST_FLAGS='-kernels 6.1-lockdown -run doctor' runs one command on one boot.
 vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)
 

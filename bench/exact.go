@@ -21,6 +21,15 @@ var exactPerfRecord = []string{"perf", "record", "-q", "-m", "64M",
 	"-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel",
 	"-e", "kmem:mm_page_alloc/call-graph=fp/", "--filter", "order == 0", "--kernel-callchains", "-c", "1"}
 
+// exactnessOfRun is exactness where the tools hold cowtrace run's row on
+// the fork workload, "" where they do not.
+func exactnessOfRun(ts []*tool, w workloadArgs) (string, error) {
+	if !slices.ContainsFunc(ts, func(t *tool) bool { return t.workload == forkLoad && t.name == forkRunName }) {
+		return "", nil
+	}
+	return exactness(w)
+}
+
 // exactness runs cowtrace run once more on the fork workload, itself under
 // perf record, and compares cowtrace's report of that run with perf's
 // samples, process by process: write-protect faults (user faults whose
@@ -126,57 +135,76 @@ func perfWPAndCopies(data string) (wp, copies map[int]uint64, err error) {
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
-	wp, copies = map[int]uint64{}, map[int]uint64{}
-	// An allocation shaped like a copy, whose stack is being read.
-	allocPID, inAlloc, stack := 0, false, copyStack{}
-	endAlloc := func() {
-		if inAlloc && stack.copy() {
-			copies[allocPID]++
-		}
-		inAlloc, stack = false, copyStack{}
-	}
+	c := scriptCounts{wp: map[int]uint64{}, copies: map[int]uint64{}}
 	sc := bufio.NewScanner(pipe)
 	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "\t") {
-			if f := strings.Fields(line); inAlloc && len(f) >= 2 {
-				stack.frame(f[1])
-			}
-			continue
-		}
-		m := perfScriptSample.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		endAlloc()
-		pid, _ := strconv.Atoi(m[1])
-		fields := map[string]string{}
-		for _, f := range perfScriptField.FindAllStringSubmatch(m[3], -1) {
-			fields[f[1]] = f[2]
-		}
-		switch m[2] {
-		case "exceptions:page_fault_user", "exceptions:page_fault_kernel":
-			ec, err1 := strconv.ParseUint(strings.TrimPrefix(fields["error_code"], "0x"), 16, 64)
-			addr, err2 := strconv.ParseUint(strings.TrimPrefix(fields["address"], "0x"), 16, 64)
-			if err1 != nil || err2 != nil {
-				return nil, nil, fmt.Errorf("perf script: cannot read %q", line)
-			}
-			// A write (0x2) to a present page (0x1), not a fetch (0x10); in
-			// kernel mode, on a user address only.
-			user := m[2] == "exceptions:page_fault_user" || addr>>56 == 0
-			if user && ec&0x13 == 0x3 {
-				wp[pid]++
-			}
-		case "kmem:mm_page_alloc":
-			flags := strings.Split(fields["gfp_flags"], "|")
-			if fields["order"] == "0" && slices.Contains(flags, "GFP_HIGHUSER_MOVABLE") && !slices.Contains(flags, "__GFP_ZERO") {
-				allocPID, inAlloc = pid, true
-			}
+		if err := c.line(sc.Text()); err != nil {
+			return nil, nil, err
 		}
 	}
-	endAlloc()
+	c.endAlloc()
 	if err := cmd.Wait(); err != nil {
 		return nil, nil, fmt.Errorf("perf script: %w: %s", err, lastLine(stderr.String()))
 	}
-	return wp, copies, sc.Err()
+	return c.wp, c.copies, sc.Err()
+}
+
+// scriptCounts counts, line by line of perf script's output, each pid's
+// write-protect faults and copies.
+type scriptCounts struct {
+	wp, copies map[int]uint64
+	// An allocation shaped like a copy, whose stack is being read.
+	allocPID int
+	inAlloc  bool
+	stack    copyStack
+}
+
+// line reads one line: a sample, or a frame of the stack of the sample
+// before it.
+func (c *scriptCounts) line(line string) error {
+	if strings.HasPrefix(line, "\t") {
+		if f := strings.Fields(line); c.inAlloc && len(f) >= 2 {
+			c.stack.frame(f[1])
+		}
+		return nil
+	}
+	m := perfScriptSample.FindStringSubmatch(line)
+	if m == nil {
+		return nil
+	}
+	c.endAlloc()
+	pid, _ := strconv.Atoi(m[1])
+	fields := map[string]string{}
+	for _, f := range perfScriptField.FindAllStringSubmatch(m[3], -1) {
+		fields[f[1]] = f[2]
+	}
+	switch m[2] {
+	case "exceptions:page_fault_user", "exceptions:page_fault_kernel":
+		ec, err1 := strconv.ParseUint(strings.TrimPrefix(fields["error_code"], "0x"), 16, 64)
+		addr, err2 := strconv.ParseUint(strings.TrimPrefix(fields["address"], "0x"), 16, 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("perf script: cannot read %q", line)
+		}
+		// A write (0x2) to a present page (0x1), not a fetch (0x10); in
+		// kernel mode, on a user address only.
+		user := m[2] == "exceptions:page_fault_user" || addr>>56 == 0
+		if user && ec&0x13 == 0x3 {
+			c.wp[pid]++
+		}
+	case "kmem:mm_page_alloc":
+		flags := strings.Split(fields["gfp_flags"], "|")
+		if fields["order"] == "0" && slices.Contains(flags, "GFP_HIGHUSER_MOVABLE") && !slices.Contains(flags, "__GFP_ZERO") {
+			c.allocPID, c.inAlloc = pid, true
+		}
+	}
+	return nil
+}
+
+// endAlloc counts the allocation whose stack was being read, if its stack
+// is a copy's.
+func (c *scriptCounts) endAlloc() {
+	if c.inAlloc && c.stack.copy() {
+		c.copies[c.allocPID]++
+	}
+	c.inAlloc, c.stack = false, copyStack{}
 }

@@ -33,6 +33,14 @@ const (
 // the end (-B, -N) and no BPF events, which would be its own costs.
 var forkPerfRecord = []string{"perf", "record", "-B", "-N", "--no-bpf-event", "-e", "exceptions:page_fault_user", "-c", "1"}
 
+// forkPerfRecordSame is perf record of what cowtrace run takes without
+// kprobes, the yardstick of issue 19: the write-protect faults and the
+// allocations shaped like a copy, with the kernel stacks that tell copies,
+// a record each.
+var forkPerfRecordSame = []string{"perf", "record", "-B", "-N", "--no-bpf-event", "-c", "1",
+	"-e", "exceptions:page_fault_user", "--filter", "error_code == 7",
+	"-e", "kmem:mm_page_alloc/call-graph=fp,max-stack=8/", "--filter", "order == 0 && !(gfp_flags & 0x100)"}
+
 func (w workloadArgs) fork() []string {
 	return []string{w.prog, strconv.Itoa(w.blocks)}
 }
@@ -52,6 +60,9 @@ func forkTools(compare bool) []*tool {
 		}, check: checkPerfStat},
 		{name: strings.Join(forkPerfRecord, " "), argv: func(w workloadArgs) []string {
 			return slices.Concat(forkPerfRecord, []string{"-o", filepath.Join(w.tmp, "perf.data"), "--"}, w.fork())
+		}, check: checkPerfRecordByPID},
+		{name: "perf record (wp faults + copy-shaped allocations with stacks)", argv: func(w workloadArgs) []string {
+			return slices.Concat(forkPerfRecordSame, []string{"-o", filepath.Join(w.tmp, "perf.data"), "--"}, w.fork())
 		}, check: checkPerfRecordByPID},
 		{name: "bpftrace (error_code == 7 by pid, in kernel)", argv: func(w workloadArgs) []string {
 			return []string{"bpftrace", "-e", bpftraceProgram, "-c", strings.Join(w.fork(), " ")}
@@ -85,7 +96,7 @@ func checkCowtraceRun(out []byte, _ workloadArgs) (seen, error) {
 		return seen{}, err
 	}
 	var children []int
-	s := seen{lost: r.LostRecords, throttled: r.Throttled, copies: -1}
+	s := seen{lost: r.LostRecords, throttled: r.Throttled, copies: -1, records: r.Records}
 	for _, p := range r.Processes {
 		if p.Depth != 1 {
 			continue
@@ -118,7 +129,7 @@ func checkPerfRecordByPID(out []byte, w workloadArgs) (seen, error) {
 	if err != nil {
 		return seen{}, err
 	}
-	return seen{lost: lost, throttled: thr, wp: byPID[pid], copies: -1}, nil
+	return seen{lost: lost, throttled: thr, wp: byPID[pid], copies: -1, records: -1}, nil
 }
 
 var perfScriptFault = regexp.MustCompile(`^\s*(\d+)\s.*\berror_code=0x([0-9a-f]+)`)

@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cowtrace/cowtrace/bench/internal/stat"
 	"github.com/cowtrace/cowtrace/workload"
 )
 
@@ -59,14 +60,15 @@ type tool struct {
 	workload string
 	argv     func(w workloadArgs) []string
 	// check reads what the tool reported after a round.
-	check  func(out []byte, w workloadArgs) (seen, error)
-	times  []time.Duration
-	cpu    []time.Duration // user+system of the whole command: tool and workload
-	lost   int64
-	thr    int64
-	wp     []uint64
-	copies []int64
-	rss    int64 // peak RSS of the tool's own process, KiB; 0 = not measured
+	check   func(out []byte, w workloadArgs) (seen, error)
+	times   []time.Duration
+	cpu     []time.Duration // user+system of the whole command: tool and workload
+	lost    int64
+	thr     int64
+	wp      []uint64
+	copies  []int64
+	records []int64
+	rss     int64 // peak RSS of the tool's own process, KiB; 0 = not measured
 	// ownCPU is the user+system time of the tool's own process (all its
 	// threads, not the workload), from the peak-RSS run; -1 = not measured.
 	ownCPU time.Duration
@@ -76,6 +78,9 @@ type tool struct {
 // say.
 type seen struct {
 	lost, throttled int64
+	// records is how many records the rings delivered (cowtrace's
+	// report says), -1 where the tool does not say.
+	records int64
 	// wp is the writer's write-protect faults, or what the tool counts in
 	// their place (see the workload's note under its table).
 	wp     uint64
@@ -190,43 +195,49 @@ func workerTools(compare bool) []*tool {
 	return all
 }
 
-func run() error {
-	rounds := flag.Int("rounds", 10, "interleaved rounds of every tool")
-	blocks := flag.Int("blocks", 262144, "4 KiB pages the writer child writes (262144: 1 GiB)")
-	workloads := flag.String("workload", workerLoad+","+forkLoad, "comma-separated workloads: "+workerLoad+" (cowtrace's experiment worker), "+forkLoad+" (a C program under cowtrace run)")
-	only := flag.String("tools", "", "comma-separated name prefixes of the tools to run (default all; each workload's untraced baseline always runs)")
-	startRounds := flag.Int("startup-rounds", 20, "interleaved rounds of the start-up measurement (0: none)")
-	prebuilt := flag.String("cowtrace", "", "a cowtrace binary to measure (default: build ./cmd/cowtrace statically)")
-	other := flag.String("compare", "", "a second cowtrace binary to measure in the same rounds (before/after a change)")
+// options are bench's flags.
+type options struct {
+	rounds, blocks, startRounds      int
+	workloads, only, prebuilt, other string
+}
+
+func parseFlags() (options, error) {
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 10, "interleaved rounds of every tool")
+	flag.IntVar(&o.blocks, "blocks", 262144, "4 KiB pages the writer child writes (262144: 1 GiB)")
+	flag.StringVar(&o.workloads, "workload", workerLoad+","+forkLoad, "comma-separated workloads: "+workerLoad+" (cowtrace's experiment worker), "+forkLoad+" (a C program under cowtrace run)")
+	flag.StringVar(&o.only, "tools", "", "comma-separated name prefixes of the tools to run (default all; each workload's untraced baseline always runs)")
+	flag.IntVar(&o.startRounds, "startup-rounds", 20, "interleaved rounds of the start-up measurement (0: none)")
+	flag.StringVar(&o.prebuilt, "cowtrace", "", "a cowtrace binary to measure (default: build ./cmd/cowtrace statically)")
+	flag.StringVar(&o.other, "compare", "", "a second cowtrace binary to measure in the same rounds (before/after a change)")
 	flag.Parse()
-	if *rounds < 1 || *blocks < 1 || *startRounds < 0 {
-		return fmt.Errorf("-rounds and -blocks must be positive, -startup-rounds not negative")
+	if o.rounds < 1 || o.blocks < 1 || o.startRounds < 0 {
+		return o, fmt.Errorf("-rounds and -blocks must be positive, -startup-rounds not negative")
+	}
+	return o, nil
+}
+
+func run() error {
+	o, err := parseFlags()
+	if err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: cowtrace, perf and bpftrace open tracepoints on other processes")
 	}
-	ts, err := tools(*only, *workloads, *other != "")
+	ts, err := tools(o.only, o.workloads, o.other != "")
 	if err != nil {
 		return err
 	}
-	fork := false
-	for _, t := range ts {
-		if a := t.argv(workloadArgs{}); strings.HasPrefix(t.name, "perf") || strings.HasPrefix(t.name, "bpftrace") {
-			if _, err := exec.LookPath(a[0]); err != nil {
-				return fmt.Errorf("%s is not installed (apt-get install -y linux-perf bpftrace)", a[0])
-			}
-		}
-		fork = fork || t.workload == forkLoad
+	if err := checkInstalled(ts); err != nil {
+		return err
 	}
+	fork := slices.ContainsFunc(ts, func(t *tool) bool { return t.workload == forkLoad })
 
 	// perf and bpftrace mount tracefs when it is not mounted, and leave it
 	// mounted; cowtrace unmounts what it mounted. Leave the machine as found.
 	if !tracefsMounted() {
-		defer func() {
-			if tracefsMounted() {
-				_ = syscall.Unmount("/sys/kernel/tracing", 0)
-			}
-		}()
+		defer unmountTracefs()
 	}
 
 	tmp, err := os.MkdirTemp("", "cowtrace-bench")
@@ -234,70 +245,162 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	self, err := os.Executable()
+	w, size, err := prepare(o, tmp, fork)
 	if err != nil {
 		return err
 	}
-	cow := *prebuilt
+	rounds, err := runRounds(ts, w, o.rounds)
+	if err != nil {
+		return err
+	}
+	measurePeakRSS(ts, w)
+	exact, err := exactnessOfRun(ts, w)
+	if err != nil {
+		return fmt.Errorf("exactness: %w", err)
+	}
+	starts, startNote, err := startup(w, o.startRounds)
+	if err != nil {
+		return err
+	}
+
+	out := os.Stdout
+	rounds.write(out)
+	writeWorkloads(out, ts, strings.Split(o.workloads, ","), o.blocks, exact)
+	writeStartup(out, starts, o.startRounds, startNote)
+	writeBinary(out, o.prebuilt != "", size)
+	return nil
+}
+
+// checkInstalled says which of the external tools the rows need is missing.
+func checkInstalled(ts []*tool) error {
+	for _, t := range ts {
+		if a := t.argv(workloadArgs{}); strings.HasPrefix(t.name, "perf") || strings.HasPrefix(t.name, "bpftrace") {
+			if _, err := exec.LookPath(a[0]); err != nil {
+				return fmt.Errorf("%s is not installed (apt-get install -y linux-perf bpftrace)", a[0])
+			}
+		}
+	}
+	return nil
+}
+
+func unmountTracefs() {
+	if tracefsMounted() {
+		_ = syscall.Unmount("/sys/kernel/tracing", 0)
+	}
+}
+
+// prepare finds or builds what the rounds run: this binary (the untraced
+// worker), the cowtrace to measure and the one to compare it with, and the
+// fork workload's program. size is the measured cowtrace's, in bytes.
+func prepare(o options, tmp string, fork bool) (w workloadArgs, size int64, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return w, 0, err
+	}
+	cow, size, err := cowtraceBinary(o.prebuilt, tmp)
+	if err != nil {
+		return w, 0, err
+	}
+	w = workloadArgs{self: self, cowtrace: cow, tmp: tmp, blocks: o.blocks, other: o.other}
+	if o.other != "" {
+		if w.other, err = filepath.Abs(o.other); err != nil {
+			return w, 0, err
+		}
+	}
+	if fork {
+		if w.prog, err = buildFork(tmp); err != nil {
+			return w, 0, err
+		}
+	}
+	return w, size, nil
+}
+
+// cowtraceBinary is the cowtrace to measure: prebuilt (-cowtrace), or else
+// one built into tmp, static like a release; and its size in bytes.
+func cowtraceBinary(prebuilt, tmp string) (string, int64, error) {
+	cow := prebuilt
 	if cow == "" {
 		cow = filepath.Join(tmp, "cowtrace")
 		build := exec.Command(goTool(), "build", "-trimpath", "-o", cow, "./cmd/cowtrace")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		build.Stderr = os.Stderr
 		if err := build.Run(); err != nil {
-			return fmt.Errorf("build cowtrace (run from the module root): %w", err)
+			return "", 0, fmt.Errorf("build cowtrace (run from the module root): %w", err)
 		}
-	} else if cow, err = filepath.Abs(cow); err != nil {
-		return err
+	} else {
+		abs, err := filepath.Abs(cow)
+		if err != nil {
+			return "", 0, err
+		}
+		cow = abs
 	}
 	st, err := os.Stat(cow)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
-	w := workloadArgs{self: self, cowtrace: cow, tmp: tmp, blocks: *blocks, other: *other}
-	if *other != "" {
-		if w.other, err = filepath.Abs(*other); err != nil {
-			return err
-		}
-	}
-	if fork {
-		if w.prog, err = buildFork(tmp); err != nil {
-			return err
-		}
-	}
+	return cow, st.Size(), nil
+}
 
-	loadStart := loadavg()
-	var loads []float64
-	started := time.Now()
-	for r := 0; r < *rounds; r++ {
-		loads = append(loads, load1())
+// roundsLog is when the timed rounds ran and under what load, for the
+// header of the output.
+type roundsLog struct {
+	rounds             int
+	started            time.Time
+	elapsed            time.Duration
+	loadStart, loadEnd string
+	// loads is the 1-minute load average as each round started.
+	loads []float64
+}
+
+// runRounds runs every tool once per round, in interleaved rounds.
+func runRounds(ts []*tool, w workloadArgs, rounds int) (roundsLog, error) {
+	l := roundsLog{rounds: rounds, loadStart: loadavg()}
+	l.started = time.Now()
+	for r := 0; r < rounds; r++ {
+		l.loads = append(l.loads, load1())
 		// Each round starts one tool further on (A B C, B C A, C A B...):
 		// no tool always runs right after the same one, e.g. right after a
 		// 1 GiB process was torn down.
 		for i := range ts {
 			t := ts[(i+r)%len(ts)]
-			d, cpu, out, err := timed(t.argv(w))
-			if err != nil {
-				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
-			}
-			t.times = append(t.times, d)
-			t.cpu = append(t.cpu, cpu)
-			if t.check != nil {
-				s, err := t.check(out, w)
-				if err != nil {
-					return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
-				}
-				t.lost += s.lost
-				t.thr += s.throttled
-				t.wp = append(t.wp, s.wp)
-				t.copies = append(t.copies, s.copies)
+			if err := t.runOnce(w); err != nil {
+				return l, fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
 			}
 		}
-		fmt.Fprintf(os.Stderr, "bench: round %d/%d done (load %.2f)\n", r+1, *rounds, loads[len(loads)-1])
+		fmt.Fprintf(os.Stderr, "bench: round %d/%d done (load %.2f)\n", r+1, rounds, l.loads[len(l.loads)-1])
 	}
-	loadEnd := loadavg()
-	elapsed := time.Since(started)
+	l.loadEnd = loadavg()
+	l.elapsed = time.Since(l.started)
+	return l, nil
+}
 
+// runOnce runs the tool once, timed, and keeps what it reported.
+func (t *tool) runOnce(w workloadArgs) error {
+	d, cpu, out, err := timed(t.argv(w))
+	if err != nil {
+		return err
+	}
+	t.times = append(t.times, d)
+	t.cpu = append(t.cpu, cpu)
+	if t.check == nil {
+		return nil
+	}
+	s, err := t.check(out, w)
+	if err != nil {
+		return err
+	}
+	t.lost += s.lost
+	t.thr += s.throttled
+	t.wp = append(t.wp, s.wp)
+	t.copies = append(t.copies, s.copies)
+	t.records = append(t.records, s.records)
+	return nil
+}
+
+// measurePeakRSS runs each tool once more, apart from the timed rounds (see
+// peakRSS), for its own peak memory and CPU time. A tool that cannot be
+// measured so keeps its row, with a dash there.
+func measurePeakRSS(ts []*tool, w workloadArgs) {
 	for _, t := range ts {
 		if t.name == "untraced" {
 			continue
@@ -309,41 +412,36 @@ func run() error {
 		}
 		t.rss, t.ownCPU = kb, cpu
 	}
+}
 
-	var exact string
-	if fork && slices.ContainsFunc(ts, func(t *tool) bool { return t.name == forkRunName }) {
-		if exact, err = exactness(w); err != nil {
-			return fmt.Errorf("exactness: %w", err)
-		}
-	}
-
-	var starts []*startupCmd
-	var startNote string
-	if *startRounds > 0 {
-		if starts, startNote, err = startup(w, *startRounds); err != nil {
-			return err
-		}
-	}
-
-	out := os.Stdout
+// write is the output's first line: when, where and under what load.
+func (l roundsLog) write(out io.Writer) {
 	fmt.Fprintf(out, "Measured %s on kernel %s, %d CPUs; load average at start %s, at end %s, 1-min load at each round %.2f-%.2f; %d interleaved rounds in %s.\n\n",
-		started.UTC().Format("2006-01-02 15:04 MST"), kernel(), runtime.NumCPU(), loadStart, loadEnd,
-		slices.Min(loads), slices.Max(loads), *rounds, elapsed.Round(time.Second))
-	writeWorkloads(out, ts, strings.Split(*workloads, ","), *blocks, exact)
-	if len(starts) > 0 {
-		fmt.Fprintf(out, "Start-up (median of %d interleaved rounds, wall time of the whole command)%s:\n\n", *startRounds, startNote)
-		fmt.Fprintln(out, "| command | median ms | min-max ms |\n|---|---:|---:|")
-		for _, s := range starts {
-			fmt.Fprintf(out, "| `%s` | %.1f | %.1f-%.1f |\n", s.label, ms(median(s.times)), ms(slices.Min(s.times)), ms(slices.Max(s.times)))
-		}
-		fmt.Fprintln(out)
+		l.started.UTC().Format("2006-01-02 15:04 MST"), kernel(), runtime.NumCPU(), l.loadStart, l.loadEnd,
+		slices.Min(l.loads), slices.Max(l.loads), l.rounds, l.elapsed.Round(time.Second))
+}
+
+// writeStartup writes the start-up table, if it was measured.
+func writeStartup(out io.Writer, starts []*startupCmd, rounds int, note string) {
+	if len(starts) == 0 {
+		return
 	}
+	fmt.Fprintf(out, "Start-up (median of %d interleaved rounds, wall time of the whole command)%s:\n\n", rounds, note)
+	fmt.Fprintln(out, "| command | median ms | min-max ms |\n|---|---:|---:|")
+	for _, s := range starts {
+		fmt.Fprintf(out, "| `%s` | %.1f | %.1f-%.1f |\n", s.label, ms(stat.Median(s.times)), ms(slices.Min(s.times)), ms(slices.Max(s.times)))
+	}
+	fmt.Fprintln(out)
+}
+
+// writeBinary says how large the measured cowtrace binary is and where it
+// came from.
+func writeBinary(out io.Writer, given bool, size int64) {
 	how := "built here with CGO_ENABLED=0 -trimpath"
-	if *prebuilt != "" {
+	if given {
 		how = "given with -cowtrace"
 	}
-	fmt.Fprintf(out, "cowtrace binary (%s): %.1f MB (%d bytes).\n", how, float64(st.Size())/1e6, st.Size())
-	return nil
+	fmt.Fprintf(out, "cowtrace binary (%s): %.1f MB (%d bytes).\n", how, float64(size)/1e6, size)
 }
 
 // writeWorkloads writes each workload's description and table, and for the
@@ -374,8 +472,8 @@ func writeWorkloads(out io.Writer, ts []*tool, workloads []string, blocks int, e
 
 func writeTable(out io.Writer, ts []*tool) {
 	base := ts[0].times
-	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | added CPU s (median, paired) | tool's own CPU s | writer wp faults seen | writer copies | lost | throttled | peak RSS MB |")
-	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(out, "| tool | median s | min-max s | ratio to untraced (median, paired) | added s (median, paired) | added CPU s (median, paired) | tool's own CPU s | writer wp faults seen | writer copies | records | lost | throttled | peak RSS MB |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, t := range ts {
 		var ratios, added, addedCPU []float64
 		for i, d := range t.times {
@@ -387,8 +485,11 @@ func writeTable(out io.Writer, ts []*tool) {
 		if t.rss > 0 {
 			own = fmt.Sprintf("%.2f", t.ownCPU.Seconds())
 		}
-		lost, thr, rss, wp, copies := "-", "-", "-", "-", "-"
+		lost, thr, rss, wp, copies, records := "-", "-", "-", "-", "-", "-"
 		if t.check != nil {
+			if lo := slices.Min(t.records); lo >= 0 {
+				records = fmt.Sprintf("%d-%d", lo, slices.Max(t.records))
+			}
 			if lo := slices.Min(t.copies); lo >= 0 {
 				copies = fmt.Sprintf("%d-%d", lo, slices.Max(t.copies))
 			}
@@ -403,9 +504,9 @@ func writeTable(out io.Writer, ts []*tool) {
 		if t.rss > 0 {
 			rss = fmt.Sprintf("%.1f", float64(t.rss)/1024)
 		}
-		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %+.2f | %s | %s | %s | %s | %s | %s |\n", t.name,
-			median(t.times).Seconds(), slices.Min(t.times).Seconds(), slices.Max(t.times).Seconds(),
-			medianF(ratios), medianF(added), medianF(addedCPU), own, wp, copies, lost, thr, rss)
+		fmt.Fprintf(out, "| %s | %.2f | %.2f-%.2f | %.2fx | %+.2f | %+.2f | %s | %s | %s | %s | %s | %s | %s |\n", t.name,
+			stat.Median(t.times).Seconds(), slices.Min(t.times).Seconds(), slices.Max(t.times).Seconds(),
+			stat.Median(ratios), stat.Median(added), stat.Median(addedCPU), own, wp, copies, records, lost, thr, rss)
 	}
 }
 
@@ -443,10 +544,14 @@ type startupCmd struct {
 // row shows the cost when it does not.
 const startPause = 250 * time.Millisecond
 
-// startup times commands that trace `true`: what a tool costs before it
-// measures anything. cowtrace's run subcommand is used when this build has
-// it; otherwise the smallest experiment stands in, and the note says so.
+// startup times commands that trace `true`, in rounds interleaved rounds
+// (none for 0): what a tool costs before it measures anything. cowtrace's
+// run subcommand is used when this build has it; otherwise the smallest
+// experiment stands in, and the note says so.
 func startup(w workloadArgs, rounds int) ([]*startupCmd, string, error) {
+	if rounds == 0 {
+		return nil, "", nil
+	}
 	cow := &startupCmd{label: "cowtrace run -- true", argv: []string{w.cowtrace, "run", "--", "true"}}
 	note := ""
 	if err := exec.Command(cow.argv[0], cow.argv[1:]...).Run(); err != nil {
@@ -528,6 +633,7 @@ func buildNoop(tmp string) (string, error) {
 type cowtraceReport struct {
 	LostRecords int64 `json:"lost_records"`
 	Throttled   int64 `json:"throttled"`
+	Records     int64 `json:"records"`
 	Processes   []struct {
 		Role     string  `json:"role"`
 		PID      int     `json:"pid"`
@@ -551,7 +657,7 @@ func checkCowtrace(out []byte, _ workloadArgs) (seen, error) {
 	if err != nil {
 		return seen{}, err
 	}
-	s := seen{lost: r.LostRecords, throttled: r.Throttled, copies: -1}
+	s := seen{lost: r.LostRecords, throttled: r.Throttled, copies: -1, records: r.Records}
 	for _, p := range r.Processes {
 		if p.Role == "writer" && p.WPFaults != nil {
 			s.wp = *p.WPFaults
@@ -576,14 +682,14 @@ func checkPerfStat(_ []byte, w workloadArgs) (seen, error) {
 		return seen{}, fmt.Errorf("no count in %q", b)
 	}
 	n, _ := strconv.ParseUint(string(m[1]), 10, 64)
-	return seen{lost: -1, throttled: -1, wp: n, copies: -1}, nil
+	return seen{lost: -1, throttled: -1, wp: n, copies: -1, records: -1}, nil
 }
 
 func checkPerfRecord(_ []byte, w workloadArgs) (seen, error) {
 	lost, thr, samples, err := perfStats(filepath.Join(w.tmp, "perf.data"))
 	// Samples of every fault of the tree (first touches too): "seen" is
 	// the number of samples.
-	return seen{lost: lost, throttled: thr, wp: samples, copies: -1}, err
+	return seen{lost: lost, throttled: thr, wp: samples, copies: -1, records: -1}, err
 }
 
 // perfStats reads a perf.data file's samples lost, THROTTLE records and
@@ -629,7 +735,7 @@ func checkBpftrace(out []byte, _ workloadArgs) (seen, error) {
 		return seen{}, fmt.Errorf("no @[%d] count in bpftrace's output: %s", pid, lastLine(string(out)))
 	}
 	wp, _ := strconv.ParseUint(string(m[1]), 10, 64)
-	return seen{lost: -1, throttled: -1, wp: wp, copies: -1}, nil
+	return seen{lost: -1, throttled: -1, wp: wp, copies: -1, records: -1}, nil
 }
 
 // writerPID reads the line in which either workload names its writer.
@@ -639,24 +745,6 @@ func writerPID(out []byte) (int, error) {
 		return 0, fmt.Errorf("the workload did not name its writer (%q)", writerLine)
 	}
 	return strconv.Atoi(string(m[1]))
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianF(fs []float64) float64 {
-	s := slices.Clone(fs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

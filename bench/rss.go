@@ -23,7 +23,7 @@ import (
 // its threads stops before it lets go of the memory, and VmHWM is read then.
 // Its children (the workload) are forked, not cloned as threads, and are not
 // traced. This costs a stop per thread, so it runs apart from the timed rounds.
-func peakRSS(argv []string) (_ int64, cpu time.Duration, _ error) {
+func peakRSS(argv []string) (int64, time.Duration, error) {
 	runtime.LockOSThread() // every ptrace request must come from the tracer thread
 	defer runtime.UnlockOSThread()
 
@@ -32,24 +32,41 @@ func peakRSS(argv []string) (_ int64, cpu time.Duration, _ error) {
 		return 0, 0, err
 	}
 	defer null.Close()
+	pid, err := startTraced(argv, null)
+	if err != nil {
+		return 0, 0, err
+	}
+	return watchExits(pid, argv[0])
+}
+
+// startTraced starts argv under ptrace, its output to null, and returns
+// once it is stopped after its execve with every thread's exit to stop at.
+func startTraced(argv []string, null *os.File) (int, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = null, null
 	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	pid := cmd.Process.Pid
 	var ws syscall.WaitStatus
 	// The tracee stops with SIGTRAP after its execve.
 	if _, err := syscall.Wait4(pid, &ws, syscall.WALL, nil); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	const exitKill = 0x100000 // PTRACE_O_EXITKILL: the tracee dies with us
 	if err := syscall.PtraceSetOptions(pid, syscall.PTRACE_O_TRACEEXIT|syscall.PTRACE_O_TRACECLONE|exitKill); err != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
-		return 0, 0, fmt.Errorf("ptrace options: %w", err)
+		return 0, fmt.Errorf("ptrace options: %w", err)
 	}
-	var peak int64
+	return pid, nil
+}
+
+// watchExits resumes the traced process pid (named name) and its threads
+// until it is gone, and returns the largest VmHWM and CPU time read at the
+// exit stops of its threads.
+func watchExits(pid int, name string) (peak int64, cpu time.Duration, _ error) {
+	var ws syscall.WaitStatus
 	tid, sig := pid, 0
 	for {
 		// ESRCH: the thread died (killed with its group) meanwhile.
@@ -67,10 +84,10 @@ func peakRSS(argv []string) (_ int64, cpu time.Duration, _ error) {
 		case ws.Exited() || ws.Signaled():
 			if wtid == pid {
 				if peak == 0 {
-					return 0, 0, fmt.Errorf("%s exited (%v) without an exit stop", argv[0], ws)
+					return 0, 0, fmt.Errorf("%s exited (%v) without an exit stop", name, ws)
 				}
 				if !ws.Exited() || ws.ExitStatus() != 0 {
-					return 0, 0, fmt.Errorf("%s: %v", argv[0], ws)
+					return 0, 0, fmt.Errorf("%s: %v", name, ws)
 				}
 				return peak, cpu, nil
 			}

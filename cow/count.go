@@ -77,3 +77,17 @@ func (r AllocRule) CopyAllocFilter() string {
 func (r AllocRule) NotZeroedFilter() string {
 	return fmt.Sprintf("order == 0 && !(gfp_flags & %#x)", r.Zero)
 }
+
+// ShapeFilter selects, in the kernel, exactly the allocations Match
+// accepts: order 0, every bit of GFP_HIGHUSER_MOVABLE (one test each: the
+// kernel refuses a masked comparison), no __GFP_ZERO. With it a sample
+// needs no raw payload for user space to check.
+func (r AllocRule) ShapeFilter() string {
+	f := "order == 0"
+	for bit := uint64(1); bit != 0 && bit <= r.HighuserMovable; bit <<= 1 {
+		if r.HighuserMovable&bit != 0 {
+			f += fmt.Sprintf(" && gfp_flags & %#x", bit)
+		}
+	}
+	return f + fmt.Sprintf(" && !(gfp_flags & %#x)", r.Zero)
+}

@@ -33,8 +33,8 @@ type Used struct {
 	UserOnly bool
 	// NoMinor, NoMajor: minor or major faults were not measured.
 	NoMinor, NoMajor bool
-	// AtExit: counters of inherited tasks, each task's count reported at
-	// its exit.
+	// AtExit: counters of inherited tasks, each task's own counts taken
+	// from samples as it leaves a CPU and as it exits (count mode).
 	AtExit bool
 	// PageFaultsByTracepoint: a process's page faults are the faults the
 	// fault tracepoints classified, not the software counter's.
@@ -62,9 +62,36 @@ type Used struct {
 }
 
 // Methods says, for each measure of a row (its JSON name), which method
-// produced it. A measure without a method was not measured.
+// produced it. A measure without a method was not measured. Each step may
+// overwrite what an earlier one said: count mode's counters replace the
+// fault tracepoints' samples, a probed copy routine any inferred copies.
 func Methods(u Used) map[string]string {
 	m := map[string]string{}
+	softwareMethods(m, u)
+	faultMethods(m, u)
+	switch {
+	case u.Alloc && u.Callchain:
+		m["inferred_copies"] = CallchainMethod
+	case u.Alloc && u.Fault:
+		m["inferred_copies"] = InferredMethod
+	}
+	if u.Fault && u.Count {
+		countMethods(m, u)
+	}
+	switch {
+	case u.CopyRoutine != "":
+		m["copies"] = "kprobe:" + u.CopyRoutine
+	case m["inferred_copies"] != "":
+		m["copies"] = m["inferred_copies"]
+	}
+	for _, fn := range u.Probes {
+		m["probes."+fn] = "kprobe:" + fn
+	}
+	return m
+}
+
+// softwareMethods are those of the page, minor and major faults.
+func softwareMethods(m map[string]string, u Used) {
 	for _, c := range []struct{ key, label string }{
 		{"page_faults", "page-faults"}, {"minor_faults", "minor-faults"}, {"major_faults", "major-faults"},
 	} {
@@ -80,11 +107,21 @@ func Methods(u Used) map[string]string {
 		delete(m, "major_faults")
 	}
 	if u.AtExit {
-		m["page_faults"] += report.AtExitMethod
+		for _, k := range []string{"page_faults", "minor_faults", "major_faults"} {
+			if m[k] != "" {
+				m[k] += report.AtExitMethod
+			}
+		}
 	}
 	if u.PageFaultsByTracepoint && u.Fault {
 		m["page_faults"] = FaultMethod(u.KernelFault)
 	}
+}
+
+// faultMethods are those of the write-protect faults and the faults in
+// and outside the region, by whichever of the fault tracepoints, the
+// page-fault event's addresses or do_wp_page's kprobe was used.
+func faultMethods(m map[string]string, u Used) {
 	if u.Fault {
 		tp := FaultMethod(u.KernelFault)
 		m["wp_faults"], m["outside"] = tp, tp
@@ -101,46 +138,28 @@ func Methods(u Used) map[string]string {
 	if !u.Fault && u.WPProbe {
 		m["wp_faults"] = "kprobe:" + WPFunction
 	}
-	switch {
-	case u.Alloc && u.Callchain:
-		m["inferred_copies"] = CallchainMethod
-	case u.Alloc && u.Fault:
-		m["inferred_copies"] = InferredMethod
-	}
-	if u.Fault && u.Count {
-		m["wp_faults"] = fmt.Sprintf("counter:exceptions:page_fault_user filter %q", CountFilters[CountWP].Filter)
-		m["in_region"] = "counter:exceptions:page_fault_user filtered by error code and region address"
-		if u.KernelFault {
-			m["wp_faults"] += fmt.Sprintf(" + counter:exceptions:page_fault_kernel filter %q", CountFilters[CountKWP].Filter)
-			m["in_region"] += " + counter:exceptions:page_fault_kernel"
-		}
-		if u.AtExit {
-			m["wp_faults"] += report.AtExitMethod
-		}
-		delete(m, "outside")
-		if !u.Region {
-			delete(m, "in_region")
-		}
-		if u.Alloc && !u.Callchain {
-			m["inferred_copies"] = fmt.Sprintf("counter:kmem:mm_page_alloc filter %q (allocations shaped like a copy, not paired with faults)", u.AllocFilter)
-		}
-	}
-	switch {
-	case u.CopyRoutine != "":
-		m["copies"] = "kprobe:" + u.CopyRoutine
-	case m["inferred_copies"] != "":
-		m["copies"] = m["inferred_copies"]
-	}
-	for _, fn := range u.Probes {
-		m["probes."+fn] = "kprobe:" + fn
-	}
-	return m
 }
 
-// InheritedCountNote says what count mode measures on a followed program.
-const InheritedCountNote = "count mode: page faults and write-protect faults are counted in the kernel, and each task's counts " +
-	"arrive when it exits (inherit_stat); fault classes, minor and major faults are not measured; " +
-	"copies are still one record each; --mode classify samples every fault"
+// countMethods are count mode's: filtered counters in place of the fault
+// tracepoints' samples, and of the allocations' unless stacks tell copies.
+func countMethods(m map[string]string, u Used) {
+	m["wp_faults"] = fmt.Sprintf("counter:exceptions:page_fault_user filter %q", CountFilters[CountWP].Filter)
+	m["in_region"] = "counter:exceptions:page_fault_user filtered by error code and region address"
+	if u.KernelFault {
+		m["wp_faults"] += fmt.Sprintf(" + counter:exceptions:page_fault_kernel filter %q", CountFilters[CountKWP].Filter)
+		m["in_region"] += " + counter:exceptions:page_fault_kernel"
+	}
+	if u.AtExit {
+		m["wp_faults"] += report.AtExitMethod
+	}
+	delete(m, "outside")
+	if !u.Region {
+		delete(m, "in_region")
+	}
+	if u.Alloc && !u.Callchain {
+		m["inferred_copies"] = fmt.Sprintf("counter:kmem:mm_page_alloc filter %q (allocations shaped like a copy, not paired with faults)", u.AllocFilter)
+	}
+}
 
 // CountNote is a count-mode run's note on what it does not measure.
 const CountNote = "count mode: outside-region fault classes and in_region.inferred_copies are not measured (0 or null); " +

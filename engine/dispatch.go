@@ -40,6 +40,15 @@ func (s *Session) read() error {
 			}
 			return s.apply(^uint64(0))
 		}
+		if errors.Is(err, perfevents.ErrFlushed) {
+			// Every ring was read to its head at the flush's pass.
+			if p := s.reader.PassNs(); p > orderSlack {
+				if err := s.apply(p - orderSlack); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -249,14 +258,17 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 			return Event{TimeNs: smp.Time, Pid: tk.Pid, Tid: tk.Tid, Name: "wp_fault", Address: addr}, true, nil
 		}
 	case kindAlloc:
-		order, gfp, err := s.tp.Alloc.Fields(smp.Raw)
-		if err != nil {
-			return Event{}, false, err
+		var order, gfp uint64
+		if !info.shaped {
+			var err error
+			if order, gfp, err = s.tp.Alloc.Fields(smp.Raw); err != nil {
+				return Event{}, false, err
+			}
 		}
 		var c cow.Copied
 		switch {
 		case info.callchain:
-			if !s.tp.Rule.Match(order, gfp) {
+			if !info.shaped && !s.tp.Rule.Match(order, gfp) {
 				return Event{}, false, nil
 			}
 			cause := s.copyPath.Cause(smp)

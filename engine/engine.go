@@ -57,6 +57,12 @@ func ParseMode(s string, def Mode) (Mode, error) {
 	return "", fmt.Errorf("unknown mode %q (want classify, count or auto)", s)
 }
 
+// ErrProbeRefused: a function of Config.Probes cannot be probed, for want
+// of kprobes or because the kernel refused its probe. The trace fails,
+// before its target runs where the refusal is known by then, rather than go
+// on without what the user asked for by name.
+var ErrProbeRefused = errors.New("cannot be probed")
+
 // ErrInternal wraps a panic of the engine's reading goroutine: a bug in
 // cowtrace, reported as an error so that the run still removes what it
 // created in the kernel.
@@ -218,10 +224,15 @@ type Session struct {
 	records uint64
 	// Count mode for inherited tasks: how tasks' counts at exit arrive,
 	// the tracepoints it needs, the group's shape and what it concluded.
-	method  countMethod
-	ctp     countTracepoints
-	group   *countGroup
-	settled *settledCounts
+	method countMethod
+	ctp    countTracepoints
+	// shapeRefused: the kernel refused cow.AllocRule.ShapeFilter.
+	shapeRefused bool
+	// dropExitSamples ignores the exit tracepoint's samples
+	// (testExitSyscallEnv).
+	dropExitSamples bool
+	group           *countGroup
+	settled         *settledCounts
 	// escaped counts the page faults the traced tasks took on CPUs
 	// without a ring, where faults are sampled.
 	escaped uint64
@@ -339,10 +350,13 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		s.note("kprobes", "need root or CAP_PERFMON")
 	}
 	if method == perfevents.KprobeTracefs && tfs == nil && tfsErr != nil {
-		return nil, fmt.Errorf("--kprobe-method tracefs: %v", tfsErr)
+		return nil, fmt.Errorf("--kprobe-method tracefs: %w", tfsErr)
 	}
 	kp, why, err := perfevents.NewKprobes(method, tfs)
 	if err != nil {
+		if method == perfevents.KprobePMU || method == perfevents.KprobeTracefs {
+			err = fmt.Errorf("--kprobe-method %s: %w", method, err)
+		}
 		return nil, err
 	}
 	if kp == nil && method != cfg.KprobeMethod {
@@ -359,6 +373,9 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 			s.note("copy routine", s.copyCheck)
 		}
 		s.probeFns = uniq(append([]string{s.copyRoutine, cow.WPFunction, s.causeProbe}, cfg.Probes...))
+	}
+	if err := s.askedProbesRefused(); err != nil {
+		return nil, err
 	}
 	if s.reader, err = perfevents.NewReader(); err != nil {
 		return nil, err
@@ -412,6 +429,26 @@ func (s *Session) Start() {
 		s.readerPrio = prioErr
 		s.readErr = s.read()
 	}()
+	go s.flushEvery(s.readDone)
+}
+
+// flushPeriod is how often an idle trace's records are put in order and
+// applied: a quiet ring wakes the reader only at its watermark, and a
+// stream (watch) or a timeline should not wait for the next busy moment.
+const flushPeriod = 100 * time.Millisecond
+
+// flushEvery asks the reader for a pass every flushPeriod until done.
+func (s *Session) flushEvery(done <-chan struct{}) {
+	t := time.NewTicker(flushPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s.reader.Flush()
+		}
+	}
 }
 
 // MarkStart sets the trace's time zero to now.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -47,6 +49,10 @@ type eventInfo struct {
 	addr bool
 	// member: a kindMember's index in the count group.
 	member int
+	// shaped: a kindAlloc whose kernel filter keeps only allocations
+	// shaped like a copy (cow.AllocRule.ShapeFilter); its samples carry
+	// no raw payload.
+	shaped bool
 	// group: the count group an allocation tracepoint was opened beside.
 	group *openGroup
 }
@@ -54,7 +60,10 @@ type eventInfo struct {
 func (i eventInfo) sampleType() uint64 {
 	switch i.kind {
 	case kindAlloc:
-		if i.callchain {
+		switch {
+		case i.shaped:
+			return idType | unix.PERF_SAMPLE_CALLCHAIN
+		case i.callchain:
 			return tpType | unix.PERF_SAMPLE_CALLCHAIN
 		}
 		return tpType
@@ -143,7 +152,7 @@ func (s *Session) OpenTask(pid, tid int) error {
 			if s.probeRefused(fn, err) {
 				continue
 			}
-			return err
+			return s.askedProbe(fn, err)
 		}
 		info := eventInfo{kind: kindProbe, probe: fn}
 		s.track(ev, info)
@@ -155,13 +164,46 @@ func (s *Session) OpenTask(pid, tid int) error {
 
 // probeRefused remembers why fn cannot be probed when the kernel refuses it
 // (unknown, not probe-able, or refused by a security policy), so that the
-// run goes on without it and says why.
+// run goes on without it and says why. A function of Config.Probes is not
+// gone without: its refusal fails the trace (see askedProbe).
 func (s *Session) probeRefused(fn string, err error) bool {
-	if refused(err) {
+	if refused(err) && !slices.Contains(s.cfg.Probes, fn) {
 		s.probeErrs[fn] = err
 		return true
 	}
 	return false
+}
+
+// askedProbe is the error of fn's probe that did not open: ErrProbeRefused,
+// naming it, when the kernel refused a function of Config.Probes.
+func (s *Session) askedProbe(fn string, err error) error {
+	if refused(err) && slices.Contains(s.cfg.Probes, fn) {
+		return fmt.Errorf("--probe %s: %w: %w", fn, ErrProbeRefused, err)
+	}
+	return err
+}
+
+// askedProbesRefused fails New when a function of Config.Probes cannot be
+// had: no kprobe route, or the calibration saw its probe refused.
+func (s *Session) askedProbesRefused() error {
+	if len(s.cfg.Probes) == 0 {
+		return nil
+	}
+	if s.kp == nil {
+		why := "--kprobe-method none"
+		for _, u := range s.unavailable {
+			if u.What == "kprobes" {
+				why = u.Why
+			}
+		}
+		return fmt.Errorf("--probe %s: %w: no kprobes (%s)", strings.Join(s.cfg.Probes, ", --probe "), ErrProbeRefused, why)
+	}
+	for _, fn := range s.cfg.Probes {
+		if err := s.probeErrs[fn]; err != nil {
+			return fmt.Errorf("--probe %s: %w: %w", fn, ErrProbeRefused, err)
+		}
+	}
+	return nil
 }
 
 // refused says whether the kernel refused a probe itself rather than failed.
@@ -418,8 +460,10 @@ func (s *Session) classifyInstead(why string) {
 func (s *Session) countModeMissing() string {
 	var why string
 	switch {
-	case s.tp.Fault == nil && s.kp == nil:
-		why = "neither the fault tracepoints nor kprobes are available, which count write-protect faults"
+	case s.tp.Fault == nil:
+		// Without the fault tracepoints write-protect faults are told by
+		// their address, which takes a sample of every fault.
+		why = "write-protect faults are told by address here (no exceptions:page_fault_user tracepoint)"
 	case s.cfg.Counters:
 		why = "--counters samples the software counters"
 	case s.cfg.OnMmap != nil:
@@ -433,6 +477,7 @@ func (s *Session) countModeMissing() string {
 	}
 	if why == "" {
 		s.method, why = s.chooseCountMethod()
+		s.dropExitSamples = s.method == exitSyscall && os.Getenv(testExitSyscallEnv) != ""
 	}
 	return why
 }
@@ -516,7 +561,7 @@ func (s *Session) openCPUProbes(tid, ci int, a perfevents.Attr) error {
 			if s.probeRefused(fn, err) {
 				continue
 			}
-			return err
+			return s.askedProbe(fn, err)
 		}
 		s.track(ev, eventInfo{kind: kindProbe, probe: fn})
 		if err := s.output(ev, ci); err != nil {

@@ -150,13 +150,19 @@ func (s *Session) chooseCountMethod() (countMethod, string) {
 		return "", "this kernel refuses inherited events with PERF_SAMPLE_READ, which give each task's own counts (Linux 6.12 has them)"
 	case err != nil:
 		return "", fmt.Sprintf("per-task counts could not be checked: %v", err)
-	case ok:
+	case ok && os.Getenv(testExitSyscallEnv) == "":
 		return exitTracepoint, ""
 	case ct.sysEnter == 0 || ct.signal == 0:
 		return "", "sched:sched_process_exit fires after a task's events are gone here, and raw_syscalls:sys_enter or signal:signal_deliver is missing"
 	}
 	return exitSyscall, ""
 }
+
+// testExitSyscallEnv, set, makes a kernel whose exit tracepoint comes in
+// time (6.16 and later) behave as 6.12's: the exit-syscall method, its exit
+// samples dropped, so that the method 6.12 gets is tested on this kernel
+// too (TestTreesUnderPerf).
+const testExitSyscallEnv = "COWTRACE_TEST_EXIT_SYSCALL"
 
 // countTracepoints finds the ids of the tracepoints count mode uses.
 func (s *Session) countTracepoints() (countTracepoints, string) {
@@ -300,6 +306,9 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 			if m.kind == mProbe && s.probeRefused(m.probe, err) {
 				return fmt.Errorf("kprobe %s refused on CPU %d after it was opened on others: %w", m.probe, cpu, err)
 			}
+			if m.kind == mProbe {
+				return s.askedProbe(m.probe, err)
+			}
 			return err
 		}
 		s.track(ev, eventInfo{kind: kindMember, member: i, probe: m.probe})
@@ -318,15 +327,7 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 	if s.tp.Alloc != nil && s.copyPath != nil {
 		a := base
 		a.GroupRead, a.Disabled = false, true
-		ev, err := s.openAlloc(a, func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
-			ev, err := perfevents.Open(a, tid, cpu)
-			if err != nil {
-				return nil, err
-			}
-			info.group = og
-			s.track(ev, info)
-			return ev, s.output(ev, ci)
-		})
+		ev, err := s.openShapedAlloc(a, tid, ci, og)
 		if err != nil {
 			return err
 		}
@@ -344,10 +345,46 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 	return nil
 }
 
+// openShapedAlloc opens the allocation tracepoint beside the group of tid on
+// CPU index ci, filtered in the kernel to the allocations shaped like a copy
+// so that its samples, one per copy, need no raw payload (a third smaller);
+// where the kernel refuses the filter, as openAlloc does.
+func (s *Session) openShapedAlloc(a perfevents.Attr, tid, ci int, og *openGroup) (*perfevents.Event, error) {
+	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
+		ev, err := perfevents.Open(a, tid, s.cpus[ci])
+		if err != nil {
+			return nil, err
+		}
+		info.group = og
+		s.track(ev, info)
+		return ev, s.output(ev, ci)
+	}
+	if !s.shapeRefused {
+		sa := a
+		sa.Label, sa.Type, sa.Config, sa.SampleType = "tracepoint:"+s.tp.Alloc.Name, perfevents.Tracepoint, s.tp.Alloc.ID, idType
+		sa.KernelCallchain = cow.CallchainFrames
+		ev, err := perfevents.Open(sa, tid, s.cpus[ci])
+		if err != nil {
+			return nil, err
+		}
+		if err := ev.SetFilter(s.tp.Rule.ShapeFilter()); err == nil {
+			info := eventInfo{kind: kindAlloc, callchain: true, shaped: true, group: og}
+			s.track(ev, info)
+			return ev, s.output(ev, ci)
+		}
+		ev.Close()
+		s.shapeRefused = true
+	}
+	return s.openAlloc(a, open)
+}
+
 // countSample applies a sample of a count group's member to its task: its
 // values on that CPU are now those of the sample.
 func (s *Session) countSample(tk *Task, info eventInfo, smp *perfevents.Sample) {
 	if smp.Read.Len() == 0 {
+		return
+	}
+	if s.dropExitSamples && s.group.members[info.member].kind == mExit {
 		return
 	}
 	_, leaderID := smp.Read.Value(0)
@@ -450,10 +487,16 @@ func (t *Task) countsOn(leader uint64, n int) *cpuCounts {
 	return &t.cpuCounts[len(t.cpuCounts)-1]
 }
 
-// countMethodNote says how count mode learned each task's counts.
-func (g *countGroup) note() string {
+// note says how count mode learned each task's counts; copiesCounted: a
+// kprobe counts copies, rather than a record per copy's allocation.
+func (g *countGroup) note(copiesCounted bool) string {
 	var b strings.Builder
-	b.WriteString("count mode: faults, copies and probe hits are counted in the kernel; each task's counts come from samples of its counters as it leaves a CPU and ")
+	if copiesCounted {
+		b.WriteString("count mode: faults, copies and probe hits are counted in the kernel")
+	} else {
+		b.WriteString("count mode: faults and probe hits are counted in the kernel, copies are one record each (the allocation and its kernel stack)")
+	}
+	b.WriteString("; each task's counts come from samples of its counters as it leaves a CPU and ")
 	switch g.method {
 	case exitTracepoint:
 		b.WriteString("as it exits (sched:sched_process_exit)")

@@ -39,6 +39,11 @@ const (
 	// kernel writes records of up to 64 KiB (header.size has 16 bits), and
 	// a record larger than the ring is lost however fast it is read.
 	MinRingSize = 64 << 10
+	// MaxRingSize is the largest ring one CPU can have: its data and
+	// metadata page are mapped in one mmap whose length must fit an int32
+	// (perfevents.Reader.Add), which leaves 1 GiB of data, a power of two,
+	// whatever the page size.
+	MaxRingSize = 1 << 30
 )
 
 // promptThreads puts every thread of cowtrace at the lowest real-time
@@ -115,6 +120,10 @@ func splitRingBudget(budget int64, n, pageSize int, user bool) (int, error) {
 		pages = 1 << (bits.Len64(uint64(share)) - 1)
 	}
 	if user {
+		if most := MaxRingSize * int64(n); budget > most {
+			return 0, fmt.Errorf("ring size %s over %d CPUs: a CPU's ring holds at most %s, so %d CPUs' at most %s",
+				formatBytes(budget), n, formatBytes(MaxRingSize), n, formatBytes(most))
+		}
 		if int64(pages)*int64(pageSize) < MinRingSize {
 			return 0, fmt.Errorf("ring size %s over %d CPUs is less than %s per CPU (a record can be that large)",
 				formatBytes(budget), n, formatBytes(MinRingSize))

@@ -34,6 +34,9 @@ func TestSplitRingBudget(t *testing.T) {
 		{1 << 20, 16, true, 16},
 		{3 << 20, 1, true, 512},
 		{1 << 20, 17, true, 0}, // 60 KiB each: less than a record may take
+		{2 << 30, 2, true, MaxRingSize / page},
+		{3 << 30, 2, true, 0}, // 1.5 GiB each: more than a ring can map
+		{64 << 30, 2, true, 0},
 		{page, 1, true, 0},
 		{DefaultRingBudget, 0, false, 0},
 	} {
@@ -50,6 +53,14 @@ func TestSplitRingBudget(t *testing.T) {
 		if c.user && int64(got*page*c.cpus) > c.budget {
 			t.Errorf("split %d over %d: %d pages each exceed the budget", c.budget, c.cpus, got)
 		}
+	}
+}
+
+// TestRingSizeTooLarge: the refusal says the limit in the user's terms.
+func TestRingSizeTooLarge(t *testing.T) {
+	_, err := splitRingBudget(64<<30, 2, 4096, true)
+	if want := "ring size 64G over 2 CPUs: a CPU's ring holds at most 1G, so 2 CPUs' at most 2G"; err == nil || err.Error() != want {
+		t.Errorf("64G over 2 CPUs: %v, want %q", err, want)
 	}
 }
 

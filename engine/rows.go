@@ -376,7 +376,7 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	switch {
 	case s.group != nil:
 		run.CountMethod = string(s.group.method)
-		run.Notes = append(run.Notes, s.group.note())
+		run.Notes = append(run.Notes, s.group.note(s.copyRoutine != ""))
 		if s.settled != nil {
 			run.Notes = append(run.Notes, s.settled.notes...)
 			run.Incomplete = append(run.Incomplete, s.settled.incomplete...)

@@ -161,6 +161,9 @@ func (s *Session) settleRootLocked(rg *rootGroups, c *settledCounts) {
 	lost := s.lostLocked(rg)
 	unseen := s.checkForksLocked(rg)
 	for m, mem := range g.members {
+		if mem.kind == mExit && s.dropExitSamples {
+			continue // the samples that would report it were dropped
+		}
 		var rest int64
 		for gi := range rg.groups {
 			rest += int64(rg.totals[gi][m])

@@ -190,6 +190,17 @@ func (g *gates) result() *report.Run {
 	return run
 }
 
+// Roles are the roles of the rows a run of workload cfg has: the parent,
+// then each child's, in fork order; so that an expectation naming a row
+// the run will not have is refused before it starts.
+func Roles(cfg workload.Config) []string {
+	roles := []string{"parent"}
+	for i := range cfg.Children {
+		roles = append(roles, roleName(cfg.Children, i+1))
+	}
+	return roles
+}
+
 // roleName names child i (1-based): "reader", "writer", and with several of
 // a kind "writer1", "writer2"...
 func roleName(children []workload.Action, i int) string {

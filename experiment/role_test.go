@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/cowtrace/cowtrace/workload"
@@ -22,5 +23,14 @@ func TestRoleName(t *testing.T) {
 		if got := roleName(tc.children, tc.i); got != tc.want {
 			t.Errorf("roleName(%v, %d) = %q, want %q", tc.children, tc.i, got, tc.want)
 		}
+	}
+}
+
+// TestRoles: the rows of a run, known before it starts.
+func TestRoles(t *testing.T) {
+	r, w := workload.ActionRead, workload.ActionWrite
+	got := Roles(workload.Config{Children: []workload.Action{r, w, w}})
+	if want := []string{"parent", "reader", "writer1", "writer2"}; !slices.Equal(got, want) {
+		t.Errorf("Roles = %q, want %q", got, want)
 	}
 }

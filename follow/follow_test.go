@@ -607,8 +607,12 @@ func TestAttachLiveChild(t *testing.T) {
 				p     report.Process
 				pages uint64
 			}{{run.Processes[0], parent}, {run.Processes[1], child}} {
+				// Beyond its pages each also first-writes pages of its
+				// stack, libc's data and stdio's buffers after the fork:
+				// 17 seen under load. Counting the other's pages would be
+				// 500 or 1000 more.
 				wp := tc.p.WPFaults
-				if wp == nil || *wp < tc.pages || *wp > tc.pages+16 || tc.p.Copies == nil || *tc.p.Copies < tc.pages {
+				if wp == nil || *wp < tc.pages || *wp > tc.pages+48 || tc.p.Copies == nil || *tc.p.Copies < tc.pages {
 					t.Errorf("pid %d (%s): wp faults %v, copies %v, unmeasured %q; want %d and a few",
 						tc.p.Pid, tc.p.Role, fmtp(wp), fmtp(tc.p.Copies), tc.p.Unmeasured, tc.pages)
 				}

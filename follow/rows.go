@@ -35,7 +35,7 @@ type tree struct {
 
 // result builds the run after Stop: one row per process in tree order (each
 // process before its children, children by start time), and with threads
-// a row per thread after its process.
+// a row per thread after each process that had more than one.
 func result(s *engine.Session, threads, startAtExec bool) *report.Run {
 	start, end := s.Span()
 	tr := tree{s: s, startNs: start, endNs: end, startAtExec: startAtExec}
@@ -91,7 +91,9 @@ func result(s *engine.Session, threads, startAtExec bool) *report.Run {
 	walk = func(p *process, depth int) {
 		p.depth = depth
 		run.Processes = append(run.Processes, tr.processRow(p))
-		if threads {
+		// A process of one thread would repeat its own row as a
+		// thread's: only processes of several get thread rows.
+		if threads && len(p.tasks) > 1 {
 			for _, tk := range p.tasks {
 				run.Processes = append(run.Processes, tr.threadRow(p, tk))
 			}

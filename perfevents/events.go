@@ -184,7 +184,7 @@ func (e *Event) SetFilter(filter string) error {
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(e.fd), unix.PERF_EVENT_IOC_SET_FILTER, uintptr(unsafe.Pointer(p)))
 	runtime.KeepAlive(p)
 	if errno != 0 {
-		return fmt.Errorf("filter %q on %s: %w (%v)", filter, e.Label, ErrNotSupported, errno)
+		return fmt.Errorf("filter %q on %s: %w (%w)", filter, e.Label, ErrNotSupported, errno)
 	}
 	return nil
 }
@@ -284,11 +284,11 @@ func openError(label string, tid, cpu int, err error) error {
 	case unix.ENOENT:
 		return fmt.Errorf("open %s: %w (ENOENT)", label, ErrNotFound)
 	case unix.EINVAL, unix.EILSEQ, unix.EADDRNOTAVAIL:
-		return fmt.Errorf("open %s: %w (%v)", label, ErrNotProbeable, errno)
+		return fmt.Errorf("open %s: %w (%w)", label, ErrNotProbeable, errno)
 	case unix.ESRCH:
 		return fmt.Errorf("open %s on %s: %w (ESRCH)", label, on, ErrNoProcess)
 	case unix.EOPNOTSUPP, unix.ENODEV:
-		return fmt.Errorf("open %s: %w (%v)", label, ErrNotSupported, errno)
+		return fmt.Errorf("open %s: %w (%w)", label, ErrNotSupported, errno)
 	}
 	return fmt.Errorf("open %s on %s: %w", label, on, errno)
 }

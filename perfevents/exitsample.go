@@ -35,66 +35,120 @@ func ExitSampled(exitTP uint64) (bool, error) {
 func askExitSampled(exitTP uint64) (bool, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var was unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &was); err != nil {
-		return false, fmt.Errorf("exit sample probe: %w", err)
-	}
-	cpu, err := currentCPU()
+	cpu, unpin, err := pinToCurrentCPU()
 	if err != nil {
 		return false, err
 	}
-	var one unix.CPUSet
-	one.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		return false, fmt.Errorf("exit sample probe: pin to CPU %d: %w", cpu, err)
-	}
-	defer func() { _ = unix.SchedSetaffinity(0, &was) }()
-
-	const st = unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_READ | unix.PERF_SAMPLE_IDENTIFIER
-	leader, err := Open(Attr{Label: "sched:sched_process_exit (exit sample probe)", Type: Tracepoint, Config: exitTP,
-		SampleType: st, GroupRead: true, Inherit: true, Disabled: true}, unix.Gettid(), cpu)
-	if errors.Is(err, ErrNotProbeable) {
-		return false, fmt.Errorf("exit sample probe: %w", ErrNoSampleRead)
-	}
+	defer unpin()
+	p, err := openExitProbe(exitTP, cpu)
 	if err != nil {
 		return false, err
 	}
-	defer leader.Close()
-	member, err := OpenInGroup(Attr{Label: "page-faults (exit sample probe)", Type: Software, Config: PageFaults,
-		GroupRead: true, Inherit: true}, unix.Gettid(), cpu, leader)
-	if err != nil {
-		return false, err
-	}
-	defer member.Close()
-	r, err := NewReader()
-	if err != nil {
-		return false, err
-	}
-	defer r.Close()
-	if err := r.Add(leader.FD(), 1, 0); err != nil {
-		return false, err
-	}
-	if err := leader.Enable(); err != nil {
+	defer p.close()
+	if err := p.leader.Enable(); err != nil {
 		return false, err
 	}
 	pid, err := forkExit()
 	if err != nil {
 		return false, err
 	}
+	if err := waitExited(pid); err != nil {
+		return false, err
+	}
+	return p.sampledExitOf(pid)
+}
+
+// pinToCurrentCPU pins the calling (locked) thread to the CPU it runs on:
+// the probe's events are opened on that CPU alone, and the child forked
+// from the thread inherits the pinning. unpin restores the affinity.
+func pinToCurrentCPU() (cpu int, unpin func(), err error) {
+	var was unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &was); err != nil {
+		return 0, nil, fmt.Errorf("exit sample probe: %w", err)
+	}
+	cpu, err = currentCPU()
+	if err != nil {
+		return 0, nil, err
+	}
+	var one unix.CPUSet
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		return 0, nil, fmt.Errorf("exit sample probe: pin to CPU %d: %w", cpu, err)
+	}
+	return cpu, func() { _ = unix.SchedSetaffinity(0, &was) }, nil
+}
+
+// exitProbeSampleType is what the exit probe's samples carry: the task,
+// and the group's counts (PERF_SAMPLE_READ).
+const exitProbeSampleType = unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_READ | unix.PERF_SAMPLE_IDENTIFIER
+
+// exitProbe is the group ExitSampled asks with: sched_process_exit leading
+// a page-fault counter, inherited, on the calling thread and one CPU,
+// sampled into a ring of one page.
+type exitProbe struct {
+	leader, member *Event
+	r              *Reader
+}
+
+func openExitProbe(exitTP uint64, cpu int) (_ *exitProbe, err error) {
+	p := &exitProbe{}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	p.leader, err = Open(Attr{Label: "sched:sched_process_exit (exit sample probe)", Type: Tracepoint, Config: exitTP,
+		SampleType: exitProbeSampleType, GroupRead: true, Inherit: true, Disabled: true}, unix.Gettid(), cpu)
+	if errors.Is(err, ErrNotProbeable) {
+		return nil, fmt.Errorf("exit sample probe: %w", ErrNoSampleRead)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.member, err = OpenInGroup(Attr{Label: "page-faults (exit sample probe)", Type: Software, Config: PageFaults,
+		GroupRead: true, Inherit: true}, unix.Gettid(), cpu, p.leader)
+	if err != nil {
+		return nil, err
+	}
+	if p.r, err = NewReader(); err != nil {
+		return nil, err
+	}
+	if err := p.r.Add(p.leader.FD(), 1, 0); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// close closes what openExitProbe opened, the reader first.
+func (p *exitProbe) close() {
+	if p.r != nil {
+		p.r.Close()
+	}
+	p.member.Close()
+	p.leader.Close()
+}
+
+// waitExited reaps the child pid.
+func waitExited(pid int) error {
 	var ws unix.WaitStatus
 	for {
 		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
 			if err != nil {
-				return false, fmt.Errorf("exit sample probe: wait: %w", err)
+				return fmt.Errorf("exit sample probe: wait: %w", err)
 			}
-			break
+			return nil
 		}
 	}
-	r.SetDeadline(time.Now())
+}
+
+// sampledExitOf reads what the ring holds now and says whether it has
+// pid's exit sample with both members' counts.
+func (p *exitProbe) sampledExitOf(pid int) (bool, error) {
+	p.r.SetDeadline(time.Now())
 	var rec Record
 	var s Sample
 	for {
-		if err := r.ReadInto(&rec); err != nil {
+		if err := p.r.ReadInto(&rec); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return false, nil
 			}
@@ -103,7 +157,7 @@ func askExitSampled(exitTP uint64) (bool, error) {
 		if rec.Type != unix.PERF_RECORD_SAMPLE {
 			continue
 		}
-		if err := DecodeSample(rec.Data, st, &s); err == nil && int(s.Tid) == pid && s.Read.Len() == 2 {
+		if err := DecodeSample(rec.Data, exitProbeSampleType, &s); err == nil && int(s.Tid) == pid && s.Read.Len() == 2 {
 			return true, nil
 		}
 	}

@@ -50,7 +50,7 @@ type Kprobes struct {
 // and the reason, for the run's "unavailable" list.
 func NewKprobes(method KprobeMethod, tfs *Tracefs) (*Kprobes, string, error) {
 	if method == KprobeNone {
-		return nil, "not requested (--kprobe-method none)", nil
+		return nil, "not requested (kprobe method none)", nil
 	}
 	if method == "" || method == KprobeAuto || method == KprobePMU {
 		typ, _, err := KprobePMUType()
@@ -58,7 +58,7 @@ func NewKprobes(method KprobeMethod, tfs *Tracefs) (*Kprobes, string, error) {
 			return &Kprobes{method: KprobePMU, pmuType: typ}, "", nil
 		}
 		if method == KprobePMU {
-			return nil, "", fmt.Errorf("--kprobe-method pmu: %w", err)
+			return nil, "", fmt.Errorf("kprobes through the PMU: %w", err)
 		}
 	}
 	if tfs != nil && tfs.HasKprobeEvents() {
@@ -75,9 +75,9 @@ func NewKprobes(method KprobeMethod, tfs *Tracefs) (*Kprobes, string, error) {
 	}
 	if method == KprobeTracefs {
 		if tfs == nil {
-			return nil, "", errors.New("--kprobe-method tracefs: tracefs is not available")
+			return nil, "", errors.New("kprobes through tracefs: tracefs is not available")
 		}
-		return nil, "", fmt.Errorf("--kprobe-method tracefs: %w: no kprobe_events in %s (%s)",
+		return nil, "", fmt.Errorf("kprobes through tracefs: %w: no kprobe_events in %s (%s)",
 			ErrNotSupported, tfs, KprobesUnavailableReason())
 	}
 	return nil, KprobesUnavailableReason(), nil
@@ -175,7 +175,7 @@ func (k *Kprobes) address(fn string) (uint64, error) {
 		return 0, err
 	}
 	if syms.AddressesHidden() {
-		return 0, fmt.Errorf("kprobe %q: inherited kprobe PMU events need the function's address, and kallsyms hides addresses (kernel.kptr_restrict): use --kprobe-method tracefs", fn)
+		return 0, fmt.Errorf("kprobe %q: inherited kprobe PMU events need the function's address, and kallsyms hides addresses (kernel.kptr_restrict); kprobes through tracefs need none", fn)
 	}
 	var text []Symbol
 	for _, s := range syms.All(fn) {

@@ -254,9 +254,9 @@ func kprobeWriteError(cmd string, err error, kernelSays string) error {
 		return fmt.Errorf("%s: %w", msg, err)
 	}
 	if errno != 0 {
-		return fmt.Errorf("%s: %w (%v)", msg, sentinel, errno)
+		return fmt.Errorf("%s: %w (%w)", msg, sentinel, errno)
 	}
-	return fmt.Errorf("%s: %w (%v)", msg, sentinel, err)
+	return fmt.Errorf("%s: %w (%w)", msg, sentinel, err)
 }
 
 func readErrorLog(t *Tracefs) string {

@@ -40,6 +40,9 @@ type Reader struct {
 	pendingErr error
 	// passNs is when the heads of the pending rings were loaded.
 	passNs uint64
+	// flushing: the pass under way was asked for by Flush; once it is
+	// drained ReadInto returns ErrFlushed.
+	flushing bool
 
 	// mu guards the set of rings, the deadline and the fds' lifetime against
 	// Add, SetDeadline and Close.
@@ -51,6 +54,32 @@ type Reader struct {
 	closed   atomic.Bool
 
 	lost atomic.Uint64
+	// flushReq asks the blocked ReadInto for a pass (Flush).
+	flushReq atomic.Bool
+}
+
+// ErrFlushed is what ReadInto returns once the pass Flush asked for is
+// drained: every record published before PassNs has been returned.
+var ErrFlushed = errors.New("perf reader: rings drained")
+
+// Flush makes a blocked (or the next) ReadInto read every ring to its head
+// now and return ErrFlushed once it has, even if nothing woke it: a
+// consumer that orders records by time (see Record.Pass) learns that no
+// ring holds an earlier one.
+func (r *Reader) Flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushReq.Store(true)
+	if !r.closed.Load() {
+		r.wake()
+	}
+}
+
+// PassNs is when the heads of the latest pass were loaded (Record.Pass).
+func (r *Reader) PassNs() uint64 {
+	r.readMu.Lock()
+	defer r.readMu.Unlock()
+	return r.passNs
 }
 
 // NewReader creates a Reader with no rings.
@@ -234,6 +263,10 @@ func (r *Reader) ReadInto(rec *Record) error {
 				r.pendingErr = nil
 				return err
 			}
+			if r.flushing {
+				r.flushing = false
+				return ErrFlushed
+			}
 			if err := r.wait(); err != nil {
 				return err
 			}
@@ -285,22 +318,7 @@ func (r *Reader) wait() error {
 		deadline := r.deadline
 		r.mu.Unlock()
 
-		timeout := -1
-		if !deadline.IsZero() {
-			d := time.Until(deadline)
-			switch {
-			case d <= 0:
-				timeout = 0
-			case d >= math.MaxInt32*time.Millisecond:
-				timeout = math.MaxInt32
-			default:
-				// Round up: returning before the deadline would report it
-				// exceeded early.
-				timeout = int((d + time.Millisecond - 1) / time.Millisecond)
-			}
-		}
-
-		n, err := unix.EpollWait(r.epfd, r.events, timeout)
+		n, err := unix.EpollWait(r.epfd, r.events, epollTimeout(deadline))
 		if err == unix.EINTR {
 			continue
 		}
@@ -308,52 +326,82 @@ func (r *Reader) wait() error {
 			return fmt.Errorf("epoll wait: %w", err)
 		}
 
-		woken := false
-		r.mu.Lock()
-		for _, ev := range r.events[:n] {
-			if ev.Pad == wakeToken {
-				woken = true
-				continue
-			}
-			if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				if i := int(ev.Pad) - 1; i >= 0 && i < len(r.rings) {
-					r.rings[i].hup = true
-				}
-			}
-		}
-		if woken {
-			// Reset the counter before looking at closed: a Close after the
-			// reset makes the fd readable again.
-			var buf [8]byte
-			_, _ = unix.Read(r.wakeFd, buf[:])
-		}
-		r.mu.Unlock()
-
+		woken := r.takeEvents(n)
 		if r.closed.Load() {
 			return fmt.Errorf("perf reader: %w", ErrClosed)
 		}
-		if woken && n == 1 {
+		flush := r.flushReq.Swap(false)
+		if woken && n == 1 && !flush {
 			// Only the deadline changed: wait again with the new one.
 			continue
 		}
+		r.flushing = r.flushing || flush
 		if n == 0 || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 			// Checked also when rings are ready, so that a producer that
 			// keeps writing cannot stretch the drain past the deadline
 			// forever: what is published now is returned, then the error.
 			r.pendingErr = fmt.Errorf("perf reader: %w", os.ErrDeadlineExceeded)
 		}
-
-		// A wake-up is expensive; make the most of it by looking at every
-		// ring, including hung-up ones that are no longer polled.
-		r.passNs = monotonicNs()
-		r.mu.Lock()
-		for _, ring := range r.rings {
-			ring.loadHead()
-			r.pending = append(r.pending, ring)
-		}
-		r.mu.Unlock()
+		r.queueEveryRing()
 		return nil
 	}
+}
+
+// epollTimeout is epoll_wait's timeout, in milliseconds, until deadline;
+// -1 (none) for the zero time.
+func epollTimeout(deadline time.Time) int {
+	if deadline.IsZero() {
+		return -1
+	}
+	d := time.Until(deadline)
+	switch {
+	case d <= 0:
+		return 0
+	case d >= math.MaxInt32*time.Millisecond:
+		return math.MaxInt32
+	}
+	// Round up: returning before the deadline would report it exceeded
+	// early.
+	return int((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// takeEvents marks the rings that the first n events of the last
+// epoll_wait report hung up, and says whether the Reader's eventfd was
+// among them, reading it empty if so.
+func (r *Reader) takeEvents(n int) (woken bool) {
+	r.mu.Lock()
+	for _, ev := range r.events[:n] {
+		if ev.Pad == wakeToken {
+			woken = true
+			continue
+		}
+		if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			if i := int(ev.Pad) - 1; i >= 0 && i < len(r.rings) {
+				r.rings[i].hup = true
+			}
+		}
+	}
+	if woken {
+		// Reset the counter before looking at closed: a Close after the
+		// reset makes the fd readable again.
+		var buf [8]byte
+		_, _ = unix.Read(r.wakeFd, buf[:])
+	}
+	r.mu.Unlock()
+	return woken
+}
+
+// queueEveryRing loads the head of every ring and queues it for draining.
+// A wake-up is expensive; make the most of it by looking at every ring,
+// including hung-up ones that are no longer polled.
+func (r *Reader) queueEveryRing() {
+	r.passNs = monotonicNs()
+	r.mu.Lock()
+	for _, ring := range r.rings {
+		ring.loadHead()
+		r.pending = append(r.pending, ring)
+	}
+	r.mu.Unlock()
 }
 
 func monotonicNs() uint64 {

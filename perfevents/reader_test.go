@@ -429,6 +429,49 @@ func TestReaderSetDeadlineWakesBlockedRead(t *testing.T) {
 	}
 }
 
+// Flush wakes a blocked ReadInto, which returns what was published without
+// a wake-up, then ErrFlushed, with a pass no older than the Flush; reading
+// goes on after it.
+func TestReaderFlushWakesBlockedRead(t *testing.T) {
+	r := newTestReader(t)
+	f := newFakePerfRing(t, 1)
+	f.attach(t, r, idleFD(t), 1)
+	done := make(chan error, 2)
+	var got []uint32
+	go func() {
+		var rec Record
+		for {
+			err := r.ReadInto(&rec)
+			if err != nil {
+				done <- err
+				return
+			}
+			got = append(got, rec.Type)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	f.write(unix.PERF_RECORD_SAMPLE, 0, seqBody(1, 8))
+	f.publish()
+	before := monotonicNs()
+	r.Flush()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFlushed) || len(got) != 1 {
+			t.Fatalf("ReadInto = %v after %d records, want ErrFlushed after the pending one", err, len(got))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Flush did not wake a blocked ReadInto")
+	}
+	if p := r.PassNs(); p < before {
+		t.Errorf("pass at %d, before the Flush at %d", p, before)
+	}
+	r.SetDeadline(time.Now())
+	var rec Record
+	if err := r.ReadInto(&rec); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("ReadInto after the flush = %v, want the deadline", err)
+	}
+}
+
 // A tracer adds rings as processes and CPUs appear, while the reader blocks.
 func TestReaderAddWhileBlocked(t *testing.T) {
 	r := newTestReader(t)

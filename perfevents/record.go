@@ -139,6 +139,20 @@ func (d *bodyDecoder) bytes(n uint32) []byte {
 	return v
 }
 
+// entries reads nr entries of size bytes each. A count larger than the
+// whole body (of bodyLen bytes) could hold is latched as truncated, before
+// nr*size could overflow; after a short read it reads nothing more.
+func (d *bodyDecoder) entries(nr, size uint64, bodyLen int) []byte {
+	if nr > uint64(bodyLen)/size {
+		d.truncated = true
+		return nil
+	}
+	if d.truncated {
+		return nil
+	}
+	return d.bytes(uint32(nr * size))
+}
+
 func (d *bodyDecoder) err(what string, n int) error {
 	if d.truncated {
 		return fmt.Errorf("decode %s from %d bytes: %w", what, n, ErrTruncated)
@@ -188,19 +202,10 @@ func DecodeSample(data []byte, sampleType uint64, s *Sample) error {
 		nr := d.u64()
 		s.Read.Enabled = d.u64()
 		s.Read.Running = d.u64()
-		if nr > uint64(len(data))/16 {
-			d.truncated = true
-		} else if !d.truncated {
-			s.Read.values = d.bytes(uint32(nr * 16))
-		}
+		s.Read.values = d.entries(nr, 16, len(data))
 	}
 	if sampleType&unix.PERF_SAMPLE_CALLCHAIN != 0 {
-		nr := d.u64()
-		if nr > uint64(len(data))/8 {
-			d.truncated = true
-		} else if !d.truncated {
-			s.Callchain = d.bytes(uint32(nr * 8))
-		}
+		s.Callchain = d.entries(d.u64(), 8, len(data))
 	}
 	if sampleType&unix.PERF_SAMPLE_RAW != 0 {
 		n := d.u32()

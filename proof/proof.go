@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cowtrace/cowtrace/report"
 )
@@ -63,6 +66,22 @@ func Read(pid int, start, length uint64) (Frames, error) {
 		}
 	}
 	return frames, nil
+}
+
+// Check says whether this process is shown frame numbers in pagemap: nil,
+// or ErrNoFrameNumbers. The kernel decides by the capabilities of the
+// process that opens the file, whichever process it reads, so one page of
+// this process's own tells before a run that needs the proof starts.
+func Check() error {
+	page := os.Getpagesize()
+	mem, err := unix.Mmap(-1, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("pagemap check: %w", err)
+	}
+	defer unix.Munmap(mem)
+	mem[0] = 1 // present: an absent page has no frame to hide
+	_, err = Read(os.Getpid(), uint64(uintptr(unsafe.Pointer(&mem[0]))), uint64(page))
+	return err
 }
 
 // frame is the physical frame of a present, resident page, or 0.

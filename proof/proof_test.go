@@ -1,6 +1,7 @@
 package proof
 
 import (
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -23,6 +24,17 @@ func TestCompare(t *testing.T) {
 	want := report.FrameSharing{Pages: 8, Shared: 3, Private: 1, ParentOnly: 1, ChildOnly: 1, Neither: 2, ZeroPage: 2}
 	if got != want {
 		t.Errorf("Compare = %+v, want %+v", got, want)
+	}
+}
+
+// TestCheck: Check gives what Read will, for this process's privileges.
+func TestCheck(t *testing.T) {
+	err := Check()
+	if testenv.CapSysAdmin() == "" && err != nil {
+		t.Errorf("with CAP_SYS_ADMIN: %v", err)
+	}
+	if testenv.CapSysAdmin() != "" && !errors.Is(err, ErrNoFrameNumbers) {
+		t.Errorf("without CAP_SYS_ADMIN: %v, want ErrNoFrameNumbers", err)
 	}
 }
 

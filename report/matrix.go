@@ -18,10 +18,10 @@ type MatrixEntry struct {
 	Held         bool           `json:"held"` // every expectation held
 	// Finding is what the run found about this kernel that decides the
 	// outcome (e.g. no shared zero page), in words.
-	Finding string `json:"finding,omitempty"`
+	Finding string `json:"finding" null:"empty"`
 	// NotApplicable says why this kernel cannot run the scenario (no
 	// transparent huge pages, say); Run is then nil and Held true.
-	NotApplicable string `json:"not_applicable,omitempty"`
+	NotApplicable string `json:"not_applicable" null:"empty"`
 	Run           *Run   `json:"run"`
 }
 
@@ -29,8 +29,8 @@ type MatrixEntry struct {
 type ExpectResult struct {
 	Expect string `json:"expect"`
 	Held   bool   `json:"held"`
-	Detail string `json:"detail,omitempty"` // why not, with the values seen
+	Detail string `json:"detail" null:"empty"` // why not, with the values seen
 	// NotChecked says why the run's methods cannot decide it (Held is
 	// then true: nothing contradicted it).
-	NotChecked string `json:"not_checked,omitempty"`
+	NotChecked string `json:"not_checked" null:"empty"`
 }

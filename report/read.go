@@ -14,8 +14,8 @@ type Compared struct {
 	Runs  []*Run
 }
 
-// ReadRuns decodes a report written with --format json: one run, or a
-// matrix. Anything else is an error that says what was wrong.
+// ReadRuns decodes a report written with --format json, of any schema
+// version up to SchemaVersion: one run, or a matrix. Anything else is an error that says what was wrong.
 func ReadRuns(data []byte) ([]*Run, error) {
 	var probe struct {
 		SchemaVersion *int            `json:"schema_version"`
@@ -29,8 +29,10 @@ func ReadRuns(data []byte) ([]*Run, error) {
 	switch {
 	case probe.SchemaVersion == nil:
 		return nil, errors.New("not a cowtrace report (no schema_version)")
-	case *probe.SchemaVersion != SchemaVersion:
-		return nil, fmt.Errorf("schema_version %d, this cowtrace reads %d", *probe.SchemaVersion, SchemaVersion)
+	case *probe.SchemaVersion < 1 || *probe.SchemaVersion > SchemaVersion:
+		// Version 1 differs only in leaving keys out where version 2
+		// writes null, which decodes the same.
+		return nil, fmt.Errorf("schema_version %d, this cowtrace reads 1 to %d", *probe.SchemaVersion, SchemaVersion)
 	case probe.Scenarios != nil:
 		var m Matrix
 		if err := json.Unmarshal(data, &m); err != nil {

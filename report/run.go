@@ -1,43 +1,48 @@
 // Package report holds what a cowtrace run measured: the JSON contract that
 // --format json writes and compare reads back (SchemaVersion: fields are
-// added, never renamed or removed, within a schema version), and what is
+// added, never renamed or removed, within a schema version; every key is
+// present, null where it does not apply or was not measured, json.go; the
+// JSON Schema is docs/schema), and what is
 // known about its rows, their counts and their matching across runs. The
 // packages that measure (cow, engine, follow) import it and nothing else
 // of report's: report/render draws it, report/expect and report/gate judge
 // it (--expect, --max-increase).
 package report
 
-// SchemaVersion is the version of the JSON contract.
-const SchemaVersion = 1
+// SchemaVersion is the version of the JSON contract. Version 2 writes every
+// key, null where version 1 left it out or wrote a 0 or "" that was not
+// measured; ReadRuns reads both.
+const SchemaVersion = 2
 
 // Run is the result of one experiment (or one traced command).
 type Run struct {
 	SchemaVersion int    `json:"schema_version"`
 	Kernel        string `json:"kernel"`   // uname -r
 	Scenario      string `json:"scenario"` // e.g. "touched", "untouched"
-	Label         string `json:"label,omitempty"`
+	Label         string `json:"label" null:"empty"`
 
 	Blocks    int  `json:"blocks"`
 	BlockSize int  `json:"block_size"`
 	Offset    int  `json:"offset"`
 	Touched   bool `json:"touched"`
+	// Blocks ... Region are the experiment's layout, null in a traced run.
 	// Region is where the experiment's memory sat in the worker; faults
 	// are split by whether their address falls inside it.
-	Region *Region `json:"region,omitempty"`
+	Region *Region `json:"region"`
 
 	// CopyRoutine is the kernel function behind Process.Copies when
 	// kprobes are available, and CopyRoutineCheck says how cowtrace made
 	// sure that this kernel's copy-on-write path really calls it.
-	CopyRoutine      string `json:"copy_routine"`
-	CopyRoutineCheck string `json:"copy_routine_check,omitempty"`
-	KprobeMethod     string `json:"kprobe_method"` // "pmu", "tracefs" or ""
+	CopyRoutine      string `json:"copy_routine" null:"empty"`
+	CopyRoutineCheck string `json:"copy_routine_check" null:"empty"`
+	KprobeMethod     string `json:"kprobe_method" null:"empty"` // "pmu", "tracefs" or ""
 
 	// Methods says how each measure was obtained, by JSON field name:
 	// "counter:page-faults", "tracepoint:exceptions:page_fault_user",
 	// "kprobe:copy_mc_to_kernel", "inferred:kmem:mm_page_alloc".
 	Methods     map[string]string `json:"methods"`
 	Unavailable []Unavailable     `json:"unavailable"`
-	Notes       []string          `json:"notes,omitempty"`
+	Notes       []string          `json:"notes"`
 
 	LostRecords uint64 `json:"lost_records"`
 	Throttled   uint64 `json:"throttled"`
@@ -49,17 +54,17 @@ type Run struct {
 	// totals. When not, Incomplete says why, and the figures it touches are
 	// null, with the reason in the row's Unmeasured.
 	Complete   bool     `json:"complete"`
-	Incomplete []string `json:"incomplete,omitempty"`
+	Incomplete []string `json:"incomplete"`
 	// CountMethod is how count mode learned each task's counts:
 	// "exit-tracepoint" or "exit-syscall" (cowtrace doctor explains); ""
 	// when faults were sampled one by one.
-	CountMethod string `json:"count_method,omitempty"`
+	CountMethod string `json:"count_method" null:"empty"`
 
 	// Trace is set for cowtrace run and attach (see tree.go).
-	Trace *Trace `json:"trace,omitempty"`
+	Trace *Trace `json:"trace"`
 	// CopiesBy says how each traced process's copies are split in its
 	// Process.CopiesBy (--by): ByMapping or ByFunction; "" when not.
-	CopiesBy string `json:"copies_by,omitempty"`
+	CopiesBy string `json:"copies_by" null:"empty"`
 	// Timeseries are the processes' copies and faults over time (--plot);
 	// not in the JSON report.
 	Timeseries []Timeseries `json:"-"`
@@ -110,20 +115,20 @@ type Process struct {
 
 	// Probes are kprobe hit counts by function name (the copy routine,
 	// do_wp_page, --probe functions).
-	Probes map[string]uint64 `json:"probes,omitempty"`
+	Probes map[string]uint64 `json:"probes"`
 
 	// CopiesBy splits the process's counted copies by mapping or by
 	// function (Run.CopiesBy), largest first.
-	CopiesBy []Share `json:"copies_by,omitempty"`
+	CopiesBy []Share `json:"copies_by"`
 
 	// Pagemap is the physical-frame evidence of --proof pagemap (children).
-	Pagemap *Pagemap `json:"pagemap,omitempty"`
+	Pagemap *Pagemap `json:"pagemap"`
 
 	LostRecords uint64 `json:"lost_records"`
 
 	// Unmeasured says, by JSON field, why a figure of this row that the
 	// run measures for others is null.
-	Unmeasured map[string]string `json:"unmeasured,omitempty"`
+	Unmeasured map[string]string `json:"unmeasured"`
 }
 
 // SetUnmeasured marks field (a JSON name) null in p, for the reason why.
@@ -159,8 +164,13 @@ type FaultClasses struct {
 	KernelMode uint64 `json:"kernel_mode"`
 	// Unclassified counts faults known by their address only: the
 	// software page-fault event, on kernels without the x86 fault
-	// tracepoints (arm64), says where a fault was, not of which kind.
-	Unclassified uint64 `json:"unclassified,omitempty"`
+	// tracepoints (arm64) or without the privileges for them, says where
+	// a fault was, not of which kind.
+	Unclassified uint64 `json:"unclassified"`
+
+	// unmeasured are the classes the run's method could not tell, null
+	// in JSON (Run.MarshalJSON sets it from Run.ClassMeasured).
+	unmeasured classSet
 }
 
 // Total is the number of faults of every kind (KernelMode is a subset).

@@ -64,13 +64,16 @@ func (s Scenario) Applicable() error {
 // the run's methods can decide, and a reason for each that they cannot.
 func (s Scenario) Check(run *report.Run, writers int) (results []report.ExpectResult, held bool, finding string) {
 	held = true
-	add := func(texts []string, why string) {
+	add := func(texts []string, reason string) {
 		for _, text := range texts {
 			e, err := expect.Parse(text)
 			if err != nil {
 				panic(fmt.Sprintf("scenario %s: %v", s.Name, err)) // a bug in this file, caught by its tests
 			}
 			r := report.ExpectResult{Expect: e.Text, Held: true}
+			// Each expectation's own: a fault class left unchecked
+			// does not leave the copies after it unchecked too.
+			why := reason
 			if why == "" {
 				why = unclassified(run, e.Text)
 			}
@@ -110,13 +113,30 @@ func (s Scenario) Check(run *report.Run, writers int) (results []report.ExpectRe
 var faultClass = regexp.MustCompile(`\b(in_region|outside)\.(wp|write_not_present|read|exec)\b`)
 
 // unclassified says why an expectation on a fault class cannot be decided
-// on a run that counted faults by address only (no x86 fault tracepoints:
-// arm64), where every class reads 0.
+// on a run that counted faults by address only, where every class reads 0.
 func unclassified(run *report.Run, text string) string {
 	if run.Methods["in_region"] == cow.FaultAddrMethod && faultClass.MatchString(text) {
-		return "faults counted by address only, without their class (no x86 fault tracepoints here)"
+		return "faults counted by address only, without their class (" + noFaultTracepoints(run) + ")"
 	}
 	return ""
+}
+
+// noFaultTracepoints says why a run had no x86 fault tracepoints, from
+// what its report says was unavailable: denied (tracefs, where they are,
+// refused to this user or by lockdown, with what grants it), not used
+// (--fault-method address), or not there (arm64). Saying "not here" of
+// tracepoints that are only denied sends a user to another kernel instead
+// of to sudo.
+func noFaultTracepoints(run *report.Run) string {
+	for _, u := range run.Unavailable {
+		switch u.What {
+		case "tracefs":
+			return "the fault tracepoints were denied: " + u.Why
+		case "tracepoint:exceptions:page_fault_user":
+			return "exceptions:page_fault_user: " + u.Why
+		}
+	}
+	return "no x86 fault tracepoints here"
 }
 
 // zeroPage decides the zero-page scenario. Whether a read of untouched

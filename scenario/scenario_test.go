@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cowtrace/cowtrace/cow"
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
@@ -53,6 +54,47 @@ func TestEveryExpectationParses(t *testing.T) {
 	}
 	if _, err := Lookup("copy-on-read"); err == nil || !strings.Contains(err.Error(), "touched") {
 		t.Errorf("Lookup of an unknown name: %v", err)
+	}
+}
+
+// TestUnclassifiedWhy: an expectation on a fault class, not checked on a
+// run that counted faults by address, says why the tracepoints were
+// missing: denied and what grants them, not used, or not there.
+func TestUnclassifiedWhy(t *testing.T) {
+	byAddress := map[string]string{"in_region": cow.FaultAddrMethod}
+	for _, c := range []struct {
+		unavailable []report.Unavailable
+		want        string
+	}{
+		{[]report.Unavailable{{What: "tracefs", Why: "tracepoints need root, CAP_PERFMON or kernel.perf_event_paranoid -1 (it is 2)"}, {What: "kprobes", Why: "need root or CAP_PERFMON"}},
+			"the fault tracepoints were denied: tracepoints need root, CAP_PERFMON or kernel.perf_event_paranoid -1 (it is 2)"},
+		{[]report.Unavailable{{What: "tracepoint:exceptions:page_fault_user", Why: "not used: faults by address were asked for (--fault-method address)"}},
+			"exceptions:page_fault_user: not used: faults by address were asked for (--fault-method address)"},
+		{nil, "no x86 fault tracepoints here"},
+	} {
+		run := &report.Run{Methods: byAddress, Unavailable: c.unavailable}
+		want := "faults counted by address only, without their class (" + c.want + ")"
+		if got := unclassified(run, "writer.in_region.wp == blocks"); got != want {
+			t.Errorf("unclassified with %v:\n got %q\nwant %q", c.unavailable, got, want)
+		}
+	}
+	if got := unclassified(&report.Run{Methods: byAddress}, "writer.copies == blocks"); got != "" {
+		t.Errorf("an expectation on copies is not one on a fault class: %q", got)
+	}
+	// In Check, the copies after a fault class are still checked.
+	touched, err := Lookup("touched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &report.Run{Blocks: 1000, Methods: map[string]string{"in_region": cow.FaultAddrMethod, "copies": "callchain"},
+		Processes: []report.Process{{Role: "parent", Copies: report.U64(20), WPFaults: report.U64(30)}, {Role: "reader", Copies: report.U64(0), WPFaults: report.U64(0)},
+			{Role: "writer", Copies: report.U64(1000), WPFaults: report.U64(1000)}}}
+	results, _, _ := touched.Check(run, DefaultWriters)
+	for _, r := range results {
+		class := faultClass.MatchString(r.Expect)
+		if class != (r.NotChecked != "") && !strings.Contains(r.Expect, "pagemap") {
+			t.Errorf("%s: not checked %q (a fault class: %v)", r.Expect, r.NotChecked, class)
+		}
 	}
 }
 

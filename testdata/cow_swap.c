@@ -29,6 +29,10 @@ int main(int argc, char **argv)
 				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (region == MAP_FAILED)
 		return 1;
+	/* Base pages on every kernel: with transparent huge pages the parent,
+	 * whose pages are its own again once the child exits, would take one
+	 * fault per huge page. */
+	madvise((void *)region, PAGES * page, MADV_NOHUGEPAGE);
 	for (int r = 0; r < rounds; r++) {
 		for (long i = 0; i < PAGES; i++)
 			region[i * page] = r;

@@ -63,10 +63,10 @@ type cowtraceCommand struct {
 	// NeedsProgs: the command runs a program of progsDir, so it is left
 	// out when they could not be built.
 	NeedsProgs bool
-	// NeedsKprobes: the command tests a kprobe route, and is left out on
-	// kernels that offer none.
-	NeedsKprobes bool
-	Timeout      time.Duration // 0: 90 s
+	// For says which boots run it, by what they offer (nil: every boot),
+	// as check.For does.
+	For     func(e expectation) bool
+	Timeout time.Duration // 0: 90 s
 }
 
 // attachedLine is what `cowtrace --pause-after-attach` prints to stderr once
@@ -78,15 +78,22 @@ var cowtraceCommands = []cowtraceCommand{
 	{Name: "no-touch", Args: []string{"--format", "json", "--no-touch"}},
 	{Name: "blocks-5000", Args: []string{"--format", "json", "--blocks", "5000"}},
 	{Name: "tracefs", Args: []string{"--format", "json", "--kprobe-method", "tracefs"}},
-	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT, NeedsKprobes: true},
-	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM, NeedsKprobes: true},
+	{Name: "sigint", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGINT, For: withKprobes},
+	{Name: "sigterm", Args: []string{"--format", "json", "--kprobe-method", "tracefs", "--pause-after-attach"}, Signal: syscall.SIGTERM, For: withKprobes},
 	{Name: "count", Args: []string{"--format", "json", "--mode", "count"}},
-	{Name: "run-seed", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_seed"}, NeedsProgs: true},
-	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, NeedsKprobes: true},
+	{Name: "run-seed", Args: []string{"run", "--format", "json", "--cross-check", "--", progsDir + "/cow_seed"}, NeedsProgs: true},
+	// The default run, and its twin that samples every fault.
+	{Name: "run-seed-fast", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_seed"}, NeedsProgs: true, For: counting},
+	{Name: "run-tree", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withCopies},
+	{Name: "run-tree-classify", Args: []string{"run", "--format", "json", "--mode", "classify", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withCopies},
+	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withKprobes},
 	{Name: "matrix", Args: []string{"matrix", "--format", "json"}, Timeout: 5 * time.Minute},
 	// doctor's text goes to vmtest's output, its JSON to the checks.
 	{Name: "doctor", Args: []string{"doctor"}},
 	{Name: "doctor-json", Args: []string{"doctor", "--format", "json"}},
+	// The method without kprobes, on a kernel that has them.
+	{Name: "generic", Args: []string{"--format", "json", "--kprobe-method", "none"}, For: withoutKprobesToo},
+	{Name: "generic-no-touch", Args: []string{"--format", "json", "--kprobe-method", "none", "--no-touch"}, For: withoutKprobesToo},
 }
 
 // errNoResult marks checks that could not look at anything because the
@@ -156,8 +163,8 @@ func (g *guestRun) report(name string) (*cowtraceReport, error) {
 	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
 		return nil, fmt.Errorf("%s: stdout is not the JSON report: %w", name, err)
 	}
-	if rep.SchemaVersion != 1 {
-		return nil, fmt.Errorf("%s: schema_version %d, want 1", name, rep.SchemaVersion)
+	if rep.SchemaVersion < 1 || rep.SchemaVersion > 2 {
+		return nil, fmt.Errorf("%s: schema_version %d, want 1 or 2", name, rep.SchemaVersion)
 	}
 	g.reports[name] = &rep
 	return &rep, nil
@@ -177,7 +184,31 @@ type check struct {
 func withKprobes(e expectation) bool  { return e.Kprobes }
 func withCopies(e expectation) bool   { return e.Copies != methodNone }
 func countersOnly(e expectation) bool { return e.Copies == methodNone }
+
+// byTracepoint: every fault has its class, from the x86 error code of
+// exceptions:page_fault_*.
 func byTracepoint(e expectation) bool { return e.Faults == faultsTracepoint }
+
+// classlessCopies: copies are measured, but faults have no class (no
+// fault tracepoint): only whether they are in the region.
+func classlessCopies(e expectation) bool { return e.Copies != methodNone && e.Faults == faultsAddress }
+
+// wpByProbe: write-protect faults are do_wp_page's kprobe hits, there
+// being no fault class to count them by.
+func wpByProbe(e expectation) bool { return e.Kprobes && e.Faults == faultsAddress }
+
+func withoutKprobesToo(e expectation) bool { return e.WithoutKprobesToo }
+
+// counting: run's default counts in the kernel, each task's counts sampled.
+func counting(e expectation) bool {
+	return e.CountMethod == countExitTracepoint || e.CountMethod == countExitSyscall
+}
+
+func declaredCountMethod(e expectation) bool { return e.CountMethod != "" }
+
+func both(a, b func(expectation) bool) func(expectation) bool {
+	return func(e expectation) bool { return a(e) && b(e) }
+}
 
 // checksFor are the checks of a kernel that should offer e.
 func checksFor(all []check, e expectation) []check {
@@ -199,24 +230,37 @@ type checkResult struct {
 
 func (c checkResult) failed() bool { return c.Skipped == "" && c.Err != "" }
 
-var guestChecks = []check{
+// checks are every assertion vmtest makes about a boot, each for the boots
+// whose expectation it names; a kernel's are checksFor it. The checks of
+// the test binaries are added to them per boot (testBinaryCheck).
+var checks = []check{
 	{Name: "guest finished and sent every result", Fn: checkGuestDone},
 	{Name: "kernel offers what vmtest expects of it", Fn: checkKernelOffers},
-}
 
-var cowtraceChecks = []check{
+	// The experiment: copies, and the faults of the region by their class
+	// or, where they have none, by do_wp_page.
 	{Name: "touched: copies by the kernel's best method", Cmd: "touched", Fn: checkCopyMethod, For: withCopies},
 	{Name: "touched: writer copies == blocks", Cmd: "touched", Fn: checkWriterCopiesBlocks, For: withCopies},
 	{Name: "touched: reader copies == 0", Cmd: "touched", Fn: checkReaderNoCopies, For: withCopies},
 	{Name: "touched: parent copies present", Cmd: "touched", Fn: checkParentCopies, For: withCopies},
-	{Name: "touched: writer do_wp_page == wp_faults", Cmd: "touched", Fn: checkDoWPPage, For: withKprobes},
+	{Name: "touched: writer do_wp_page == wp_faults", Cmd: "touched", Fn: checkDoWPPage, For: both(withKprobes, byTracepoint)},
+	{Name: "touched: faults by address: writer in-region == blocks, reader 0", Cmd: "touched", Fn: checkInRegionByAddress("touched", 1000, 0), For: classlessCopies},
+	{Name: "touched: writer wp_faults (do_wp_page) == blocks", Cmd: "touched", Fn: checkWPByProbe("touched", 1000), For: wpByProbe},
 	{Name: "touched: inferred copies == copies", Cmd: "touched", Fn: checkInferred, For: withCopies},
-	{Name: "no-touch: writer copies nothing", Cmd: "no-touch", Fn: checkNoTouch, For: withCopies},
-	{Name: "blocks 5000: writer copies 5000", Cmd: "blocks-5000", Fn: checkBlocks5000, For: withCopies},
+	{Name: "no-touch: writer copies nothing", Cmd: "no-touch", Fn: checkNoTouch, For: both(withCopies, byTracepoint)},
+	{Name: "no-touch: writer copies nothing, no do_wp_page; in-region faults == blocks for both", Cmd: "no-touch", Fn: checkNoTouchByAddress, For: both(classlessCopies, wpByProbe)},
+	{Name: "blocks 5000: writer copies 5000", Cmd: "blocks-5000", Fn: checkBlocks5000, For: both(withCopies, byTracepoint)},
+	{Name: "blocks 5000: writer copies, do_wp_page and in-region faults 5000", Cmd: "blocks-5000", Fn: checkBlocks5000ByAddress, For: both(classlessCopies, wpByProbe)},
 	{Name: "tracefs kprobes agree with the PMU", Cmd: "tracefs", Fn: checkTracefsAgrees, For: withKprobes},
 	{Name: "SIGINT mid-run exits clean, no kprobe left", Cmd: "sigint", Fn: checkSignalClean("sigint"), For: withKprobes},
 	{Name: "SIGTERM mid-run exits clean, no kprobe left", Cmd: "sigterm", Fn: checkSignalClean("sigterm"), For: withKprobes},
 	{Name: "no run leaves kprobes or tracefs mounts", Fn: checkNoLeftovers},
+
+	// The same kernel without kprobes, stood in for by --kprobe-method none.
+	{Name: "no kprobes (--kprobe-method none): writer copies == blocks, reader 0, by allocation stacks", Cmd: "generic", Fn: checkGeneric("generic", 1000), For: withoutKprobesToo},
+	{Name: "no kprobes: writer in-region faults == blocks, reader 0", Cmd: "generic", Fn: checkInRegionByAddress("generic", 1000, 0), For: both(withoutKprobesToo, classlessCopies)},
+	{Name: "no kprobes: copies == the kprobe run's, process by process", Cmd: "generic", Fn: checkGenericAgrees, For: withoutKprobesToo},
+	{Name: "no-touch, no kprobes: writer copies nothing", Cmd: "generic-no-touch", Fn: checkGeneric("generic-no-touch", 0), For: withoutKprobesToo},
 
 	// A kernel that permits only the software events: what they measure
 	// must hold exactly, and what they cannot must be absent, not 0.
@@ -226,6 +270,29 @@ var cowtraceChecks = []check{
 	{Name: "blocks 5000: writer faults 5000 times in the region", Cmd: "blocks-5000", Fn: checkRegionFaults("blocks-5000", 5000, 0), For: countersOnly},
 	{Name: "tracefs route refused in one line, nothing left", Cmd: "tracefs", Fn: checkTracefsRefused, For: countersOnly},
 	{Name: "unavailable names the lockdown for kprobes and tracepoints", Cmd: "touched", Fn: checkPolicyNamed, For: func(e expectation) bool { return e.Lockdown != "none" }},
+
+	// cowtrace run, the matrix and count mode (runchecks.go).
+	{Name: "run seed: parent, reader, writer traced to the end", Cmd: "run-seed", Fn: checkSeedTree},
+	{Name: "run seed: copies by the kernel's best method", Cmd: "run-seed", Fn: checkSeedMethod, For: withCopies},
+	{Name: "run seed: writer 1000 <= copies <= wp faults == 1000 + reader's", Cmd: "run-seed", Fn: checkSeedWriter, For: withCopies},
+	{Name: "run seed: reader copies <= its libc wp faults (<= 8)", Cmd: "run-seed", Fn: checkSeedReader, For: withCopies},
+	{Name: "run seed: kprobe hits attributed per process", Cmd: "run-seed", Fn: checkSeedPerProcess, For: withKprobes},
+	{Name: "run seed: writer faults once per block and a handful, reader a handful", Cmd: "run-seed", Fn: checkSeedFaults, For: countersOnly},
+	{Name: "run tree (tracefs): exact per-child attribution", Cmd: "run-tree-tracefs", Fn: checkTreeTracefs, For: withKprobes},
+	{Name: "run tree: the kernel's count method, complete, each child as classify mode counts it", Cmd: "run-tree", Fn: checkTreeModes, For: withCopies},
+	{Name: "run tree (classify): complete, each child its pages on a common baseline", Cmd: "run-tree-classify", Fn: checkTreeClassify, For: withCopies},
+	{Name: "run seed (count mode, kprobes): a few records per process, none per copy", Cmd: "run-seed-fast", Fn: checkFewRecords, For: both(counting, withKprobes)},
+	{Name: "doctor: the per-task count method this kernel gets", Cmd: "doctor-json", Fn: checkDoctorCountMethod, For: declaredCountMethod},
+	{Name: "run tree (tracefs): no kprobe or mount left", Cmd: "run-tree-tracefs", Fn: func(g *guestRun) error { return leftovers(g, "run-tree-tracefs") }, For: withKprobes},
+	{Name: "matrix: every scenario's outcome holds with the best copies method", Cmd: "matrix", Fn: checkMatrix, For: withCopies},
+	{Name: "matrix: every outcome the software events can decide holds", Cmd: "matrix", Fn: checkMatrixCountersOnly, For: countersOnly},
+	{Name: "count mode: writer wp faults == classify mode's", Cmd: "count", Fn: checkCountMode, For: byTracepoint},
+	{Name: "count mode: writer page faults == classify mode's", Cmd: "count", Fn: checkCountModeFaults, For: countersOnly},
+	{Name: "count mode: kprobe copies; says its fault counters need the x86 tracepoint", Cmd: "count", Fn: checkCountClassless, For: classlessCopies},
+
+	// cowtrace doctor (runchecks.go).
+	{Name: "doctor: names this kernel's lockdown, kprobe PMU, tracepoints and best copies method", Cmd: "doctor-json", Fn: checkDoctor},
+	{Name: "doctor: the text form reports", Cmd: "doctor", Fn: checkDoctorText},
 }
 
 func checkGuestDone(g *guestRun) error {
@@ -346,6 +413,52 @@ func writerReader(g *guestRun, name string) (rep *cowtraceReport, w, r *cowtrace
 	return
 }
 
+// perRole holds the writer and the reader of run name to f, each with its
+// own want.
+func perRole(g *guestRun, name string, writer, reader int64, f func(rep *cowtraceReport, p *cowtraceProcess, want int64) []error) error {
+	rep, w, r, err := writerReader(g, name)
+	if err != nil {
+		return err
+	}
+	return errors.Join(append(f(rep, w, writer), f(rep, r, reader)...)...)
+}
+
+// twoRuns are the writer and reader of a run and of the touched run it is
+// compared with.
+type twoRuns struct {
+	rep    *cowtraceReport
+	w, r   *cowtraceProcess
+	tw, tr *cowtraceProcess
+}
+
+func againstTouched(g *guestRun, name string) (*twoRuns, error) {
+	rep, w, r, err := writerReader(g, name)
+	if err != nil {
+		return nil, err
+	}
+	_, tw, tr, err := writerReader(g, "touched")
+	if err != nil {
+		return nil, fmt.Errorf("nothing to compare with: %w", err)
+	}
+	return &twoRuns{rep: rep, w: w, r: r, tw: tw, tr: tr}, nil
+}
+
+// sameCopies: the writer and the reader copied as many pages in both
+// runs, told in the run by how and in the touched run by touchedHow.
+func (t *twoRuns) sameCopies(how, touchedHow string) []error {
+	var errs []error
+	for _, pair := range [][2]*cowtraceProcess{{t.w, t.tw}, {t.r, t.tr}} {
+		a, err1 := copies(pair[0])
+		b, err2 := copies(pair[1])
+		if err := errors.Join(err1, err2); err != nil {
+			errs = append(errs, err)
+		} else if a != b {
+			errs = append(errs, fmt.Errorf("%s copies: %s %d, %s %d", pair[0].Role, how, a, touchedHow, b))
+		}
+	}
+	return errs
+}
+
 func copies(p *cowtraceProcess) (int64, error) {
 	if p.Copies == nil {
 		return 0, fmt.Errorf("%s copies is null", p.Role)
@@ -463,27 +576,15 @@ func checkBlocks5000(g *guestRun) error {
 }
 
 func checkTracefsAgrees(g *guestRun) error {
-	rep, w, r, err := writerReader(g, "tracefs")
+	t, err := againstTouched(g, "tracefs")
 	if err != nil {
 		return err
 	}
-	_, pw, pr, err := writerReader(g, "touched")
-	if err != nil {
-		return fmt.Errorf("nothing to compare with: %w", err)
-	}
 	var errs []error
-	if rep.KprobeMethod != "tracefs" {
-		errs = append(errs, fmt.Errorf("kprobe_method = %q, want tracefs", rep.KprobeMethod))
+	if t.rep.KprobeMethod != "tracefs" {
+		errs = append(errs, fmt.Errorf("kprobe_method = %q, want tracefs", t.rep.KprobeMethod))
 	}
-	for _, pair := range [][2]*cowtraceProcess{{w, pw}, {r, pr}} {
-		a, err1 := copies(pair[0])
-		b, err2 := copies(pair[1])
-		if err := errors.Join(err1, err2); err != nil {
-			errs = append(errs, err)
-		} else if a != b {
-			errs = append(errs, fmt.Errorf("%s copies: tracefs %d, pmu %d", pair[0].Role, a, b))
-		}
-	}
+	errs = append(errs, t.sameCopies("tracefs", "pmu")...)
 	errs = append(errs, leftovers(g, "tracefs"))
 	return errors.Join(errs...)
 }
@@ -652,23 +753,15 @@ func checkCountersOnlyMethods(g *guestRun) error {
 // exactly (all their faults after the gate are there).
 func checkRegionFaults(name string, writer, reader int64) func(g *guestRun) error {
 	return func(g *guestRun) error {
-		_, w, r, err := writerReader(g, name)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, c := range []struct {
-			p    *cowtraceProcess
-			want int64
-		}{{w, writer}, {r, reader}} {
-			if n := c.p.InRegion["unclassified"]; n != c.want {
-				errs = append(errs, fmt.Errorf("%s in_region.unclassified = %d, want %d", c.p.Role, n, c.want))
+		return perRole(g, name, writer, reader, func(_ *cowtraceReport, p *cowtraceProcess, want int64) (errs []error) {
+			if n := p.InRegion["unclassified"]; n != want {
+				errs = append(errs, fmt.Errorf("%s in_region.unclassified = %d, want %d", p.Role, n, want))
 			}
-			if c.p.PageFaults == nil || *c.p.PageFaults != c.want {
-				errs = append(errs, fmt.Errorf("%s page_faults = %s, want %d", c.p.Role, fmtp(c.p.PageFaults), c.want))
+			if p.PageFaults == nil || *p.PageFaults != want {
+				errs = append(errs, fmt.Errorf("%s page_faults = %s, want %d", p.Role, fmtp(p.PageFaults), want))
 			}
-		}
-		return errors.Join(errs...)
+			return errs
+		})
 	}
 }
 

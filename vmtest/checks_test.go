@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,9 +60,26 @@ func fakeGuest() *guestRun {
 	return newGuestRun(b, m)
 }
 
+// The commands of the experiment, and those of runchecks.go ("" stands for
+// the checks of no command).
+var (
+	experimentCmds = []string{"", "touched", "no-touch", "blocks-5000", "tracefs", "sigint", "sigterm"}
+	followCmds     = []string{"run-seed", "run-tree-tracefs", "matrix", "count"}
+)
+
+// checksOn are the checks for e of the commands cmds.
+func checksOn(e expectation, cmds []string) []check {
+	var out []check
+	for _, c := range checksFor(checks, e) {
+		if slices.Contains(cmds, c.Cmd) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func allChecks() []check {
-	c := append(append([]check{}, guestChecks...), cowtraceChecks...)
-	return append(checksFor(c, kprobes), testBinaryCheck("perfevents.test"))
+	return append(checksOn(kprobes, experimentCmds), testBinaryCheck("perfevents.test"))
 }
 
 func TestChecksPassOnGoodGuest(t *testing.T) {
@@ -130,27 +148,29 @@ func TestChecksCatchFailures(t *testing.T) {
 		t.Run(tc.want, func(t *testing.T) {
 			g := fakeGuest()
 			tc.spoil(g)
-			found := false
-			for _, r := range runChecks(g, allChecks(), nil) {
-				if r.Name != tc.check {
-					continue
-				}
-				found = true
-				if !strings.Contains(r.Err, tc.want) {
-					t.Errorf("%s: err %q, want it to contain %q", r.Name, r.Err, tc.want)
-				}
-			}
-			if !found {
-				t.Fatalf("no check named %q", tc.check)
-			}
+			wantFails(t, g, allChecks(), tc.check, tc.want)
 		})
 	}
+}
+
+// wantFails: of checks run on g, the one named name fails, saying want.
+func wantFails(t *testing.T, g *guestRun, checks []check, name, want string) {
+	t.Helper()
+	for _, r := range runChecks(g, checks, nil) {
+		if r.Name == name {
+			if !strings.Contains(r.Err, want) {
+				t.Errorf("%s: err %q, want it to contain %q", r.Name, r.Err, want)
+			}
+			return
+		}
+	}
+	t.Errorf("no check named %q", name)
 }
 
 func TestChecksSkipWithoutCowtrace(t *testing.T) {
 	g := fakeGuest()
 	g.Manifest.Commands = nil
-	for _, r := range runChecks(g, cowtraceChecks, nil) {
+	for _, r := range runChecks(g, checks, nil) {
 		if r.Cmd != "" && r.Skipped == "" {
 			t.Errorf("%s ran without its command", r.Name)
 		}
@@ -228,8 +248,7 @@ func fakeLockdownGuest() *guestRun {
 }
 
 func TestChecksFor(t *testing.T) {
-	all := append(append(append([]check{}, guestChecks...), cowtraceChecks...), followChecks...)
-	for _, c := range checksFor(all, lockdown) {
+	for _, c := range checksFor(checks, lockdown) {
 		if c.For == nil {
 			continue
 		}
@@ -237,7 +256,7 @@ func TestChecksFor(t *testing.T) {
 			t.Errorf("lockdown boot gets %q", c.Name)
 		}
 	}
-	for _, c := range checksFor(all, kprobes) {
+	for _, c := range checksFor(checks, kprobes) {
 		if c.For != nil && (c.For(lockdown) && !c.For(kprobes)) {
 			t.Errorf("kprobe kernel gets %q", c.Name)
 		}
@@ -245,7 +264,7 @@ func TestChecksFor(t *testing.T) {
 }
 
 func TestCountersOnlyChecks(t *testing.T) {
-	checks := checksFor(append(append([]check{}, guestChecks...), cowtraceChecks...), lockdown)
+	checks := checksOn(lockdown, experimentCmds)
 	for _, r := range runChecks(fakeLockdownGuest(), checks, nil) {
 		if r.Err != "" || r.Skipped != "" {
 			t.Errorf("%s: err %q, skipped %q", r.Name, r.Err, r.Skipped)
@@ -279,17 +298,52 @@ func TestCountersOnlyChecks(t *testing.T) {
 	} {
 		g := fakeLockdownGuest()
 		tc.spoil(g)
-		found := false
-		for _, r := range runChecks(g, checks, nil) {
-			if r.Name == tc.check {
-				found = true
-				if !strings.Contains(r.Err, tc.want) {
-					t.Errorf("%s: err %q, want it to contain %q", r.Name, r.Err, tc.want)
-				}
+		wantFails(t, g, checks, tc.check, tc.want)
+	}
+}
+
+// TestChecksByBoot: on every boot of the matrix each check is there once,
+// the commands its checks read are exactly the commands it runs, the
+// matrix and count mode have one check each, and every check is for some
+// boot.
+func TestChecksByBoot(t *testing.T) {
+	used := map[string]bool{}
+	for _, sp := range specs {
+		runs := map[string]bool{}
+		for _, c := range cowtraceCommands {
+			if c.For == nil || c.For(sp.Expect) {
+				runs[c.Name] = true
 			}
 		}
-		if !found {
-			t.Errorf("no check named %q", tc.check)
+		names := map[string]bool{}
+		read := map[string]int{}
+		for _, c := range checksFor(checks, sp.Expect) {
+			used[c.Name] = true
+			if names[c.Name] {
+				t.Errorf("%s: check %q twice", sp.Name, c.Name)
+			}
+			names[c.Name] = true
+			if c.Cmd != "" {
+				read[c.Cmd]++
+			}
+		}
+		for cmd := range runs {
+			if read[cmd] == 0 {
+				t.Errorf("%s runs %s, which no check of it reads", sp.Name, cmd)
+			}
+		}
+		for cmd := range read {
+			if !runs[cmd] {
+				t.Errorf("%s has checks of %s, which it does not run", sp.Name, cmd)
+			}
+		}
+		if read["matrix"] != 1 || read["count"] != 1 {
+			t.Errorf("%s: %d matrix and %d count checks, want 1 each", sp.Name, read["matrix"], read["count"])
+		}
+	}
+	for _, c := range checks {
+		if !used[c.Name] {
+			t.Errorf("check %q is for no boot", c.Name)
 		}
 	}
 }

@@ -142,30 +142,24 @@ func writeInitramfs(dst string, files []initramfsFile, extra map[string][]byte) 
 	if err != nil {
 		return err
 	}
-	c := newCpioWriter(gz)
-	made := map[string]bool{}
-	mkdirs := func(p string) error {
-		var parts []string
-		for d := path.Dir(cleanName(p)); d != "." && d != "/" && !made[d]; d = path.Dir(d) {
-			parts = append(parts, d)
-		}
-		for i := len(parts) - 1; i >= 0; i-- {
-			made[parts[i]] = true
-			if err := c.Dir(parts[i], 0o755); err != nil {
-				return err
-			}
-		}
-		return nil
+	if err := writeArchive(newCpioWriter(gz), files, extra); err != nil {
+		return err
 	}
+	return gz.Close()
+}
+
+// writeArchive writes /dev/console, then files and extra (by name), each
+// after the parent directories not yet written, then the trailer.
+func writeArchive(c *cpioWriter, files []initramfsFile, extra map[string][]byte) error {
 	if err := c.Dir("dev", 0o755); err != nil {
 		return err
 	}
-	made["dev"] = true
 	if err := c.CharDev("dev/console", 0o600, 5, 1); err != nil {
 		return err
 	}
+	dirs := parentDirs{c: c, made: map[string]bool{"dev": true}}
 	for _, fl := range files {
-		if err := mkdirs(fl.Dst); err != nil {
+		if err := dirs.write(fl.Dst); err != nil {
 			return err
 		}
 		if fl.Link != "" {
@@ -178,19 +172,36 @@ func writeInitramfs(dst string, files []initramfsFile, extra map[string][]byte) 
 			return err
 		}
 	}
-	names := slices.Sorted(maps.Keys(extra))
-	for _, name := range names {
-		if err := mkdirs(name); err != nil {
+	for _, name := range slices.Sorted(maps.Keys(extra)) {
+		if err := dirs.write(name); err != nil {
 			return err
 		}
 		if err := c.Bytes(name, 0o644, extra[name]); err != nil {
 			return err
 		}
 	}
-	if err := c.Close(); err != nil {
-		return err
+	return c.Close()
+}
+
+// parentDirs writes the directories above a file into the archive, each
+// once and before what it holds.
+type parentDirs struct {
+	c    *cpioWriter
+	made map[string]bool
+}
+
+func (d *parentDirs) write(name string) error {
+	var parts []string
+	for p := path.Dir(cleanName(name)); p != "." && p != "/" && !d.made[p]; p = path.Dir(p) {
+		parts = append(parts, p)
 	}
-	return gz.Close()
+	for i := len(parts) - 1; i >= 0; i-- {
+		d.made[parts[i]] = true
+		if err := d.c.Dir(parts[i], 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func addHostFile(c *cpioWriter, fl initramfsFile) error {

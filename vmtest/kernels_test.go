@@ -32,7 +32,8 @@ func TestParseDepends(t *testing.T) {
 func TestCachedImageKeepsSeriesApart(t *testing.T) {
 	cache := t.TempDir()
 	for _, pkg := range []string{"linux-image-6.1.0-9-amd64", "linux-image-6.1.0-56-amd64", "linux-image-6.1.0-57-rt-amd64",
-		"linux-image-6.12.117+deb12-amd64", "linux-image-5.10.0-46-amd64"} {
+		"linux-image-6.12.117+deb12-amd64", "linux-image-6.12.118+deb13-amd64", "linux-binary-7.3.4+deb13-amd64", "linux-image-7.3.4+deb13-amd64",
+		"linux-image-5.10.0-46-amd64", "linux-image-6.1.0-57-arm64"} {
 		dir := filepath.Join(cache, "kernels", pkg)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -42,7 +43,7 @@ func TestCachedImageKeepsSeriesApart(t *testing.T) {
 		}
 	}
 	// A download cut short must not be taken for a kernel.
-	if err := os.WriteFile(filepath.Join(cache, "kernels", "linux-image-6.12.117+deb12-amd64", "vmlinuz-y.part"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cache, "kernels", "linux-image-6.12.118+deb13-amd64", "vmlinuz-y.part"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{
@@ -50,7 +51,9 @@ func TestCachedImageKeepsSeriesApart(t *testing.T) {
 		"6.1":          "linux-image-6.1.0-56-amd64",
 		"6.1-rt":       "linux-image-6.1.0-57-rt-amd64",
 		"6.1-lockdown": "linux-image-6.1.0-56-amd64",
-		"6.12":         "linux-image-6.12.117+deb12-amd64",
+		"6.12":         "linux-image-6.12.118+deb13-amd64",
+		"7.3":          "linux-binary-7.3.4+deb13-amd64",
+		"6.1-arm64":    "linux-image-6.1.0-57-arm64",
 	} {
 		sp, ok := lookupSpec(name)
 		if !ok {
@@ -70,20 +73,6 @@ func TestCachedImageKeepsSeriesApart(t *testing.T) {
 	}
 }
 
-func TestDebianMirrors(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "debian.sources")
-	src := "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
-	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if m, s := debianMirrors(f); m != "http://mirror.example/debian" || s != "http://mirror.example/debian-security" {
-		t.Errorf("debianMirrors = %s, %s", m, s)
-	}
-	if m, s := debianMirrors(filepath.Join(t.TempDir(), "none")); m != "http://deb.debian.org/debian" || s != "http://deb.debian.org/debian-security" {
-		t.Errorf("no sources: %s, %s", m, s)
-	}
-}
-
 // TestSpecs: every boot of the matrix says what it expects, and the names
 // that the cache fallback matches belong to one series each.
 func TestSpecs(t *testing.T) {
@@ -93,7 +82,7 @@ func TestSpecs(t *testing.T) {
 			t.Errorf("%s twice", sp.Name)
 		}
 		seen[sp.Name] = true
-		if sp.Suite == "" || sp.Meta == "" || sp.Image == nil || sp.About == "" {
+		if sp.Arch == "" || sp.Suite == "" || sp.Meta == "" || sp.Layout.Package == "" || sp.Layout.Path == "" || sp.Image == nil || sp.About == "" {
 			t.Errorf("%s: incomplete: %+v", sp.Name, sp)
 		}
 		switch sp.Expect.Copies {
@@ -109,6 +98,11 @@ func TestSpecs(t *testing.T) {
 		}
 		if sp.Expect.Lockdown == "" {
 			t.Errorf("%s: no lockdown mode", sp.Name)
+		}
+		switch sp.Expect.CountMethod {
+		case countExitTracepoint, countExitSyscall, countClassify:
+		default:
+			t.Errorf("%s: count method %q", sp.Name, sp.Expect.CountMethod)
 		}
 	}
 	if sp, _ := lookupSpec("6.1"); sp.Image.MatchString("linux-image-6.1.0-57-rt-amd64") {

@@ -17,12 +17,6 @@ import (
 // statically, and the tests find them through progsEnv.
 var testProgs = []string{"cow_seed", "cow_tree", "cow_fork_later", "cow_swap"}
 
-// ccPackages are the Debian packages of each C compiler and its static libc.
-var ccPackages = map[string]string{
-	"gcc":                   "gcc libc6-dev",
-	"aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
-}
-
 const (
 	progsDir = "/progs"
 	// progsEnv names the directory of prebuilt programs for the tests
@@ -31,12 +25,13 @@ const (
 )
 
 // buildProgs compiles testProgs with cc -static (gcc, or a cross compiler
-// for the guest's architecture). Without it or a static libc it returns no
-// files and the reason, so that the rest of the matrix still runs.
-func buildProgs(ctx context.Context, root, bin, cc string) ([]initramfsFile, string, error) {
+// for the guest's architecture), which Debian's pkgs install. Without it or
+// a static libc it returns no files and the reason, so that the rest of
+// the matrix still runs.
+func buildProgs(ctx context.Context, root, bin, cc, pkgs string) ([]initramfsFile, string, error) {
 	gcc, err := exec.LookPath(cc)
 	if err != nil {
-		return nil, cc + " is not installed (apt-get install " + ccPackages[cc] + ")", nil
+		return nil, cc + " is not installed (apt-get install " + pkgs + ")", nil
 	}
 	dir := filepath.Join(bin, "progs")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -56,7 +51,7 @@ func buildProgs(ctx context.Context, root, bin, cc string) ([]initramfsFile, str
 			}
 			msg := strings.TrimSpace(string(b))
 			if strings.Contains(msg, "cannot find -lc") {
-				return nil, "no static libc for " + cc + " -static (" + ccPackages[cc] + ": libc.a is missing)", nil
+				return nil, "no static libc for " + cc + " -static (" + pkgs + ": libc.a is missing)", nil
 			}
 			return nil, "", errors.New(cc + " -static " + name + ": " + err.Error() + "\n" + msg)
 		}

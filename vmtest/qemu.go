@@ -94,37 +94,7 @@ func boot(ctx context.Context, o bootOptions) *bootResult {
 	scanDone := make(chan struct{})
 	go func() {
 		defer close(scanDone)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-		for sc.Scan() {
-			line := sc.Text()
-			// Frames start with a newline of their own, so blank lines
-			// are the guest's and not worth keeping.
-			if strings.TrimSpace(line) != "" && !strings.Contains(line, guest.FramePrefix) {
-				console.WriteString(line + "\n")
-				if o.Console != nil {
-					fmt.Fprintln(o.Console, line)
-				}
-			}
-			m, err := dec.Line(line)
-			if err != nil {
-				res.Frames = append(res.Frames, err.Error())
-				continue
-			}
-			if m == nil {
-				continue
-			}
-			switch m.Kind {
-			case "info":
-				res.Info = m.Info
-			case "result":
-				res.Results = append(res.Results, m.Result)
-			case "done":
-				res.Done, res.Sent = true, m.Sent
-			}
-		}
-		// Drain so that qemu never blocks on a full pipe.
-		_, _ = io.Copy(io.Discard, pr)
+		res.readConsole(pr, dec, &console, o.Console)
 	}()
 	err := cmd.Wait()
 	pw.Close()
@@ -143,15 +113,45 @@ func boot(ctx context.Context, o bootOptions) *bootResult {
 	return res
 }
 
-func haveTool(name string) error {
-	if _, err := exec.LookPath(name); err != nil {
-		pkg := "qemu-system-x86"
-		if strings.Contains(name, "aarch64") {
-			pkg = "qemu-system-arm"
+// readConsole reads qemu's output to its end: the guest's own lines go to
+// console (and to copyTo, if any), the frames to dec and from there into
+// res.
+func (res *bootResult) readConsole(r io.Reader, dec *guest.Decoder, console *strings.Builder, copyTo io.Writer) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		// Frames start with a newline of their own, so blank lines
+		// are the guest's and not worth keeping.
+		if strings.TrimSpace(line) != "" && !strings.Contains(line, guest.FramePrefix) {
+			console.WriteString(line + "\n")
+			if copyTo != nil {
+				fmt.Fprintln(copyTo, line)
+			}
 		}
-		return fmt.Errorf("%s not found (Debian: apt-get install -y %s): %w", name, pkg, err)
+		m, err := dec.Line(line)
+		if err != nil {
+			res.Frames = append(res.Frames, err.Error())
+			continue
+		}
+		if m != nil {
+			res.take(m)
+		}
 	}
-	return nil
+	// Drain so that qemu never blocks on a full pipe.
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// take keeps what one message from the guest says.
+func (res *bootResult) take(m *guest.Message) {
+	switch m.Kind {
+	case "info":
+		res.Info = m.Info
+	case "result":
+		res.Results = append(res.Results, m.Result)
+	case "done":
+		res.Done, res.Sent = true, m.Sent
+	}
 }
 
 func logf(format string, args ...any) {

@@ -21,6 +21,9 @@ type kernelRun struct {
 	Checks []checkResult
 	Tests  []string
 	Notes  []string
+	// Skipped says which tests of the test binaries this boot skipped,
+	// and why.
+	Skipped []string
 }
 
 func (r *kernelRun) ok() bool {
@@ -72,15 +75,7 @@ func summaryLine(r *kernelRun) string {
 	} else {
 		parts = append(parts, r.noReport())
 	}
-	passed, failed, skipped := r.counts()
-	c := fmt.Sprintf("%d checks passed", passed)
-	if failed > 0 {
-		c += fmt.Sprintf(", %d failed", failed)
-	}
-	if skipped > 0 {
-		c += fmt.Sprintf(", %d skipped", skipped)
-	}
-	parts = append(parts, c, fmt.Sprintf("%d test binaries%s", len(r.Tests), r.testCounts()))
+	parts = append(parts, r.countsText("%d checks passed", ", %d failed"), fmt.Sprintf("%d test binaries%s", len(r.Tests), r.testCounts()))
 	if n := len(r.Guest.Guests); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d guests, longest %.0f s", n, r.Guest.Boot.Elapsed.Seconds()))
 	} else {
@@ -197,14 +192,19 @@ func resultsTable(runs []*kernelRun) string {
 	return b.String()
 }
 
-func (r *kernelRun) checksCell() string {
-	p, f, s := r.counts()
-	out := fmt.Sprintf("%d passed", p)
-	if f > 0 {
-		out += fmt.Sprintf(", **%d failed**", f)
+func (r *kernelRun) checksCell() string { return r.countsText("%d passed", ", **%d failed**") }
+
+// countsText is how many checks passed, failed and were skipped, the last
+// two only when there are any: passedFmt and failedFmt write the first two
+// as the summary line and the table each want them.
+func (r *kernelRun) countsText(passedFmt, failedFmt string) string {
+	passed, failed, skipped := r.counts()
+	out := fmt.Sprintf(passedFmt, passed)
+	if failed > 0 {
+		out += fmt.Sprintf(failedFmt, failed)
 	}
-	if s > 0 {
-		out += fmt.Sprintf(", %d skipped", s)
+	if skipped > 0 {
+		out += fmt.Sprintf(", %d skipped", skipped)
 	}
 	return out
 }
@@ -326,7 +326,7 @@ func writeJSON(file string, runs []*kernelRun) error {
 		out = append(out, jsonRun{
 			Kernel: r.name(), Series: r.Kernel.Label, Package: r.Kernel.Package, Vmlinuz: r.Kernel.Vmlinuz,
 			Pass: r.ok(), ElapsedS: b.Elapsed.Seconds(), TimedOut: b.TimedOut, Info: b.Info,
-			Checks: r.Checks, Results: b.Results, Notes: r.Notes, FrameErrs: b.Frames,
+			Checks: r.Checks, Results: b.Results, Notes: slices.Concat(r.Notes, r.Skipped), FrameErrs: b.Frames,
 		})
 		for _, s := range r.Guest.Guests {
 			jg := jsonGuest{Index: s.Index, ElapsedS: s.Boot.Elapsed.Seconds(), TimedOut: s.Boot.TimedOut, FrameErrs: s.Boot.Frames}

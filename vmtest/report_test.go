@@ -68,3 +68,26 @@ func TestFigureArgs(t *testing.T) {
 		t.Errorf("figureArgs = %q, want %q", got, want)
 	}
 }
+
+// TestChecksCell: the table's cell and the summary line count the same
+// checks, each in its own words, without the parts that are zero.
+func TestChecksCell(t *testing.T) {
+	pass, fail, skip := checkResult{}, checkResult{Err: "x"}, checkResult{Skipped: "y"}
+	for _, c := range []struct {
+		checks        []checkResult
+		cell, summary string
+	}{
+		{[]checkResult{pass, pass}, "2 passed", "2 checks passed"},
+		{[]checkResult{pass, fail}, "1 passed, **1 failed**", "1 checks passed, 1 failed"},
+		{[]checkResult{skip, pass, fail, fail}, "1 passed, **2 failed**, 1 skipped", "1 checks passed, 2 failed, 1 skipped"},
+		{[]checkResult{skip}, "0 passed, 1 skipped", "0 checks passed, 1 skipped"},
+	} {
+		r := &kernelRun{Checks: c.checks}
+		if got := r.checksCell(); got != c.cell {
+			t.Errorf("checksCell = %q, want %q", got, c.cell)
+		}
+		if got := r.countsText("%d checks passed", ", %d failed"); got != c.summary {
+			t.Errorf("summary counts = %q, want %q", got, c.summary)
+		}
+	}
+}

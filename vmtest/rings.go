@@ -30,65 +30,25 @@ func runRings(ctx context.Context, o options) (bool, error) {
 		}
 		smps = append(smps, n)
 	}
-	if err := haveTool(o.qemu); err != nil {
-		return false, err
-	}
-	ks, err := resolveKernels(ctx, o.cache, []string{"6.1"})
+	ks, err := resolveKernels(ctx, newFetcher(o.cache), []string{"6.1"})
 	if err != nil {
 		return false, err
 	}
 	k := ks[0]
-	work, err := os.MkdirTemp("", "cowtrace-rings-")
+	if err := k.Target.haveQemu(); err != nil {
+		return false, err
+	}
+	work, cleanup, err := workDir(o)
 	if err != nil {
 		return false, err
 	}
-	if o.keep {
-		logf("work dir %s", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return false, err
-	}
-	bin := filepath.Join(work, "bin")
-	files := []initramfsFile{}
-	for _, b := range []struct{ pkg, dst string }{
-		{"./vmtest/guestinit", "init"}, {"./vmtest/ringprobe", "bin/ringprobe"}, {"./cmd/cowtrace", "bin/cowtrace"},
-	} {
-		out := filepath.Join(bin, filepath.Base(b.dst))
-		if _, err := goCmdFor(ctx, root, "", "build", "-trimpath", "-o", out, b.pkg); err != nil {
-			return false, err
-		}
-		files = append(files, initramfsFile{Src: out, Dst: b.dst, Perm: 0o755})
-	}
-	probes := []string{"after=/bin/cowtrace"}
-	if o.ringsCompare != "" {
-		if !isStatic(o.ringsCompare) {
-			return false, fmt.Errorf("-rings-compare %s: not a static binary (build it with CGO_ENABLED=0)", o.ringsCompare)
-		}
-		files = append(files, initramfsFile{Src: o.ringsCompare, Dst: "bin/cowtrace-compare", Perm: 0o755})
-		probes = append([]string{"before=/bin/cowtrace-compare"}, probes...)
-	}
-	bb, why := busybox("")
-	if why != "" {
-		return false, fmt.Errorf("%s", why)
-	}
-	files = append(files, bb...)
+	defer cleanup()
 	timeout := o.timeout
 	if timeout <= 0 {
 		timeout = 20 * time.Minute
 	}
-	man := guest.Manifest{Commands: []guest.Command{{
-		Name: "ringprobe", Argv: append([]string{"/bin/ringprobe", "-console", "-startups", strconv.Itoa(o.ringsStartups)}, probes...),
-		Env: []string{"PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp"}, Dir: "/tmp", Timeout: timeout - time.Minute,
-	}}}
-	mb, err := json.Marshal(man)
+	initrd, err := ringInitramfs(ctx, o, k, work, timeout-time.Minute)
 	if err != nil {
-		return false, err
-	}
-	initrd := filepath.Join(work, "initramfs.cpio.gz")
-	if err := writeInitramfs(initrd, files, map[string][]byte{guest.ManifestPath: mb}); err != nil {
 		return false, err
 	}
 
@@ -100,7 +60,7 @@ func runRings(ctx context.Context, o options) (bool, error) {
 		if o.verbose {
 			console = &prefixWriter{mu: &sync.Mutex{}, prefix: fmt.Sprintf("[%d vCPUs] ", n), w: os.Stderr}
 		}
-		res := boot(ctx, bootOptions{Qemu: o.qemu, Accel: o.accel, CPU: o.cpu, MemMB: o.memMB, SMP: n,
+		res := boot(ctx, bootOptions{Qemu: k.Target.Qemu, Accel: o.accel, CPU: cmpOr(o.cpu, k.Target.CPU), MemMB: o.memMB, SMP: n,
 			Vmlinuz: k.Vmlinuz, Initrd: initrd, Append: o.append, Timeout: timeout, Console: console})
 		logf("%d vCPUs: guest done in %v", n, res.Elapsed.Round(time.Second))
 		got, err := ringRows(res, n)
@@ -117,9 +77,52 @@ func runRings(ctx context.Context, o options) (bool, error) {
 		}
 		rows = append(rows, got...)
 	}
-	release := k.Label
-	fmt.Print(ringTable(rows, release))
+	fmt.Print(ringTable(rows, k.Label))
 	return ok, nil
+}
+
+// ringInitramfs writes the initramfs of the -rings guests: guestinit,
+// ringprobe, this tree's cowtrace and o.ringsCompare, busybox, and a
+// manifest that runs ringprobe for timeout.
+func ringInitramfs(ctx context.Context, o options, k kernel, work string, timeout time.Duration) (string, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(work, "bin")
+	files := []initramfsFile{}
+	for _, b := range []struct{ pkg, dst string }{
+		{"./vmtest/guestinit", "init"}, {"./vmtest/ringprobe", "bin/ringprobe"}, {"./cmd/cowtrace", "bin/cowtrace"},
+	} {
+		out := filepath.Join(bin, filepath.Base(b.dst))
+		if _, err := goCmdFor(ctx, root, k.Target.GOARCH, "build", "-trimpath", "-o", out, b.pkg); err != nil {
+			return "", err
+		}
+		files = append(files, initramfsFile{Src: out, Dst: b.dst, Perm: 0o755})
+	}
+	probes := []string{"after=/bin/cowtrace"}
+	if o.ringsCompare != "" {
+		if !isStatic(o.ringsCompare) {
+			return "", fmt.Errorf("-rings-compare %s: not a static binary (build it with CGO_ENABLED=0)", o.ringsCompare)
+		}
+		files = append(files, initramfsFile{Src: o.ringsCompare, Dst: "bin/cowtrace-compare", Perm: 0o755})
+		probes = append([]string{"before=/bin/cowtrace-compare"}, probes...)
+	}
+	bb, why := busybox("")
+	if why != "" {
+		return "", fmt.Errorf("%s", why)
+	}
+	files = append(files, bb...)
+	man := guest.Manifest{Commands: []guest.Command{{
+		Name: "ringprobe", Argv: append([]string{"/bin/ringprobe", "-console", "-startups", strconv.Itoa(o.ringsStartups)}, probes...),
+		Env: []string{"PATH=/bin", "HOME=/tmp", "TMPDIR=/tmp"}, Dir: "/tmp", Timeout: timeout,
+	}}}
+	mb, err := json.Marshal(man)
+	if err != nil {
+		return "", err
+	}
+	initrd := filepath.Join(work, "initramfs.cpio.gz")
+	return initrd, writeInitramfs(initrd, files, map[string][]byte{guest.ManifestPath: mb})
 }
 
 // ringRow is one binary measured in one guest.

@@ -50,7 +50,7 @@ func realGuests(t *testing.T) map[string]*guestRun {
 
 func TestFollowChecksPassOnRealGuests(t *testing.T) {
 	for kernel, g := range realGuests(t) {
-		for _, r := range runChecks(g, checksFor(followChecks, kprobes), nil) {
+		for _, r := range runChecks(g, checksOn(kprobes, followCmds), nil) {
 			if r.Err != "" || r.Skipped != "" {
 				t.Errorf("%s: %s: err %q, skipped %q", kernel, r.Name, r.Err, r.Skipped)
 			}
@@ -153,7 +153,7 @@ func TestFollowChecksCatchFailures(t *testing.T) {
 			for kernel, g := range realGuests(t) {
 				tc.spoil(t, g)
 				found := false
-				for _, r := range runChecks(g, checksFor(followChecks, kprobes), nil) {
+				for _, r := range runChecks(g, checksOn(kprobes, followCmds), nil) {
 					if r.Name != tc.check {
 						continue
 					}

@@ -72,11 +72,7 @@ func runWorker(cfg Config) error {
 	}
 
 	pids, stacks, err := startChildren(cfg, base)
-	defer func() {
-		for _, st := range stacks {
-			unix.Munmap(st)
-		}
-	}()
+	defer unmapStacks(stacks)
 	if err != nil {
 		return err
 	}
@@ -89,14 +85,36 @@ func runWorker(cfg Config) error {
 			return abandon(pids)
 		}
 	}
+	if err := workWhileChildrenRun(cfg, region); err != nil {
+		return err
+	}
+	return reapAndReport(cfg, region, pids)
+}
+
+// unmapStacks unmaps the clone-vm children's stacks once they are reaped.
+func unmapStacks(stacks [][]byte) {
+	for _, st := range stacks {
+		unix.Munmap(st)
+	}
+}
+
+// workWhileChildrenRun is the parent's own part while its children run:
+// its writes (ParentWritesDuring) and, when held, the message that they
+// are done.
+func workWhileChildrenRun(cfg Config, region []byte) error {
 	if cfg.ParentWrites == ParentWritesDuring {
 		writeBlocks(region, cfg, 'P')
 	}
 	if cfg.Hold {
-		if err := send(Message{Kind: KindParentWorked, Pid: os.Getpid()}); err != nil {
-			return err
-		}
+		return send(Message{Kind: KindParentWorked, Pid: os.Getpid()})
 	}
+	return nil
+}
+
+// reapAndReport reaps the children, writes after their exit if asked
+// (ParentWritesAfterExit), reports the parent's sum and waits at the gate
+// until the tracer has read every count.
+func reapAndReport(cfg Config, region []byte, pids []int) error {
 	for _, pid := range pids {
 		if err := reap(pid); err != nil {
 			return err

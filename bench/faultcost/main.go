@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cowtrace/cowtrace/bench/internal/stat"
 	"github.com/cowtrace/cowtrace/perfevents"
 )
 
@@ -93,31 +94,7 @@ func sets() []*set {
 		{name: "3 software counters", open: func(tid int, _ tracepoints, _ *perfevents.Reader, _ string) ([]*perfevents.Event, error) {
 			return counters(tid)
 		}},
-		// The filters count mode opens (cow.CountFilters).
-		{name: "count mode: 3 counters + 9 filtered tracepoint counters", open: func(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
-			evs, err := counters(tid)
-			for _, f := range []struct {
-				id     uint64
-				filter string
-			}{
-				{tp.fault, "error_code == 7"},
-				{tp.kfault, "error_code == 3 && address < 0x100000000000000"},
-				{tp.fault, "error_code == 7" + region},
-				{tp.fault, "error_code == 6" + region},
-				{tp.fault, "(error_code == 4 || error_code == 5)" + region},
-				{tp.fault, "(error_code == 20 || error_code == 21)" + region},
-				{tp.kfault, "error_code == 3" + region},
-				{tp.kfault, "error_code == 2" + region},
-				{tp.kfault, "(error_code == 0 || error_code == 1)" + region},
-				{tp.alloc, "order == 0 && (gfp_flags == 0x100cca || gfp_flags == 0x140cca)"},
-			} {
-				if err != nil {
-					break
-				}
-				evs, err = filtered(evs, tid, f.id, f.filter)
-			}
-			return evs, err
-		}},
+		{name: "count mode: 3 counters + 9 filtered tracepoint counters", open: countMode},
 		{name: "1 filtered tracepoint counter (error_code == 7)", open: func(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
 			return filtered(nil, tid, tp.fault, "error_code == 7")
 		}},
@@ -126,22 +103,10 @@ func sets() []*set {
 			return []*perfevents.Event{ev}, err
 		}},
 		{name: "2 filtered tracepoint counters (wp, wp in region)", open: func(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
-			evs, err := filtered(nil, tid, tp.fault, "error_code == 7")
-			if err != nil {
-				return evs, err
-			}
-			return filtered(evs, tid, tp.fault, "error_code == 7"+region)
+			return allFiltered(nil, tid, []filter{{tp.fault, "error_code == 7"}, {tp.fault, "error_code == 7" + region}})
 		}},
 		{name: "5 filtered page_fault_user counters", open: func(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
-			var evs []*perfevents.Event
-			var err error
-			for _, f := range []string{"error_code == 7", "error_code == 7" + region, "error_code == 6" + region,
-				"(error_code == 4 || error_code == 5)" + region, "(error_code == 20 || error_code == 21)" + region} {
-				if evs, err = filtered(evs, tid, tp.fault, f); err != nil {
-					break
-				}
-			}
-			return evs, err
+			return allFiltered(nil, tid, userFilters(tp, region))
 		}},
 		{name: "1 sampled page_fault_user, RAW", open: sampled(unix.PERF_SAMPLE_RAW, 128*4096/4, 128)},
 		{name: "1 sampled page_fault_user, IDENTIFIER only", open: sampled(unix.PERF_SAMPLE_IDENTIFIER, 128*4096/4, 128)},
@@ -153,6 +118,57 @@ func sets() []*set {
 		{name: "classify mode: 3 counters + 3 sampled tracepoints in one ring", open: classify(128, 128*4096/4)},
 		{name: "classify mode, 2 MiB ring woken at 1 MiB", open: classify(512, 512*4096/2)},
 	}
+}
+
+// filter is a tracepoint counter (by id) and the filter it counts through.
+type filter struct {
+	id     uint64
+	filter string
+}
+
+// allFiltered opens a filtered counter per filter after evs, up to the
+// first that fails.
+func allFiltered(evs []*perfevents.Event, tid int, fs []filter) ([]*perfevents.Event, error) {
+	for _, f := range fs {
+		var err error
+		if evs, err = filtered(evs, tid, f.id, f.filter); err != nil {
+			return evs, err
+		}
+	}
+	return evs, nil
+}
+
+// userFilters are count mode's filters on page_fault_user: the writer's
+// write-protect faults, and each class of fault in the region.
+func userFilters(tp tracepoints, region string) []filter {
+	return []filter{
+		{tp.fault, "error_code == 7"},
+		{tp.fault, "error_code == 7" + region},
+		{tp.fault, "error_code == 6" + region},
+		{tp.fault, "(error_code == 4 || error_code == 5)" + region},
+		{tp.fault, "(error_code == 20 || error_code == 21)" + region},
+	}
+}
+
+// countMode opens the counters and the filters count mode opens
+// (cow.CountFilters).
+func countMode(tid int, tp tracepoints, _ *perfevents.Reader, region string) ([]*perfevents.Event, error) {
+	evs, err := counters(tid)
+	if err != nil {
+		return evs, err
+	}
+	return allFiltered(evs, tid, []filter{
+		{tp.fault, "error_code == 7"},
+		{tp.kfault, "error_code == 3 && address < 0x100000000000000"},
+		{tp.fault, "error_code == 7" + region},
+		{tp.fault, "error_code == 6" + region},
+		{tp.fault, "(error_code == 4 || error_code == 5)" + region},
+		{tp.fault, "(error_code == 20 || error_code == 21)" + region},
+		{tp.kfault, "error_code == 3" + region},
+		{tp.kfault, "error_code == 2" + region},
+		{tp.kfault, "(error_code == 0 || error_code == 1)" + region},
+		{tp.alloc, "order == 0 && (gfp_flags == 0x100cca || gfp_flags == 0x140cca)"},
+	})
 }
 
 // classify opens what classify mode opens on a task, with a ring of pages
@@ -217,36 +233,16 @@ func run(pages, rounds int, only string) error {
 		return err
 	}
 	defer tfs.Close()
-	var tp tracepoints
-	for _, x := range []struct {
-		group, name string
-		id          *uint64
-	}{{"exceptions", "page_fault_user", &tp.fault}, {"exceptions", "page_fault_kernel", &tp.kfault}, {"kmem", "mm_page_alloc", &tp.alloc}} {
-		f, err := tfs.EventFormat(x.group, x.name)
-		if err != nil {
-			return err
-		}
-		*x.id = f.ID
+	tp, err := tracepointIDs(tfs)
+	if err != nil {
+		return err
 	}
-
 	size := pages * os.Getpagesize()
-	fd, err := unix.MemfdCreate("faultcost", unix.MFD_CLOEXEC)
+	fd, err := filledMemfd(size)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		return err
-	}
-	fill := make([]byte, 1<<20)
-	for i := range fill {
-		fill[i] = 'x'
-	}
-	for off := 0; off < size; off += len(fill) {
-		if _, err := unix.Pwrite(fd, fill[:min(len(fill), size-off)], int64(off)); err != nil {
-			return err
-		}
-	}
 
 	all := pick(sets(), only)
 	tid := unix.Gettid()
@@ -260,16 +256,60 @@ func run(pages, rounds int, only string) error {
 			s.ns = append(s.ns, ns)
 		}
 	}
+	writeTable(all, pages, rounds)
+	return nil
+}
+
+// tracepointIDs looks up the ids of the tracepoints the sets open.
+func tracepointIDs(tfs *perfevents.Tracefs) (tracepoints, error) {
+	var tp tracepoints
+	for _, x := range []struct {
+		group, name string
+		id          *uint64
+	}{{"exceptions", "page_fault_user", &tp.fault}, {"exceptions", "page_fault_kernel", &tp.kfault}, {"kmem", "mm_page_alloc", &tp.alloc}} {
+		f, err := tfs.EventFormat(x.group, x.name)
+		if err != nil {
+			return tp, err
+		}
+		*x.id = f.ID
+	}
+	return tp, nil
+}
+
+// filledMemfd is a memfd of size bytes, every one of them written: its
+// pages are in the page cache before any measurement maps them.
+func filledMemfd(size int) (int, error) {
+	fd, err := unix.MemfdCreate("faultcost", unix.MFD_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	fill := make([]byte, 1<<20)
+	for i := range fill {
+		fill[i] = 'x'
+	}
+	for off := 0; off < size; off += len(fill) {
+		if _, err := unix.Pwrite(fd, fill[:min(len(fill), size-off)], int64(off)); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+	}
+	return fd, nil
+}
+
+func writeTable(all []*set, pages, rounds int) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("CPU time of the faulting thread per copy-on-write fault, %d faults, median of %d interleaved rounds; load %s\n\n",
 		pages, rounds, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Println("| events on the faulting thread | ns per fault (median) | min-max | added ns |")
 	fmt.Println("|---|---:|---:|---:|")
-	base := median(all[0].ns)
+	base := stat.Median(all[0].ns)
 	for _, s := range all {
-		fmt.Printf("| %s | %.0f | %.0f-%.0f | %+.0f |\n", s.name, median(s.ns), slices.Min(s.ns), slices.Max(s.ns), median(s.ns)-base)
+		fmt.Printf("| %s | %.0f | %.0f-%.0f | %+.0f |\n", s.name, stat.Median(s.ns), slices.Min(s.ns), slices.Max(s.ns), stat.Median(s.ns)-base)
 	}
-	return nil
 }
 
 // measure maps the memfd privately, reads every page, opens the set's events
@@ -321,13 +361,4 @@ func threadCPU() time.Duration {
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_THREAD, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

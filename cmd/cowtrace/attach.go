@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +19,8 @@ import (
 const attachLong = `Follows running process PID (every thread it has) and every process it forks
 from then on, until Ctrl-C, the duration, or PID's exit, and prints one row
 per process like cowtrace run. Children PID forked before the attach are not
-followed.
+followed. Stopped by Ctrl-C (SIGINT) or SIGTERM, it writes the report and
+exits 130 (1 when an --expect failed).
 
 Once every event is open it prints "cowtrace: attached" on stderr, and with
 --ready-fd N writes "attached" and a newline to descriptor N and closes it:
@@ -25,8 +28,10 @@ a script waits for that line instead of sleeping, and reads end of file
 without the line if cowtrace failed before attaching:
 
   mkfifo ready
-  cowtrace attach -p "$pid" --duration 10s -o out.json --ready-fd 3 3>ready &
-  read line <ready && ./load.sh   # every fork of $pid from now on is traced
+  cowtrace attach -p "$pid" --duration 10s -o out.json \
+      --ready-fd 3 3>ready &
+  # every fork of $pid from now on is traced:
+  read line <ready && ./load.sh
 
 --expect selects the attached process by the role "attached", its children
 by "child"; see cowtrace run -h for the rest of the grammar.
@@ -57,6 +62,9 @@ func (f *attachFlags) run(ctx context.Context, args []string, stdout, stderr io.
 	}
 	if *f.duration < 0 {
 		return usagef("attach: --duration %v is negative", *f.duration)
+	}
+	if comm, ok := kernelThread(*f.pid); ok {
+		return usagef("attach: %d (%s) is a kernel thread: it has no user memory, so no page of its own to fault, share or copy; attach to a user process", *f.pid, comm)
 	}
 	ts, err := f.setup()
 	if err != nil {
@@ -96,7 +104,22 @@ func (f *attachFlags) run(ctx context.Context, args []string, stdout, stderr io.
 	if err := f.report(out, &ts, run, stderr); err != nil {
 		return err
 	}
-	return checkExpectations(run, f.expect.list)
+	err = checkExpectations(run, f.expect.list)
+	if ctx.Err() == nil {
+		return err
+	}
+	// Stopped by a signal: 130 after the report, unless an --expect
+	// failed, whose 1 is the verdict asked for; the lines of both are said.
+	stop := interruptedAfter(ctx, "attach: interrupted; the report covers the trace until then")
+	var fl failures
+	if !errors.As(err, &fl) {
+		return failures{[]error{stop}, exitInterrupted}
+	}
+	fl.errs = append(fl.errs, stop)
+	if fl.code != exitFailure {
+		fl.code = exitInterrupted
+	}
+	return fl
 }
 
 // openReadyFD takes over descriptor n of --ready-fd. It is made
@@ -112,4 +135,34 @@ func openReadyFD(n int) (*os.File, error) {
 	}
 	unix.CloseOnExec(n)
 	return os.NewFile(uintptr(n), "ready-fd"), nil
+}
+
+// pfKthread is PF_KTHREAD of a task's flags (include/linux/sched.h).
+const pfKthread = 0x00200000
+
+// kernelThread says whether process pid is a kernel thread, and its name:
+// the events would count nothing there (a kernel thread has no mm), and a
+// report of zeros reads as a measurement. A process that cannot be read is
+// left to the attach, which says why.
+func kernelThread(pid int) (comm string, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	return parseKthread(string(b))
+}
+
+// parseKthread reads /proc/PID/stat: "PID (COMM) STATE PPID PGRP SESSION
+// TTY TPGID FLAGS ...", COMM being any bytes, parentheses included.
+func parseKthread(stat string) (comm string, ok bool) {
+	open, end := strings.IndexByte(stat, '('), strings.LastIndexByte(stat, ')')
+	if open < 0 || end < open {
+		return "", false
+	}
+	fields := strings.Fields(stat[end+1:])
+	if len(fields) < 7 {
+		return "", false
+	}
+	flags, err := strconv.ParseUint(fields[6], 10, 64)
+	return stat[open+1 : end], err == nil && flags&pfKthread != 0
 }

@@ -39,7 +39,8 @@ type compareFlags struct {
 
 func setupCompare(fs *flagSet) runner {
 	// Which formats compare writes depends on --baseline: checked in run.
-	f := &compareFlags{format: addFormatFlag(fs, "compare", nil, "table", "output `FORMAT`: table or markdown; json too with --baseline")}
+	f := &compareFlags{format: addFormatFlag(fs, "compare", nil, "table", "output `FORMAT`: table, wide or markdown; json too with --baseline")}
+	fs.choose("format", string(render.Table), string(render.Wide), string(render.Markdown), string(render.JSON))
 	fs.Var(&f.labels, "label", "`LABEL` of the next file's column, in order (repeatable); with --baseline the baseline's first")
 	f.baseline = fs.String("baseline", "", "gate `BASE.json`: hold the one other report against it")
 	fs.Var(&f.maxIncrease, "max-increase", "the gate's bounds, `MEASURE=N|P%,...` (repeatable)")
@@ -49,11 +50,11 @@ func setupCompare(fs *flagSet) runner {
 func (f *compareFlags) run(_ context.Context, files []string, stdout, _ io.Writer) error {
 	gating := *f.baseline != ""
 	format := f.format.format()
-	if format != render.Table && format != render.Markdown && !(gating && format == render.JSON) {
+	if format != render.Table && format != render.Wide && format != render.Markdown && !(gating && format == render.JSON) {
 		if gating {
-			return usagef("unknown compare format %q (want table, markdown or json)", format)
+			return usagef("unknown compare format %q (want table, wide, markdown or json)", format)
 		}
-		return usagef("unknown compare format %q (want table or markdown)", format)
+		return usagef("unknown compare format %q (want table, wide or markdown)", format)
 	}
 	labels, maxIncrease := f.labels, f.maxIncrease
 	var bounds []gate.Bound
@@ -81,13 +82,17 @@ func (f *compareFlags) run(_ context.Context, files []string, stdout, _ io.Write
 		return err
 	}
 	if !gating {
-		return render.Compare(stdout, cols, format)
+		// gate.Hold checks the kinds of its two itself.
+		if err := checkKinds(files, cols); err != nil {
+			return err
+		}
+		return layout(stdout).Compare(stdout, cols, format)
 	}
 	v, err := gate.Hold(cols[0], cols[1], bounds)
 	if err != nil {
 		return usageError{err}
 	}
-	if err := render.WriteVerdict(stdout, v, format); err != nil {
+	if err := layout(stdout).WriteVerdict(stdout, v, format); err != nil {
 		return err
 	}
 	if r := v.Regressions(); len(r) > 0 {
@@ -139,4 +144,32 @@ func readCompared(files, labels []string) ([]report.Compared, error) {
 		}
 	}
 	return cols, nil
+}
+
+// checkKinds refuses, as bad input (exit 2), reports that cannot stand side
+// by side: a traced run's (cowtrace run, attach) beside an experiment's,
+// whose rows are different things, or a traced report of several runs.
+func checkKinds(files []string, cols []report.Compared) error {
+	kind := func(i int) (traced bool, what string) {
+		if cols[i].Runs[0].Trace != nil {
+			return true, "a traced run's (cowtrace run or attach)"
+		}
+		return false, "an experiment's"
+	}
+	first, firstWhat := kind(0)
+	for i, c := range cols {
+		traced, what := kind(i)
+		for _, r := range c.Runs {
+			if (r.Trace != nil) != traced {
+				return usagef("%s: holds traced runs and experiments together", files[i])
+			}
+		}
+		if traced && len(c.Runs) != 1 {
+			return usagef("%s: a traced report holds one run, this one %d", files[i], len(c.Runs))
+		}
+		if traced != first {
+			return usagef("%s is %s report and %s %s: compare puts reports of one kind side by side", files[0], firstWhat, files[i], what)
+		}
+	}
+	return nil
 }

@@ -109,6 +109,7 @@ func TestMatrixCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &m); err != nil {
 		t.Fatal(err)
 	}
+	testenv.ValidateJSON(t, "matrix", []byte(stdout))
 	if len(m.Scenarios) != 2 || m.Scenarios[0].Name != "touched" || m.Scenarios[1].Name != "vfork" {
 		t.Fatalf("scenarios: %+v", m.Scenarios)
 	}
@@ -172,6 +173,7 @@ func TestCompareGateCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &v); code != exitOK || err != nil || !v.Passed || len(v.Checks) != 1 {
 		t.Errorf("json: exit %d, %v, %+v\n%s", code, err, v, stdout)
 	}
+	testenv.ValidateJSON(t, "verdict", []byte(stdout))
 
 	// Every mistake in the flags is found before any file is read: these
 	// files do not exist.
@@ -186,8 +188,8 @@ func TestCompareGateCommand(t *testing.T) {
 		{[]string{"--baseline", missing, missing}, "--baseline needs --max-increase"},
 		{[]string{"--max-increase", "copies=1", missing, missing}, "--max-increase needs --baseline"},
 		{[]string{"--baseline", missing, "--max-increase", "copies=1", missing, missing}, "one report against it, got 2"},
-		{[]string{"--format", "csv", "--baseline", missing, "--max-increase", "copies=1", missing}, "want table, markdown or json"},
-		{[]string{"--format", "json", missing, missing}, "want table or markdown"},
+		{[]string{"--format", "csv", "--baseline", missing, "--max-increase", "copies=1", missing}, "want table, wide, markdown or json"},
+		{[]string{"--format", "json", missing, missing}, "want table, wide or markdown"},
 	} {
 		checkUsageError(t, append([]string{"compare"}, tc.args...), tc.want)
 	}
@@ -195,4 +197,36 @@ func TestCompareGateCommand(t *testing.T) {
 	exp := writeRun(t, dir, "exp.json", "6.1", 1000)
 	checkUsageError(t, []string{"compare", "--baseline", exp, "--max-increase", "copies=1", base}, "cannot hold a traced run")
 	checkUsageError(t, []string{"compare", "--baseline", base, "--max-increase", "probes.do_wp_page=1", same}, "has no probes.do_wp_page")
+}
+
+// TestCompareFlagsAfterFiles: compare takes its flags before, between or
+// after the files, as git and GNU tools do; after "--" all are files.
+func TestCompareFlagsAfterFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := writeRun(t, dir, "a.json", "6.1.0-56-amd64", 1000)
+	b := writeRun(t, dir, "b.json", "6.12.117", 998)
+	code, stdout, stderr := runCLI("compare", a, b, "--format", "markdown")
+	if code != exitOK || stderr != "" || !strings.HasPrefix(stdout, "|") {
+		t.Errorf("compare A B --format markdown: exit %d, stderr %q\n%s", code, stderr, stdout)
+	}
+	code, stdout, stderr = runCLI("compare", "--label", "--", a, "--label=after", b, "--format=markdown")
+	header, _, _ := strings.Cut(stdout, "\n")
+	if code != exitOK || stderr != "" || !strings.Contains(header, " -- ") || !strings.Contains(header, " after ") {
+		t.Errorf("compare --label -- A --label=after B: exit %d, stderr %q\n%s", code, stderr, stdout)
+	}
+	code, _, stderr = runCLI("compare", a, "--", "--format")
+	if code != exitUsage || !strings.Contains(stderr, "open --format: no such file") {
+		t.Errorf("compare A -- --format: exit %d, stderr %q: want --format read as a file", code, stderr)
+	}
+	checkUsageError(t, []string{"compare", a, b, "--format", "xml"}, `unknown compare format "xml"`)
+}
+
+// TestCompareKinds: an experiment's report beside a traced run's is bad
+// input, exit 2, in either order, naming both files.
+func TestCompareKinds(t *testing.T) {
+	dir := t.TempDir()
+	exp := writeRun(t, dir, "exp.json", "6.1", 1000)
+	traced := writeTraced(t, dir, "traced.json", 1000)
+	checkUsageError(t, []string{"compare", exp, traced}, exp+" is an experiment's report and "+traced+" a traced run's")
+	checkUsageError(t, []string{"compare", traced, exp}, traced+" is a traced run's (cowtrace run or attach) report and "+exp+" an experiment's")
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/report"
-	"github.com/cowtrace/cowtrace/report/render"
+	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/scenario"
 	"github.com/cowtrace/cowtrace/workload"
 )
@@ -46,9 +46,11 @@ func setupExperiment(fs *flagSet) runner {
 	f.mode = addModeFlag(fs, engine.ModeClassify, "how to measure faults, `MODE`: classify (sample and classify every fault) or count (in-kernel filtered counters only, no sampling)")
 	f.probes = addProbeFlag(fs)
 	f.scenario = fs.String("scenario", "", "run the scenario `NAME` (see cowtrace matrix -h): "+strings.Join(scenario.Names(), ", "))
+	fs.choose("scenario", scenario.Names()...)
 	f.expect = addExpectFlag(fs, experimentRows, "exit 1 unless `EXPR` holds, e.g. 'writer.copies == 1000' (repeatable)")
 	f.proof = &proofValue{}
 	fs.Var(f.proof, "proof", "add physical-frame evidence, `PROOF`: pagemap (/proc/PID/pagemap right after fork and after the writes)")
+	fs.choose("proof", string(experiment.ProofPagemap))
 	f.label = addLabelFlag(fs)
 	f.outPath = fs.String("o", "", "write the report to `FILE` instead of stdout")
 	f.pause = fs.Bool("pause-after-attach", false, "testing aid: print \"cowtrace: attached\" once every event is open, then wait for a signal")
@@ -77,7 +79,7 @@ func (f *experimentFlags) run(ctx context.Context, args []string, stdout, stderr
 	if *f.scenario != "" {
 		scenarioNotes(run, *f.scenario, *f.layout.writers)
 	}
-	if err := render.Write(out, run, f.format.format()); err != nil {
+	if err := layout(out.Writer).Write(out, run, f.format.format()); err != nil {
 		return err
 	}
 	out.reported = true
@@ -106,16 +108,37 @@ func (f *experimentFlags) options(stderr io.Writer) (experiment.Options, error) 
 	if err := checkProof(f.proof.proof, cfg); err != nil {
 		return experiment.Options{}, err
 	}
+	if err := f.proof.checkFrames(true, "leave --proof out"); err != nil {
+		return experiment.Options{}, err
+	}
+	if err := f.methods.checkProbes(f.probes); err != nil {
+		return experiment.Options{}, err
+	}
+	// The roles depend on the scenario, known only now: --expect's Set
+	// could not check them.
+	rows := expect.Rows{Roles: experiment.Roles(cfg)}
+	for _, e := range f.expect.list {
+		if err := e.Fits(rows); err != nil {
+			return experiment.Options{}, usagef("--expect: %v", err)
+		}
+	}
 	opt := experiment.Options{Workload: cfg, Scenario: scenarioLabel, KprobeMethod: f.methods.kprobes.method, Probes: f.probes.names,
 		Mode: f.mode.mode, Proof: f.proof.proof, FaultsByAddress: f.methods.faults.byAddress, HandOff: handOff}
 	if *f.pause {
-		opt.AfterAttach = func(ctx context.Context) error {
-			fmt.Fprintln(stderr, "cowtrace: attached")
-			<-ctx.Done()
-			return ctx.Err()
-		}
+		opt.AfterAttach = pauseAfterAttach(stderr)
 	}
 	return opt, nil
+}
+
+// pauseAfterAttach is the testing aid of --pause-after-attach and the
+// matrix's --pause-in: a test signals cowtrace at its most loaded moment,
+// once it has read this line.
+func pauseAfterAttach(stderr io.Writer) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		fmt.Fprintln(stderr, "cowtrace: attached")
+		<-ctx.Done()
+		return ctx.Err()
+	}
 }
 
 // scenarioWorkload turns the layout flags into the named scenario's workload.

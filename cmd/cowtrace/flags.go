@@ -12,6 +12,7 @@ import (
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/experiment"
 	"github.com/cowtrace/cowtrace/perfevents"
+	"github.com/cowtrace/cowtrace/proof"
 	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/report/render"
 	"github.com/cowtrace/cowtrace/scenario"
@@ -25,34 +26,21 @@ import (
 // flagSet is a command's flags.
 type flagSet struct {
 	*flag.FlagSet
-	hidden map[string]bool // testing aids, left out of the help
+	hidden  map[string]bool     // testing aids, left out of the help
+	choices map[string][]string // the values of a flag that takes one of a few
 }
 
 // newFlagSet returns a flag set whose messages go to a buffer: the flag
 // package prints the whole usage on every mistake, but a mistake deserves one
 // line (see parseFlags) and only -h the usage.
 func newFlagSet(name string) *flagSet {
-	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), hidden: map[string]bool{}}
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), hidden: map[string]bool{}, choices: map[string][]string{}}
 	fs.SetOutput(new(bytes.Buffer))
 	return fs
 }
 
 // hide keeps a flag out of the help: a testing aid, not for users.
 func (fs *flagSet) hide(name string) { fs.hidden[name] = true }
-
-// printDefaults is flag's PrintDefaults without the hidden flags.
-func (fs *flagSet) printDefaults(w io.Writer) {
-	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
-	shown.SetOutput(w)
-	fs.VisitAll(func(f *flag.Flag) {
-		if !fs.hidden[f.Name] {
-			shown.Var(f.Value, f.Name, f.Usage)
-			// The default as registered, not the value -h came after.
-			shown.Lookup(f.Name).DefValue = f.DefValue
-		}
-	})
-	shown.PrintDefaults()
-}
 
 // visible are the flags the help shows, in order.
 func (fs *flagSet) visible() []*flag.Flag {
@@ -98,6 +86,43 @@ func parseFlags(fs *flagSet, args []string, usage func(io.Writer), stdout io.Wri
 		return usageError{err}
 	}
 	return nil
+}
+
+// parseInterspersed is parseFlags for a command whose operands and flags
+// may come in any order, as git's and GNU tools' do (compare a.json b.json
+// --format markdown): the flag package stops at the first operand, and the
+// flags after it were read as file names. After "--" every argument is an
+// operand.
+func parseInterspersed(fs *flagSet, args []string, usage func(io.Writer), stdout io.Writer) ([]string, error) {
+	var operands []string
+	for {
+		if err := parseFlags(fs, args, usage, stdout); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" && (n < 2 || !fs.takesValue(args[n-2])) {
+			return append(operands, rest...), nil
+		}
+		if len(rest) == 0 {
+			return operands, nil
+		}
+		operands, args = append(operands, rest[0]), rest[1:]
+	}
+}
+
+// takesValue says whether arg is a flag that takes the next argument as
+// its value ("--label" in "--label --" does, "--label=x" and bools do not).
+func (fs *flagSet) takesValue(arg string) bool {
+	name, ok := strings.CutPrefix(arg, "-")
+	if !ok || strings.Contains(name, "=") {
+		return false
+	}
+	f := fs.Lookup(strings.TrimPrefix(name, "-"))
+	if f == nil {
+		return false
+	}
+	b, isBool := f.Value.(interface{ IsBoolFlag() bool })
+	return !isBool || !b.IsBoolFlag()
 }
 
 // stringList is a repeatable flag.
@@ -161,6 +186,7 @@ func (v *formatValue) Set(s string) error {
 func addFormatFlag(fs *flagSet, command string, allowed []string, def, usage string) *formatValue {
 	v := &formatValue{command: command, allowed: allowed, value: def}
 	fs.Var(v, "format", usage)
+	fs.choose("format", allowed...)
 	return v
 }
 
@@ -171,7 +197,7 @@ func addReportFormatFlag(fs *flagSet) *formatValue {
 	for _, f := range render.Formats {
 		formats = append(formats, string(f))
 	}
-	return addFormatFlag(fs, "", formats, "table", "output `FORMAT`: table, json, csv, markdown or openmetrics")
+	return addFormatFlag(fs, "", formats, "table", "output `FORMAT`: table (fits the terminal), wide, json, csv, markdown or openmetrics")
 }
 
 // methodFlags are the routes to the kernel's events that every traced
@@ -219,7 +245,18 @@ func addMethodFlags(fs *flagSet) *methodFlags {
 	m := &methodFlags{kprobes: kprobeMethodValue{method: perfevents.KprobeAuto}, faults: faultMethodValue{text: "auto"}}
 	fs.Var(&m.kprobes, "kprobe-method", "reach kernel functions by `ROUTE`: auto, pmu, tracefs or none")
 	fs.Var(&m.faults, "fault-method", "take faults from `SOURCE`: auto (the x86 fault tracepoints where the kernel has them, else the page-fault event with its address) or address (the latter everywhere)")
+	fs.choose("kprobe-method", string(perfevents.KprobeAuto), string(perfevents.KprobePMU), string(perfevents.KprobeTracefs), string(perfevents.KprobeNone))
+	fs.choose("fault-method", "auto", "address")
 	return m
+}
+
+// checkProbes refuses --probe with --kprobe-method none before anything
+// runs: the one asks for kprobes, the other for none.
+func (m *methodFlags) checkProbes(p *probesValue) error {
+	if len(p.names) > 0 && m.kprobes.method == perfevents.KprobeNone {
+		return usagef("--probe %s needs kprobes, and --kprobe-method none asks for none", p.names[0])
+	}
+	return nil
 }
 
 type modeValue struct {
@@ -244,6 +281,7 @@ func (v *modeValue) Set(s string) error {
 func addModeFlag(fs *flagSet, def engine.Mode, usage string) *modeValue {
 	v := &modeValue{def: def, mode: def}
 	fs.Var(v, "mode", usage)
+	fs.choose("mode", string(engine.ModeClassify), string(engine.ModeCount), string(engine.ModeAuto))
 	return v
 }
 
@@ -268,7 +306,7 @@ func (v *probesValue) Set(s string) error {
 
 func addProbeFlag(fs *flagSet) *probesValue {
 	v := &probesValue{}
-	fs.Var(v, "probe", "also count hits of kernel function `FUNC` per process (repeatable)")
+	fs.Var(v, "probe", "also count hits of kernel function `FUNC` per process (repeatable); one that cannot be probed fails the run (exit 1)")
 	return v
 }
 
@@ -361,6 +399,25 @@ func (v *proofValue) Set(s string) error {
 	}
 	v.text, v.proof = s, p
 	return nil
+}
+
+// checkFrames refuses --proof pagemap, before anything runs, where this
+// process is shown no frame numbers (no CAP_SYS_ADMIN), saying what to do
+// instead: the proof failed only after the first scenario had run, and
+// without a word of --proof none.
+func (v *proofValue) checkFrames(given bool, instead string) error {
+	if v.proof != experiment.ProofPagemap {
+		return nil
+	}
+	err := proof.Check()
+	if !errors.Is(err, proof.ErrNoFrameNumbers) {
+		return err
+	}
+	flag := "--proof pagemap"
+	if !given {
+		flag += " (the default)"
+	}
+	return fmt.Errorf("%s: %v: run as root, or %s", flag, err, instead)
 }
 
 // workloadFlags are the experiment's layout: the matrix runs every

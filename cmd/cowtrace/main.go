@@ -115,3 +115,12 @@ func recoverInternal(stderr io.Writer, code *int) {
 type exitCoder interface{ ExitCode() int }
 
 var errHelp = errors.New("help requested")
+
+// interruptedAfter is the line of a command that SIGINT or SIGTERM stopped
+// after it wrote what it had (attach's report, the matrix's finished
+// scenarios), for an exit of exitInterrupted all the same: a script can
+// tell a trace cut short from one that ended as asked. what says what was
+// written.
+func interruptedAfter(ctx context.Context, what string) error {
+	return fmt.Errorf("%s (%v)", what, context.Cause(ctx))
+}

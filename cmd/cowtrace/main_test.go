@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
@@ -56,6 +57,11 @@ func TestBadInput(t *testing.T) {
 		{"--probe", "copy page"},
 		{"--probe", ""},
 		{"--no-such-flag"},
+		// Rows the run will not have: refused before it runs, as run
+		// refuses them (as root it would run and then exit 1).
+		{"--expect", "wrter.copies == 1000"},
+		{"--scenario", "many-writers", "--expect", "writer.copies == 1000"},
+		{"--probe", "do_wp_page", "--kprobe-method", "none"},
 		{"stray-argument"},
 	} {
 		code, stdout, stderr := runCLI(args...)
@@ -72,9 +78,13 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	code, stdout, _ := runCLI("-h")
-	if code != exitOK || !strings.Contains(stdout, "-blocks") || !strings.Contains(stdout, "-no-touch") {
-		t.Errorf("-h: exit %d, stdout %q", code, stdout)
+	code, stdout, _ := runCLI("experiment", "-h")
+	if code != exitOK || !strings.Contains(stdout, "--blocks") || !strings.Contains(stdout, "--no-touch") {
+		t.Errorf("experiment -h: exit %d, stdout %q", code, stdout)
+	}
+	// The experiment's flags with -h are the experiment's help too.
+	if _, withFlags, _ := runCLI("--blocks", "5", "-h"); withFlags != stdout {
+		t.Errorf("--blocks 5 -h is not the experiment's help:\n%s", withFlags)
 	}
 	code, stdout, _ = runCLI("help")
 	if code != exitOK || !strings.Contains(stdout, "Usage:") {
@@ -94,6 +104,7 @@ func TestJSONContract(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &raw); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, stdout)
 	}
+	testenv.ValidateJSON(t, "run", []byte(stdout))
 	for _, key := range []string{"schema_version", "kernel", "blocks", "block_size", "touched", "methods",
 		"unavailable", "lost_records", "processes", "copy_routine"} {
 		if _, ok := raw[key]; !ok {
@@ -126,15 +137,36 @@ func TestJSONContract(t *testing.T) {
 	}
 }
 
+// TestTableOutput: the default table fits 80 columns when no terminal says
+// otherwise, its methods footnotes; --format wide has every method and
+// window in full; COLUMNS widens the default.
 func TestTableOutput(t *testing.T) {
 	testenv.Require(t, testenv.Root)
-	code, stdout, stderr := runCLI("--blocks", "20", "--no-touch")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	for _, want := range []string{"parent", "reader", "writer", "not touched before fork", "methods:", "windows:", "lost: 0, throttled: 0"} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("table output lacks %q:\n%s", want, stdout)
+	t.Setenv("COLUMNS", "")
+	for _, c := range []struct {
+		args    []string
+		columns string
+		want    []string
+		width   int // the widest line at most, 0: any
+	}{
+		{nil, "", []string{"[1] perf software counters", "--format wide"}, 80},
+		{[]string{"--format", "wide"}, "", []string{"methods:", "windows:", "[counter]", "┌"}, 0},
+		{nil, "300", []string{"methods:", "windows:", "┌"}, 300},
+	} {
+		t.Setenv("COLUMNS", c.columns)
+		code, stdout, stderr := runCLI(append([]string{"--blocks", "20", "--no-touch"}, c.args...)...)
+		if code != exitOK {
+			t.Fatalf("%v: exit %d: %s", c.args, code, stderr)
+		}
+		for _, want := range append([]string{"parent", "reader", "writer", "not touched before fork", "lost: 0, throttled: 0"}, c.want...) {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%v, COLUMNS=%q: table output lacks %q:\n%s", c.args, c.columns, want, stdout)
+			}
+		}
+		for _, l := range strings.Split(stdout, "\n") {
+			if n := utf8.RuneCountInString(l); c.width > 0 && n > c.width {
+				t.Errorf("%v, COLUMNS=%q: a line of %d columns:\n%s", c.args, c.columns, n, l)
+			}
 		}
 	}
 }
@@ -153,7 +185,7 @@ func TestInternalError(t *testing.T) {
 	t.Setenv("GOTRACEBACK", "")
 	var stderr bytes.Buffer
 	code := run([]string{"help"}, panicWriter{}, &stderr)
-	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage()))
+	want := fmt.Sprintf("cowtrace: internal error: runtime error: index out of range [%d] with length 0 (please report)\n", len(topUsage(defaultHelpWidth)))
 	if code != exitInternal || stderr.String() != want {
 		t.Errorf("exit %d, stderr %q: want %d and %q", code, stderr.String(), exitInternal, want)
 	}

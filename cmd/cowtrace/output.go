@@ -3,6 +3,10 @@ package main
 import (
 	"io"
 	"os"
+	"strconv"
+
+	"github.com/cowtrace/cowtrace/report/render"
+	"golang.org/x/term"
 )
 
 // output is where a command writes its report: stdout, or the file of -o.
@@ -47,4 +51,20 @@ func (o *output) finish(err *error) {
 	if cerr := o.close(o.reported); *err == nil {
 		*err = cerr
 	}
+}
+
+// layout is the room a table printed to w has, for --format table: the
+// terminal's width when w is one, else $COLUMNS when set (COLUMNS=200
+// cowtrace ... | less), else render's default of 80, as for a file or a
+// pipe, where no width is known.
+func layout(w io.Writer) render.Layout {
+	if f, ok := w.(*os.File); ok {
+		if width, _, err := term.GetSize(int(f.Fd())); err == nil && width > 0 {
+			return render.Layout{Width: width}
+		}
+	}
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return render.Layout{Width: n}
+	}
+	return render.Layout{}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cowtrace/cowtrace/engine"
 	"github.com/cowtrace/cowtrace/follow"
+	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/report/plot"
@@ -48,17 +50,19 @@ for at most --linger (1s).
 --expect EXPR compares two operands with == != < <= > >=. An operand is a
 number, a field of the JSON report (copies, wp_faults, page_faults, ...) of
 some processes, or a run field (run.trace.duration_ms):
-  command.FIELD            CMD itself (the root of the tree)
-  child.FIELD              each of its descendants
-  comm(NAME).FIELD         each process whose command name is NAME
-  depth(N).FIELD           each process at depth N (0: CMD, 1: its children)
-  sum.FIELD  max.FIELD  min.FIELD  count
-                           over every process, or over those of a filter:
-                           sum(comm=NAME).FIELD, count(depth=1,comm=NAME)
+  command.FIELD     CMD itself (the root of the tree)
+  child.FIELD       each of its descendants
+  comm(NAME).FIELD  each process whose command name is NAME
+  depth(N).FIELD    each process at depth N (0: CMD, 1: its children)
+  sum.FIELD         the sum over every process, or over those of a filter:
+                    sum(comm=NAME).FIELD; max.FIELD, min.FIELD and count
+                    likewise, e.g. count(depth=1,comm=NAME)
 A selector must hold for each process it matches, and fails if it matches
 none. Examples:
-  --expect 'command.copies == 0' --expect 'comm(worker).wp_faults <= 500'
-  --expect 'sum.copies < 1000'   --expect 'count(comm=worker) == 4'
+  --expect 'command.copies == 0'
+  --expect 'comm(worker).wp_faults <= 500'
+  --expect 'sum.copies < 1000'
+  --expect 'count(comm=worker) == 4'
 A failed expectation prints its values and exits 1, unless CMD itself
 failed: then CMD's status stays cowtrace's. A malformed one exits 2 before
 CMD starts.
@@ -90,13 +94,14 @@ func addTraceFlags(fs *flagSet, mode engine.Mode, rows expect.Rows) *traceFlags 
 	tf.mode = addModeFlag(fs, mode, "how to measure faults, `MODE`: count: faults, copies and probe hits counted in the kernel, each task's counts sampled as it leaves a CPU and exits; "+
 		"classify: every fault a record, classified (fault classes, --by, --plot, --timeline); "+
 		"auto: count where the kernel gives each task's counts (Linux 6.12; cowtrace doctor says) and no flag needs every fault, else classify")
-	tf.threads = fs.Bool("threads", false, "a row for every thread too, after its process's row")
+	tf.threads = fs.Bool("threads", false, "a row per thread too, under each process that has more than one")
 	tf.crossCheck = fs.Bool("cross-check", false, "where a kprobe on the copy routine counts copies, tell them by their allocation's kernel stack too (inferred_copies), a record per copy")
 	tf.counters = fs.Bool("counters", false, "sample the software counters page-faults and minor-faults per process too (a record per fault each); without it page faults are the faults the fault tracepoints classified")
 	tf.timeline = fs.Bool("timeline", false, "print every write-protect fault and kprobe hit as it happens (JSON lines with --format json)")
 	tf.outPath = fs.String("o", "", "write the report, and the timeline with --timeline, to `FILE` instead of stdout")
 	tf.by = &byValue{}
 	fs.Var(tf.by, "by", "split each process's copies by `WHAT`: mapping (heap, stack, anonymous mmap, a file's private mapping) or function (the user code whose write faulted)")
+	fs.choose("by", report.ByMapping, report.ByFunction)
 	tf.plotPath = fs.String("plot", "", "draw each process's cumulative copies and write-protect faults over time into `FILE`, .svg or .png")
 	tf.ringSize = &sizeValue{}
 	fs.Var(tf.ringSize, "ring-size", "ring buffer memory for all CPUs together, `SIZE` such as 8M: split over the CPUs the traced tasks may run on (default 32M, 512K-4M per CPU)")
@@ -139,6 +144,14 @@ func (v *sizeValue) Set(s string) error {
 	if n > 0 && n < engine.MinRingSize {
 		return v.refuse(usagef("--ring-size %s: want at least %dK, which one CPU's ring needs", s, engine.MinRingSize>>10))
 	}
+	// The engine splits the size over the CPUs the traced tasks may run
+	// on, at most every online CPU, and refuses a share that no ring can
+	// map; said here, before anything runs, in the flag's terms. (Fewer
+	// CPUs by affinity make the engine refuse it, in the same words.)
+	if cpus, err := perfevents.OnlineCPUs(); err == nil && n > engine.MaxRingSize*int64(len(cpus)) {
+		return v.refuse(usagef("--ring-size %s: a CPU's ring holds at most %dG, and this machine's %d CPUs' rings at most %dG together",
+			s, engine.MaxRingSize>>30, len(cpus), engine.MaxRingSize*int64(len(cpus))>>30))
+	}
 	v.text, v.bytes = s, n
 	return nil
 }
@@ -155,6 +168,9 @@ type traceSetup struct {
 // output is open (see output).
 func (tf *traceFlags) setup() (traceSetup, error) {
 	mode := tf.mode.mode
+	if err := tf.methods.checkProbes(tf.probes); err != nil {
+		return traceSetup{}, err
+	}
 	var plotAs plot.Format
 	if *tf.plotPath != "" {
 		var err error
@@ -261,7 +277,7 @@ func (tf *traceFlags) report(out *output, ts *traceSetup, run *report.Run, stder
 		if err != nil {
 			return err
 		}
-	} else if err := render.Write(out, run, ts.format); err != nil {
+	} else if err := layout(out.Writer).Write(out, run, ts.format); err != nil {
 		return err
 	}
 	out.reported = true
@@ -364,10 +380,40 @@ func resolveCommand(name, userName string, keepRoot bool) (string, *syscall.Cred
 	}
 	path, err := exec.LookPath(name)
 	if err != nil {
-		return "", nil, usagef("run: %v", err)
+		return "", nil, lookPathError(name, err)
 	}
 	cred, err := commandCredential(userName, keepRoot)
 	return path, cred, err
+}
+
+// cannotExecute is a command that cowtrace run cannot start, found so
+// before anything starts: the exit code is a shell's, 127 for a command
+// that is not there and 126 for one that cannot be executed, so that a
+// script sees the same status with cowtrace in front of the command as
+// without (follow.ExecError gives the same for an exec that fails later).
+type cannotExecute struct {
+	msg  string
+	code int
+}
+
+func (c cannotExecute) Error() string { return c.msg }
+func (c cannotExecute) ExitCode() int { return c.code }
+
+// lookPathError words exec.LookPath's error as a shell would, with a
+// shell's status.
+func lookPathError(name string, err error) error {
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		return cannotExecute{fmt.Sprintf("run: %s: command not found (not in PATH)", name), 127}
+	case errors.Is(err, fs.ErrNotExist):
+		return cannotExecute{fmt.Sprintf("run: %s: no such file or directory", name), 127}
+	case errors.Is(err, fs.ErrPermission):
+		return cannotExecute{fmt.Sprintf("run: %s: permission denied (not executable)", name), 126}
+	case errors.Is(err, syscall.EISDIR):
+		return cannotExecute{fmt.Sprintf("run: %s: is a directory", name), 126}
+	}
+	// exec.ErrDot: a relative PATH entry, which os/exec refuses to use.
+	return usagef("run: %v", err)
 }
 
 // commandCredential decides whom CMD runs as: --user NAME; else, when
@@ -379,7 +425,13 @@ func commandCredential(name string, keepRoot bool) (*syscall.Credential, error) 
 	switch {
 	case name != "":
 		if u, err = user.Lookup(name); err != nil {
-			return nil, usagef("--user: %v", err)
+			// os/user's words, "user: unknown user NAME", name neither
+			// the flag nor, to a reader, which user is meant.
+			var unknown user.UnknownUserError
+			if errors.As(err, &unknown) {
+				return nil, usagef("--user %s: no such user", name)
+			}
+			return nil, usagef("--user %s: %v", name, err)
 		}
 	case keepRoot || os.Getuid() != 0 || os.Getenv("SUDO_UID") == "":
 		return nil, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -30,7 +31,6 @@ func TestRunBadInput(t *testing.T) {
 	for _, args := range [][]string{
 		{"run"},
 		{"run", "--"},
-		{"run", "--", "/no/such/program"},
 		{"run", "--format", "xml", "--", "true"},
 		{"run", "--user", "nobody", "--keep-root", "--", "true"},
 		{"run", "--user", "no-such-user-here", "--", "true"},
@@ -62,6 +62,36 @@ func TestRunBadInput(t *testing.T) {
 	}
 }
 
+// TestRunCannotExecute: a command that is not there exits 127, one that
+// cannot be executed 126, as in a shell (the test asks sh for its status),
+// with one line on stderr and before anything starts.
+func TestRunCannotExecute(t *testing.T) {
+	dir := t.TempDir()
+	noX := filepath.Join(dir, "script.sh")
+	if err := os.WriteFile(noX, []byte("echo ran\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cmd  string
+		code int
+		says string
+	}{
+		{"/nonexistent/prog", 127, "/nonexistent/prog: no such file or directory"},
+		{"no-such-command-here", 127, "no-such-command-here: command not found"},
+		{noX, 126, noX + ": permission denied (not executable)"},
+		{dir, 126, dir + ": is a directory"},
+	} {
+		code, stdout, stderr := runCLI("run", "--", c.cmd)
+		if code != c.code || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.says) {
+			t.Errorf("run -- %s: exit %d, stdout %q, stderr %q: want %d and one line saying %q", c.cmd, code, stdout, stderr, c.code, c.says)
+		}
+		sh := exec.Command("sh", "-c", `"$0"`, c.cmd)
+		if err := sh.Run(); sh.ProcessState == nil || sh.ProcessState.ExitCode() != c.code {
+			t.Errorf("sh -c %s: %v, want exit %d as cowtrace's", c.cmd, err, c.code)
+		}
+	}
+}
+
 // TestRunCLI: the command's exit status becomes cowtrace's, with the rows
 // in JSON.
 func TestRunCLI(t *testing.T) {
@@ -75,6 +105,7 @@ func TestRunCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &run); err != nil {
 		t.Fatalf("json: %v\n%s", err, stdout)
 	}
+	testenv.ValidateJSON(t, "run", []byte(stdout))
 	if run.Trace == nil || len(run.Processes) != 6 || *run.Trace.ExitCode != 3 {
 		t.Fatalf("trace %+v with %d rows: want 6 rows and exit code 3", run.Trace, len(run.Processes))
 	}
@@ -190,12 +221,14 @@ func TestRunTimelineJSON(t *testing.T) {
 			t.Fatalf("not JSON: %s", line)
 		}
 		if ev.Event == "" {
+			testenv.ValidateJSON(t, "run", line)
 			run = new(report.Run)
 			if err := json.Unmarshal(line, run); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
+		testenv.ValidateJSON(t, "timeline", line)
 		if ev.Event != "wp_fault" || !strings.HasPrefix(ev.Address, "0x") || ev.Comm != "cow_tree" {
 			t.Errorf("timeline line %s", line)
 		}
@@ -220,14 +253,55 @@ func TestRunTableThreads(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"cowtrace run:", "ended by exit", "tid", "depth", "cow_tree", "wp faults", "lost: 0"} {
+	for _, want := range []string{"cowtrace run:", "ended by exit", "tid", "command", "cow_tree", "wp", "lost: 0"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
 		}
 	}
-	// The tid column is as wide as its longest tid: pad-agnostic.
-	if n := len(regexp.MustCompile(`│ +all │`).FindAllString(stdout, -1)); n != 3 {
+	// The tid column is as wide as its longest tid: pad-agnostic; cow_tree
+	// has one thread per process, so no thread rows (TestRunThreadRows).
+	if n := len(regexp.MustCompile(`  all  `).FindAllString(stdout, -1)); n != 3 {
 		t.Errorf("%d process rows marked 'all', want 3:\n%s", n, stdout)
+	}
+}
+
+// TestRunThreadRows: --threads adds thread rows under a process of several
+// threads (a Go program: its runtime starts some), and none under one of a
+// single thread, whose thread row would repeat its own.
+func TestRunThreadRows(t *testing.T) {
+	testenv.Require(t, testenv.Root)
+	t.Setenv(asMainEnv, "1") // the test binary is cowtrace: a Go program
+	code, stdout, stderr := runCLI("run", "--threads", "--format", "json", "--kprobe-method", "none", "--", "sh", "-c", os.Args[0]+" version >/dev/null; true")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	testenv.ValidateJSON(t, "run", []byte(stdout))
+	var run report.Run
+	if err := json.Unmarshal([]byte(stdout), &run); err != nil {
+		t.Fatal(err)
+	}
+	threadRows := map[int]int{}
+	threads := map[int]int{}
+	for _, p := range run.Processes {
+		if p.Tid != 0 {
+			threadRows[p.Pid]++
+		} else {
+			threads[p.Pid] = p.Threads
+		}
+	}
+	several := 0
+	for pid, n := range threads {
+		switch {
+		case n == 1 && threadRows[pid] != 0:
+			t.Errorf("pid %d, one thread: %d thread rows, want none", pid, threadRows[pid])
+		case n > 1 && threadRows[pid] != n:
+			t.Errorf("pid %d, %d threads: %d thread rows", pid, n, threadRows[pid])
+		case n > 1:
+			several++
+		}
+	}
+	if several == 0 || len(threads) < 2 {
+		t.Errorf("%d processes, %d of several threads; want sh and the Go program:\n%s", len(threads), several, stdout)
 	}
 }
 
@@ -427,6 +501,8 @@ func TestAttachReady(t *testing.T) {
 	var run report.Run
 	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &run) != nil || run.Label != "live" || run.Trace.EndedBy != "exit" {
 		t.Errorf("%s: %v\n%s", file, err, b)
+	} else {
+		testenv.ValidateJSON(t, "run", b)
 	}
 
 	// No process: end of file at once, and no line.
@@ -438,5 +514,106 @@ func TestAttachReady(t *testing.T) {
 	code, _, _ := runCLI("attach", "-p", strconv.Itoa(gone.Process.Pid), "--ready-fd", strconv.Itoa(w))
 	if got, err := io.ReadAll(r); code != exitUsage || err != nil || len(got) != 0 {
 		t.Errorf("attach to a gone pid: exit %d, ready descriptor %q, %v; want 2 and end of file", code, got, err)
+	}
+}
+
+// TestProbeRefused: a --probe that cannot be had (no kprobes on this
+// kernel or for this user, or a function the kernel refuses) fails with
+// exit 1 and a line naming it, before the command runs, the experiment's
+// workload starts or the attach is made.
+func TestProbeRefused(t *testing.T) {
+	ran := filepath.Join(t.TempDir(), "ran")
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Skipf("sleep: %v", err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	for _, args := range [][]string{
+		{"run", "--probe", "not_a_function", "--", "touch", ran},
+		{"run", "--mode", "count", "--probe", "not_a_function", "--", "touch", ran},
+		{"--probe", "not_a_function", "--blocks", "20"},
+		{"attach", "-p", strconv.Itoa(sleeper.Process.Pid), "--probe", "not_a_function"},
+	} {
+		code, stdout, stderr := runCLI(args...)
+		if code != exitFailure || stdout != "" || strings.Count(stderr, "\n") != 1 ||
+			!strings.HasPrefix(stderr, "cowtrace: --probe not_a_function: cannot be probed: ") {
+			t.Errorf("cowtrace %q: exit %d, stdout %q, stderr %q: want 1 and one line naming the probe", args, code, stdout, stderr)
+		}
+		if _, err := os.Stat(ran); err == nil {
+			t.Fatalf("cowtrace %q: the command ran", args)
+		}
+	}
+	// Asking for a probe and for no kprobes is a usage error.
+	for _, args := range [][]string{
+		{"run", "--probe", "do_wp_page", "--kprobe-method", "none", "--", "true"},
+		{"--probe", "do_wp_page", "--kprobe-method", "none"},
+	} {
+		if code, _, stderr := runCLI(args...); code != exitUsage || !strings.Contains(stderr, "--kprobe-method none asks for none") {
+			t.Errorf("cowtrace %q: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+}
+
+// TestUnknownUser: --user names the user it could not find, and itself.
+func TestUnknownUser(t *testing.T) {
+	checkUsageError(t, []string{"run", "--user", "no-such-user-here", "--", "true"}, "--user no-such-user-here: no such user")
+}
+
+// TestRingSizeTooLarge: a --ring-size that the rings of this machine's
+// CPUs cannot hold is refused before anything runs, with the limit in the
+// flag's terms, not the reader's count of pages.
+func TestRingSizeTooLarge(t *testing.T) {
+	cpus, err := perfevents.OnlineCPUs()
+	if err != nil {
+		t.Skipf("online CPUs: %v", err)
+	}
+	size := strconv.Itoa(len(cpus)+1) + "G"
+	want := fmt.Sprintf("--ring-size %s: a CPU's ring holds at most 1G, and this machine's %d CPUs' rings at most %dG together", size, len(cpus), len(cpus))
+	checkUsageError(t, []string{"run", "--ring-size", size, "--", "true"}, want)
+	checkUsageError(t, []string{"attach", "-p", "1", "--ring-size", size}, want)
+}
+
+// TestAttachKernelThread: a kernel thread is refused before anything is
+// opened (exit 2): it has no user memory, and its row would be zeros.
+func TestAttachKernelThread(t *testing.T) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("/proc: %v", err)
+	}
+	pid, comm := 0, ""
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if c, ok := kernelThread(n); ok {
+			pid, comm = n, c
+			break
+		}
+	}
+	if pid == 0 {
+		t.Skip("no kernel thread in this pid namespace")
+	}
+	checkUsageError(t, []string{"attach", "-p", strconv.Itoa(pid)}, fmt.Sprintf("attach: %d (%s) is a kernel thread", pid, comm))
+	if _, ok := kernelThread(os.Getpid()); ok {
+		t.Error("this test is taken for a kernel thread")
+	}
+}
+
+// TestParseKthread: PF_KTHREAD is read from the flags after the command
+// name, which may hold spaces and parentheses.
+func TestParseKthread(t *testing.T) {
+	for stat, want := range map[string]bool{
+		"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0":           true,
+		"77 (kworker/0:1H-kblockd) I 2 0 0 0 -1 69238880 0 0": true,
+		"900 (a) b (c)) S 1 900 900 0 -1 4194560 12 0":        false,
+		"900 (sleep) S 1 900 900 0 -1":                        false, // too short
+	} {
+		if _, got := parseKthread(stat); got != want {
+			t.Errorf("parseKthread(%q) = %v, want %v", stat, got, want)
+		}
+	}
+	if comm, _ := parseKthread("900 (a) b (c)) S 1 900 900 0 -1 4194560 12 0"); comm != "a) b (c)" {
+		t.Errorf("command name %q", comm)
 	}
 }

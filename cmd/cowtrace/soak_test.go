@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -36,7 +37,8 @@ func soakRounds(t *testing.T) int {
 // of the tree to perf's count of its write-protect faults, exactly, in the
 // default mode: shell pipelines and short processes, a parallel build,
 // threads that exec, perf stat inside the tree, orphans that outlive the
-// command. Every process must have its row, the run must call itself
+// command, deaths by signal; and each again counted as on 6.12, whose exit
+// tracepoint comes too late. Every process must have its row, the run must call itself
 // complete, and no figure may be null.
 func TestTreesUnderPerf(t *testing.T) {
 	testenv.Require(t, testenv.Root, testenv.Program("perf"), testenv.Program("make"),
@@ -60,16 +62,26 @@ for i in $(seq 30); do (sh -c "true" &); done; wait
 		{"thread-exec", []string{threadExec}},
 		{"perf-stat", []string{"perf", "stat", "-e", "page-faults", "-o", "/dev/null", "--", "sh", "-c", "for i in 1 2 3; do sh -c true; done"}},
 		{"orphans", []string{"sh", "-c", `(sleep 0.1 &); (sh -c "sleep 0.05; true" &); true`}},
+		// Deaths by signal: no exit call ends these tasks.
+		{"signals", []string{"sh", "-c", `sleep 5 & kill -9 $!; sh -c 'kill -TERM $$'; sh -c 'kill -SEGV $$'; wait; true`}},
 	}
 	rounds := soakRounds(t)
 	for _, tree := range trees {
-		t.Run(tree.name, func(t *testing.T) {
-			for r := 0; r < rounds; r++ {
-				if !treeUnderPerf(t, tree.cmd) {
-					t.Fatalf("round %d of %d failed", r+1, rounds)
-				}
+		// exit-syscall: this kernel made to count as 6.12 does, its
+		// exit tracepoint coming too late (engine's testExitSyscallEnv).
+		for _, method := range []string{"", "exit-syscall"} {
+			name := tree.name
+			if method != "" {
+				name += "/" + method
 			}
-		})
+			t.Run(name, func(t *testing.T) {
+				for r := 0; r < rounds; r++ {
+					if !treeUnderPerf(t, tree.cmd, method) {
+						t.Fatalf("round %d of %d failed", r+1, rounds)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -98,14 +110,18 @@ func cProject(t *testing.T, dir string, n int) string {
 }
 
 // treeUnderPerf runs cmd once under cowtrace run under perf record and
-// compares them; it says whether they agree.
-func treeUnderPerf(t *testing.T, cmd []string) bool {
+// compares them; it says whether they agree. method "exit-syscall" makes
+// cowtrace count as on 6.12.
+func treeUnderPerf(t *testing.T, cmd []string, method string) bool {
 	t.Helper()
 	data := filepath.Join(t.TempDir(), "perf.data")
 	args := append([]string{"record", "-q", "-m", "32M", "-c", "1", "-o", data, "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "-e", "page-faults", "--",
 		os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--"}, cmd...)
 	c := exec.Command("perf", args...)
 	c.Env = append(os.Environ(), asMainEnv+"=1")
+	if method == "exit-syscall" {
+		c.Env = append(c.Env, "COWTRACE_TEST_EXIT_SYSCALL=1")
+	}
 	c.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	var stderr bytes.Buffer
 	c.Stderr = &stderr
@@ -136,6 +152,10 @@ func treeUnderPerf(t *testing.T, cmd []string) bool {
 	ok := len(run.Incomplete) == 0 && run.Complete
 	if !ok {
 		t.Errorf("run incomplete: %q", run.Incomplete)
+	}
+	if want := cmp.Or(method, "exit-tracepoint"); run.CountMethod != want {
+		t.Errorf("count method %q, want %q", run.CountMethod, want)
+		ok = false
 	}
 	rows := map[int]report.Process{}
 	for _, p := range run.Processes {

@@ -106,6 +106,12 @@ func (f *watchFlags) run(ctx context.Context, argv []string, stdout, stderr io.W
 	var cred *syscall.Credential
 	if len(argv) > 0 {
 		if path, cred, err = resolveCommand(argv[0], "", false); err != nil {
+			// A shell's status (127, 126), as run's, in watch's words.
+			var ce cannotExecute
+			if errors.As(err, &ce) {
+				ce.msg = "watch" + strings.TrimPrefix(ce.msg, "run")
+				return ce
+			}
 			return err
 		}
 		// CMD's output and the table share stdout without -o, and CMD's
@@ -367,7 +373,7 @@ func (o *watchOutput) summary(run *report.Run) *report.WatchSummary {
 // verdict is the watch's exit: interrupted, CMD's failure, or incomplete.
 func (o *watchOutput) verdict(ctx context.Context, run *report.Run) error {
 	if ctx.Err() != nil {
-		return failures{[]error{fmt.Errorf("watch: interrupted; every episode that ended, and the summary, are written (%v)", context.Cause(ctx))}, exitInterrupted}
+		return failures{[]error{interruptedAfter(ctx, "watch: interrupted; every episode that ended, and the summary, are written")}, exitInterrupted}
 	}
 	if c := run.Trace.ExitCode; c != nil && *c != 0 {
 		return commandStatus{*c}

@@ -9,60 +9,20 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
+	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/proof"
 	"github.com/cowtrace/cowtrace/report"
 )
 
-// watchSchemaID is docs/schema/watch.schema.json's $id: the schemas of
-// docs/schema name each other by it.
-const watchSchemaID = "https://github.com/cowtrace/cowtrace/docs/schema/watch.schema.json"
-
-// watchSchema is docs/schema/watch.schema.json compiled, with formats
-// (date-time) asserted.
-var watchSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	f, err := os.Open(filepath.Join("..", "..", "docs", "schema", "watch.schema.json"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		return nil, err
-	}
-	if id, _ := doc.(map[string]any)["$id"].(string); id != watchSchemaID {
-		return nil, fmt.Errorf("watch.schema.json: $id %q, want %q", id, watchSchemaID)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource(watchSchemaID, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(watchSchemaID)
-})
-
 // checkWatchLine is nil when line is one JSON document valid against
-// watch.schema.json, else what is wrong.
-func checkWatchLine(line []byte) error {
-	sch, err := watchSchema()
-	if err != nil {
-		return fmt.Errorf("watch.schema.json: %w", err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(line))
-	if err != nil {
-		return fmt.Errorf("not one JSON document: %w", err)
-	}
-	return sch.Validate(doc)
-}
+// docs/schema/watch.schema.json, else what is wrong.
+func checkWatchLine(line []byte) error { return testenv.CheckJSON("watch", line) }
 
 // watchRecords are the lines of cowtrace watch --format json, each
 // checked against the schema.

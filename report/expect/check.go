@@ -114,7 +114,7 @@ func (e Expectation) describe(failed [][2]binding, total int, zip bool) string {
 // inProcess names the process a value came from when the reader needs it:
 // among several, or in a traced tree.
 func inProcess(b binding, several bool) string {
-	if _, traced := b.row["depth"]; b.row != nil && (several || traced) {
+	if b.row != nil && (several || tracedRow(b.row)) {
 		return " in " + processName(b.row)
 	}
 	return ""
@@ -137,6 +137,10 @@ func compare(l float64, op string, r float64) bool {
 	}
 	return false
 }
+
+// tracedRow says whether a row is a traced run's: the experiment's have a
+// null depth.
+func tracedRow(row map[string]any) bool { return row["depth"] != nil }
 
 func processName(row map[string]any) string {
 	s := "pid " + formatAny(row["pid"])
@@ -213,7 +217,7 @@ func (o operand) bind(doc map[string]any, rows []map[string]any) ([]binding, err
 		}
 		v, err := o.lookup(row, o.sel)
 		if err != nil {
-			if _, traced := row["depth"]; traced {
+			if tracedRow(row) {
 				err = fmt.Errorf("%w in %s", err, processName(row))
 			}
 			return nil, err
@@ -286,6 +290,14 @@ func (o operand) lookup(v map[string]any, what string) (float64, error) {
 	row := v
 	var cur any = v
 	for i, key := range o.path {
+		if cur == nil && i > 0 {
+			// An object that is null (in_region in a traced run)
+			// has none of its fields.
+			if o.path[i-1] == "pagemap" {
+				return 0, fmt.Errorf("%s is not in this run (it needs --proof pagemap)", o.text)
+			}
+			break
+		}
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return 0, fmt.Errorf("%s is not an object", strings.Join(append([]string{what}, o.path[:i]...), "."))

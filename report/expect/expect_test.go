@@ -93,6 +93,32 @@ func tracedRun() *report.Run {
 		}}
 }
 
+// TestUnmeasuredClasses: without the fault tracepoints (perf_event_paranoid
+// 2 and no privileges) a fault's address is known, not its kind; the
+// write-protect faults in the region are then null, not 0, and an
+// expectation on them is not decided either way.
+func TestUnmeasuredClasses(t *testing.T) {
+	run := reporttest.Experiment()
+	run.Methods["in_region"] = "sampled:page-faults with address"
+	run.Processes[2].InRegion = &report.FaultClasses{Unclassified: 1000}
+	for s, want := range map[string]string{
+		"writer.in_region.wp == 0":               "writer.in_region.wp is not measured in this run (null)",
+		"writer.in_region.unclassified == 1000":  "",
+		"writer.in_region.kernel_mode == 0":      "not measured",
+		"writer.in_region.inferred_copies == 0":  "not measured",
+		"reader.in_region.write_not_present < 1": "not measured",
+	} {
+		e, err := Parse(s)
+		if err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		err = e.Check(run)
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", s, err, want)
+		}
+	}
+}
+
 func TestTreeExpectationsHold(t *testing.T) {
 	run := tracedRun()
 	for _, s := range []string{
@@ -102,7 +128,7 @@ func TestTreeExpectationsHold(t *testing.T) {
 		"thread.copies == 100", "sum(comm=worker).copies == 500", "max(depth=1).copies == 200", "child.copies <= child.wp_faults",
 		"comm(worker).copies > comm(sh).copies", "count(comm=nosuch) == 0", "sum(comm=nosuch).copies == 0",
 		"comm(Web Content).copies == 0", "comm(a-very-long-program-name).copies == 0", "count(depth=1) == 4",
-		"comm(worker).depth >= 1", "count > blocks", "run.trace.threads == 1",
+		"comm(worker).depth >= 1", "count > 5", "run.trace.threads == 1",
 	} {
 		e, err := Parse(s)
 		if err != nil {
@@ -133,6 +159,10 @@ func TestTreeExpectationFailures(t *testing.T) {
 		"depth(7).copies == 0":                 "no process at depth 7 (depths: 0, 1, 2)",
 		"max(comm=nosuch,depth=1).copies == 0": "no process with comm=nosuch,depth=1",
 		"writer.copies == 0":                   `no process with role "writer" (roles: command, child, thread)`,
+		// The experiment's layout is null in a traced run.
+		"blocks == 0":                     "blocks is not measured in this run (null)",
+		"child.in_region.wp == 0":         "child.in_region.wp is not measured",
+		"child.pagemap.at_fork.pages > 0": "is not in this run (it needs --proof pagemap)",
 	} {
 		e, err := Parse(s)
 		if err != nil {
@@ -173,6 +203,8 @@ func TestMalformedTreeExpectations(t *testing.T) {
 		"comm(worker.copies == 1":        "unbalanced parentheses",
 		"comm(worker)copies == 1":        "is not a number, ROLE.FIELD",
 		"comm(worker).copiez == 1":       `no field "copiez"`,
+		"child.in_region.wpp == 1":       `no field "wpp"`,
+		"run.trace.duration == 1":        `no field "duration"`,
 		"max.copiez < 3":                 `no field "copiez"`,
 		"comm(a) == comm(b)":             "which field?",
 	} {

@@ -229,8 +229,11 @@ func parseOperand(s string) (operand, error) {
 		if head != "run" {
 			o.path = append([]string{head}, path...)
 		}
-		if len(o.path) == 0 || !runKeys()[o.path[0]] {
-			return operand{}, fmt.Errorf("%q: no field %q in the JSON contract", s, append(o.path, "")[0])
+		if len(o.path) == 0 {
+			return operand{}, fmt.Errorf("%q: no field %q in the JSON contract", s, "")
+		}
+		if bad := unknownField(runSample(), o.path); bad != "" {
+			return operand{}, fmt.Errorf("%q: no field %q in the JSON contract", s, bad)
 		}
 		return o, nil
 	default:
@@ -238,8 +241,8 @@ func parseOperand(s string) (operand, error) {
 	}
 	// A misspelt field is a mistake in the command line, found before
 	// anything runs; roles, names and depths are known only from the run.
-	if path != nil && !processKeys()[path[0]] {
-		return operand{}, fmt.Errorf("%q: no field %q in the JSON contract", s, path[0])
+	if bad := unknownField(processSample(), path); path != nil && bad != "" {
+		return operand{}, fmt.Errorf("%q: no field %q in the JSON contract", s, bad)
 	}
 	if o.kind == each && path == nil {
 		return operand{}, fmt.Errorf("%q: which field? e.g. %s.copies", s, s)
@@ -337,22 +340,42 @@ func (e Expectation) Fits(r Rows) error {
 	return nil
 }
 
-// runKeys and processKeys are the fields of the JSON contract.
+// runSample and processSample are the JSON contract's objects with every
+// nested object filled: each key is in every report (null where it does not
+// apply), so a path is checked against them, down to the fault classes.
 var (
-	runKeys     = sync.OnceValue(func() map[string]bool { return jsonKeys(&report.Run{Trace: &report.Trace{}, Notes: []string{""}}) })
-	processKeys = sync.OnceValue(func() map[string]bool {
-		return jsonKeys(&report.Process{Probes: map[string]uint64{"": 0}, Pagemap: &report.Pagemap{},
-			Lineage: &report.Lineage{Tid: 1, Comms: []string{""}}})
+	runSample = sync.OnceValue(func() map[string]any {
+		// The experiment's region and a traced run's trace, together.
+		doc := jsonDoc(&report.Run{Region: &report.Region{}})
+		doc["trace"] = jsonDoc(&report.Trace{})
+		return doc
+	})
+	processSample = sync.OnceValue(func() map[string]any {
+		return jsonDoc(&report.Process{Pagemap: &report.Pagemap{}, Lineage: &report.Lineage{},
+			InRegion: &report.FaultClasses{}, Outside: &report.FaultClasses{}})
 	})
 )
 
-func jsonKeys(v any) map[string]bool {
+func jsonDoc(v any) map[string]any {
 	b, _ := json.Marshal(v)
 	var m map[string]any
 	json.Unmarshal(b, &m)
-	keys := map[string]bool{}
-	for k := range m {
-		keys[k] = true
+	return m
+}
+
+// unknownField is the first key of path that sample does not have, or "".
+// Below a key whose sample is not an object (probes: any function's name)
+// any key goes.
+func unknownField(sample map[string]any, path []string) string {
+	var cur any = sample
+	for _, key := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return ""
+		}
+		if cur, ok = m[key]; !ok {
+			return key
+		}
 	}
-	return keys
+	return ""
 }

@@ -5,6 +5,7 @@ package gate
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -133,13 +134,15 @@ type Check struct {
 	Regressed bool    `json:"regressed"`
 }
 
-// Verdict is the regression gate's result.
+// Verdict is the regression gate's result, and its JSON (compare
+// --baseline --format json), in report's contract of SchemaVersion.
 type Verdict struct {
-	Passed   bool    `json:"passed"`
-	Baseline Side    `json:"baseline"`
-	Current  Side    `json:"current"`
-	Bounds   []Bound `json:"bounds"`
-	Checks   []Check `json:"checks"`
+	SchemaVersion int     `json:"schema_version"`
+	Passed        bool    `json:"passed"`
+	Baseline      Side    `json:"baseline"`
+	Current       Side    `json:"current"`
+	Bounds        []Bound `json:"bounds"`
+	Checks        []Check `json:"checks"`
 	// OnlyInBaseline and OnlyInCurrent are processes that one run has and
 	// the other not: shown, counted in the totals, not bounded one by one.
 	OnlyInBaseline []string `json:"only_in_baseline"`
@@ -160,9 +163,28 @@ type checkKey struct {
 
 // Side names one of the gate's two runs.
 type Side struct {
-	Label   string   `json:"label"`
-	Kernel  string   `json:"kernel"`
-	Command []string `json:"command,omitempty"`
+	Label  string `json:"label"`
+	Kernel string `json:"kernel"`
+	// Command is the traced command, null for an experiment or attach.
+	Command []string `json:"command"`
+}
+
+// MarshalJSON writes the verdict with every list a list, [] when empty,
+// as report's contract does.
+func (v Verdict) MarshalJSON() ([]byte, error) {
+	type plain Verdict
+	p := plain(v)
+	p.SchemaVersion = report.SchemaVersion
+	p.Bounds, p.Checks = orEmpty(p.Bounds), orEmpty(p.Checks)
+	p.OnlyInBaseline, p.OnlyInCurrent, p.Notes = orEmpty(p.OnlyInBaseline), orEmpty(p.OnlyInCurrent), orEmpty(p.Notes)
+	return json.Marshal(p)
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // CheckAt is the check of measure key on row i of Rows, if it has one.
@@ -199,8 +221,9 @@ func Hold(baseline, current report.Compared, bounds []Bound) (*Verdict, error) {
 	runs := []*report.Run{base, cur}
 	totals := []*report.Process{report.TreeTotal(base), report.TreeTotal(cur)}
 	v := &Verdict{
-		Passed:   true,
-		Baseline: side(baseline.Label, base), Current: side(current.Label, cur),
+		SchemaVersion: report.SchemaVersion,
+		Passed:        true,
+		Baseline:      side(baseline.Label, base), Current: side(current.Label, cur),
 		Bounds: bounds, checks: map[checkKey]int{},
 		Rows: append(report.MatchProcesses(runs), report.Matched{Name: "total", Procs: totals}),
 	}

@@ -121,36 +121,67 @@ func layout(run *report.Run) (*figure, error) {
 		return nil, ErrNothing
 	}
 	f := &figure{w: figW}
+	top := f.title(report.Title(run))
+	legendX, legendH := legendBox(run.Timeseries)
+	bottomH := 8 + tickSize + 12 + axisTitleSize + pad
+	f.h = math.Max(minH, top+math.Max(minPlotH, legendH)+bottomH)
+	p := newPlotArea(run, top, f.h-bottomH, legendX-28)
+	f.axes(p)
+	f.series(run.Timeseries, p)
+	f.legend(run.Timeseries, legendX, top)
+	return f, nil
+}
 
+// title writes s across the top, wrapped to the width, in a smaller size
+// when it takes more than three lines, and returns where the plot may
+// start below it.
+func (f *figure) title(s string) (below float64) {
 	size := titleSize
-	title := wrap(report.Title(run), size, figW-2*pad)
-	if len(title) > 3 {
+	lines := wrap(s, size, figW-2*pad)
+	if len(lines) > 3 {
 		size = smallTitleSize
-		title = wrap(report.Title(run), size, figW-2*pad)
+		lines = wrap(s, size, figW-2*pad)
 	}
 	lineH := size * 1.3
-	for i, s := range title {
-		f.add(text{x: figW / 2, y: pad + size + float64(i)*lineH, s: s, size: size, anchor: middle, color: ink})
+	for i, l := range lines {
+		f.add(text{x: figW / 2, y: pad + size + float64(i)*lineH, s: l, size: size, anchor: middle, color: ink})
 	}
-	top := pad + size + float64(len(title)-1)*lineH + 0.3*size + 16
+	return pad + size + float64(len(lines)-1)*lineH + 0.3*size + 16
+}
 
+// legendBox is where the legend's column starts, as far right as its
+// widest label lets it, and how tall it is: the key's three rows, half a
+// row between, a row per process.
+func legendBox(series []report.Timeseries) (x, h float64) {
 	labels := []string{KeyCopies, KeyFaults, KeyBoth}
-	for _, ts := range run.Timeseries {
+	for _, ts := range series {
 		labels = append(labels, Label(ts))
 	}
 	var textW float64
 	for _, s := range labels {
 		textW = math.Max(textW, width(s, legendSize))
 	}
-	legendX := figW - pad - textW - 8 - swatchW
-	// The key's three rows, half a row between, a row per process.
-	legendH := (float64(len(labels)) + 0.5) * rowH
+	return figW - pad - textW - 8 - swatchW, (float64(len(labels)) + 0.5) * rowH
+}
 
-	bottomH := 8 + tickSize + 12 + axisTitleSize + pad
-	f.h = math.Max(minH, top+math.Max(minPlotH, legendH)+bottomH)
-	bottom := f.h - bottomH
+// plotArea is the rectangle the series are drawn in, in pixels, and its
+// axes: seconds across, counts up.
+type plotArea struct {
+	left, right, top, bottom float64
+	xa, ya                   axis
+}
 
-	var xTop, yTop float64
+// newPlotArea fits the axes to the run's counts and duration, between top
+// and bottom, from the y labels' width to right.
+func newPlotArea(run *report.Run, top, bottom, right float64) plotArea {
+	xTop, yTop := extent(run)
+	ya := niceAxis(yTop, int((bottom-top)/yTickGap), true)
+	left := pad + axisTitleSize + 10 + labelsWidth(ya) + 8
+	return plotArea{left: left, right: right, top: top, bottom: bottom, xa: xAxis(xTop, right-left), ya: ya}
+}
+
+// extent is how far the run's series reach: in seconds, and in counts.
+func extent(run *report.Run) (xTop, yTop float64) {
 	for _, ts := range run.Timeseries {
 		for _, ps := range [][]report.Point{ts.Copies, ts.Faults} {
 			for _, p := range ps {
@@ -164,52 +195,50 @@ func layout(run *report.Run) (*figure, error) {
 	if run.Trace != nil {
 		xTop = math.Max(xTop, run.Trace.DurationMs/1000)
 	}
-	ya := niceAxis(yTop, int((bottom-top)/yTickGap), true)
-	var yLabelW float64
-	for i := 0; i <= ya.n; i++ {
-		yLabelW = math.Max(yLabelW, width(ya.label(i), tickSize))
-	}
-	left := pad + axisTitleSize + 10 + yLabelW + 8
-	right := legendX - 28
-	xa := xAxis(xTop, right-left)
+	return xTop, yTop
+}
 
-	X := func(ms float64) float64 { return left + ms/1000/xa.max()*(right-left) }
-	Y := func(n uint64) float64 { return bottom - float64(n)/ya.max()*(bottom-top) }
+func (p plotArea) X(ms float64) float64 { return p.left + ms/1000/p.xa.max()*(p.right-p.left) }
+func (p plotArea) Y(n uint64) float64   { return p.bottom - float64(n)/p.ya.max()*(p.bottom-p.top) }
 
-	for i := 0; i <= ya.n; i++ {
-		y := bottom - float64(i)/float64(ya.n)*(bottom-top)
+// axes draws the grid at every tick with its label, the axes and their
+// titles.
+func (f *figure) axes(p plotArea) {
+	left, right, top, bottom := p.left, p.right, p.top, p.bottom
+	for i := 0; i <= p.ya.n; i++ {
+		y := bottom - float64(i)/float64(p.ya.n)*(bottom-top)
 		f.add(line{pts: []pt{{left, y}, {right, y}}, color: gridC, width: 1},
-			text{x: left - 8, y: y + tickSize*0.35, s: ya.label(i), size: tickSize, anchor: end, color: ink})
+			text{x: left - 8, y: y + tickSize*0.35, s: p.ya.label(i), size: tickSize, anchor: end, color: ink})
 	}
-	for i := 0; i <= xa.n; i++ {
-		x := left + float64(i)/float64(xa.n)*(right-left)
+	for i := 0; i <= p.xa.n; i++ {
+		x := left + float64(i)/float64(p.xa.n)*(right-left)
 		f.add(line{pts: []pt{{x, top}, {x, bottom}}, color: gridC, width: 1},
-			text{x: x, y: bottom + 8 + tickSize, s: xa.label(i), size: tickSize, anchor: middle, color: ink})
+			text{x: x, y: bottom + 8 + tickSize, s: p.xa.label(i), size: tickSize, anchor: middle, color: ink})
 	}
 	f.add(line{pts: []pt{{left, top}, {left, bottom}, {right, bottom}}, color: axisC, width: 1},
 		text{x: (left + right) / 2, y: bottom + 8 + tickSize + 12 + axisTitleSize, s: XTitle, size: axisTitleSize, anchor: middle, color: ink},
 		text{x: pad + axisTitleSize, y: (top + bottom) / 2, s: YTitle, size: axisTitleSize, anchor: middle, up: true, color: ink})
+}
 
-	// Every copies line first, then every faults line over them, then the
-	// marks: a later process's copies never cover an earlier one's faults.
+// series draws every copies line first, then every faults line over them,
+// then the marks: a later process's copies never cover an earlier one's
+// faults.
+func (f *figure) series(series []report.Timeseries, p plotArea) {
 	var faults, marks []item
-	for i, ts := range run.Timeseries {
+	for i, ts := range series {
 		c, sh := style(i)
 		name := Label(ts)
-		if pts := steps(ts.Copies, X, Y); len(pts) > 0 {
+		if pts := steps(ts.Copies, p.X, p.Y); len(pts) > 0 {
 			f.add(copiesLine(pts, c, name+": "+KeyCopies))
 			last := pts[len(pts)-1]
 			marks = append(marks, mark{x: last.x, y: last.y, r: markR, shape: sh, color: c})
 		}
-		if pts := steps(ts.Faults, X, Y); len(pts) > 0 {
+		if pts := steps(ts.Faults, p.X, p.Y); len(pts) > 0 {
 			faults = append(faults, faultsLines(pts, c, name+": "+KeyFaults)...)
 		}
 	}
 	f.add(faults...)
 	f.add(marks...)
-
-	f.legend(run.Timeseries, legendX, top)
-	return f, nil
 }
 
 // xAxis is the time axis in seconds over room pixels, with as many ticks as
@@ -217,14 +246,19 @@ func layout(run *report.Run) (*figure, error) {
 func xAxis(top, room float64) axis {
 	for most := int(room / xTickGap); ; most-- {
 		a := niceAxis(top, most, false)
-		var w float64
-		for i := 0; i <= a.n; i++ {
-			w = math.Max(w, width(a.label(i), tickSize))
-		}
-		if most <= 1 || room/float64(a.n) >= w+12 {
+		if most <= 1 || room/float64(a.n) >= labelsWidth(a)+12 {
 			return a
 		}
 	}
+}
+
+// labelsWidth is the width of a's widest tick label.
+func labelsWidth(a axis) float64 {
+	var w float64
+	for i := 0; i <= a.n; i++ {
+		w = math.Max(w, width(a.label(i), tickSize))
+	}
+	return w
 }
 
 // steps draws cumulative counts as they grew, a step at each count: a

@@ -15,7 +15,7 @@ const attribRows = 12
 // writeAttribution renders, after the main table, one small table per
 // process with copies: where they landed (or which code caused them), how
 // many pages, and what share of the process's copies.
-func writeAttribution(w io.Writer, run *report.Run, markdown bool) error {
+func writeAttribution(w io.Writer, run *report.Run, st style) error {
 	if run.CopiesBy == "" {
 		return nil
 	}
@@ -35,7 +35,7 @@ func writeAttribution(w io.Writer, run *report.Run, markdown bool) error {
 		}
 		title += fmt.Sprintf(", %d copies, %s", total, mib(total))
 		fmt.Fprintln(bw)
-		heading(bw, markdown, title)
+		heading(bw, st, title)
 		if bw.err != nil {
 			return bw.err
 		}
@@ -44,7 +44,7 @@ func writeAttribution(w io.Writer, run *report.Run, markdown bool) error {
 			rows = append(rows, []string{s.Name, strconv.FormatUint(s.Copies, 10), strconv.FormatUint(s.Pages, 10),
 				fmt.Sprintf("%.2f", float64(s.Copies)*4096/(1<<20)), fmt.Sprintf("%.1f%%", 100*s.Share)})
 		}
-		if err := writeTable(w, markdown, 0, []string{run.CopiesBy, "copies", "pages", "MiB", "share"}, rows); err != nil {
+		if err := writeTable(w, st, leftColumns(1, 5), []string{run.CopiesBy, "copies", "pages", "MiB", "share"}, rows); err != nil {
 			return err
 		}
 	}

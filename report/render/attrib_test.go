@@ -24,7 +24,7 @@ func attribRun() *report.Run {
 }
 
 func TestAttributionTable(t *testing.T) {
-	for _, f := range []Format{Table, Markdown} {
+	for _, f := range []Format{Wide, Markdown} {
 		var b bytes.Buffer
 		if err := Write(&b, attribRun(), f); err != nil {
 			t.Fatal(err)

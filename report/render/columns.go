@@ -17,10 +17,21 @@ func num(v *uint64) string {
 }
 
 // column is one measure of the table: its header, the method behind it (from
-// Run.Methods) and how to read it off a row.
+// Run.Methods) and how to read it off a row. short is the header of the
+// narrow layout ("" for header), left marks a column of names.
 type column struct {
 	header, method string
 	value          func(p *report.Process) string
+	short          string
+	left           bool
+}
+
+// title is the column's header in the style's layout.
+func (c column) title(st style) string {
+	if st.narrow && c.short != "" {
+		return c.short
+	}
+	return c.header
 }
 
 func columns(run *report.Run) []column {
@@ -29,37 +40,40 @@ func columns(run *report.Run) []column {
 	}
 	m := run.Methods
 	cols := []column{
-		{"role", "", func(p *report.Process) string { return p.Role }},
-		{"pid", "", func(p *report.Process) string { return strconv.Itoa(p.Pid) }},
+		{header: "role", value: func(p *report.Process) string { return p.Role }, left: true},
+		{header: "pid", value: func(p *report.Process) string { return strconv.Itoa(p.Pid) }},
 	}
 	cols = append(cols, faultColumns(m)...)
 	switch {
 	case strings.HasPrefix(m["in_region"], "sampled:"):
 		// Faults by address only (no x86 fault tracepoints).
 		if m["wp_faults"] != "" {
-			cols = append(cols, column{"wp faults", m["wp_faults"], func(p *report.Process) string { return num(p.WPFaults) }})
+			cols = append(cols, wpColumn(m))
 		}
-		cols = append(cols, column{"faults in region", m["in_region"], inRegion(func(f *report.FaultClasses) uint64 { return f.Total() })})
+		cols = append(cols, column{header: "faults in region", method: m["in_region"], value: inRegion(run, report.ClassUnclassified), short: "region\nfaults"})
 	case m["wp_faults"] != "":
-		cols = append(cols,
-			column{"wp faults", m["wp_faults"], func(p *report.Process) string { return num(p.WPFaults) }},
-			column{"wp in region", m["in_region"], inRegion(func(f *report.FaultClasses) uint64 { return f.WP })},
-			column{"first writes in region", m["in_region"], inRegion(func(f *report.FaultClasses) uint64 { return f.WriteNotPresent })},
-			column{"reads in region", m["in_region"], inRegion(func(f *report.FaultClasses) uint64 { return f.Read })},
+		cols = append(cols, wpColumn(m),
+			column{header: "wp in region", method: m["in_region"], value: inRegion(run, report.ClassWP), short: "region\nwp"},
+			column{header: "first writes in region", method: m["in_region"], value: inRegion(run, report.ClassWriteNotPresent), short: "region\n1st wr"},
+			column{header: "reads in region", method: m["in_region"], value: inRegion(run, report.ClassRead), short: "region\nreads"},
 		)
 	}
 	cols = append(cols, copyColumns(run)...)
-	cols = append(cols, column{"lost", "", func(p *report.Process) string { return strconv.FormatUint(p.LostRecords, 10) }})
+	cols = append(cols, column{header: "lost", value: func(p *report.Process) string { return strconv.FormatUint(p.LostRecords, 10) }})
 	return cols
+}
+
+func wpColumn(m map[string]string) column {
+	return column{header: "wp faults", method: m["wp_faults"], value: func(p *report.Process) string { return num(p.WPFaults) }, short: "wp"}
 }
 
 // faultColumns are the software counters' columns, in every table.
 func faultColumns(m map[string]string) []column {
-	cols := []column{{"page faults", m["page_faults"], func(p *report.Process) string { return num(p.PageFaults) }}}
+	cols := []column{{header: "page faults", method: m["page_faults"], value: func(p *report.Process) string { return num(p.PageFaults) }, short: "faults"}}
 	if m["minor_faults"] != "" {
-		cols = append(cols, column{"minor", m["minor_faults"], func(p *report.Process) string { return num(p.MinorFaults) }})
+		cols = append(cols, column{header: "minor", method: m["minor_faults"], value: func(p *report.Process) string { return num(p.MinorFaults) }})
 	}
-	return append(cols, column{"major", m["major_faults"], func(p *report.Process) string { return num(p.MajorFaults) }})
+	return append(cols, column{header: "major", method: m["major_faults"], value: func(p *report.Process) string { return num(p.MajorFaults) }})
 }
 
 // copyColumns are the copies, the inferred copies when they are another
@@ -69,16 +83,16 @@ func copyColumns(run *report.Run) []column {
 	m := run.Methods
 	var cols []column
 	if m["copies"] != "" {
-		cols = append(cols, column{"copies", m["copies"], func(p *report.Process) string { return num(p.Copies) }})
+		cols = append(cols, column{header: "copies", method: m["copies"], value: func(p *report.Process) string { return num(p.Copies) }})
 	}
 	if m["inferred_copies"] != "" && m["inferred_copies"] != m["copies"] {
-		cols = append(cols, column{"inferred copies", m["inferred_copies"], func(p *report.Process) string { return num(p.InferredCopies) }})
+		cols = append(cols, column{header: "inferred copies", method: m["inferred_copies"], value: func(p *report.Process) string { return num(p.InferredCopies) }, short: "inferred"})
 	}
 	for _, fn := range probeNames(run) {
 		if fn == run.CopyRoutine {
 			continue
 		}
-		cols = append(cols, column{fn, "kprobe:" + fn, func(p *report.Process) string {
+		cols = append(cols, column{header: fn, method: "kprobe:" + fn, value: func(p *report.Process) string {
 			if v, ok := p.Probes[fn]; ok {
 				return strconv.FormatUint(v, 10)
 			}
@@ -136,11 +150,11 @@ func traceColumns(run *report.Run) []column {
 	}
 	m := run.Methods
 	cols := []column{
-		{"pid", "", func(p *report.Process) string { return strconv.Itoa(p.Pid) }},
-		{"ppid", "", lin(func(l *report.Lineage) string { return strconv.Itoa(l.Ppid) })},
+		{header: "pid", value: func(p *report.Process) string { return strconv.Itoa(p.Pid) }},
+		{header: "ppid", value: lin(func(l *report.Lineage) string { return strconv.Itoa(l.Ppid) })},
 	}
 	if run.Trace.Threads {
-		cols = append(cols, column{"tid", "", lin(func(l *report.Lineage) string {
+		cols = append(cols, column{header: "tid", value: lin(func(l *report.Lineage) string {
 			if l.Tid == 0 {
 				return "all"
 			}
@@ -148,9 +162,9 @@ func traceColumns(run *report.Run) []column {
 		})})
 	}
 	cols = append(cols,
-		column{"depth", "", lin(func(l *report.Lineage) string { return strconv.Itoa(l.Depth) })},
-		column{"command", "", lin(func(l *report.Lineage) string { return l.Comm })},
-		column{"lifetime", "", lin(func(l *report.Lineage) string {
+		column{header: "depth", value: lin(func(l *report.Lineage) string { return strconv.Itoa(l.Depth) })},
+		column{header: "command", value: lin(func(l *report.Lineage) string { return l.Comm }), left: true},
+		column{header: "lifetime", value: lin(func(l *report.Lineage) string {
 			s := report.FormatMs(l.LifetimeMs)
 			if !l.Exited {
 				s += " (running)"
@@ -160,7 +174,7 @@ func traceColumns(run *report.Run) []column {
 	)
 	cols = append(cols, faultColumns(m)...)
 	if m["wp_faults"] != "" {
-		cols = append(cols, column{"wp faults", m["wp_faults"], func(p *report.Process) string { return num(p.WPFaults) }})
+		cols = append(cols, wpColumn(m))
 	}
 	return append(cols, copyColumns(run)...)
 }

@@ -12,23 +12,33 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
-// measure is one row of a comparison.
+// measure is one row of a comparison; method marks a row of methods.
 type measure struct {
-	name  string
-	value func(r *report.Run) string
+	name   string
+	value  func(r *report.Run) string
+	method bool
+}
+
+// Compare renders runs side by side for DefaultWidth columns.
+func Compare(w io.Writer, cols []report.Compared, f Format) error {
+	return Layout{}.Compare(w, cols, f)
 }
 
 // Compare renders runs side by side: a column per Compared, a row per
 // measure, and a mark on each row whose values differ. Runs are matched by
 // scenario, or by position when each column holds one run.
-func Compare(w io.Writer, cols []report.Compared, f Format) error {
+func (l Layout) Compare(w io.Writer, cols []report.Compared, f Format) error {
 	if len(cols) == 0 {
 		return errors.New("nothing to compare")
 	}
 	switch f {
 	case JSON, CSV, OpenMetrics:
-		return fmt.Errorf("compare writes table or markdown")
+		return fmt.Errorf("compare writes table, wide or markdown")
 	}
+	return l.text(w, f, func(w io.Writer, st style) error { return compare(w, cols, st) })
+}
+
+func compare(w io.Writer, cols []report.Compared, st style) error {
 	traced, all := 0, 0
 	for _, c := range cols {
 		for _, r := range c.Runs {
@@ -41,7 +51,7 @@ func Compare(w io.Writer, cols []report.Compared, f Format) error {
 	switch traced {
 	case 0:
 	case all:
-		return compareTraces(w, cols, f == Markdown)
+		return compareTraces(w, cols, st)
 	default:
 		return errors.New("cannot compare traced runs (cowtrace run, attach) with the experiment's: their rows are different things")
 	}
@@ -51,6 +61,7 @@ func Compare(w io.Writer, cols []report.Compared, f Format) error {
 	}
 	header = append(header, "differs")
 	var rows [][]string
+	keys := footnotes{}
 	for _, g := range byScenario(cols) {
 		for _, m := range measures(g.runs) {
 			row := []string{g.prefix + m.name}
@@ -61,10 +72,23 @@ func Compare(w io.Writer, cols []report.Compared, f Format) error {
 				}
 				row = append(row, v)
 			}
-			rows = append(rows, append(row, differs(row[1:])))
+			mark := differs(row[1:])
+			if m.method && st.narrow {
+				// A method is a paragraph: a key here, the words below.
+				for i, v := range row[1:] {
+					if v != "-" && v != "(none)" {
+						row[1+i] = keys.key(v)
+					}
+				}
+			}
+			rows = append(rows, append(row, mark))
 		}
 	}
-	return writeTable(w, f == Markdown, 1, header, rows)
+	if err := writeTable(w, st, leftColumns(1, len(header)), header, rows); err != nil {
+		return err
+	}
+	keys.write(w, st)
+	return nil
 }
 
 // scenarioRuns are the runs of one scenario, one per column (nil where a
@@ -127,7 +151,7 @@ func differs(values []string) string {
 // then the tree's totals; for each measure a column per run. The
 // experiment's fields (blocks, region) mean nothing for a traced program and
 // are left out.
-func compareTraces(w io.Writer, cols []report.Compared, markdown bool) error {
+func compareTraces(w io.Writer, cols []report.Compared, st style) error {
 	runs := make([]*report.Run, len(cols))
 	for i, c := range cols {
 		if len(c.Runs) != 1 {
@@ -139,33 +163,29 @@ func compareTraces(w io.Writer, cols []report.Compared, markdown bool) error {
 	header := []string{"process"}
 	for _, m := range counts {
 		for _, c := range cols {
-			if markdown {
-				header = append(header, m.Title+" ("+c.Label+")")
-			} else {
-				header = append(header, m.Title+"\n"+c.Label)
-			}
+			header = append(header, stacked(m.Title, "("+c.Label+")"))
 		}
 	}
 	header = append(header, "differs")
 	bw := &errWriter{w: w}
 	for i, r := range runs {
-		fmt.Fprintf(bw, "%s%s: %s; lost records %d, throttled %d\n", bullet(markdown), cols[i].Label, report.Title(r), r.LostRecords, r.Throttled)
+		prose(bw, st, cols[i].Label+": ", fmt.Sprintf("%s; lost records %d, throttled %d", report.Title(r), r.LostRecords, r.Throttled))
 	}
-	if markdown {
+	if st.markdown {
 		fmt.Fprintln(bw)
 	}
 	if bw.err != nil {
 		return bw.err
 	}
-	if err := writeTable(w, markdown, 1, header, traceRows(runs, counts)); err != nil {
+	if err := writeTable(w, st, leftColumns(1, len(header)), header, traceRows(runs, counts)); err != nil {
 		return err
 	}
-	if markdown {
+	if st.markdown {
 		fmt.Fprintln(bw)
 	}
-	fmt.Fprintln(bw, "processes are matched by command and place in the tree: the commands from the root down, #N for the Nth of that name among its siblings by start; - where a run has no such process")
-	for _, line := range methodDifferences(cols, runs, counts) {
-		fmt.Fprintln(bw, line)
+	prose(bw, st, "", "processes are matched by command and place in the tree: the commands from the root down, #N for the Nth of that name among its siblings by start; - where a run has no such process")
+	for _, line := range methodDifferences(cols, runs, counts, st) {
+		prose(bw, st, "note: ", line)
 	}
 	return bw.err
 }
@@ -232,18 +252,21 @@ func traceCounts(runs []*report.Run) []report.Count {
 
 // methodDifferences says where runs measured one column differently: a
 // kprobe count next to an inferred one is not a like-for-like comparison.
-func methodDifferences(cols []report.Compared, runs []*report.Run, cs []report.Count) []string {
+func methodDifferences(cols []report.Compared, runs []*report.Run, cs []report.Count, st style) []string {
 	var out []string
 	for _, c := range cs {
 		var parts []string
 		differ := false
 		for i, r := range runs {
 			m := cmp.Or(r.Methods[c.Key], "-")
+			if st.narrow && m != "-" {
+				m = methodNote(m)
+			}
 			parts = append(parts, cols[i].Label+" "+m)
 			differ = differ || m != cmp.Or(runs[0].Methods[c.Key], "-")
 		}
 		if differ {
-			out = append(out, fmt.Sprintf("note: %s measured differently: %s", c.Title, strings.Join(parts, ", ")))
+			out = append(out, fmt.Sprintf("%s measured differently: %s", c.Title, strings.Join(parts, "; ")))
 		}
 	}
 	return out
@@ -253,24 +276,24 @@ func methodDifferences(cols []report.Compared, runs []*report.Run, cs []report.C
 // method, then each role's counts, for every role any run has.
 func measures(runs []*report.Run) []measure {
 	ms := []measure{
-		{"kernel", func(r *report.Run) string { return r.Kernel }},
-		{"scenario", func(r *report.Run) string { return r.Scenario }},
-		{"blocks x block size", func(r *report.Run) string { return fmt.Sprintf("%d x %d", r.Blocks, r.BlockSize) }},
-		{"copies method", func(r *report.Run) string { return cmp.Or(r.Methods["copies"], "-") }},
-		{"lost records", func(r *report.Run) string { return strconv.FormatUint(r.LostRecords, 10) }},
+		{name: "kernel", value: func(r *report.Run) string { return r.Kernel }},
+		{name: "scenario", value: func(r *report.Run) string { return r.Scenario }},
+		{name: "blocks x block size", value: func(r *report.Run) string { return fmt.Sprintf("%d x %d", r.Blocks, r.BlockSize) }},
+		{name: "copies method", value: func(r *report.Run) string { return cmp.Or(r.Methods["copies"], "-") }, method: true},
+		{name: "lost records", value: func(r *report.Run) string { return strconv.FormatUint(r.LostRecords, 10) }},
 	}
 	roles, fns := rolesAndProbes(runs)
 	for _, role := range roles {
-		for _, c := range roleColumns {
-			ms = append(ms, measure{role + " " + c.header, func(r *report.Run) string {
+		for _, c := range roleMeasures {
+			ms = append(ms, measure{name: role + " " + c.name, value: func(r *report.Run) string {
 				if p := r.Find(role); p != nil {
-					return c.value(p)
+					return c.value(r, p)
 				}
 				return "(none)"
 			}})
 		}
 		for _, fn := range fns {
-			ms = append(ms, measure{role + " " + fn, func(r *report.Run) string {
+			ms = append(ms, measure{name: role + " " + fn, value: func(r *report.Run) string {
 				p := r.Find(role)
 				if p == nil {
 					return "(none)"
@@ -285,15 +308,18 @@ func measures(runs []*report.Run) []measure {
 	return ms
 }
 
-// roleColumns are the counts compare shows for each role of the experiment.
-var roleColumns = []column{
-	{"page faults", "", func(p *report.Process) string { return num(p.PageFaults) }},
-	{"wp faults", "", func(p *report.Process) string { return num(p.WPFaults) }},
-	{"wp in region", "", inRegion(func(f *report.FaultClasses) uint64 { return f.WP })},
-	{"first writes in region", "", inRegion(func(f *report.FaultClasses) uint64 { return f.WriteNotPresent })},
-	{"reads in region", "", inRegion(func(f *report.FaultClasses) uint64 { return f.Read })},
-	{"copies", "", func(p *report.Process) string { return num(p.Copies) }},
-	{"inferred copies", "", func(p *report.Process) string { return num(p.InferredCopies) }},
+// roleMeasures are the counts compare shows for each role of the experiment.
+var roleMeasures = []struct {
+	name  string
+	value func(r *report.Run, p *report.Process) string
+}{
+	{"page faults", func(r *report.Run, p *report.Process) string { return num(p.PageFaults) }},
+	{"wp faults", func(r *report.Run, p *report.Process) string { return num(p.WPFaults) }},
+	{"wp in region", func(r *report.Run, p *report.Process) string { return inRegion(r, report.ClassWP)(p) }},
+	{"first writes in region", func(r *report.Run, p *report.Process) string { return inRegion(r, report.ClassWriteNotPresent)(p) }},
+	{"reads in region", func(r *report.Run, p *report.Process) string { return inRegion(r, report.ClassRead)(p) }},
+	{"copies", func(r *report.Run, p *report.Process) string { return num(p.Copies) }},
+	{"inferred copies", func(r *report.Run, p *report.Process) string { return num(p.InferredCopies) }},
 }
 
 // rolesAndProbes are the roles of runs, in order of first appearance, and

@@ -6,11 +6,13 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/gate"
+	"github.com/mattn/go-runewidth"
 )
 
 // The golden files pin every byte of what users see, from runs saved in
@@ -53,7 +55,8 @@ func readRun(t *testing.T, name string) *report.Run {
 }
 
 // formatExt names each format's golden file.
-var formatExt = map[Format]string{Table: "txt", Markdown: "md", CSV: "csv", JSON: "json"}
+// Table is the layout at DefaultWidth (80) columns, Wide the wide one.
+var formatExt = map[Format]string{Table: "txt", Wide: "wide.txt", Markdown: "md", CSV: "csv", JSON: "json"}
 
 // singleRuns are the saved single runs: the experiment in its variants and
 // traced programs (run, attach).
@@ -64,10 +67,16 @@ var singleRuns = []string{
 
 func TestGoldenRun(t *testing.T) {
 	for _, name := range singleRuns {
-		for _, f := range []Format{Table, Markdown, CSV, JSON} {
+		for _, f := range []Format{Table, Wide, Markdown, CSV, JSON} {
 			var b bytes.Buffer
 			if err := Write(&b, readRun(t, name), f); err != nil {
 				t.Fatalf("%s %s: %v", name, f, err)
+			}
+			if f == JSON {
+				testenv.ValidateJSON(t, "run", b.Bytes())
+			}
+			if f == Table {
+				fits(t, name, b.String())
 			}
 			checkGolden(t, name+"."+formatExt[f], b.Bytes())
 		}
@@ -92,10 +101,16 @@ func TestGoldenMatrix(t *testing.T) {
 	// A scenario this kernel could not run, as a kernel without THP has it.
 	m.Scenarios = append(m.Scenarios, report.MatrixEntry{Name: "thp-absent", Does: "what thp does", Outcome: "x", Why: "y", Held: true,
 		NotApplicable: "not applicable on this kernel: built without transparent huge pages"})
-	for _, f := range []Format{Table, Markdown, JSON} {
+	for _, f := range []Format{Table, Wide, Markdown, JSON} {
 		var b bytes.Buffer
 		if err := WriteMatrix(&b, m, f); err != nil {
 			t.Fatalf("%s: %v", f, err)
+		}
+		if f == JSON {
+			testenv.ValidateJSON(t, "matrix", b.Bytes())
+		}
+		if f == Table {
+			fits(t, "matrix", b.String())
 		}
 		checkGolden(t, "matrix."+formatExt[f], b.Bytes())
 	}
@@ -124,10 +139,13 @@ func TestGoldenCompare(t *testing.T) {
 			{Label: "address", Runs: readRuns(t, "run-address")},
 		}},
 	} {
-		for _, f := range []Format{Table, Markdown} {
+		for _, f := range []Format{Table, Wide, Markdown} {
 			var b bytes.Buffer
 			if err := Compare(&b, c.cols, f); err != nil {
 				t.Fatalf("%s %s: %v", c.name, f, err)
+			}
+			if f == Table {
+				fits(t, c.name, b.String())
 			}
 			checkGolden(t, c.name+"."+formatExt[f], b.Bytes())
 		}
@@ -150,12 +168,31 @@ func TestGoldenVerdict(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		for _, f := range []Format{Table, Markdown, JSON} {
+		for _, f := range []Format{Table, Wide, Markdown, JSON} {
 			var b bytes.Buffer
 			if err := WriteVerdict(&b, v, f); err != nil {
 				t.Fatalf("%s %s: %v", c.name, f, err)
 			}
+			if f == JSON {
+				testenv.ValidateJSON(t, "verdict", b.Bytes())
+			}
+			if f == Table {
+				fits(t, c.name, b.String())
+			}
 			checkGolden(t, c.name+"."+formatExt[f], b.Bytes())
+		}
+	}
+}
+
+// fits fails t where a line of a table for DefaultWidth is wider, but for
+// a word longer than a line (a path, a filter), which wrapping keeps whole.
+func fits(t *testing.T, name, out string) {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if n := runewidth.StringWidth(l); n > DefaultWidth && !strings.Contains(strings.TrimSpace(l), " ") {
+			continue
+		} else if n > DefaultWidth {
+			t.Errorf("%s: a line of %d columns at %d:\n%s", name, n, DefaultWidth, l)
 		}
 	}
 }

@@ -9,42 +9,56 @@ import (
 	"github.com/cowtrace/cowtrace/report"
 )
 
+// WriteMatrix renders m for DefaultWidth columns.
+func WriteMatrix(w io.Writer, m *report.Matrix, f Format) error { return Layout{}.WriteMatrix(w, m, f) }
+
 // WriteMatrix renders m: one table with a row per scenario and process, then
 // each scenario's stated outcome and whether it held.
-func WriteMatrix(w io.Writer, m *report.Matrix, f Format) error {
+func (l Layout) WriteMatrix(w io.Writer, m *report.Matrix, f Format) error {
 	switch f {
 	case JSON:
 		return writeJSON(w, m)
-	case CSV:
-		return fmt.Errorf("the matrix has no csv form (use json)")
+	case CSV, OpenMetrics:
+		return fmt.Errorf("the matrix has no %s form (use json)", f)
 	}
-	markdown := f == Markdown
 	if len(m.Scenarios) == 0 {
 		return fmt.Errorf("the matrix has no scenarios")
 	}
+	return l.text(w, f, func(w io.Writer, st style) error { return writeMatrix(w, m, st) })
+}
+
+func writeMatrix(w io.Writer, m *report.Matrix, st style) error {
 	bw := &errWriter{w: w}
-	heading(bw, markdown, "cowtrace matrix: kernel "+m.Kernel)
+	heading(bw, st, "cowtrace matrix: kernel "+m.Kernel)
 	if bw.err != nil {
 		return bw.err
 	}
 	methods, first := matrixMethods(m)
-	if err := writeTable(w, markdown, 2, matrixHeader(methods, markdown), matrixRows(m)); err != nil {
+	keys := footnotes{}
+	header := matrixHeader(methods, st, &keys)
+	left := leftColumns(2, len(header))
+	left[len(left)-1] = true // the outcome
+	if err := writeTable(w, st, left, header, matrixRows(m, st)); err != nil {
 		return err
 	}
-	if markdown {
+	if st.markdown {
 		fmt.Fprintln(bw)
 	}
-	if first != nil {
-		for _, line := range methodLines(first) {
-			fmt.Fprintf(bw, "%s%s\n", bullet(markdown), line)
+	if st.narrow {
+		keys.write(bw, st)
+	} else {
+		if first != nil {
+			for _, line := range methodLines(first) {
+				prose(bw, st, "", line)
+			}
 		}
+		prose(bw, st, "", "shared frames at fork, private after writes: /proc/PID/pagemap of each child against the parent's, over the region's pages, right after the fork and once everyone did their work (before anyone exits); - where not run (vfork suspends the parent)")
 	}
-	fmt.Fprintf(bw, "%sshared frames at fork, private after writes: /proc/PID/pagemap of each child against the parent's, over the region's pages, right after the fork and once everyone did their work (before anyone exits); - where not run (vfork suspends the parent)\n", bullet(markdown))
-	if markdown {
+	if st.markdown {
 		fmt.Fprintln(bw)
 	}
 	for _, e := range m.Scenarios {
-		writeOutcome(bw, e, markdown)
+		writeOutcome(bw, e, st)
 	}
 	return bw.err
 }
@@ -71,68 +85,104 @@ func matrixMethods(m *report.Matrix) (methods map[string]string, first *report.R
 	return methods, first
 }
 
-func matrixHeader(methods map[string]string, markdown bool) []string {
-	tag := func(h, key string) string {
+// matrixHeader is the matrix's header: each measure with its method's tag,
+// or in the narrow layout a short name and its footnote key.
+func matrixHeader(methods map[string]string, st style, keys *footnotes) []string {
+	tag := func(h, short, key string) string {
+		if st.narrow {
+			return stacked(short, keys.key(methodNote(methods[key])))
+		}
 		t := shortMethod(methods[key])
 		if key == "pagemap" && t != "" {
 			t = "[pagemap]"
 		}
-		return stacked(h, t, markdown)
+		return stacked(h, t)
 	}
-	return []string{"scenario", "role", tag("page faults", "page_faults"), tag("wp faults", "wp_faults"),
-		tag("wp in region", "in_region"), tag("first writes in region", "in_region"), tag("reads in region", "in_region"),
-		tag("copies", "copies"), tag("shared frames at fork", "pagemap"), tag("private after writes", "pagemap"), "outcome"}
+	if st.narrow {
+		// The region's classes in one column: eleven columns of this
+		// table do not fit 80.
+		return []string{"scenario", "role", tag("", "faults", "page_faults"), tag("", "wp", "wp_faults"),
+			tag("", "region\nwp/1st/rd", "in_region"), tag("", "copies", "copies"),
+			tag("", "shared\nat fork", "pagemap"), tag("", "private\nafter", "pagemap"), "outcome"}
+	}
+	return []string{"scenario", "role", tag("page faults", "faults", "page_faults"), tag("wp faults", "wp", "wp_faults"),
+		tag("wp in region", "", "in_region"), tag("first writes in region", "", "in_region"),
+		tag("reads in region", "", "in_region"), tag("copies", "", "copies"),
+		tag("shared frames at fork", "", "pagemap"), tag("private after writes", "", "pagemap"), "outcome"}
 }
 
 // matrixRows are a row per process of each scenario, the scenario's name
 // and outcome on its first; a scenario without a run (not applicable) has
 // one row of dashes.
-func matrixRows(m *report.Matrix) [][]string {
+func matrixRows(m *report.Matrix, st style) [][]string {
 	var rows [][]string
-	wp := inRegion(func(f *report.FaultClasses) uint64 { return f.WP })
-	firstWrites := inRegion(func(f *report.FaultClasses) uint64 { return f.WriteNotPresent })
-	reads := inRegion(func(f *report.FaultClasses) uint64 { return f.Read })
+	word := outcomeWord
+	if st.narrow {
+		word = shortOutcome
+	}
 	for _, e := range m.Scenarios {
 		if e.Run == nil {
-			rows = append(rows, []string{e.Name, "-", "-", "-", "-", "-", "-", "-", "-", "-", outcomeWord(e)})
+			row := []string{e.Name, "-", "-", "-", "-", "-", "-", "-", "-", "-", word(e)}
+			if st.narrow {
+				row = append(row[:4], row[6:]...)
+			}
+			rows = append(rows, row)
 			continue
 		}
+		wp, firstWrites, reads := inRegion(e.Run, report.ClassWP), inRegion(e.Run, report.ClassWriteNotPresent), inRegion(e.Run, report.ClassRead)
 		for i := range e.Run.Processes {
 			p := &e.Run.Processes[i]
 			name, outcome := "", ""
 			if i == 0 {
-				name, outcome = e.Name, outcomeWord(e)
+				name, outcome = e.Name, word(e)
 			}
-			rows = append(rows, []string{name, p.Role, num(p.PageFaults), num(p.WPFaults), wp(p), firstWrites(p), reads(p),
-				num(p.Copies), frames(p, true), frames(p, false), outcome})
+			region := []string{wp(p), firstWrites(p), reads(p)}
+			if st.narrow {
+				region = []string{strings.Join(region, "/")}
+			}
+			row := append([]string{name, p.Role, num(p.PageFaults), num(p.WPFaults)}, region...)
+			rows = append(rows, append(row, num(p.Copies), frames(p, true), frames(p, false), outcome))
 		}
 	}
 	return rows
 }
 
+// shortOutcome is outcomeWord in the narrow layout, where the scenarios'
+// lines under the table say it in full.
+func shortOutcome(e report.MatrixEntry) string {
+	switch w := outcomeWord(e); w {
+	case "as stated":
+		return "ok"
+	case "not applicable":
+		return "n/a"
+	default:
+		return w
+	}
+}
+
 // writeOutcome says what the scenario states and whether it held, with the
 // expectations that did not hold or could not be checked, the finding, and
 // the notes that bear on the outcome (huge pages, mappings).
-func writeOutcome(w io.Writer, e report.MatrixEntry, markdown bool) {
+func writeOutcome(w io.Writer, e report.MatrixEntry, st style) {
 	if e.NotApplicable != "" {
-		fmt.Fprintf(w, "%s%s: %s\n", bullet(markdown), e.Name, e.NotApplicable)
+		prose(w, st, e.Name+": ", e.NotApplicable)
 		return
 	}
-	fmt.Fprintf(w, "%s%s: %s (%s)\n", bullet(markdown), e.Name, e.Outcome, outcomeWord(e))
+	prose(w, st, e.Name+": ", fmt.Sprintf("%s (%s)", e.Outcome, outcomeWord(e)))
 	for _, x := range e.Expectations {
 		switch {
 		case !x.Held:
-			fmt.Fprintf(w, "  %s%s\n", bullet(markdown), x.Detail)
+			subProse(w, st, x.Detail)
 		case x.NotChecked != "":
-			fmt.Fprintf(w, "  %snot checked: %s: %s\n", bullet(markdown), x.Expect, x.NotChecked)
+			subProse(w, st, "not checked: "+x.Expect+": "+x.NotChecked)
 		}
 	}
 	if e.Finding != "" {
-		fmt.Fprintf(w, "  %sfinding: %s\n", bullet(markdown), e.Finding)
+		subProse(w, st, "finding: "+e.Finding)
 	}
 	for _, n := range e.Run.Notes {
 		if strings.HasPrefix(n, "thp:") || strings.Contains(n, "not mapped") {
-			fmt.Fprintf(w, "  %snote: %s\n", bullet(markdown), n)
+			subProse(w, st, "note: "+n)
 		}
 	}
 }

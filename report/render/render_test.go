@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,7 +45,7 @@ func render(t *testing.T, f Format) string {
 }
 
 func TestTableSaysHowEachColumnWasMeasured(t *testing.T) {
-	out := render(t, Table)
+	out := render(t, Wide)
 	for _, want := range []string{
 		"kernel 6.1.0-test-amd64", "1000 blocks x 102400 bytes (97.7 MiB) written before fork",
 		"[kprobe:copy_mc_to_kernel]", "[counter]", "[tracepoint]", "[inferred]", "do_wp_page",
@@ -59,6 +60,48 @@ func TestTableSaysHowEachColumnWasMeasured(t *testing.T) {
 	// The copy routine is the copies column, not a second probe column.
 	if strings.Count(out, "copy_mc_to_kernel]") != 1 {
 		t.Errorf("copy routine shown more than once as a column:\n%s", out)
+	}
+}
+
+// TestNarrowTableSaysHowEachColumnWasMeasured: at 80 columns each method is
+// a footnote key under its header, explained once below the table.
+func TestNarrowTableSaysHowEachColumnWasMeasured(t *testing.T) {
+	out := render(t, Table)
+	for _, want := range []string{
+		"kernel 6.1.0-test-amd64", "unavailable: kprobe:folio_copy: not probe-able",
+		"[1] perf software counters, per task", "[3] kprobe hits on copy_mc_to_kernel",
+		"kprobe hits on do_wp_page", "records: 0, lost: 0, throttled: 0", "--format wide",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if len([]rune(l)) > DefaultWidth {
+			t.Errorf("a line of %d columns:\n%s", len([]rune(l)), l)
+		}
+	}
+	// Each key is explained once.
+	if strings.Count(out, "\n[1] ") != 1 || strings.Count(out, "\n[2] ") != 1 || strings.Count(out, "[2]") < 3 {
+		t.Errorf("footnotes:\n%s", out)
+	}
+}
+
+// TestLayoutFitsWidth: Table takes the wide layout where its table fits the
+// width, the narrow one where not; Wide takes the wide one at any width.
+func TestLayoutFitsWidth(t *testing.T) {
+	for _, c := range []struct {
+		f     Format
+		width int
+		wide  bool
+	}{{Table, 80, false}, {Table, 0, false}, {Table, 300, true}, {Wide, 80, true}, {Wide, 300, true}} {
+		var b bytes.Buffer
+		if err := (Layout{Width: c.width}).Write(&b, kprobeRun(), c.f); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(b.String(), "┌"); got != c.wide {
+			t.Errorf("%s at %d columns: boxed %v, want %v:\n%s", c.f, c.width, got, c.wide, b.String())
+		}
 	}
 }
 
@@ -91,13 +134,56 @@ func TestCSV(t *testing.T) {
 	for i, h := range recs[0] {
 		col[h] = i
 	}
-	i, ok := col["copies (kprobe:copy_mc_to_kernel)"]
-	if !ok {
-		t.Fatalf("no copies column naming its method in %v", recs[0])
+	writer := recs[2]
+	for name, want := range map[string]string{
+		"role": "writer", "copies": "1000", "in_region_wp": "1000", "page_faults": "1000",
+		// Unmeasured or not this kind of run: empty, not "-".
+		"ppid": "", "lifetime_ms": "", "in_region_kernel_mode": "", "in_region_unclassified": "0", "outside_wp": "",
+		"probes": "copy_mc_to_kernel=1000;do_wp_page=1000",
+	} {
+		i, ok := col[name]
+		if !ok {
+			t.Errorf("no column %q in %v", name, recs[0])
+			continue
+		}
+		if writer[i] != want {
+			t.Errorf("writer's %s = %q, want %q", name, writer[i], want)
+		}
 	}
-	if recs[2][i] != "1000" || recs[2][col["role"]] != "writer" {
-		t.Errorf("writer row %v", recs[2])
+}
+
+// TestCSVHeaderIsStable: the experiment and traced runs of every kernel and
+// mode have the one header, without methods or units in cells.
+func TestCSVHeaderIsStable(t *testing.T) {
+	want := strings.Join(CSVHeader(), ",")
+	for _, name := range singleRuns {
+		recs, err := csv.NewReader(bytes.NewReader(writeTo(t, readRun(t, name), CSV))).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(recs[0], ","); got != want {
+			t.Errorf("%s: header\n%s\nwant\n%s", name, got, want)
+		}
+		for _, rec := range recs[1:] {
+			for i, c := range rec {
+				if c == "-" || strings.HasSuffix(c, " ms") || strings.HasSuffix(c, " s") {
+					t.Errorf("%s: %s = %q, want a number or empty", name, recs[0][i], c)
+				}
+			}
+		}
 	}
+	if h := CSVHeader(); !slices.Contains(h, "lifetime_ms") || !slices.Contains(h, "page_faults") {
+		t.Errorf("header %v lacks lifetime_ms or page_faults", h)
+	}
+}
+
+func writeTo(t *testing.T, run *report.Run, f Format) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := Write(&b, run, f); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 func TestJSONRoundTrip(t *testing.T) {

@@ -10,21 +10,30 @@ import (
 	"github.com/cowtrace/cowtrace/report/gate"
 )
 
+// WriteVerdict renders the gate's result for DefaultWidth columns.
+func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
+	return Layout{}.WriteVerdict(w, v, f)
+}
+
 // WriteVerdict renders the gate's result: a verdict line, a table of the
 // bounded measures per process and for the total, baseline, current and
 // change, regressions marked, then each regression in words. JSON holds the
 // verdict and every check.
-func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
+func (l Layout) WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
 	switch f {
 	case JSON:
 		return writeJSON(w, v)
-	case Table, Markdown:
+	case Table, Wide, Markdown:
 	default:
-		return fmt.Errorf("the gate writes table, markdown or json")
+		return fmt.Errorf("the gate writes table, wide, markdown or json")
 	}
-	markdown := f == Markdown
+	return l.text(w, f, func(w io.Writer, st style) error { return writeVerdict(w, v, st) })
+}
+
+func writeVerdict(w io.Writer, v *gate.Verdict, st style) error {
+	markdown := st.markdown
 	bw := &errWriter{w: w}
-	writeVerdictLine(bw, v, markdown)
+	writeVerdictLine(bw, v, st)
 	if markdown {
 		fmt.Fprintln(bw)
 	}
@@ -34,29 +43,29 @@ func WriteVerdict(w io.Writer, v *gate.Verdict, f Format) error {
 	header := []string{"process"}
 	for _, c := range v.Measures {
 		for _, col := range []string{"baseline", "current", "change"} {
-			header = append(header, stacked(c.Title, col, markdown))
+			header = append(header, stacked(c.Title, col))
 		}
 	}
-	if err := writeTable(w, markdown, 1, header, verdictRows(v, markdown)); err != nil {
+	if err := writeTable(w, st, leftColumns(1, len(header)), header, verdictRows(v, markdown)); err != nil {
 		return err
 	}
 	if markdown {
 		fmt.Fprintln(bw)
 	}
 	for _, c := range v.Regressions() {
-		fmt.Fprintf(bw, "%sregression: %s %s %d -> %d, %s, past %s (%s)\n", bullet(markdown), c.Process, c.Measure, c.Baseline, c.Current,
-			change(&c.Baseline, &c.Current), allowedText(c), c.Bound)
+		prose(bw, st, "regression: ", fmt.Sprintf("%s %s %d -> %d, %s, past %s (%s)", c.Process, c.Measure, c.Baseline, c.Current,
+			change(&c.Baseline, &c.Current), allowedText(c), c.Bound))
 	}
-	writeBoundScopes(bw, v.Bounds, markdown)
+	writeBoundScopes(bw, v.Bounds, st)
 	for _, n := range v.Notes {
-		fmt.Fprintf(bw, "%snote: %s\n", bullet(markdown), n)
+		prose(bw, st, "note: ", n)
 	}
 	return bw.err
 }
 
 // writeVerdictLine is the verdict in one line, with the bounds and the
 // runs it held against each other.
-func writeVerdictLine(w io.Writer, v *gate.Verdict, markdown bool) {
+func writeVerdictLine(w io.Writer, v *gate.Verdict, st style) {
 	var bounds []string
 	for _, b := range v.Bounds {
 		bounds = append(bounds, b.Text)
@@ -68,11 +77,16 @@ func writeVerdictLine(w io.Writer, v *gate.Verdict, markdown bool) {
 		detail = fmt.Sprintf("%d of %d checks grew past their bound", n, len(v.Checks))
 	}
 	verdict = "cowtrace gate: " + verdict
-	if markdown {
+	if st.markdown {
 		verdict = "**" + verdict + "**"
 	}
-	fmt.Fprintf(w, "%s, %s (--max-increase %s; baseline %s, current %s)\n", verdict, detail,
+	line := fmt.Sprintf("%s, %s (--max-increase %s; baseline %s, current %s)", verdict, detail,
 		strings.Join(bounds, ","), v.Baseline.Label, v.Current.Label)
+	if st.markdown {
+		fmt.Fprintln(w, line)
+		return
+	}
+	prose(w, st, "", line)
 }
 
 // verdictRows are the verdict's rows, each bounded measure's baseline,
@@ -111,7 +125,7 @@ func verdictRows(v *gate.Verdict, markdown bool) [][]string {
 
 // writeBoundScopes says where the bounds applied, one line per scope in the
 // order the bounds named them.
-func writeBoundScopes(w io.Writer, bounds []gate.Bound, markdown bool) {
+func writeBoundScopes(w io.Writer, bounds []gate.Bound, st style) {
 	scopes := map[gate.Scope][]string{}
 	var order []gate.Scope
 	for _, b := range bounds {
@@ -126,7 +140,7 @@ func writeBoundScopes(w io.Writer, bounds []gate.Bound, markdown bool) {
 		gate.EachOnly:  "each process in both runs",
 	}
 	for _, s := range order {
-		fmt.Fprintf(w, "%sbounds on %s: %s\n", bullet(markdown), where[s], strings.Join(scopes[s], ", "))
+		prose(w, st, "bounds on ", where[s]+": "+strings.Join(scopes[s], ", "))
 	}
 }
 

@@ -62,7 +62,7 @@ func WatchTable(w io.Writer, pid int, comm string, argv []string, page int) (Wat
 	}
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "%s\n", cut(fmt.Sprintf("cowtrace watch: pid %d (%s)", pid, what), WatchTableWidth))
-	wrap(b, "", fmt.Sprintf("A line as each fork's child tree ends. copy, wp: pages copied and "+
+	wrapLine(b, "", fmt.Sprintf("A line as each fork's child tree ends. copy, wp: pages copied and "+
 		"write-protect faults, the parent's while the episode alone was open, the child tree's in its "+
 		"whole life; file: of those copies, first writes to private file pages (no sharing in them); "+
 		"bytes: copies x %d; -: not measured (the reason follows).", page))
@@ -72,21 +72,10 @@ func WatchTable(w io.Writer, pid int, comm string, argv []string, page int) (Wat
 	return t, err
 }
 
-// wrap writes text in lines of WatchTableWidth columns at most, the first
-// starting with head, the others indented by two spaces.
-func wrap(b *strings.Builder, head, text string) {
-	line := head
-	for _, word := range strings.Fields(text) {
-		if line != "" && line != "  " && len(line)+1+len(word) > WatchTableWidth {
-			b.WriteString(line + "\n")
-			line = "  "
-		}
-		if line != "" && line != "  " && !strings.HasSuffix(line, " ") {
-			line += " "
-		}
-		line += word
-	}
-	b.WriteString(line + "\n")
+// wrapLine writes head and text in lines of WatchTableWidth columns at
+// most, the lines after the first indented by two spaces.
+func wrapLine(b *strings.Builder, head, text string) {
+	b.WriteString(wrap(head+text, WatchTableWidth, "  "))
 }
 
 type watchTable struct {
@@ -109,7 +98,7 @@ func (t *watchTable) Episode(e *report.Episode) error {
 		fileCopies(e.ParentCopiesByCause, e.ChildCopiesByCause), shortBytes(e.Bytes))
 	writeReasons(&b, fmt.Sprintf("episode %d", e.ID), e.Unmeasured)
 	if len(e.SharedWith) > 0 {
-		wrap(&b, "  ", fmt.Sprintf("episode %d overlapped %s: the parent's copies meanwhile are in their shared line", e.ID, intList(e.SharedWith)))
+		wrapLine(&b, "  ", fmt.Sprintf("episode %d overlapped %s: the parent's copies meanwhile are in their shared line", e.ID, intList(e.SharedWith)))
 	}
 	_, err := io.WriteString(t.w, b.String())
 	return err
@@ -130,19 +119,19 @@ func (t *watchTable) Summary(s *report.WatchSummary) error {
 	if s.Copies != nil {
 		copies = fmt.Sprintf("%s = %d bytes (%s)", plural(int(*s.Copies), "copy"), *s.Bytes, shortBytes(s.Bytes))
 	}
-	wrap(&b, "", fmt.Sprintf("%s, %s, %s", plural(s.Episodes, "episode"), copies, plural(s.SharedBuckets, "shared bucket")))
+	wrapLine(&b, "", fmt.Sprintf("%s, %s, %s", plural(s.Episodes, "episode"), copies, plural(s.SharedBuckets, "shared bucket")))
 	if c := s.CopiesByCause; c != nil {
-		wrap(&b, "", fmt.Sprintf("copies by cause: %d write-protect, %d private-file first writes", c.WriteProtect, c.PrivateFileFirstWrite))
+		wrapLine(&b, "", fmt.Sprintf("copies by cause: %d write-protect, %d private-file first writes", c.WriteProtect, c.PrivateFileFirstWrite))
 	}
-	wrap(&b, "", fmt.Sprintf("watched %s, ended by %s", shortDuration(s.DurationMs), s.EndedBy))
+	wrapLine(&b, "", fmt.Sprintf("watched %s, ended by %s", shortDuration(s.DurationMs), s.EndedBy))
 	if n := s.IncompleteEpisodes; n > 0 {
-		wrap(&b, "incomplete: ", fmt.Sprintf("%s with a figure not known whole (said under each), not in the copies above", plural(n, "episode")))
+		wrapLine(&b, "incomplete: ", fmt.Sprintf("%s with a figure not known whole (said under each), not in the copies above", plural(n, "episode")))
 	}
 	for _, n := range s.Incomplete {
-		wrap(&b, "incomplete: ", n)
+		wrapLine(&b, "incomplete: ", n)
 	}
 	for _, n := range s.Notes {
-		wrap(&b, "note: ", n)
+		wrapLine(&b, "note: ", n)
 	}
 	_, err := io.WriteString(t.w, b.String())
 	return err
@@ -162,7 +151,7 @@ func writeReasons(b *strings.Builder, what string, unmeasured map[string]string)
 	for _, why := range whys {
 		fields := byWhy[why]
 		sort.Strings(fields)
-		wrap(b, "  ", fmt.Sprintf("%s: %s null: %s", what, strings.Join(fields, ", "), why))
+		wrapLine(b, "  ", fmt.Sprintf("%s: %s null: %s", what, strings.Join(fields, ", "), why))
 	}
 }
 

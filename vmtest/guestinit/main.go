@@ -268,12 +268,7 @@ func run(c guest.Command) *guest.Result {
 		res.Err = "empty argv"
 		return res
 	}
-	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
-	cmd.Env = c.Env
-	cmd.Dir = c.Dir
-	// Its own process group, so that a timeout also kills whatever the
-	// program forked, and so that a group signal reaches only it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd := command(c)
 	var stdout, stderr capped
 	cmd.Stdout = &stdout
 	var errPipe io.ReadCloser
@@ -298,29 +293,7 @@ func run(c guest.Command) *guest.Result {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	})
 	if errPipe != nil {
-		r := bufio.NewReader(errPipe)
-		for {
-			line, err := r.ReadString('\n')
-			stderr.Write([]byte(line))
-			if !res.WaitLineSeen && strings.TrimRight(line, "\r\n") == c.WaitStderr {
-				res.WaitLineSeen = true
-				sig := syscall.Signal(c.Signal)
-				// A negative pid signals the whole group, as a terminal's ^C
-				// would; a positive one is what `kill PID` does.
-				target := cmd.Process.Pid
-				if sig == syscall.SIGINT {
-					target = -target
-				}
-				if err := syscall.Kill(target, sig); err != nil {
-					res.Err = fmt.Sprintf("send %v: %v", sig, err)
-				} else {
-					res.SignalSent = sig.String()
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
+		signalAtLine(res, c, cmd.Process.Pid, errPipe, &stderr)
 	}
 	err := cmd.Wait()
 	timer.Stop()
@@ -328,7 +301,62 @@ func run(c guest.Command) *guest.Result {
 	res.Duration = time.Since(start)
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
 	res.Truncated = stdout.truncated || stderr.truncated
-	if ps := cmd.ProcessState; ps != nil {
+	recordExit(res, cmd.ProcessState, err)
+	if c.InspectTracefs {
+		res.Tracefs = inspectTracefs()
+		_ = syscall.Unmount(inspectDir, 0)
+	}
+	return res
+}
+
+// command is c's command, in its own process group, so that a timeout
+// also kills whatever the program forked, and so that a group signal
+// reaches only it.
+func command(c guest.Command) *exec.Cmd {
+	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
+	cmd.Env = c.Env
+	cmd.Dir = c.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
+}
+
+// signalAtLine copies the command's stderr from pipe into stderr until it
+// ends, and sends the command c.Signal at the first line that is
+// c.WaitStderr.
+func signalAtLine(res *guest.Result, c guest.Command, pid int, pipe io.Reader, stderr *capped) {
+	r := bufio.NewReader(pipe)
+	for {
+		line, err := r.ReadString('\n')
+		stderr.Write([]byte(line))
+		if !res.WaitLineSeen && strings.TrimRight(line, "\r\n") == c.WaitStderr {
+			res.WaitLineSeen = true
+			sendSignal(res, pid, syscall.Signal(c.Signal))
+		}
+		if err != nil {
+			break
+		}
+	}
+}
+
+// sendSignal sends sig to the command pid. A negative pid signals the
+// whole group, as a terminal's ^C would; a positive one is what `kill PID`
+// does.
+func sendSignal(res *guest.Result, pid int, sig syscall.Signal) {
+	target := pid
+	if sig == syscall.SIGINT {
+		target = -target
+	}
+	if err := syscall.Kill(target, sig); err != nil {
+		res.Err = fmt.Sprintf("send %v: %v", sig, err)
+	} else {
+		res.SignalSent = sig.String()
+	}
+}
+
+// recordExit says how the command ended: its exit code and the signal
+// that killed it, or, when it was never waited for, why.
+func recordExit(res *guest.Result, ps *os.ProcessState, err error) {
+	if ps != nil {
 		res.ExitCode = ps.ExitCode()
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.Signaled = ws.Signal().String()
@@ -336,9 +364,4 @@ func run(c guest.Command) *guest.Result {
 	} else if err != nil {
 		res.Err = err.Error()
 	}
-	if c.InspectTracefs {
-		res.Tracefs = inspectTracefs()
-		_ = syscall.Unmount(inspectDir, 0)
-	}
-	return res
 }

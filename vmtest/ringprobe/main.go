@@ -79,11 +79,7 @@ func startup(r *Result, bin string) {
 // traceSleep runs `cowtrace run -- sh -c 'sleep 3'` and samples the memory
 // and descriptors while sleep runs, when every event is open.
 func traceSleep(r *Result, bin string) error {
-	// Binaries from before -o existed write the report to stdout: it
-	// goes to the same file, as cowtrace's stdout (a file, as /dev/null
-	// is with -o, so that os/exec adds no pipe in cowtrace).
-	help, _ := exec.Command(bin, "run", "-h").CombinedOutput()
-	hasO := strings.Contains(string(help), "\n  -o ")
+	hasO := acceptsO(bin)
 	settle()
 	before, err := memAvailable()
 	if err != nil {
@@ -105,12 +101,36 @@ func traceSleep(r *Result, bin string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	low := before
+	low, seen := watchSleep(r, cmd.Process.Pid, before)
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("cowtrace run -- sh -c 'sleep 3': %v: %s", err, lastLine(stderr.String()))
+	}
+	if seen == 0 {
+		return fmt.Errorf("never saw sleep running under cowtrace")
+	}
+	r.MemUsedKB = before - low
+	progress("%s: traced sh -c 'sleep 3': %d kB, %d fds", r.Label, r.MemUsedKB, r.FDs)
+	return readReport(r, out)
+}
+
+// acceptsO says whether bin's run takes -o. Binaries from before -o
+// existed write the report to stdout: it goes to the same file, as
+// cowtrace's stdout (a file, as /dev/null is with -o, so that os/exec adds
+// no pipe in cowtrace).
+func acceptsO(bin string) bool {
+	help, _ := exec.Command(bin, "run", "-h").CombinedOutput()
+	return strings.Contains(string(help), "\n  -o ")
+}
+
+// watchSleep samples MemAvailable and cowtrace's (pid's) descriptors ten
+// times while sleep runs under it, and returns the lowest MemAvailable
+// (before, if none was lower) and how many samples it took.
+func watchSleep(r *Result, pid int, before int64) (low int64, seen int) {
+	low = before
 	deadline := time.Now().Add(5 * time.Minute)
-	seen := 0
 	for seen < 10 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
-		if !sleeping(cmd.Process.Pid) {
+		if !sleeping(pid) {
 			if seen > 0 {
 				break
 			}
@@ -120,17 +140,14 @@ func traceSleep(r *Result, bin string) error {
 		if m, err := memAvailable(); err == nil {
 			low = min(low, m)
 		}
-		all, perf := fds(cmd.Process.Pid)
+		all, perf := fds(pid)
 		r.FDs, r.PerfFDs = max(r.FDs, all), max(r.PerfFDs, perf)
 	}
-	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("cowtrace run -- sh -c 'sleep 3': %v: %s", err, lastLine(stderr.String()))
-	}
-	if seen == 0 {
-		return fmt.Errorf("never saw sleep running under cowtrace")
-	}
-	r.MemUsedKB = before - low
-	progress("%s: traced sh -c 'sleep 3': %d kB, %d fds", r.Label, r.MemUsedKB, r.FDs)
+	return low, seen
+}
+
+// readReport takes the lost records and the notes of cowtrace's report.
+func readReport(r *Result, out string) error {
 	b, err := os.ReadFile(out)
 	if err != nil {
 		return err

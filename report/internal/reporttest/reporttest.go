@@ -9,7 +9,7 @@ import "github.com/cowtrace/cowtrace/report"
 // reports it: the writer copied every block, the reader none.
 func Experiment() *report.Run {
 	return &report.Run{SchemaVersion: report.SchemaVersion, Kernel: "6.1.0-test", Scenario: "touched", Blocks: 1000, BlockSize: 102400,
-		Methods: map[string]string{"copies": "kprobe:copy_mc_to_kernel"},
+		Methods: map[string]string{"copies": "kprobe:copy_mc_to_kernel", "in_region": "tracepoint:exceptions:page_fault_user"},
 		Processes: []report.Process{
 			{Role: "parent", PageFaults: report.U64(13), Copies: report.U64(11), InRegion: &report.FaultClasses{}},
 			{Role: "reader", PageFaults: report.U64(0), Copies: report.U64(0), InRegion: &report.FaultClasses{}},
