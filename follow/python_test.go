@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/internal/testprog"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 )
@@ -76,7 +76,7 @@ func heapShare(p report.Process) (heap, total uint64) {
 // and a frozen worker under a quarter of an unfrozen one's copies.
 func TestPythonGCFreeze(t *testing.T) {
 	requireTracing(t)
-	python := testenv.Python(t)
+	python := testprog.Python(t)
 
 	plain, plainKB := pythonPool(t, python, false)
 	frozen, frozenKB := pythonPool(t, python, true)

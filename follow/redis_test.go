@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/internal/testprog"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 )
@@ -60,7 +60,7 @@ func attachRedis(t *testing.T, pid int) (stop func() *report.Run) {
 // writes its AOF with write() and never forks: writes cost no copy at all.
 func TestRedisAppendOnlyNoCopies(t *testing.T) {
 	requireTracing(t)
-	r := testenv.StartRedis(t)
+	r := testprog.StartRedis(t)
 	r.Must(t, "DEBUG", "POPULATE", strconv.Itoa(redisKeys), "key", strconv.Itoa(valueSize))
 	stop := attachRedis(t, r.Pid())
 	r.SetMany(t, redisKeys, setsDuringSave, valueSize, rand.New(rand.NewSource(1)))
@@ -86,7 +86,7 @@ func TestRedisAppendOnlyNoCopies(t *testing.T) {
 // own on this kernel).
 func TestRedisBGSAVEMatchesCowSize(t *testing.T) {
 	requireTracing(t)
-	r := testenv.StartRedis(t)
+	r := testprog.StartRedis(t)
 	r.Must(t, "DEBUG", "POPULATE", strconv.Itoa(redisKeys), "key", strconv.Itoa(valueSize))
 	r.Must(t, "CONFIG", "SET", "rdb-key-save-delay", strconv.Itoa(saveDelayUs))
 	stop := attachRedis(t, r.Pid())

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/internal/testprog"
 )
 
 // Watch against the programs' own figures: Redis's copy-on-write size of
@@ -54,7 +55,7 @@ import (
 func TestWatchRedisCowSize(t *testing.T) {
 	testenv.Require(t, testenv.Root, testenv.CapSysAdmin)
 	const keys, size, sets = 40000, 1000, 4000
-	r := testenv.StartRedis(t)
+	r := testprog.StartRedis(t)
 	r.Must(t, "DEBUG", "POPULATE", strconv.Itoa(keys), "key", strconv.Itoa(size))
 	// 20 us per key: the save outlasts the writes, which land during it.
 	r.Must(t, "CONFIG", "SET", "rdb-key-save-delay", "20")
@@ -131,8 +132,8 @@ func TestWatchRedisCowSize(t *testing.T) {
 // --timeline shows 145 of a backend's 221 write-protect faults after its
 // session went idle, as it ended).
 func TestWatchPostgresBackends(t *testing.T) {
-	testenv.Require(t, testenv.Root, testenv.CapSysAdmin, testenv.PostgreSQL)
-	pg := testenv.StartPostgres(t, "autovacuum=off", "max_parallel_workers_per_gather=0", "fsync=off")
+	testenv.Require(t, testenv.Root, testenv.CapSysAdmin, testprog.PostgreSQL)
+	pg := testprog.StartPostgres(t, "autovacuum=off", "max_parallel_workers_per_gather=0", "fsync=off")
 	for i := 0; i < 3; i++ {
 		pg.Query(t, "SELECT count(*) FROM pg_class")
 	}
@@ -180,7 +181,7 @@ func TestWatchPostgresBackends(t *testing.T) {
 // them), give or take the 10% by which the two figures' windows differ.
 func TestWatchPythonPool(t *testing.T) {
 	testenv.Require(t, testenv.Root)
-	python := testenv.Python(t)
+	python := testprog.Python(t)
 	_, self, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(self), "..", "..", "examples", "python-pool", "mp_pool.py")
 	out := filepath.Join(t.TempDir(), "watch.json")

@@ -1,4 +1,4 @@
-package testenv
+package testprog
 
 import (
 	"bufio"
@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // Redis is a redis-server of a test's own, on a unix socket in a
@@ -32,7 +34,7 @@ type Redis struct {
 // killed and waited for when the test ends (and dies with the test binary).
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	Require(t, Program("redis-server"))
+	testenv.Require(t, testenv.Program("redis-server"))
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "redis.sock")
 	cmd := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--dir", dir,

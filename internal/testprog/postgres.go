@@ -1,4 +1,4 @@
-package testenv
+package testprog
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // postgresBin is the directory of PostgreSQL's server programs: initdb's
@@ -45,10 +46,36 @@ func PostgreSQL() string {
 	if postgresBin() == "" {
 		return "PostgreSQL's initdb (apt-get install postgresql)"
 	}
-	if _, err := user.Lookup("postgres"); err != nil {
+	if _, _, err := postgresUser(); err != nil {
 		return "the postgres user (apt-get install postgresql)"
 	}
 	return ""
+}
+
+// postgresUser is the postgres user's uid and gid, from /etc/passwd, where
+// Debian's package adds it. Not os/user: it links cgo into every test
+// binary that imports testenv, and the experiment's worker, which is that
+// binary, then behaves otherwise (its reads of untouched memory get pages
+// of their own rather than the zero page, which the zero-page scenario
+// tells).
+func postgresUser() (uid, gid uint32, err error) {
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 4 || f[0] != "postgres" {
+			continue
+		}
+		u, err1 := strconv.ParseUint(f[2], 10, 32)
+		g, err2 := strconv.ParseUint(f[3], 10, 32)
+		if err1 != nil || err2 != nil {
+			return 0, 0, fmt.Errorf("/etc/passwd: %q", line)
+		}
+		return uint32(u), uint32(g), nil
+	}
+	return 0, 0, fmt.Errorf("no postgres user in /etc/passwd")
 }
 
 // Postgres is a PostgreSQL cluster of a test's own: a data directory made
@@ -70,13 +97,11 @@ func (p *Postgres) Pid() int { return p.Cmd.Process.Pid }
 // (Pdeathsig) and is stopped and waited for when the test ends.
 func StartPostgres(t testing.TB, settings ...string) *Postgres {
 	t.Helper()
-	Require(t, Root, PostgreSQL)
-	u, err := user.Lookup("postgres")
+	testenv.Require(t, testenv.Root, PostgreSQL)
+	uid, gid, err := postgresUser()
 	if err != nil {
 		t.Fatal(err)
 	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 	// Not t.TempDir: its parent is the test's, mode 0700 and root's.
 	dir, err := os.MkdirTemp("", "cowtrace-postgres-")
 	if err != nil {
@@ -86,7 +111,7 @@ func StartPostgres(t testing.TB, settings ...string) *Postgres {
 	if err := os.Chown(dir, int(uid), int(gid)); err != nil {
 		t.Fatal(err)
 	}
-	p := &Postgres{Bin: postgresBin(), Dir: dir, Sock: dir, cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	p := &Postgres{Bin: postgresBin(), Dir: dir, Sock: dir, cred: &syscall.Credential{Uid: uid, Gid: gid}}
 	data := filepath.Join(dir, "data")
 	initdb := exec.Command(filepath.Join(p.Bin, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}

@@ -1,9 +1,11 @@
-package testenv
+package testprog
 
 import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
 // Python returns the python3 interpreter itself, not a wrapper script
@@ -11,7 +13,7 @@ import (
 // test skips.
 func Python(t testing.TB) string {
 	t.Helper()
-	Require(t, Program("python3"))
+	testenv.Require(t, testenv.Program("python3"))
 	b, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
 	if err != nil {
 		t.Skipf("needs a working python3 (%v)", err)
