@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -14,11 +15,29 @@ import (
 
 // read consumes records until the deadline set by Stop, and applies them
 // in time order (orderer).
+//
+// A stream is read on a tick besides: the rings wake the reader only when
+// half full, and records are applied only as a later read pass starts, so
+// the last records of a quiet trace (a postmaster's after its backend
+// exited) would wait for the next burst, or for Stop. Each tick's deadline
+// makes the reader drain every ring and return; records stamped orderSlack
+// before it are then applied.
 func (s *Session) read() error {
 	var rec perfevents.Record
+	tick := s.tick()
 	for {
 		err := s.reader.ReadInto(&rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if tick != 0 {
+				// The pass that ended in this error started after the
+				// tick's deadline.
+				if err := s.apply(tick - min(tick, orderSlack)); err != nil {
+					return err
+				}
+				if tick = s.tick(); tick != 0 {
+					continue
+				}
+			}
 			return s.apply(^uint64(0))
 		}
 		if errors.Is(err, perfevents.ErrFlushed) {
@@ -48,6 +67,23 @@ func (s *Session) read() error {
 			}
 		}
 	}
+}
+
+// streamTick is how often a stream's rings are read when they stay quiet.
+const streamTick = 100 * time.Millisecond
+
+// tick sets the reader's deadline to the next tick of a stream and returns
+// a time no later (CLOCK_MONOTONIC); 0, and no deadline, when the session
+// does not stream or Stop has set its own.
+func (s *Session) tick() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.streaming() || s.draining {
+		return 0
+	}
+	ns := monotonicNs()
+	s.reader.SetDeadline(time.Now().Add(streamTick))
+	return ns + uint64(streamTick)
 }
 
 // sampleTypeOf is the sample_type of the event with the id; 0 for one the

@@ -257,6 +257,7 @@ type Session struct {
 	readErr  error
 	reading  bool
 	stopped  bool
+	draining bool          // Stop has set the reader's last deadline
 	closing  chan struct{} // closed when Release's closes are done
 	startNs  uint64        // CLOCK_MONOTONIC when the trace started
 	endNs    uint64        // ... and when it stopped
@@ -502,7 +503,12 @@ func (s *Session) Stop() error {
 	reading := s.reading
 	s.mu.Unlock()
 	if reading {
+		s.mu.Lock()
+		// Under the lock, so that a stream's tick (dispatch.go) sets no
+		// deadline after this one.
+		s.draining = true
 		s.reader.SetDeadline(time.Now())
+		s.mu.Unlock()
 		<-s.readDone
 		if s.readErr != nil {
 			return fmt.Errorf("read ring buffers: %w", s.readErr)

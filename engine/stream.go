@@ -76,6 +76,47 @@ type TaskCounts struct {
 	Counts Counts
 }
 
+// Measures says which of Counts' figures the stream measures in this
+// session, once its events are open: a figure it does not measure is 0 in
+// every Counts, and the reason says why.
+type Measures struct {
+	// Sampled: each task's counts come from count mode's samples, so a
+	// process's counts are known at each of its samples (as a thread
+	// leaves a CPU); else, in classify mode, at its forks and its end.
+	Sampled bool
+	// NoCopies and NoWPFaults say why Copies and WPFaults are not
+	// measured, "" when they are.
+	NoCopies, NoWPFaults string
+	// ByCause: copies are split by cause (Counts.WPCopies and
+	// FirstWriteCopies) wherever a task's Counts.ByCause says so.
+	ByCause bool
+}
+
+// StreamMeasures says what the stream's Counts hold in this session; call
+// it after the events are opened (the mode is settled at the first).
+func (s *Session) StreamMeasures() Measures {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := Measures{Sampled: s.group != nil}
+	switch {
+	case s.copyRoutineLocked() != "":
+		m.ByCause = s.causeProbe != "" && s.probeErrs[s.causeProbe] == nil
+	case s.copyPath != nil && s.tp.Alloc != nil:
+		m.ByCause = true
+	default:
+		m.NoCopies = "no copy routine can be probed here and copies are not told by their allocation's stack (cowtrace doctor says why)"
+	}
+	switch {
+	case s.group != nil:
+		if !s.group.has(mWP) && !s.group.has(mKWP) && !(s.tp.Fault == nil && slices.Contains(s.probedLocked(), cow.WPFunction)) {
+			m.NoWPFaults = "neither the fault tracepoints nor a kprobe on " + cow.WPFunction + " count write-protect faults here"
+		}
+	case s.tp.Fault == nil || s.faultAddr:
+		m.NoWPFaults = "faults are known by their address only here (no x86 fault tracepoints), not by kind"
+	}
+	return m
+}
+
 // streaming says whether the caller follows the trace as it goes.
 func (s *Session) streaming() bool {
 	return s.cfg.OnFork != nil || s.cfg.OnTaskEnd != nil || s.cfg.OnCounts != nil

@@ -63,11 +63,23 @@ type Options struct {
 	RingSize int64
 }
 
-// StreamHooks are engine.Config's stream callbacks.
+// StreamHooks are engine.Config's stream callbacks, and Started, called
+// once every event is open and counting, before the rings are read (so
+// before any other hook) and before AttachSpec.Attached, with the pid of
+// the process traced (run's command, the one attached to) and what the
+// stream's counts measure.
 type StreamHooks struct {
 	OnFork    func(engine.Fork)
 	OnTaskEnd func(engine.TaskEnd)
 	OnCounts  func(engine.TaskCounts)
+	Started   func(pid int, m engine.Measures)
+}
+
+// started calls the Started hook, if any.
+func (h StreamHooks) started(s *engine.Session, pid int) {
+	if h.Started != nil {
+		h.Started(pid, s.StreamMeasures())
+	}
 }
 
 // ErrNoProcess: the process to trace does not exist (or no longer does).

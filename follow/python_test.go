@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 
-	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/internal/testprog"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 )
@@ -78,14 +76,7 @@ func heapShare(p report.Process) (heap, total uint64) {
 // and a frozen worker under a quarter of an unfrozen one's copies.
 func TestPythonGCFreeze(t *testing.T) {
 	requireTracing(t)
-	testenv.Require(t, testenv.Program("python3"))
-	// The interpreter itself, not a wrapper script that would fork and
-	// exec it (pyenv's shims do).
-	b, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
-	if err != nil {
-		t.Skipf("python3: %v", err)
-	}
-	python := strings.TrimSpace(string(b))
+	python := testprog.Python(t)
 
 	plain, plainKB := pythonPool(t, python, false)
 	frozen, frozenKB := pythonPool(t, python, true)

@@ -1,137 +1,17 @@
 package follow
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"math/rand"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/internal/testprog"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 )
-
-// redis is a redis-server of the test's own, on a unix socket in a
-// temporary directory, with a client connection to it.
-type redis struct {
-	cmd  *exec.Cmd
-	conn net.Conn
-	rd   *bufio.Reader
-}
-
-// startRedis starts Debian's redis-server with no RDB snapshots of its own
-// and the append-only file on: writes go to the AOF with write(), and
-// nothing forks unless the test asks for a BGSAVE.
-func startRedis(t *testing.T) *redis {
-	t.Helper()
-	testenv.Require(t, testenv.Program("redis-server"))
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "redis.sock")
-	cmd := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--dir", dir,
-		"--save", "", "--appendonly", "yes", "--auto-aof-rewrite-percentage", "0",
-		"--enable-debug-command", "local", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &redis{cmd: cmd}
-	t.Cleanup(func() {
-		if r.conn != nil {
-			r.conn.Close()
-		}
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("unix", sock)
-		if err == nil {
-			r.conn, r.rd = c, bufio.NewReader(c)
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			t.Fatalf("redis-server did not listen on %s: %v\n%s", sock, err, log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return r
-}
-
-// do sends one command and reads its reply: a string for simple strings,
-// bulk strings and integers, an error for an error reply.
-func (r *redis) do(args ...string) (string, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := r.conn.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	return r.reply()
-}
-
-func (r *redis) reply() (string, error) {
-	line, err := r.rd.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if line == "" {
-		return "", errors.New("empty reply")
-	}
-	switch line[0] {
-	case '+', ':':
-		return line[1:], nil
-	case '-':
-		return "", errors.New(line[1:])
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 {
-			return "", err
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r.rd, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
-	return "", fmt.Errorf("reply %q not understood", line)
-}
-
-func (r *redis) must(t *testing.T, args ...string) string {
-	t.Helper()
-	s, err := r.do(args...)
-	if err != nil {
-		t.Fatalf("redis %v: %v", args, err)
-	}
-	return s
-}
-
-// info reads one field of INFO persistence.
-func (r *redis) info(t *testing.T, field string) int64 {
-	t.Helper()
-	for _, line := range strings.Split(r.must(t, "INFO", "persistence"), "\r\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatalf("INFO %s: %q", field, v)
-			}
-			return n
-		}
-	}
-	t.Fatalf("INFO persistence has no %s", field)
-	return 0
-}
 
 // Sizes of the Redis tests: keys of valueSize bytes, overwritten at random
 // by setsDuringSave SETs while a BGSAVE runs, slowed down by saveDelayUs
@@ -142,15 +22,6 @@ const (
 	setsDuringSave = 4000
 	saveDelayUs    = 20
 )
-
-// setMany overwrites n random keys with values of the same size.
-func (r *redis) setMany(t *testing.T, n int, rng *rand.Rand) {
-	t.Helper()
-	val := strings.Repeat("w", valueSize)
-	for i := 0; i < n; i++ {
-		r.must(t, "SET", "key:"+strconv.Itoa(rng.Intn(redisKeys)), val)
-	}
-}
 
 // attachRedis attaches to redis with --by mapping until stop is called.
 func attachRedis(t *testing.T, pid int) (stop func() *report.Run) {
@@ -189,10 +60,10 @@ func attachRedis(t *testing.T, pid int) (stop func() *report.Run) {
 // writes its AOF with write() and never forks: writes cost no copy at all.
 func TestRedisAppendOnlyNoCopies(t *testing.T) {
 	requireTracing(t)
-	r := startRedis(t)
-	r.must(t, "DEBUG", "POPULATE", strconv.Itoa(redisKeys), "key", strconv.Itoa(valueSize))
-	stop := attachRedis(t, r.cmd.Process.Pid)
-	r.setMany(t, setsDuringSave, rand.New(rand.NewSource(1)))
+	r := testprog.StartRedis(t)
+	r.Must(t, "DEBUG", "POPULATE", strconv.Itoa(redisKeys), "key", strconv.Itoa(valueSize))
+	stop := attachRedis(t, r.Pid())
+	r.SetMany(t, redisKeys, setsDuringSave, valueSize, rand.New(rand.NewSource(1)))
 	run := stop()
 	if len(run.Processes) != 1 {
 		t.Fatalf("%d processes, want redis-server alone: %+v", len(run.Processes), run.Processes)
@@ -215,14 +86,14 @@ func TestRedisAppendOnlyNoCopies(t *testing.T) {
 // own on this kernel).
 func TestRedisBGSAVEMatchesCowSize(t *testing.T) {
 	requireTracing(t)
-	r := startRedis(t)
-	r.must(t, "DEBUG", "POPULATE", strconv.Itoa(redisKeys), "key", strconv.Itoa(valueSize))
-	r.must(t, "CONFIG", "SET", "rdb-key-save-delay", strconv.Itoa(saveDelayUs))
-	stop := attachRedis(t, r.cmd.Process.Pid)
-	r.must(t, "BGSAVE")
-	r.setMany(t, setsDuringSave, rand.New(rand.NewSource(2)))
-	inSave := r.info(t, "rdb_bgsave_in_progress") == 1
-	for deadline := time.Now().Add(2 * time.Minute); r.info(t, "rdb_bgsave_in_progress") == 1; {
+	r := testprog.StartRedis(t)
+	r.Must(t, "DEBUG", "POPULATE", strconv.Itoa(redisKeys), "key", strconv.Itoa(valueSize))
+	r.Must(t, "CONFIG", "SET", "rdb-key-save-delay", strconv.Itoa(saveDelayUs))
+	stop := attachRedis(t, r.Pid())
+	r.Must(t, "BGSAVE")
+	r.SetMany(t, redisKeys, setsDuringSave, valueSize, rand.New(rand.NewSource(2)))
+	inSave := r.Info(t, "rdb_bgsave_in_progress") == 1
+	for deadline := time.Now().Add(2 * time.Minute); r.Info(t, "rdb_bgsave_in_progress") == 1; {
 		if time.Now().After(deadline) {
 			t.Fatal("BGSAVE still running after 2 minutes")
 		}
@@ -232,10 +103,10 @@ func TestRedisBGSAVEMatchesCowSize(t *testing.T) {
 	if !inSave {
 		t.Fatal("the BGSAVE ended before the writes did: raise saveDelayUs")
 	}
-	if st := r.must(t, "INFO", "persistence"); !strings.Contains(st, "rdb_last_bgsave_status:ok") {
+	if st := r.Must(t, "INFO", "persistence"); !strings.Contains(st, "rdb_last_bgsave_status:ok") {
 		t.Fatalf("BGSAVE failed:\n%s", st)
 	}
-	cow := r.info(t, "rdb_last_cow_size")
+	cow := r.Info(t, "rdb_last_cow_size")
 	if len(run.Processes) != 2 {
 		t.Fatalf("%d processes, want redis-server and its save child: %+v", len(run.Processes), run.Processes)
 	}

@@ -30,6 +30,10 @@ type RunSpec struct {
 	// following the processes it left running, until they exit: 0 stops
 	// at the command's exit.
 	Linger time.Duration
+	// Duration, when not 0, is how long the command may run: then it is
+	// sent SIGTERM, as timeout(1) does, and followed until it exits; the
+	// trace says it ended by "duration".
+	Duration time.Duration
 }
 
 // Run opens every event, starts the command with them (see startCommand),
@@ -63,16 +67,27 @@ func Run(ctx context.Context, opt Options, spec RunSpec) (_ *report.Run, err err
 	// The records wait in the rings until Start: read after AddRoot, the
 	// command's exec is known to be the root's.
 	s.AddRoot(pid, pid, os.Getpid(), filepath.Base(spec.Argv[0]))
+	opt.Stream.started(s, pid)
 	s.Start()
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	var timeout <-chan time.Time
+	if spec.Duration > 0 {
+		tm := time.NewTimer(spec.Duration)
+		defer tm.Stop()
+		timeout = tm.C
+	}
+	endedBy := "exit"
 	var waitErr error
 wait:
 	for {
 		select {
 		case sig := <-spec.Signals:
 			_ = cmd.Process.Signal(sig)
+		case <-timeout:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			endedBy, timeout = "duration", nil
 		case waitErr = <-done:
 			break wait
 		}
@@ -88,7 +103,7 @@ wait:
 	run := result(s, spec.Threads, true)
 	col.finish(s, run)
 	run.Trace.Command = append([]string{}, spec.Argv...)
-	run.Trace.EndedBy = "exit"
+	run.Trace.EndedBy = endedBy
 	if lingered != "" {
 		run.Notes = append(run.Notes, lingered)
 	}
@@ -200,6 +215,7 @@ func Attach(ctx context.Context, opt Options, spec AttachSpec) (_ *report.Run, e
 		// both, which does no harm.
 		col.addInitial(spec.Pid)
 	}
+	opt.Stream.started(s, spec.Pid)
 	s.Start()
 	start := time.Now()
 	if spec.Attached != nil {

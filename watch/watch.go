@@ -145,6 +145,10 @@ func (w *Watcher) OnFork(f engine.Fork) {
 	l := w.ledgerOf(f.Parent)
 	l.threads[f.Parent.ID] = f.ParentCounts
 	w.checkpoint(l, f.TimeNs)
+	// A fork is one of the parent's samples: in classify mode, where the
+	// engine samples no counts, the only ones before its end, and so
+	// where the episodes that ended meanwhile are done.
+	w.reportDone(l, f.TimeNs)
 	if f.Thread {
 		return // a thread of the watched process
 	}

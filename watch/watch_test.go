@@ -83,3 +83,31 @@ func TestFlush(t *testing.T) {
 		t.Errorf("episodes %+v, want the running one, ended by the trace, with why", eps)
 	}
 }
+
+// TestClassifyReportsAtForks: in classify mode the parent's counts come
+// only with its forks (no OnCounts): an episode whose tree ended is
+// reported at the parent's next fork, with the parent's counts up to it.
+func TestClassifyReportsAtForks(t *testing.T) {
+	var eps []Episode
+	w := New()
+	w.Episode = func(e Episode) { eps = append(eps, e) }
+	p := engine.TaskRef{ID: 1, Proc: 1, Pid: 100, Tid: 100, Comm: "sh"}
+	child := func(id, pid int) engine.TaskRef {
+		return engine.TaskRef{ID: id, Proc: id, Pid: pid, Tid: pid, Comm: "true"}
+	}
+	w.OnFork(engine.Fork{TimeNs: 100, Parent: p, Child: child(2, 200), ParentCounts: counts(10, 5)})
+	w.OnTaskEnd(engine.TaskEnd{TimeNs: 200, Task: child(2, 200), Counts: counts(7, 7)})
+	if len(eps) != 0 {
+		t.Fatalf("reported before the parent's next fork: %+v", eps)
+	}
+	w.OnFork(engine.Fork{TimeNs: 300, Parent: p, Child: child(3, 201), ParentCounts: counts(13, 8)})
+	if len(eps) != 1 || eps[0].ID != 1 || eps[0].ParentCounts != counts(3, 3) || eps[0].ChildCounts != counts(7, 7) {
+		t.Fatalf("at the next fork: %+v, want episode 1 with the parent's 3 copies since its fork", eps)
+	}
+	// The parent's end reports the last.
+	w.OnTaskEnd(engine.TaskEnd{TimeNs: 400, Task: child(3, 201), Counts: counts(1, 1)})
+	w.OnTaskEnd(engine.TaskEnd{TimeNs: 500, Task: p, Counts: counts(14, 9)})
+	if len(eps) != 2 || eps[1].ParentCounts != counts(1, 1) {
+		t.Errorf("at the parent's end: %+v, want episode 2 with the parent's last copy", eps)
+	}
+}

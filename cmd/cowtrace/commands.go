@@ -54,6 +54,10 @@ func commands() []*command {
 			long: runLong, setup: setupRun, operands: argCommand},
 		{name: "attach", what: "trace a running process and the children it forks", synopses: []synopsis{{"attach -p PID [flags]", "trace a running process and the children it forks"}},
 			long: attachLong, setup: setupAttach},
+		{name: "watch", what: "each fork of a running process or of a command, billed as its child's tree ends", synopses: []synopsis{
+			{"watch -p PID [flags]", "each fork of a running process, billed as its child's tree ends"},
+			{"watch [flags] -- CMD [ARGS...]", "the same for CMD, which watch starts"},
+		}, long: watchLong, setup: setupWatch, operands: argCommand},
 		{name: "doctor", what: "what this kernel and these privileges offer, and how to get more", synopses: []synopsis{{"doctor [flags]", "what this kernel and these privileges give, and what better methods take"}},
 			long: doctorLong, setup: setupDoctor},
 		{name: "version", aliases: []string{"--version", "-version"}, what: "version, commit, Go release and platform (also --version)",

@@ -26,6 +26,7 @@ func TestHelpGolden(t *testing.T) {
 		"compare":    {"compare", "-h"},
 		"run":        {"run", "-h"},
 		"attach":     {"attach", "-h"},
+		"watch":      {"watch", "-h"},
 		"doctor":     {"doctor", "-h"},
 	} {
 		code, stdout, stderr := runCLI(args...)
@@ -106,7 +107,7 @@ func TestHelpFlagOnEveryCommand(t *testing.T) {
 // TestUnknownCommand: a word that is no command is said to be one, with
 // the commands, not refused as an argument of the experiment.
 func TestUnknownCommand(t *testing.T) {
-	checkUsageError(t, []string{"nosuch"}, `unknown command "nosuch" (commands: experiment, matrix, compare, run, attach, doctor, version, help, completion, man;`)
+	checkUsageError(t, []string{"nosuch"}, `unknown command "nosuch" (commands: experiment, matrix, compare, run, attach, watch, doctor, version, help, completion, man;`)
 }
 
 // TestHelpCommand: cowtrace help COMMAND is COMMAND's -h, for every
@@ -123,7 +124,7 @@ func TestHelpCommand(t *testing.T) {
 		}
 	}
 	code, stdout, stderr := runCLI("help", "nosuch")
-	if code != exitUsage || stdout != "" || !strings.Contains(stderr, "commands: experiment, matrix, compare, run, attach, doctor, version, help, completion, man") {
+	if code != exitUsage || stdout != "" || !strings.Contains(stderr, "commands: experiment, matrix, compare, run, attach, watch, doctor, version, help, completion, man") {
 		t.Errorf("help nosuch: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

@@ -57,7 +57,7 @@ var schemas = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
 })
 
 // ValidateJSON fails t unless data is one JSON document valid against
-// docs/schema/NAME.schema.json (run, matrix, verdict, timeline).
+// docs/schema/NAME.schema.json (run, matrix, verdict, timeline, watch).
 func ValidateJSON(t testing.TB, name string, data []byte) {
 	t.Helper()
 	if err := CheckJSON(name, data); err != nil {

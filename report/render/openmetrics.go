@@ -41,17 +41,18 @@ import (
 type omLabel struct{ name, value string }
 
 // omSample is one line of a family: labels in name order, and the value as
-// written.
+// written; name, when set, replaces the family's (a histogram's samples).
 type omSample struct {
+	name   string
 	labels []omLabel
 	value  string
 }
 
-// omFamily is one gauge family. unit, when set, is also the last word of
-// name, as OpenMetrics requires.
+// omFamily is one family, a gauge unless typ says otherwise. unit, when
+// set, is also the last word of name, as OpenMetrics requires.
 type omFamily struct {
-	name, unit, help string
-	samples          []omSample
+	name, unit, help, typ string
+	samples               []omSample
 }
 
 // omProcessFamilies are the per-process measures, each read off a row; nil
@@ -251,13 +252,21 @@ func (f *omFamily) add(labels []omLabel, value string) {
 
 // write writes the family: TYPE, UNIT and HELP, then a line per sample.
 func (f *omFamily) write(w *bufio.Writer) {
-	w.WriteString("# TYPE " + f.name + " gauge\n")
+	typ := f.typ
+	if typ == "" {
+		typ = "gauge"
+	}
+	w.WriteString("# TYPE " + f.name + " " + typ + "\n")
 	if f.unit != "" {
 		w.WriteString("# UNIT " + f.name + " " + f.unit + "\n")
 	}
 	w.WriteString("# HELP " + f.name + " " + omHelpEscaper.Replace(f.help) + "\n")
 	for _, s := range f.samples {
-		w.WriteString(f.name)
+		if s.name != "" {
+			w.WriteString(s.name)
+		} else {
+			w.WriteString(f.name)
+		}
 		if len(s.labels) > 0 {
 			w.WriteByte('{')
 			for i, l := range s.labels {
@@ -270,6 +279,12 @@ func (f *omFamily) write(w *bufio.Writer) {
 		}
 		w.WriteString(" " + s.value + "\n")
 	}
+}
+
+// addSample adds a sample named name (a histogram's _bucket, _sum or
+// _count) to the family.
+func (f *omFamily) addSample(name string, labels []omLabel, value string) {
+	f.samples = append(f.samples, omSample{name: name, labels: labels, value: value})
 }
 
 // omHelpEscaper escapes what both formats escape alike in HELP; a double
