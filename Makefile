@@ -99,7 +99,7 @@ vmtest-rings:
 ROUNDS ?= 10
 BENCH_FLAGS ?=
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./perfevents ./engine
+	$(GO) test -run '^$$' -bench . -benchmem ./perfevents ./internal/engine
 	$(GO) run ./bench/faultcost
 	GO=$(GO) $(GO) run ./bench -rounds $(ROUNDS) $(BENCH_FLAGS)
 

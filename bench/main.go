@@ -35,7 +35,7 @@ import (
 	"time"
 
 	"github.com/cowtrace/cowtrace/bench/internal/stat"
-	"github.com/cowtrace/cowtrace/workload"
+	"github.com/cowtrace/cowtrace/internal/workload"
 )
 
 func main() {

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cowtrace/cowtrace/workload"
+	"github.com/cowtrace/cowtrace/internal/workload"
 )
 
 // untracedArg makes this binary drive the experiment's worker with nobody

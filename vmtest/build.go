@@ -182,7 +182,8 @@ func (bd *builder) addTests(ctx context.Context, pkg string, env []string) error
 		bd.b.notes = append(bd.b.notes, "tests skipped: "+pkg+" has no tests")
 		return nil
 	}
-	name := strings.ReplaceAll(strings.Trim(path.Clean(pkg), "./"), "/", "_")
+	// internal/ is left out of the name: follow.test, as its package.
+	name := strings.ReplaceAll(strings.TrimPrefix(strings.Trim(path.Clean(pkg), "./"), "internal/"), "/", "_")
 	exe := filepath.Join(bd.bin, name+".test")
 	if _, err := bd.goCmd(ctx, "test", "-c", "-o", exe, pkg); err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/internal/cow"
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 

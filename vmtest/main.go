@@ -86,7 +86,7 @@ func main() {
 	flag.StringVar(&o.cache, "cache", defaultCache(), "`dir` for downloaded kernels")
 	flag.StringVar(&o.kernels, "kernels", strings.Join(specNames(), ","), "comma-separated kernels to boot ("+strings.Join(specNames(), ", ")+"); empty for none")
 	flag.StringVar(&o.kernelPath, "kernel", "", "boot this vmlinuz `path` too (with -kernels '' only it)")
-	flag.StringVar(&o.pkgs, "pkgs", "./perfevents,./workload,./experiment,./cmd/cowtrace,./scenario,./proof,./follow,./report", "comma-separated packages whose tests run in the guests")
+	flag.StringVar(&o.pkgs, "pkgs", "./perfevents,./internal/workload,./internal/experiment,./cmd/cowtrace,./internal/scenario,./internal/proof,./internal/follow,./report", "comma-separated packages whose tests run in the guests")
 	flag.StringVar(&o.jsonOut, "json", "", "write every guest's results to `file`")
 	flag.StringVar(&o.readme, "readme", "", "replace the vmtest section of this markdown `file` with the results table")
 	flag.StringVar(&o.workDir, "work", "", "build into `dir` (default: a temporary one, removed afterwards)")

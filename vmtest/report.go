@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/internal/cow"
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 

@@ -7,7 +7,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/internal/cow"
 )
 
 // The checks of this file cover what came after the experiment: `cowtrace

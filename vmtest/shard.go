@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cowtrace/cowtrace/scenario"
+	"github.com/cowtrace/cowtrace/internal/scenario"
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cowtrace/cowtrace/scenario"
+	"github.com/cowtrace/cowtrace/internal/scenario"
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/internal/cow"
 )
 
 // The checks of boots whose faults have no class: without the x86

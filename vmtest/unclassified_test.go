@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/internal/cow"
 	"github.com/cowtrace/cowtrace/vmtest/internal/guest"
 )
 

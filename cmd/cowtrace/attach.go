@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cowtrace/cowtrace/engine"
-	"github.com/cowtrace/cowtrace/follow"
+	"github.com/cowtrace/cowtrace/internal/engine"
+	"github.com/cowtrace/cowtrace/internal/follow"
 )
 
 const attachLong = `Follows running process PID (every thread it has) and every process it forks

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cowtrace/cowtrace/cow"
-	"github.com/cowtrace/cowtrace/engine"
+	"github.com/cowtrace/cowtrace/internal/cow"
+	"github.com/cowtrace/cowtrace/internal/engine"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 )

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cowtrace/cowtrace/cow"
+	"github.com/cowtrace/cowtrace/internal/cow"
 	"github.com/cowtrace/cowtrace/internal/testenv"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"

@@ -6,12 +6,12 @@ import (
 	"io"
 	"strings"
 
-	"github.com/cowtrace/cowtrace/engine"
-	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/internal/engine"
+	"github.com/cowtrace/cowtrace/internal/experiment"
+	"github.com/cowtrace/cowtrace/internal/scenario"
+	"github.com/cowtrace/cowtrace/internal/workload"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/expect"
-	"github.com/cowtrace/cowtrace/scenario"
-	"github.com/cowtrace/cowtrace/workload"
 )
 
 const experimentLong = `Runs the fork/copy-on-write experiment: a worker process maps BLOCKS blocks of

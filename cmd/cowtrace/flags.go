@@ -9,14 +9,14 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cowtrace/cowtrace/engine"
-	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/internal/engine"
+	"github.com/cowtrace/cowtrace/internal/experiment"
+	"github.com/cowtrace/cowtrace/internal/proof"
+	"github.com/cowtrace/cowtrace/internal/scenario"
+	"github.com/cowtrace/cowtrace/internal/workload"
 	"github.com/cowtrace/cowtrace/perfevents"
-	"github.com/cowtrace/cowtrace/proof"
 	"github.com/cowtrace/cowtrace/report/expect"
 	"github.com/cowtrace/cowtrace/report/render"
-	"github.com/cowtrace/cowtrace/scenario"
-	"github.com/cowtrace/cowtrace/workload"
 )
 
 // The flags that several commands take are declared here once each: a

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cowtrace/cowtrace/engine"
-	"github.com/cowtrace/cowtrace/workload"
+	"github.com/cowtrace/cowtrace/internal/engine"
+	"github.com/cowtrace/cowtrace/internal/workload"
 )
 
 // Exit codes. cowtrace run also ends with its command's status.

@@ -13,8 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/internal/workload"
 	"github.com/cowtrace/cowtrace/report"
-	"github.com/cowtrace/cowtrace/workload"
 )
 
 // asMainEnv makes the test binary cowtrace itself (main, with its hand-off),

@@ -8,12 +8,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cowtrace/cowtrace/experiment"
+	"github.com/cowtrace/cowtrace/internal/experiment"
+	"github.com/cowtrace/cowtrace/internal/scenario"
+	"github.com/cowtrace/cowtrace/internal/workload"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/render"
-	"github.com/cowtrace/cowtrace/scenario"
-	"github.com/cowtrace/cowtrace/workload"
 )
 
 // matrixLong is the matrix's -h, with every scenario's outcome and why.

@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cowtrace/cowtrace/engine"
-	"github.com/cowtrace/cowtrace/follow"
+	"github.com/cowtrace/cowtrace/internal/engine"
+	"github.com/cowtrace/cowtrace/internal/follow"
 	"github.com/cowtrace/cowtrace/perfevents"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/expect"

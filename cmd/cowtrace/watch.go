@@ -15,11 +15,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cowtrace/cowtrace/engine"
-	"github.com/cowtrace/cowtrace/follow"
+	"github.com/cowtrace/cowtrace/internal/engine"
+	"github.com/cowtrace/cowtrace/internal/follow"
+	"github.com/cowtrace/cowtrace/internal/watch"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/render"
-	"github.com/cowtrace/cowtrace/watch"
 )
 
 const watchLong = `Follows running process PID, or runs CMD, and reports every fork it makes

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cowtrace/cowtrace/internal/proof"
 	"github.com/cowtrace/cowtrace/internal/testenv"
-	"github.com/cowtrace/cowtrace/proof"
 	"github.com/cowtrace/cowtrace/report"
 )
 

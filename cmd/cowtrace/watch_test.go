@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cowtrace/cowtrace/engine"
+	"github.com/cowtrace/cowtrace/internal/engine"
 	"github.com/cowtrace/cowtrace/internal/testenv"
+	"github.com/cowtrace/cowtrace/internal/watch"
 	"github.com/cowtrace/cowtrace/report"
 	"github.com/cowtrace/cowtrace/report/render"
-	"github.com/cowtrace/cowtrace/watch"
 )
 
 // TestWatchBadInput: a command line watch cannot follow is one line and
