@@ -85,6 +85,7 @@ var cowtraceCommands = []cowtraceCommand{
 	// The default run, and its twin that samples every fault.
 	{Name: "run-seed-fast", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_seed"}, NeedsProgs: true, For: counting},
 	{Name: "run-tree", Args: []string{"run", "--format", "json", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withCopies},
+	{Name: "run-by", Args: []string{"run", "--format", "json", "--by", "mapping", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withCopies},
 	{Name: "run-tree-classify", Args: []string{"run", "--format", "json", "--mode", "classify", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withCopies},
 	{Name: "run-tree-tracefs", Args: []string{"run", "--format", "json", "--kprobe-method", "tracefs", "--", progsDir + "/cow_tree", "5"}, NeedsProgs: true, For: withKprobes},
 	{Name: "matrix", Args: []string{"matrix", "--format", "json"}, Timeout: 5 * time.Minute},
@@ -280,6 +281,7 @@ var checks = []check{
 	{Name: "run seed: writer faults once per block and a handful, reader a handful", Cmd: "run-seed", Fn: checkSeedFaults, For: countersOnly},
 	{Name: "run tree (tracefs): exact per-child attribution", Cmd: "run-tree-tracefs", Fn: checkTreeTracefs, For: withKprobes},
 	{Name: "run tree: the kernel's count method, complete, each child as classify mode counts it", Cmd: "run-tree", Fn: checkTreeModes, For: withCopies},
+	{Name: "run --by mapping: each child's copies placed, its pages among them", Cmd: "run-by", Fn: checkRunBy, For: withCopies},
 	{Name: "run tree (classify): complete, each child its pages on a common baseline", Cmd: "run-tree-classify", Fn: checkTreeClassify, For: withCopies},
 	{Name: "run seed (count mode, kprobes): a few records per process, none per copy", Cmd: "run-seed-fast", Fn: checkFewRecords, For: both(counting, withKprobes)},
 	{Name: "doctor: the per-task count method this kernel gets", Cmd: "doctor-json", Fn: checkDoctorCountMethod, For: declaredCountMethod},

@@ -120,3 +120,33 @@ func checkFewRecords(g *guestRun) error {
 	}
 	return nil
 }
+
+// checkRunBy: run --by mapping of cow_tree 5 names where each child's copies
+// were, wherever copies are counted (a kprobe's count once left --by with
+// no copies to place): child k's pages are among its placed copies, and no
+// more are placed than it made.
+func checkRunBy(g *guestRun) error {
+	rep, err := g.runReport("run-by")
+	if err != nil {
+		return err
+	}
+	if len(rep.Processes) != 6 {
+		return fmt.Errorf("%d rows, want the command and 5 children", len(rep.Processes))
+	}
+	var errs []error
+	for k, p := range rep.Processes[1:] {
+		n, err := copies(&p.cowtraceProcess)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var placed int64
+		for _, s := range p.CopiesBy {
+			placed += s.Copies
+		}
+		if placed < int64(k+1) || placed > n {
+			errs = append(errs, fmt.Errorf("%s: %d copies, %d placed by mapping (%v); want %d to %d", &p, n, placed, p.CopiesBy, k+1, n))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -34,6 +34,10 @@ type runReport struct {
 
 type runProcess struct {
 	cowtraceProcess
+	CopiesBy []struct {
+		Name   string `json:"name"`
+		Copies int64  `json:"copies"`
+	} `json:"copies_by"`
 	Ppid   int    `json:"ppid"`
 	Comm   string `json:"comm"`
 	Depth  int    `json:"depth"`

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 	"time"
 
@@ -313,22 +314,21 @@ func monotonicNs() uint64 {
 }
 
 // foreignSample tells which sampled software event of the session wrote a
-// sample whose IDENTIFIER is another event's (see swType): it decodes the
-// sample as each software layout and takes the one whose READ names an
-// event of that layout, the count group's (whose one sampled software
-// member is the context-switch one) or a sampled counter's.
+// sample whose IDENTIFIER is another event's (see idType): the count
+// group's, whose one sampled software member is the context-switch one,
+// by the group its READ names; a sampled counter's by the sample's size,
+// each counter's own.
 func (s *Session) foreignSample(data []byte, smp *perfevents.Sample) (eventInfo, bool) {
-	for _, st := range [...]uint64{countSampleType, swType, swAddrType} {
-		if perfevents.DecodeSample(data, st, smp) != nil || smp.Read.Len() == 0 {
-			continue
-		}
-		_, id := smp.Read.Value(0)
-		if st == countSampleType && s.group != nil && s.group.byLeader[id] != nil {
+	if s.group != nil && perfevents.DecodeSample(data, countSampleType, smp) == nil && smp.Read.Len() > 0 {
+		if _, leader := smp.Read.Value(0); s.group.byLeader[leader] != nil {
 			if i, ok := s.group.index[mSwitch]; ok && i >= 0 {
 				return eventInfo{kind: kindMember, member: i}, true
 			}
 		}
-		if info, ok := s.ids[id]; ok && info.kind == kindCounter && info.sampleType() == st {
+	}
+	for i := range faultCounters {
+		info := eventInfo{kind: kindCounter, counter: i, addr: i == 0 && s.faultAddr}
+		if s.sampledCounter(i) && len(data) == 8*bits.OnesCount64(info.sampleType()) {
 			return info, true
 		}
 	}

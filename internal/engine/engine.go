@@ -129,6 +129,11 @@ type Config struct {
 	// stack too where the copy routine's kprobe counts them: a record per
 	// copy, to check the kprobe (inferred_copies).
 	CrossCheck bool
+	// CopyEvents: the caller needs every copy as an Event, with the
+	// address of the fault that made it (--by, --plot), which only the
+	// allocation stacks give: they are taken even where a kprobe counts
+	// copies.
+	CopyEvents bool
 	// OnFork, OnTaskEnd and OnCounts follow the trace as it goes
 	// (stream.go): each is called, when set, from the reading goroutine,
 	// in time order, without the session's lock.

@@ -107,9 +107,9 @@ func (f feeder) feed(cookie int, typ uint32, misc uint16, data []byte) {
 }
 
 // sampleData is a PERF_RECORD_SAMPLE body of event id: IDENTIFIER, IP
-// (kprobes), TID, TIME, READ (software counters, their count a), RAW
-// (tracepoints, whose raw payload is a pair of fields at the fixtures'
-// offsets).
+// (kprobes), TID, TIME, ID, STREAM_ID and CPU (the software counters that
+// have them), RAW (tracepoints, whose raw payload is a pair of fields at
+// the fixtures' offsets).
 func sampleData(s *Session, id uint64, pid, tid uint32, tm uint64, a, b uint64, stack ...uint64) []byte {
 	d := binary.NativeEndian.AppendUint64(nil, id)
 	info := s.ids[id]
@@ -119,10 +119,9 @@ func sampleData(s *Session, id uint64, pid, tid uint32, tm uint64, a, b uint64, 
 	d = binary.NativeEndian.AppendUint32(d, pid)
 	d = binary.NativeEndian.AppendUint32(d, tid)
 	d = binary.NativeEndian.AppendUint64(d, tm)
-	if info.sampleType()&unix.PERF_SAMPLE_READ != 0 {
-		// A sampled software counter reads itself: a group of one.
-		for _, v := range []uint64{1, 10, 10, a, id} {
-			d = binary.NativeEndian.AppendUint64(d, v)
+	for _, bit := range []uint64{unix.PERF_SAMPLE_ID, unix.PERF_SAMPLE_STREAM_ID, unix.PERF_SAMPLE_CPU} {
+		if info.sampleType()&bit != 0 {
+			d = binary.NativeEndian.AppendUint64(d, id) // CPU 0 in the low half
 		}
 	}
 	if info.callchain {
@@ -193,20 +192,18 @@ const (
 // TestForeignCounterSample: a sampled software counter's sample that
 // carries another perf user's id in IDENTIFIER (the kernel stamps every
 // software event firing at one fault with the first one's, from 6.3) is
-// the counter its READ names; one whose READ names no event of ours is
-// not counted.
+// the counter its size names: minor and major faults here.
 func TestForeignCounterSample(t *testing.T) {
 	s := synthetic(t, true, "")
 	s.AddRoot(100, 100, 1, "sh")
 	f := feeder{t, s}
-	for i, id := range []uint64{idMinor, idMinor, 424242} {
-		d := sampleData(s, idMinor, 100, 100, uint64(1000+i), 0, 0)
+	for i, id := range []uint64{idMinor, idMinor, idMajor} {
+		d := sampleData(s, id, 100, 100, uint64(1000+i), 0, 0)
 		binary.NativeEndian.PutUint64(d, 999999) // a foreign IDENTIFIER
-		binary.NativeEndian.PutUint64(d[len(d)-8:], id)
 		f.feed(0, unix.PERF_RECORD_SAMPLE, 0, d)
 	}
-	if got := s.tasks[100].counters[1]; got != 2 || s.foreignIDs != 2 {
-		t.Errorf("minor faults %d, told by READ %d: want 2 and 2", got, s.foreignIDs)
+	if got := s.tasks[100].counters; got[1] != 2 || got[2] != 1 || s.foreignIDs != 3 {
+		t.Errorf("minor, major faults %d, %d, told by size %d: want 2, 1 and 3", got[1], got[2], s.foreignIDs)
 	}
 }
 

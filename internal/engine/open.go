@@ -22,23 +22,31 @@ import (
 // page fault, the context switch) and fills its IDENTIFIER for the first
 // of them only, so that while another perf user (a second cowtrace, perf
 // record -e page-faults) samples the same event on the same task, each
-// sample of ours may carry the other's id. A sampled software event
-// therefore also reads itself into its sample (PERF_SAMPLE_READ with its
-// id, as a group of one), and foreignSample tells it by that.
+// sample of ours may carry the other's id. Such a sample is still in one
+// of our rings, written by one of our events: foreignSample tells which.
+// Count mode's group reads itself into its samples; each sampled software
+// counter has a layout of a size of its own (counterSampleType).
 const (
 	idType     = unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_IDENTIFIER
 	tpType     = idType | unix.PERF_SAMPLE_RAW
 	kprobeType = idType | unix.PERF_SAMPLE_IP
 	addrType   = idType | unix.PERF_SAMPLE_IP | unix.PERF_SAMPLE_ADDR
-	// swType and swAddrType are the sampled software counters' types.
-	swType     = idType | unix.PERF_SAMPLE_READ
-	swAddrType = addrType | unix.PERF_SAMPLE_READ
 )
 
-// softwareSampled makes a a sampled software event of sample type st
-// (swType or swAddrType) that reads itself into each sample.
-func softwareSampled(a *perfevents.Attr, st uint64) {
-	a.SampleType, a.GroupRead = st, true
+// counterSampleType is the layout of sampled software counter i
+// (faultCounters), with the fault's address for the generic fault method:
+// 24, 32 and 48 bytes, and 40 with the address, so that a sample's size
+// names its counter when its IDENTIFIER does not.
+func counterSampleType(i int, addr bool) uint64 {
+	switch {
+	case addr:
+		return addrType
+	case i == 1:
+		return idType | unix.PERF_SAMPLE_CPU
+	case i == 2:
+		return idType | unix.PERF_SAMPLE_CPU | unix.PERF_SAMPLE_ID | unix.PERF_SAMPLE_STREAM_ID
+	}
+	return idType
 }
 
 type eventKind int
@@ -92,10 +100,7 @@ func (i eventInfo) sampleType() uint64 {
 	case kindMember:
 		return countSampleType
 	case kindCounter:
-		if i.addr {
-			return swAddrType
-		}
-		return swType
+		return counterSampleType(i.counter, i.addr)
 	}
 	return idType
 }
@@ -274,8 +279,7 @@ func (s *Session) addTaskRing(tk *Task, ev *perfevents.Event, pages int) error {
 func (s *Session) openTaskByAddress(tk *Task, open openFunc) error {
 	pages := s.ringPages(taskRingPages)
 	a := perfevents.Attr{Label: faultCounters[0].label, Type: perfevents.Software, Config: faultCounters[0].config,
-		Watermark: uint32(pages * os.Getpagesize() / 2)}
-	softwareSampled(&a, swAddrType)
+		SampleType: counterSampleType(0, true), Watermark: uint32(pages * os.Getpagesize() / 2)}
 	ev, err := open(a, eventInfo{kind: kindCounter, counter: 0, addr: true})
 	if err != nil {
 		return err
@@ -420,7 +424,7 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 		return err
 	}
 	if len(s.opened) == 0 {
-		if s.tp.Alloc != nil && s.copyRoutineLocked() != "" && !s.cfg.CrossCheck {
+		if s.tp.Alloc != nil && s.copyRoutineLocked() != "" && !s.cfg.CrossCheck && !s.cfg.CopyEvents {
 			// The kprobe counts copies in the kernel; their stacks would
 			// cost a record each.
 			s.tp.Alloc = nil
@@ -538,13 +542,8 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 			continue
 		}
 		a := base
-		a.Label, a.Type, a.Config = c.label, perfevents.Software, c.config
-		softwareSampled(&a, swType)
-		info := eventInfo{kind: kindCounter, counter: i}
-		if i == 0 && s.faultAddr {
-			softwareSampled(&a, swAddrType)
-			info.addr = true
-		}
+		info := eventInfo{kind: kindCounter, counter: i, addr: i == 0 && s.faultAddr}
+		a.Label, a.Type, a.Config, a.SampleType = c.label, perfevents.Software, c.config, info.sampleType()
 		if _, err := open(a, info); err != nil {
 			return err
 		}

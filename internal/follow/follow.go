@@ -112,6 +112,7 @@ func newSession(ctx context.Context, opt Options, startAtExec bool) (*engine.Ses
 	}
 	if opt.By != "" || opt.Plot {
 		col = &collector{by: opt.By, plot: opt.Plot}
+		cfg.CopyEvents = true
 		if opt.By != "" {
 			// Mapping records cost a record per mmap: only --by needs them.
 			cfg.OnMmap = col.mmap
