@@ -147,12 +147,18 @@ func parseMarker(s string) (args, target []string, err error) {
 	return args, target, nil
 }
 
-// regions finds the generated regions of a file's lines.
+// regions finds the generated regions of a file's lines. A marker inside a
+// fenced code block is an example of one, shown as it is.
 func regions(lines []string) ([]region, error) {
 	var out []region
+	inFence := false
 	for i := 0; i < len(lines); i++ {
 		l := strings.TrimSpace(lines[i])
-		if !strings.HasPrefix(l, beginMarker) {
+		if strings.HasPrefix(l, "```") {
+			inFence = !inFence
+			continue
+		}
+		if inFence || !strings.HasPrefix(l, beginMarker) {
 			continue
 		}
 		if !strings.HasSuffix(l, "-->") {

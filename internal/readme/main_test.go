@@ -30,6 +30,11 @@ func TestRegions(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+	// A marker in a fenced block is an example; the region after it counts.
+	lines = strings.Split("```\n<!-- cowtrace-output: x -->\n```\n<!-- cowtrace-output: y -->\n<!-- end cowtrace-output -->", "\n")
+	if rs, err := regions(lines); err != nil || len(rs) != 1 || rs[0].args[0] != "y" || rs[0].begin != 4 {
+		t.Errorf("fenced example: regions %+v, %v", rs, err)
+	}
 	if got := render([]string{"matrix", "--format", "markdown"}, "| a |\n"); len(got) != 1 {
 		t.Errorf("markdown output fenced: %q", got)
 	}
