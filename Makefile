@@ -77,7 +77,8 @@ lint:
 # kernel under qemu-system-aarch64 (6.1-arm64). The experiment, its
 # variants, the matrix, doctor and the kernel-facing test binaries in each,
 # each kernel checked for the best method it offers (see vmtest/main.go).
-# make vmtest VMTEST_FLAGS='-readme README.md' refreshes "Verified kernels";
+# make vmtest VMTEST_FLAGS='-readme docs/kernels.md' refreshes its "Verified
+# kernels" table;
 # VMTEST_FLAGS='-kernels 6.1-lockdown -run doctor' runs one command on one boot.
 vmtest:
 	$(GO) run ./vmtest $(VMTEST_FLAGS)
@@ -103,9 +104,10 @@ bench:
 	$(GO) run ./bench/faultcost
 	GO=$(GO) $(GO) run ./bench -rounds $(ROUNDS) $(BENCH_FLAGS)
 
-# Every cowtrace output shown in README.md, run again on this machine (root).
+# Every cowtrace output shown in README.md and docs/*.md, run again on this
+# machine (root; see internal/readme).
 readme: build
-	$(GO) run ./internal/readme -cowtrace $(BIN) README.md
+	$(GO) run ./internal/readme -cowtrace $(BIN) README.md docs/*.md
 
 clean:
 	rm -rf bin

@@ -6,7 +6,7 @@ import (
 )
 
 // The checks of run's count mode: that each kernel gets the method its
-// facts allow (KERNEL-NOTES.md: the exit tracepoint in time from 6.16, the
+// facts allow (docs/kernels.md: the exit tracepoint in time from 6.16, the
 // exit calls and signals on 6.12, none before 6.12 and sampling instead),
 // that its rows are those of classify mode, which records every fault, and
 // that with kprobes it takes no record per copy.

@@ -68,7 +68,7 @@ type expectation struct {
 	LeaveOut map[string]string
 	// CountMethod is the per-task count method `cowtrace doctor` must
 	// report on this boot: countExitTracepoint, countExitSyscall or
-	// countClassify, in cowtrace's words (KERNEL-NOTES.md has the kernel
+	// countClassify, in cowtrace's words (docs/kernels.md has the kernel
 	// facts that decide it). "" for a kernel of one's own (-kernel),
 	// whose method is not declared.
 	CountMethod string

@@ -9,7 +9,7 @@
 //
 // Usage, from the module root:
 //
-//	go run ./vmtest [-kernels 5.10,6.1,...] [-kernel PATH] [-run REGEXP] [-guest-budget 90s] [-json FILE] [-readme README.md]
+//	go run ./vmtest [-kernels 5.10,6.1,...] [-kernel PATH] [-run REGEXP] [-guest-budget 90s] [-json FILE] [-readme docs/kernels.md]
 //	go run ./vmtest -rings 2,16,48 [-rings-compare OLD-COWTRACE]
 //
 // Each kernel's commands are spread over as many guests as it takes for

@@ -10,7 +10,7 @@ import (
 
 // command is one of cowtrace's commands. The table of them, commands, is
 // the one place that dispatch, cowtrace help, cowtrace help COMMAND, -h, the
-// README's usage (cowtrace help --all), the man page and the shell
+// usage in docs/usage.md (cowtrace help --all), the man page and the shell
 // completions read.
 type command struct {
 	name     string
@@ -182,7 +182,7 @@ func cmdVersion(args []string, stdout io.Writer) error {
 }
 
 // cmdHelp prints the command list, a command's -h, or with --all what the
-// README shows: the list and every command's flags.
+// docs/usage.md shows: the list and every command's flags.
 func cmdHelp(args []string, stdout io.Writer) error {
 	width := helpWidth(stdout)
 	switch {
@@ -241,7 +241,7 @@ func writeSynopses(w io.Writer, indent string, c *command, width int) {
 	}
 }
 
-// allUsage is cowtrace help --all, the README's usage: every command with
+// allUsage is cowtrace help --all, docs/usage.md's usage: every command with
 // every flag it takes, wrapped at width. A flag that an earlier command
 // takes with the same help and default is named, not described again.
 func allUsage(width int) string {

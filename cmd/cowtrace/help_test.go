@@ -13,7 +13,7 @@ import (
 	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/help and the README's usage from the current output")
+var update = flag.Bool("update", false, "rewrite testdata/help and docs/usage.md's usage from the current output")
 
 // TestHelpGolden pins the help text of every command: what -h prints is
 // what a user reads first. After an intended change: go test -update, and

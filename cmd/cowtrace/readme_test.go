@@ -10,12 +10,12 @@ import (
 	"github.com/cowtrace/cowtrace/internal/testenv"
 )
 
-// TestREADMEUsage: the README's usage is cowtrace help --all, so that a
-// flag added, renamed or reworded in the command table shows there too.
-// go test -update rewrites it (make readme would too, with every other
-// command the README shows).
+// TestREADMEUsage: the usage the docs show (docs/usage.md, linked from the
+// README) is cowtrace help --all, so that a flag added, renamed or reworded
+// in the command table shows there too. go test -update rewrites it (make
+// readme would too, with every other command the docs show).
 func TestREADMEUsage(t *testing.T) {
-	const path = "../../README.md"
+	const path = "../../docs/usage.md"
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		t.Skipf("%s is not here: the test binary runs outside the source tree (as in vmtest's guests)", path)
