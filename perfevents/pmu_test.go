@@ -12,7 +12,7 @@ import (
 
 // Fake sysfs/procfs roots: this Firecracker guest (no kprobe PMU, root with
 // every capability), and a Debian 6.12 kernel as an unprivileged user sees
-// it (kprobe PMU type 8, as measured in KERNEL-NOTES.md; uid 1000, no
+// it (kprobe PMU type 8, as Debian's kernels have it under vmtest; uid 1000, no
 // capabilities, kallsyms addresses hidden).
 const (
 	fakeRootFirecracker = "testdata/sysfs/firecracker-6.18"

@@ -111,6 +111,17 @@ func main() {
 		fmt.Fprintf(os.Stderr, "vmtest: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
 	}
+	if o.readme != "" {
+		// Found wrong only after twenty minutes of guests is too late.
+		b, err := os.ReadFile(o.readme)
+		if err == nil {
+			_, err = replaceSection(string(b), "")
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest: -readme %s: %v\n", o.readme, err)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	run := run
