@@ -431,6 +431,11 @@ func commandCredential(name string, keepRoot bool) (*syscall.Credential, error) 
 			if errors.As(err, &unknown) {
 				return nil, usagef("--user %s: no such user", name)
 			}
+			if errors.Is(err, fs.ErrNotExist) {
+				// A minimal system (an initramfs, a scratch container)
+				// has no passwd file: nobody can be named there.
+				return nil, usagef("--user %s: no such user (no /etc/passwd on this system)", name)
+			}
 			return nil, usagef("--user %s: %v", name, err)
 		}
 	case keepRoot || os.Getuid() != 0 || os.Getenv("SUDO_UID") == "":
