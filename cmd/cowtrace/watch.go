@@ -286,12 +286,8 @@ func (o *watchOutput) episode(ep watch.Episode) {
 	defer o.mu.Unlock()
 	rec := o.records.Episode(ep)
 	o.totals.AddEpisode(&rec)
-	if o.metrics != nil {
-		o.metrics.Episode(&rec)
-		o.keep(o.sink.metrics.rewrite(o.metrics))
-		return
-	}
-	o.keep(o.sink.w.Episode(&rec))
+	o.write(func(m *render.WatchMetrics) { m.Episode(&rec) },
+		func(w render.WatchWriter) error { return w.Episode(&rec) })
 }
 
 func (o *watchOutput) shared(sh watch.Shared) {
@@ -299,12 +295,20 @@ func (o *watchOutput) shared(sh watch.Shared) {
 	defer o.mu.Unlock()
 	rec := o.records.Shared(sh)
 	o.totals.AddShared(&rec)
+	o.write(func(m *render.WatchMetrics) { m.Shared(&rec) },
+		func(w render.WatchWriter) error { return w.Shared(&rec) })
+}
+
+// write adds a record to the metrics and rewrites their file whole (the
+// textfile collector must never read half a file), or hands it to the
+// format's writer.
+func (o *watchOutput) write(toMetrics func(*render.WatchMetrics), toWriter func(render.WatchWriter) error) {
 	if o.metrics != nil {
-		o.metrics.Shared(&rec)
+		toMetrics(o.metrics)
 		o.keep(o.sink.metrics.rewrite(o.metrics))
 		return
 	}
-	o.keep(o.sink.w.Shared(&rec))
+	o.keep(toWriter(o.sink.w))
 }
 
 // keep remembers the first failed write, and ends the watch.
