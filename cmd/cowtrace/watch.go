@@ -58,8 +58,8 @@ collector.
 
 In count mode (--mode auto where the kernel gives each task's counts) the
 parent's share is cut at its own samples, as its threads leave a CPU; in
-classify mode the parent's counts are known only at its forks and its exit,
-so an episode is reported at the parent's next fork, or at the end.
+classify mode, where every fault is a record, at the end of the child's
+tree itself.
 
 Exit status: 0; 3 when a figure of an episode or of the trace is not known
 whole; 130 when a signal stopped it, after everything is written; with CMD,
@@ -353,9 +353,6 @@ func (o *watchOutput) summary(run *report.Run) *report.WatchSummary {
 	s.Mode = string(engine.ModeClassify)
 	if m.Sampled {
 		s.Mode = string(engine.ModeCount)
-	} else {
-		s.Notes = append(s.Notes, "classify mode: the parent's counts are known only at its forks and its exit, not as it runs: "+
-			"each episode was reported at the parent's next fork (or at the end), with the parent's figures up to then")
 	}
 	if m.NoCopies == "" && t.CopiesKnown {
 		s.Copies, s.Bytes = report.U64(t.Copies), report.U64(t.Copies*uint64(o.page))

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/cowtrace/cowtrace/internal/cow"
@@ -69,11 +70,16 @@ type TaskEnd struct {
 }
 
 // TaskCounts is a task's counts at one of its samples (count mode): as it
-// left a CPU, forked or exited.
+// left a CPU, forked or exited; in classify mode, those of the processes
+// the trace did not see created, as each task of their trees ends
+// (streamRootCounts).
 type TaskCounts struct {
 	TimeNs uint64
 	Task   TaskRef
 	Counts Counts
+	// More: the counts of another task of the same process at the same
+	// instant follow, so that a process's counts are taken whole.
+	More bool
 }
 
 // Measures says which of Counts' figures the stream measures in this
@@ -82,7 +88,8 @@ type TaskCounts struct {
 type Measures struct {
 	// Sampled: each task's counts come from count mode's samples, so a
 	// process's counts are known at each of its samples (as a thread
-	// leaves a CPU); else, in classify mode, at its forks and its end.
+	// leaves a CPU); else, in classify mode, as of the records applied:
+	// at its forks, its end, and as each task of its tree ends.
 	Sampled bool
 	// NoCopies and NoWPFaults say why Copies and WPFaults are not
 	// measured, "" when they are.
@@ -232,6 +239,9 @@ func (s *Session) streamExit(tk *Task, ns uint64) {
 		}
 		s.call(func() { on(te) })
 	}
+	if s.group == nil && s.cfg.OnCounts != nil && tk.parent != nil {
+		s.streamRootCounts(ns)
+	}
 	if s.cfg.Forget {
 		s.forgetLocked(tk)
 	}
@@ -270,5 +280,33 @@ func (s *Session) forgetLocked(tk *Task) {
 	if s.nForgotten > 1024 && s.nForgotten > len(s.all)/2 {
 		s.all = slices.DeleteFunc(s.all, func(t *Task) bool { return t.forgotten })
 		s.nForgotten = 0
+	}
+}
+
+// streamRootCounts, in classify mode, hands on the counts of every live
+// task of the processes the trace did not see created (the attached one,
+// the command: a watcher's parents) as a task of their trees ends. A
+// classify-mode task has no samples of its counts, and a watcher needs a
+// parent's counts as its child's tree ends to close the child's episode,
+// not at the parent's next fork, which may be hours away. Records are
+// applied in time order, so the counts are exact as of the end, ns.
+func (s *Session) streamRootCounts(ns uint64) {
+	roots := map[int]bool{}
+	for _, tk := range s.tasks {
+		if tk.parent == nil {
+			roots[tk.Proc] = true
+		}
+	}
+	var live []*Task
+	for _, tk := range s.tasks {
+		if roots[tk.Proc] && !tk.Exited {
+			live = append(live, tk)
+		}
+	}
+	slices.SortFunc(live, func(a, b *Task) int { return cmp.Or(cmp.Compare(a.Proc, b.Proc), cmp.Compare(a.ID, b.ID)) })
+	on := s.cfg.OnCounts
+	for i, tk := range live {
+		tc := TaskCounts{TimeNs: ns, Task: s.refLocked(tk), Counts: s.countsLocked(tk), More: i+1 < len(live) && live[i+1].Proc == tk.Proc}
+		s.call(func() { on(tc) })
 	}
 }

@@ -58,7 +58,7 @@ func runTraced(t *testing.T, argv []string, sigs <-chan os.Signal) *report.Run {
 func seedRows(t *testing.T, run *report.Run) (parent, reader, writer *report.Process) {
 	t.Helper()
 	if len(run.Processes) != 3 {
-		t.Fatalf("%d rows, want 3: %+v", len(run.Processes), run.Processes)
+		t.Fatalf("%d rows, want 3: %+v\nincomplete: %q", len(run.Processes), run.Processes, run.Incomplete)
 	}
 	parent, reader, writer = &run.Processes[0], &run.Processes[1], &run.Processes[2]
 	if parent.Role != "command" || parent.Depth != 0 || !parent.Exited {

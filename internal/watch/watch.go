@@ -145,9 +145,8 @@ func (w *Watcher) OnFork(f engine.Fork) {
 	l := w.ledgerOf(f.Parent)
 	l.threads[f.Parent.ID] = f.ParentCounts
 	w.checkpoint(l, f.TimeNs)
-	// A fork is one of the parent's samples: in classify mode, where the
-	// engine samples no counts, the only ones before its end, and so
-	// where the episodes that ended meanwhile are done.
+	// A fork is one of the parent's samples: the episodes that ended
+	// before it are done.
 	w.reportDone(l, f.TimeNs)
 	if f.Thread {
 		return // a thread of the watched process
@@ -168,6 +167,9 @@ func (w *Watcher) OnCounts(c engine.TaskCounts) {
 	}
 	l := w.ledgerOf(c.Task)
 	l.threads[c.Task.ID] = c.Counts
+	if c.More {
+		return // the process's other threads at the same instant follow
+	}
 	w.checkpoint(l, c.TimeNs)
 	w.reportDone(l, c.TimeNs)
 }

@@ -84,9 +84,9 @@ func TestFlush(t *testing.T) {
 	}
 }
 
-// TestClassifyReportsAtForks: in classify mode the parent's counts come
-// only with its forks (no OnCounts): an episode whose tree ended is
-// reported at the parent's next fork, with the parent's counts up to it.
+// TestClassifyReportsAtForks: where the parent's counts come only with its
+// forks (no OnCounts), an episode whose tree ended is reported at the
+// parent's next fork, with the parent's counts up to it.
 func TestClassifyReportsAtForks(t *testing.T) {
 	var eps []Episode
 	w := New()
@@ -109,5 +109,28 @@ func TestClassifyReportsAtForks(t *testing.T) {
 	w.OnTaskEnd(engine.TaskEnd{TimeNs: 500, Task: p, Counts: counts(14, 9)})
 	if len(eps) != 2 || eps[1].ParentCounts != counts(1, 1) {
 		t.Errorf("at the parent's end: %+v, want episode 2 with the parent's last copy", eps)
+	}
+}
+
+// TestCountsOfAllThreads: the counts of a process's threads at one instant
+// (More on all but the last) are taken whole before the episode that
+// ended is reported: each thread's copies during it are its parent's.
+func TestCountsOfAllThreads(t *testing.T) {
+	var eps []Episode
+	w := New()
+	w.Episode = func(e Episode) { eps = append(eps, e) }
+	main := engine.TaskRef{ID: 1, Proc: 1, Pid: 100, Tid: 100, Comm: "redis-server"}
+	bio := engine.TaskRef{ID: 2, Proc: 1, Pid: 100, Tid: 101, Comm: "bio_close_file"}
+	child := engine.TaskRef{ID: 3, Proc: 3, Pid: 200, Tid: 200, Comm: "redis-rdb-bgsave"}
+	w.OnCounts(engine.TaskCounts{TimeNs: 50, Task: bio, Counts: counts(1, 1)})
+	w.OnFork(engine.Fork{TimeNs: 100, Parent: main, Child: child, ParentCounts: counts(10, 10)})
+	w.OnTaskEnd(engine.TaskEnd{TimeNs: 200, Task: child, Counts: counts(7, 7)})
+	w.OnCounts(engine.TaskCounts{TimeNs: 200, Task: main, Counts: counts(14, 14), More: true})
+	if len(eps) != 0 {
+		t.Fatalf("reported before the process's last thread's counts: %+v", eps)
+	}
+	w.OnCounts(engine.TaskCounts{TimeNs: 200, Task: bio, Counts: counts(3, 3)})
+	if len(eps) != 1 || eps[0].ParentCounts != counts(6, 6) || eps[0].ChildCounts != counts(7, 7) {
+		t.Fatalf("episodes %+v, want one with the parent's 4 + 2 copies", eps)
 	}
 }
