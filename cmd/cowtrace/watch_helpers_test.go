@@ -249,23 +249,24 @@ func (wp *watchProc) waitEpisodes(t *testing.T, n int) report.Episode {
 	}
 }
 
-// rssKiB is a process's resident memory (VmRSS), in KiB.
-func rssKiB(t *testing.T, pid int) int64 {
+// rssKiB is a process's resident memory, in KiB, by field of
+// /proc/PID/status: "VmRSS" in all, "RssAnon" its anonymous part.
+func rssKiB(t *testing.T, pid int, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				t.Fatalf("VmRSS %q", v)
+				t.Fatalf("%s %q", field, v)
 			}
 			return n
 		}
 	}
-	t.Fatalf("no VmRSS for %d", pid)
+	t.Fatalf("no %s for %d", field, pid)
 	return 0
 }
 
