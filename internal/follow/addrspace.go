@@ -120,12 +120,17 @@ const (
 	stackName   = "[stack]"
 	anonShare   = "[anon]"
 	unknownName = "[unknown]"
+	// unrecordedName is anonymous by its place, the mmap area, in a
+	// range no record maps: mremap moves a mapping (glibc's realloc of a
+	// large block does) and the kernel writes no record of the move.
+	unrecordedName = "[anon, unrecorded]"
 )
 
 // name says where addr lies: a file's path, the kernel's name of a special
 // mapping, or for anonymous memory "[heap]" and "[stack]" by the layout
 // rule (the brk heap lies between the executable's end and the mmap area,
-// the main stack above every mapping), else "[anon]".
+// the main stack above every mapping), else "[anon]"; in the mmap area
+// outside every recorded mapping, unrecordedName.
 func (a *addrSpace) name(addr uint64) string {
 	m, ok := a.find(addr)
 	if ok && m.name != anonName {
@@ -139,6 +144,8 @@ func (a *addrSpace) name(addr uint64) string {
 		return anonShare
 	case addr >= a.top && a.top != 0:
 		return stackName
+	case addr >= a.mmapLow:
+		return unrecordedName
 	}
 	return unknownName
 }

@@ -297,7 +297,7 @@ func cumulative(evs []engine.Event, startNs uint64, fromMs, toMs float64) []repo
 
 // attribNotes say what the attribution could not tell.
 func attribNotes(run *report.Run) []string {
-	var notSeen, other uint64
+	var notSeen, other, unrecorded uint64
 	for _, p := range run.Processes {
 		for _, s := range p.CopiesBy {
 			switch {
@@ -305,6 +305,8 @@ func attribNotes(run *report.Run) []string {
 				notSeen += s.Copies
 			case strings.HasPrefix(s.Name, "[unknown]"):
 				other += s.Copies
+			case s.Name == unrecordedName:
+				unrecorded += s.Copies
 			}
 		}
 	}
@@ -314,6 +316,10 @@ func attribNotes(run *report.Run) []string {
 	}
 	if other > 0 {
 		notes = append(notes, fmt.Sprintf("copies by %s: %d copies lay in no mapping the trace knew of (%s)", run.CopiesBy, other, unknownName))
+	}
+	if unrecorded > 0 {
+		notes = append(notes, fmt.Sprintf("copies by %s: %d copies lay in the mmap area where no record maps anything (%s): memory that mremap moved, "+
+			"which the kernel does not record; anonymous but for a file mapping moved the same way", run.CopiesBy, unrecorded, unrecordedName))
 	}
 	return notes
 }

@@ -48,6 +48,9 @@ func TestAddrSpaceNames(t *testing.T) {
 		{0x7ffffffde100, anonShare}, // the stack, unnamed in this listing
 		{0x7ffffffff800, stackName}, // above every mapping
 		{0x1000, unknownName},       // below the executable
+		// In the mmap area where nothing is mapped: a block mremap
+		// moved there, which no record tells.
+		{0x7ffff7d30000, unrecordedName},
 	} {
 		if got := a.name(c.addr); got != c.want {
 			t.Errorf("name(%#x) = %q, want %q", c.addr, got, c.want)

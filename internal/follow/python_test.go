@@ -53,11 +53,12 @@ func pythonPool(t *testing.T, python string, freeze bool) (workers []report.Proc
 
 // heapShare is the part of a process's copies in the brk heap and in
 // anonymous mmaps: where CPython's objects live (pymalloc's arenas are
-// anonymous mmaps, larger objects come from malloc).
+// anonymous mmaps, larger objects come from malloc, whose realloc moves a
+// large block with mremap, unrecorded).
 func heapShare(p report.Process) (heap, total uint64) {
 	for _, s := range p.CopiesBy {
 		total += s.Copies
-		if s.Name == heapName || s.Name == anonShare {
+		if s.Name == heapName || s.Name == anonShare || s.Name == unrecordedName {
 			heap += s.Copies
 		}
 	}
