@@ -87,14 +87,15 @@ func TestCollectorForkAndExec(t *testing.T) {
 	mm(10, 3, 0x7f000000, 0x10000, "/lib/libc.so")
 	mm(10, 50, 0x7f800000, 0x10000, "/tmp/after-fork") // not the child's
 	cp(11, 20, 0x7f000010)                             // the parent's libc, inherited
-	cp(11, 21, 0x7f800010)                             // mapped by the parent after the fork
+	cp(11, 21, 0x7f800010)                             // mapped by the parent after the fork: unrecorded in the child
 	mm(11, 30, 0x7ffa0000, 0x10000, stackName)         // after the exec at 29
 	mm(11, 31, 0x500000, 0x1000, "/bin/child")
 	mm(11, 32, 0x7f100000, 0x10000, "/lib/libc2.so")
-	cp(11, 40, 0x7ff00010) // the old stack is gone
+	cp(11, 40, 0x7ff00010) // the old stack is gone: in the mmap area, unrecorded
 	cp(11, 41, 0x500010)
 	cp(11, 42, 0x600000) // the new program's heap
 	col.event(engine.Event{Name: "copy", Pid: 11, Tid: 11, TimeNs: 43})
+	cp(11, 44, 0x1000) // below the executable: nothing the layout names
 	tasks := []*engine.Task{
 		{Pid: 10, Tid: 10, Root: true, StartNs: 1},
 		{Pid: 11, Tid: 11, Ppid: 10, ParentTid: 10, StartNs: 10, Execs: []uint64{29}},
@@ -103,7 +104,7 @@ func TestCollectorForkAndExec(t *testing.T) {
 	for _, s := range col.attribute(tasks)[11] {
 		got[s.Name] = s.Copies
 	}
-	want := map[string]uint64{"/lib/libc.so": 1, unknownName: 2, "/bin/child": 1, heapName: 1, faultNotSeen: 1}
+	want := map[string]uint64{"/lib/libc.so": 1, unrecordedName: 2, unknownName: 1, "/bin/child": 1, heapName: 1, faultNotSeen: 1}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("child's copies %v, want %v", got, want)
 	}
