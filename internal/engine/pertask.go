@@ -402,6 +402,9 @@ func (s *Session) countSample(tk *Task, info eventInfo, smp *perfevents.Sample) 
 	}
 	c.enabled, c.running = smp.Read.Enabled, smp.Read.Running
 	tk.lastSample, tk.lastSampleNs = s.group.members[info.member].kind, smp.Time
+	if tk.lastSample == mExitCall {
+		tk.exitCalled = true
+	}
 }
 
 // freezeWait bounds how long Stop waits for the tasks that were running

@@ -399,3 +399,38 @@ func TestStream(t *testing.T) {
 		t.Errorf("complete %v (%q), %d rows; want complete and no row (every task forgotten)", run.Complete, run.Incomplete, len(rows))
 	}
 }
+
+// TestExitCallThenSwitch: where the exit tracepoint fires too late
+// (exitSyscall, 6.12 to 6.15), a task that left its CPU after its exit
+// call, sampled again on the way out, still ends with its counts whole:
+// nothing counts after the call.
+func TestExitCallThenSwitch(t *testing.T) {
+	cs := newCountSession(t)
+	g := cs.group
+	g.method, cs.method = exitSyscall, exitSyscall
+	g.members[0].kind = mExitCall
+	delete(g.index, mExit)
+	g.index[mExitCall] = 0
+	var ends []TaskEnd
+	cs.cfg.OnTaskEnd = func(e TaskEnd) { ends = append(ends, e) }
+	cs.AddRoot(100, 100, 1, "sh")
+	f := feeder{t, cs.Session}
+	f.comm(0, 100, 100, "prog", 1100, true)
+	f.fork(0, unix.PERF_RECORD_FORK, 101, 100, 101, 100, 2000)
+	cs.groupSample(1, mExitCall, 101, 101, 2900, []uint64{1, 0, 7, 3, 0}, nil)
+	cs.groupSample(1, mSwitch, 101, 101, 2950, []uint64{1, 1, 7, 3, 0}, []uint64{1, 0, 7, 3, 0})
+	f.fork(1, unix.PERF_RECORD_EXIT, 101, 100, 101, 100, 3000)
+	cs.groupSample(0, mExitCall, 100, 100, 3900, []uint64{1, 0, 45, 4, 1}, nil)
+	f.fork(0, unix.PERF_RECORD_EXIT, 100, 1, 100, 1, 4000)
+	if err := cs.apply(^uint64(0)); err != nil {
+		t.Fatal(err)
+	}
+	if len(ends) != 2 || ends[0].Task.Pid != 101 || ends[0].Why != "" || ends[0].Counts.PageFaults != 7 || ends[0].Counts.WPFaults != 3 {
+		t.Errorf("ends %+v, want 101's 7 page faults and 3 wp faults, known whole", ends)
+	}
+	run, rows := cs.rows(t)
+	if !run.Complete {
+		t.Errorf("incomplete: %q", run.Incomplete)
+	}
+	want(t, "child's page faults", rows[101].PageFaults, 7)
+}

@@ -135,7 +135,13 @@ func (s *Session) final(tk *Task) bool {
 	case mExitCall, mSignal:
 		return s.group.method == exitSyscall
 	}
-	return false
+	// A task that made its exit call may still leave its CPU on the way
+	// out (do_exit can sleep), which samples it again, but it counts
+	// nothing more: the kernels of this method (6.12 to 6.15) tear its
+	// events down before its memory, so no fault of its own comes after
+	// the call (but for io_uring's requests, cancelled on the way out,
+	// whose completion could still write to it: a risk this rule takes).
+	return s.group.method == exitSyscall && tk.exitCalled
 }
 
 // settleRootLocked settles the tasks of one root's groups.

@@ -57,6 +57,9 @@ type Task struct {
 	// lastSampleNs.
 	lastSample   memberKind
 	lastSampleNs uint64
+	// exitCalled: a sample of the task's exit or exit_group system call
+	// came (exitSyscall).
+	exitCalled bool
 	// offAfterFreeze: the task was seen off its CPU after Stop froze the
 	// counters (freeze).
 	offAfterFreeze bool
