@@ -107,25 +107,17 @@ type bodyDecoder struct {
 }
 
 func (d *bodyDecoder) u64() uint64 {
-	if len(d.buf) < 8 {
-		d.truncated = true
-		d.buf = nil
-		return 0
+	if b := d.bytes(8); b != nil {
+		return binary.NativeEndian.Uint64(b)
 	}
-	v := binary.NativeEndian.Uint64(d.buf)
-	d.buf = d.buf[8:]
-	return v
+	return 0
 }
 
 func (d *bodyDecoder) u32() uint32 {
-	if len(d.buf) < 4 {
-		d.truncated = true
-		d.buf = nil
-		return 0
+	if b := d.bytes(4); b != nil {
+		return binary.NativeEndian.Uint32(b)
 	}
-	v := binary.NativeEndian.Uint32(d.buf)
-	d.buf = d.buf[4:]
-	return v
+	return 0
 }
 
 func (d *bodyDecoder) bytes(n uint32) []byte {
