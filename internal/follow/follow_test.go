@@ -669,9 +669,13 @@ func TestTwoAttachesAtOnce(t *testing.T) {
 	}
 	firstUp, secondUp := make(chan struct{}), make(chan struct{})
 	first, second := make(chan session, 1), make(chan session, 1)
-	go attach(1500*time.Millisecond, firstUp, first)
+	// Windows long enough for the shell's children to live and end inside
+	// both under qemu's TCG, where one sleep takes tens of milliseconds to
+	// start and the second attach half a second to open (the 7.3 guest
+	// once saw none with 1.5 s and 0.7 s).
+	go attach(4*time.Second, firstUp, first)
 	<-firstUp
-	go attach(700*time.Millisecond, secondUp, second)
+	go attach(2*time.Second, secondUp, second)
 	<-secondUp
 	a, b := <-second, <-first
 	if a.err != nil || b.err != nil {
