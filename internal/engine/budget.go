@@ -32,6 +32,9 @@ type leftOut struct {
 // CPU for one task.
 func (s *Session) eventsPerCPU() int {
 	n := len(s.probeFns)
+	if s.liveOpen {
+		n++ // the seal or the carrier of the task records (whole.go)
+	}
 	if s.tp.Fault != nil {
 		n++
 	}

@@ -144,6 +144,7 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		parent := s.taskLocked(int(ppid), int(ptid))
 		tk := s.taskLocked(int(pid), int(tid))
 		tk.forked, tk.ParentTid, tk.StartNs, tk.parent = true, int(ptid), tm, parent
+		s.forkSeen(parent, tm)
 		s.streamFork(parent, tk, tm)
 		tk.Ppid = int(ppid)
 		if pid == ppid {
@@ -160,7 +161,7 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 			return Event{}, false, err
 		}
 		tk := s.taskLocked(int(pid), int(tid))
-		tk.Exited, tk.EndNs = true, tm
+		tk.Exited, tk.EndNs, tk.ownRecord = true, tm, true
 		if s.streaming() || s.cfg.Forget {
 			s.streamExit(tk, tm)
 		}
@@ -170,6 +171,7 @@ func (s *Session) record(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 			return Event{}, false, err
 		}
 		tk := s.taskLocked(int(pid), int(tid))
+		tk.ownRecord = true
 		tm, _ := trailerTime(rec.Data)
 		if rec.Misc&unix.PERF_RECORD_MISC_COMM_EXEC != 0 && tk.Root && s.cfg.StartAtExec && !tk.execSeen {
 			// The command's life starts at its exec, whose time only the
@@ -230,6 +232,9 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		return Event{}, false, err
 	}
 	tk := s.taskLocked(int(smp.Pid), int(smp.Tid))
+	if info.root != 0 && info.root != tk.Tid && tk.Root && s.opened[tk.Tid] {
+		tk.foreign = true
+	}
 	if info.group != nil {
 		info.group.allocSamples++
 	}
@@ -243,6 +248,9 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		tk.counters[info.counter]++
 		if info.addr {
 			tk.stream(rec.Cookie).FaultByAddress(smp.Addr, smp.IP, s.region)
+			if cow.UserAddress(smp.IP) {
+				s.userModeSeen(tk, smp.Time)
+			}
 		}
 	case kindFault, kindKernelFault:
 		tp := s.tp.Fault
@@ -256,6 +264,7 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		var ip uint64
 		if info.kind == kindFault {
 			ip = tp.IP(smp.Raw)
+			s.userModeSeen(tk, smp.Time)
 		}
 		class, ok := tk.stream(rec.Cookie).FaultAt(addr, ip, code, s.region, info.kind == kindKernelFault)
 		if ok && class == cow.FaultWP {

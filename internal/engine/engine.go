@@ -218,7 +218,12 @@ type Session struct {
 	gated     int          // tasks opened with OpenTask
 	mmaps     []timedMmap  // read, not yet handed to OnMmap
 	opened    map[int]bool // tasks inherited events were opened on
-	dropped   leftOut      // events left out to fit EventBudget
+	// liveOpen: some root ran while its events were opened (attach);
+	// whole tells, per root tid, which tasks it created hold every event
+	// (whole.go).
+	liveOpen bool
+	whole    map[int]*wholeSince
+	dropped  leftOut // events left out to fit EventBudget
 	// all are every task seen, in the order they became known; tasks
 	// holds the current one of each tid.
 	all    []*Task
@@ -265,7 +270,7 @@ type Session struct {
 	draining bool          // Stop has set the reader's last deadline
 	closing  chan struct{} // closed when Release's closes are done
 	startNs  uint64        // CLOCK_MONOTONIC when the trace started
-	endNs    uint64        // ... and when it stopped
+	endNs    uint64        // ... and when Stop began to end it
 }
 
 // ring is one mapped ring: a task's own (tid) or a CPU's (tid -1), and what
@@ -295,7 +300,7 @@ func New(ctx context.Context, cfg Config) (_ *Session, err error) {
 		return nil, fmt.Errorf("ring of %d pages: not a power of two", p)
 	}
 	s := &Session{cfg: cfg, mode: cfg.Mode, ids: map[uint64]eventInfo{}, tasks: map[int]*Task{},
-		probeErrs: map[string]error{}, opened: map[int]bool{}}
+		probeErrs: map[string]error{}, opened: map[int]bool{}, whole: map[int]*wholeSince{}}
 	// s is a local, not the named result: "return nil, err" sets that to
 	// nil before this runs.
 	defer func() {
@@ -499,12 +504,13 @@ func (s *Session) Stop() error {
 		s.mu.Unlock()
 		s.freeze()
 		s.mu.Lock()
+	} else {
+		s.endNs = monotonicNs()
 	}
 	for _, ev := range s.events {
 		// A task that is gone has stopped its events already.
 		_ = ev.Disable()
 	}
-	s.endNs = monotonicNs()
 	reading := s.reading
 	s.mu.Unlock()
 	if reading {
@@ -535,9 +541,25 @@ func (s *Session) Stop() error {
 		s.taskLocked(0, c.tid).add(c.info, v)
 	}
 	if s.group != nil {
-		return s.settleCountsLocked()
+		if err := s.settleCountsLocked(); err != nil {
+			return err
+		}
 	}
+	s.endsAfterStopLocked()
 	return nil
+}
+
+// endsAfterStopLocked makes the tasks that exited after the trace ended
+// (records read in the drain: a task ending while its events were being
+// disabled, or, in count mode, while Stop waited for tasks' last samples)
+// tasks alive at its end: their counts end with the trace, not with them.
+// It runs after count mode's settling, for which an exit sample is final.
+func (s *Session) endsAfterStopLocked() {
+	for _, tk := range s.all {
+		if tk.Exited && tk.EndNs > s.endNs {
+			tk.Exited, tk.EndNs = false, 0
+		}
+	}
 }
 
 // Release closes every event and the reader in the background, after Stop.

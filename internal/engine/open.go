@@ -60,6 +60,7 @@ const (
 	kindProbe
 	kindCounted // count mode's filtered counters (gated tasks)
 	kindMember  // a member of count mode's group (inherited tasks)
+	kindSeal    // the last member of a count group (sealGroupsLocked)
 )
 
 // eventInfo is what an event id (the parent's id for inherited events) means.
@@ -81,6 +82,9 @@ type eventInfo struct {
 	shaped bool
 	// group: the count group an allocation tracepoint was opened beside.
 	group *openGroup
+	// root is the tid of the root task a classify-mode event was opened
+	// on.
+	root int
 }
 
 func (i eventInfo) sampleType() uint64 {
@@ -418,6 +422,7 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 	defer s.mu.Unlock()
 	if len(s.opened) == 0 {
 		s.chooseInheritedMode()
+		s.liveOpen = !enableOnExec
 	}
 	cis, err := s.cpusFor(tid)
 	if err != nil {
@@ -451,7 +456,25 @@ func (s *Session) OpenInherited(tid int, enableOnExec bool) error {
 			return err
 		}
 	}
-	return s.openGuard(tid, base, cis)
+	if err := s.openGuard(tid, base, cis); err != nil {
+		return err
+	}
+	if !s.liveOpen {
+		return nil
+	}
+	if s.mode != ModeClassify {
+		err = s.sealGroupsLocked(tid)
+	} else {
+		err = s.openCarriers(tid, base, cis)
+	}
+	if err != nil {
+		return err
+	}
+	s.whole[tid] = &wholeSince{openNs: monotonicNs()}
+	if s.mode == ModeClassify {
+		s.whole[tid].outsideNs = outsideClone(tid)
+	}
+	return nil
 }
 
 // chooseInheritedMode settles ModeCount or ModeAuto for inherited tasks at
@@ -527,13 +550,16 @@ func (s *Session) openCPU(tid, ci int, base perfevents.Attr) error {
 	open := func(a perfevents.Attr, info eventInfo) (*perfevents.Event, error) {
 		if first {
 			s.ringOwnerAttr(&a)
-			a.Mmaps = s.cfg.OnMmap != nil
+			// Where no task runs while the events are opened, the
+			// first carries the task records; else openCarriers'.
+			a.TaskRecords, a.Mmaps = !s.liveOpen, !s.liveOpen && s.cfg.OnMmap != nil
 			first = false
 		}
 		ev, err := perfevents.Open(a, tid, cpu)
 		if err != nil {
 			return nil, err
 		}
+		info.root = tid
 		s.track(ev, info)
 		return ev, s.output(ev, ci)
 	}
@@ -584,7 +610,7 @@ func (s *Session) openCPUProbes(tid, ci int, a perfevents.Attr) error {
 			}
 			return s.askedProbe(fn, err)
 		}
-		s.track(ev, eventInfo{kind: kindProbe, probe: fn})
+		s.track(ev, eventInfo{kind: kindProbe, probe: fn, root: tid})
 		if err := s.output(ev, ci); err != nil {
 			return err
 		}

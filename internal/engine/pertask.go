@@ -108,10 +108,13 @@ type countGroup struct {
 
 // openGroup is the group of one root task on one CPU.
 type openGroup struct {
-	root     int    // the tid it was opened on
-	ci       int    // CPU index
-	leaderID uint64 // the id its samples carry first
-	events   []*perfevents.Event
+	root     int                 // the tid it was opened on
+	ci       int                 // CPU index
+	leaderID uint64              // the id its samples carry first
+	events   []*perfevents.Event // by member index
+	// sealID is the id of the member sealGroupsLocked added last, 0
+	// before it did.
+	sealID uint64
 	// samples counts the samples read, by member index.
 	samples []uint64
 	// alloc is the allocation tracepoint opened beside the group (copies
@@ -296,7 +299,9 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 			a.SampleType = countSampleType
 		}
 		if i == 0 {
+			// The leader carries the task records of tid's tasks.
 			s.ringOwnerAttr(&a)
+			a.TaskRecords = true
 		} else if !enableOnExec {
 			// The leader's enable starts the whole group.
 			a.Disabled = false
@@ -341,6 +346,31 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 	s.group.groups = append(s.group.groups, og)
 	if !enableOnExec {
 		return leader.Enable()
+	}
+	return nil
+}
+
+// sealGroupsLocked adds one last member to each group of root task tid, once
+// every group of it is open and counting: a software dummy, which counts
+// nothing. A fork copies its creator's events as they are at that instant,
+// so a task that an attached root forks while its groups are being opened
+// (the root runs meanwhile) may hold some groups and not others, or groups
+// not yet counting, and its counts fall short with nothing in them to show
+// it. A task whose sample reads a group's seal among the values was created
+// after every group was whole and counting (partialLocked).
+func (s *Session) sealGroupsLocked(tid int) error {
+	for _, og := range s.group.groups {
+		if og.root != tid || og.sealID != 0 {
+			continue
+		}
+		a := perfevents.Attr{Label: "seal", Type: perfevents.Software, Config: perfevents.Dummy, Inherit: true,
+			Monotonic: true, ExcludeKernel: s.userOnly, GroupRead: true}
+		ev, err := perfevents.OpenInGroup(a, tid, s.cpus[og.ci], og.events[0])
+		if err != nil {
+			return err
+		}
+		s.track(ev, eventInfo{kind: kindSeal})
+		og.sealID = ev.ID()
 	}
 	return nil
 }
@@ -394,11 +424,13 @@ func (s *Session) countSample(tk *Task, info eventInfo, smp *perfevents.Sample) 
 	}
 	og.samples[info.member]++
 	c := tk.countsOn(leaderID, len(s.group.members))
+	c.sealed = false
 	for i := 0; i < smp.Read.Len(); i++ {
 		v, id := smp.Read.Value(i)
 		if m := s.group.memberOf(id, s.ids); m >= 0 {
 			c.vals[m] = v
 		}
+		c.sealed = c.sealed || id == og.sealID && id != 0
 	}
 	c.enabled, c.running = smp.Read.Enabled, smp.Read.Running
 	tk.lastSample, tk.lastSampleNs = s.group.members[info.member].kind, smp.Time
@@ -421,6 +453,7 @@ const freezeWait = 200 * time.Millisecond
 // been on it, it would have left it since, and sampled.
 func (s *Session) freeze() {
 	s.mu.Lock()
+	s.endNs = monotonicNs()
 	for _, og := range s.group.groups {
 		for i, ev := range og.events {
 			if !s.group.members[i].sampled {
@@ -478,6 +511,9 @@ type cpuCounts struct {
 	leader           uint64 // the group's leader id
 	vals             []uint64
 	enabled, running uint64
+	// sealed: the task's copy of the group holds its seal
+	// (sealGroupsLocked).
+	sealed bool
 }
 
 func (t *Task) countsOn(leader uint64, n int) *cpuCounts {

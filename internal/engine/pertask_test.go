@@ -23,11 +23,16 @@ type countSession struct {
 	// foreignID, set, is the IDENTIFIER groupSample writes instead of the
 	// member's: another perf user's event.
 	foreignID uint64
+	// unsealed: groupSample reads a group without its seal, as a task
+	// created while the groups were being opened does.
+	unsealed bool
 }
 
 var countKinds = []memberKind{mExit, mSwitch, mPageFaults, mWP, mNewTask}
 
 func memberID(m, cpu int) uint64 { return uint64(1000 + 10*m + cpu) }
+
+func sealID(cpu int) uint64 { return uint64(2000 + cpu) }
 
 func newCountSession(t testing.TB) *countSession {
 	t.Helper()
@@ -48,7 +53,8 @@ func newCountSession(t testing.TB) *countSession {
 		}
 	}
 	for cpu := 0; cpu < 2; cpu++ {
-		og := &openGroup{root: 99, ci: cpu, leaderID: memberID(0, cpu), samples: make([]uint64, len(countKinds))}
+		og := &openGroup{root: 99, ci: cpu, leaderID: memberID(0, cpu), sealID: sealID(cpu), samples: make([]uint64, len(countKinds))}
+		s.ids[sealID(cpu)] = eventInfo{kind: kindSeal}
 		cs.totals[cpu] = map[uint64]uint64{}
 		totals := cs.totals[cpu]
 		og.totals = func() (map[uint64]uint64, error) { return totals, nil }
@@ -74,7 +80,11 @@ func (cs *countSession) groupSample(cpu int, k memberKind, pid, tid uint32, tm u
 	d = binary.NativeEndian.AppendUint32(d, pid)
 	d = binary.NativeEndian.AppendUint32(d, tid)
 	d = binary.NativeEndian.AppendUint64(d, tm)
-	d = binary.NativeEndian.AppendUint64(d, uint64(len(vals)))
+	n := len(vals) + 1
+	if cs.unsealed {
+		n--
+	}
+	d = binary.NativeEndian.AppendUint64(d, uint64(n))
 	d = binary.NativeEndian.AppendUint64(d, 10) // enabled
 	d = binary.NativeEndian.AppendUint64(d, 10) // running
 	for i, v := range vals {
@@ -85,6 +95,10 @@ func (cs *countSession) groupSample(cpu int, k memberKind, pid, tid uint32, tm u
 			was = prev[i]
 		}
 		cs.totals[cpu][memberID(i, cpu)] += v - was
+	}
+	if !cs.unsealed {
+		d = binary.NativeEndian.AppendUint64(d, 0)
+		d = binary.NativeEndian.AppendUint64(d, sealID(cpu))
 	}
 	feeder{cs.t, cs.Session}.feed(cpu, unix.PERF_RECORD_SAMPLE, 0, d)
 }

@@ -221,17 +221,36 @@ func (s *Session) cpusFor(tid int) ([]int, error) {
 	return cis, nil
 }
 
-// ringOwnerAttr makes a the event that owns its CPU's ring (when it is the
-// first there) and carries the task records (FORK, EXIT, COMM) of its task:
-// the first fault counter opened there. A dummy event of its own
-// would cost a descriptor per CPU and per thread for nothing the kernel
-// needs: task records come from any enabled event of the task's context on
-// the CPU where the task is.
+// ringOwnerAttr makes a the event that owns its CPU's ring when it is the
+// first there: a CPU's ring serves every traced task on that CPU and wakes
+// the reader at a quarter; only the mapped event's watermark counts.
 func (s *Session) ringOwnerAttr(a *perfevents.Attr) {
-	a.TaskRecords = true
-	// A CPU's ring serves every traced task on that CPU and wakes the
-	// reader at a quarter; only the mapped event's watermark counts.
 	a.Watermark = uint32(s.plan.pages * os.Getpagesize() / 4)
+}
+
+// openCarriers opens, once every other event of root task tid is open on
+// every CPU, one dummy event per CPU that carries tid's tasks' records
+// (FORK, EXIT, COMM, and MMAP2 when mappings are recorded) in classify
+// mode. Opened last, it tells a task that holds every event from one that
+// may not (partialLocked): a task that wrote an EXIT or a COMM record held
+// the carrier of that CPU, so it was created after all of tid's events
+// were in place. (Count mode's groups tell it by their seal, and their
+// leaders carry the records.)
+func (s *Session) openCarriers(tid int, base perfevents.Attr, cis []int) error {
+	for _, ci := range cis {
+		a := base
+		a.Label, a.Type, a.Config, a.SampleType = "task records", perfevents.Software, perfevents.Dummy, idType
+		a.TaskRecords, a.Mmaps = true, s.cfg.OnMmap != nil
+		ev, err := perfevents.Open(a, tid, s.cpus[ci])
+		if err != nil {
+			return err
+		}
+		s.track(ev, eventInfo{kind: kindDummy, root: tid})
+		if err := s.output(ev, ci); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // output maps ev's ring when ev is the first event on CPU index ci, and

@@ -104,19 +104,30 @@ func (s *Session) rowLocked(r *report.Process, tasks []*Task, region bool) {
 	}
 	s.copyCausesLocked(r, tasks)
 	if s.escaped > 0 {
-		why := fmt.Sprintf("%d page faults of the traced tasks happened on CPUs without a ring, whose they were is not known", s.escaped)
-		for _, f := range []struct {
-			name string
-			p    **uint64
-		}{{"page_faults", &r.PageFaults}, {"minor_faults", &r.MinorFaults}, {"major_faults", &r.MajorFaults},
-			{"wp_faults", &r.WPFaults}, {"copies", &r.Copies}, {"inferred_copies", &r.InferredCopies}} {
-			if *f.p != nil {
-				*f.p = nil
-				r.SetUnmeasured(f.name, why)
-			}
-		}
-		r.InRegion, r.Outside, r.Probes, r.CopiesByCause = nil, nil, nil, nil
+		nullRow(r, fmt.Sprintf("%d page faults of the traced tasks happened on CPUs without a ring, whose they were is not known", s.escaped))
+		return
 	}
+	for _, tk := range tasks {
+		if why := s.partialLocked(tk); why != "" {
+			nullRow(r, why)
+			return
+		}
+	}
+}
+
+// nullRow makes every figure of r null, for why.
+func nullRow(r *report.Process, why string) {
+	for _, f := range []struct {
+		name string
+		p    **uint64
+	}{{"page_faults", &r.PageFaults}, {"minor_faults", &r.MinorFaults}, {"major_faults", &r.MajorFaults},
+		{"wp_faults", &r.WPFaults}, {"copies", &r.Copies}, {"inferred_copies", &r.InferredCopies}} {
+		if *f.p != nil {
+			*f.p = nil
+			r.SetUnmeasured(f.name, why)
+		}
+	}
+	r.InRegion, r.Outside, r.Probes, r.CopiesByCause = nil, nil, nil, nil
 }
 
 // copyCausesLocked splits r's copies by cause where the method tells:

@@ -93,6 +93,14 @@ func (s *Session) settleCountsLocked() error {
 			}
 		}
 	}
+	for _, tk := range s.all {
+		if why := s.partialLocked(tk); why != "" && !tk.forgotten {
+			for m := range g.members {
+				c.setUnknown(tk, m, why)
+			}
+			c.copiesUnknown[tk] = why
+		}
+	}
 	for _, rg := range order {
 		s.settleRootLocked(rg, c)
 	}

@@ -234,7 +234,10 @@ func (s *Session) streamExit(tk *Task, ns uint64) {
 	tk.pendingForks = nil
 	if on := s.cfg.OnTaskEnd; on != nil {
 		te := TaskEnd{TimeNs: ns, Task: s.refLocked(tk), Counts: s.countsLocked(tk)}
-		if s.group != nil && !s.final(tk) {
+		switch {
+		case s.partialLocked(tk) != "":
+			te.Why = s.partialLocked(tk)
+		case s.group != nil && !s.final(tk):
 			te.Why = "its last counts were not sampled at its exit"
 		}
 		s.call(func() { on(te) })
