@@ -119,6 +119,17 @@ var (
 // the tree.
 func perfClasses(t *testing.T, script []byte, command int) map[int]report.FaultClasses {
 	t.Helper()
+	out, execed := perfTreeClasses(script, command, true)
+	if !execed {
+		t.Fatalf("perf script shows no exec of the command (pid %d)", command)
+	}
+	return out
+}
+
+// perfTreeClasses counts perf script's faults per process of command's
+// tree by class, command's own only from its exec on when fromExec; it
+// says whether that exec was seen.
+func perfTreeClasses(script []byte, command int, fromExec bool) (map[int]report.FaultClasses, bool) {
 	ns := func(s, frac string) uint64 {
 		a, _ := strconv.ParseUint(s, 10, 64)
 		b, _ := strconv.ParseUint(frac, 10, 64)
@@ -127,6 +138,9 @@ func perfClasses(t *testing.T, script []byte, command int) map[int]report.FaultC
 	var execNs uint64
 	out := map[int]report.FaultClasses{}
 	tree := map[int]bool{command: true}
+	if !fromExec {
+		execNs = 1 // every fault of command's counts
+	}
 	sc := bufio.NewScanner(bytes.NewReader(script))
 	for sc.Scan() {
 		line := sc.Text()
@@ -167,8 +181,5 @@ func perfClasses(t *testing.T, script []byte, command int) map[int]report.FaultC
 		cow.AddClasses(&c, s.Outside)
 		out[pid] = c
 	}
-	if execNs == 0 {
-		t.Fatalf("perf script shows no exec of the command (pid %d)", command)
-	}
-	return out
+	return out, execNs != 0
 }
