@@ -19,8 +19,9 @@ import (
 const attachLong = `Follows running process PID (every thread it has) and every process it forks
 from then on, until Ctrl-C, the duration, or PID's exit, and prints one row
 per process like cowtrace run. Children PID forked before the attach are not
-followed. Stopped by Ctrl-C (SIGINT) or SIGTERM, it writes the report and
-exits 130 (1 when an --expect failed).
+followed; one forked while the attach opens its events may not hold them
+all, and has null figures that say so. Stopped by Ctrl-C (SIGINT) or
+SIGTERM, it writes the report and exits 130 (1 when an --expect failed).
 
 Once every event is open it prints "cowtrace: attached" on stderr, and with
 --ready-fd N writes "attached" and a newline to descriptor N and closes it:
