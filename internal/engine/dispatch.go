@@ -232,8 +232,8 @@ func (s *Session) sample(rec *perfevents.Record, smp *perfevents.Sample) (Event,
 		return Event{}, false, err
 	}
 	tk := s.taskLocked(int(smp.Pid), int(smp.Tid))
-	if info.root != 0 && info.root != tk.Tid && tk.Root && s.opened[tk.Tid] {
-		tk.foreign = true
+	if info.root != 0 {
+		s.heldRoot(tk, info.root)
 	}
 	if info.group != nil {
 		info.group.allocSamples++

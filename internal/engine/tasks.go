@@ -60,9 +60,12 @@ type Task struct {
 	// exitCalled: a sample of the task's exit or exit_group system call
 	// came (exitSyscall).
 	exitCalled bool
-	// ownRecord: the task wrote an EXIT or a COMM record; foreign: a root
-	// that a classify-mode event of another root sampled (whole.go).
-	ownRecord, foreign bool
+	// ownRecord: the task wrote an EXIT or a COMM record (whole.go).
+	ownRecord bool
+	// heldRoot is the root whose classify-mode events sampled the task
+	// first, and twice says another root's did too (whole.go).
+	heldRoot int
+	twice    bool
 	// offAfterFreeze: the task was seen off its CPU after Stop froze the
 	// counters (freeze).
 	offAfterFreeze bool

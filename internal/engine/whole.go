@@ -45,10 +45,10 @@ const partialWhy = "created while the trace was opening its events, before they 
 // partialLocked says why task tk's counts may fall short of what it did,
 // "" when they may not.
 func (s *Session) partialLocked(tk *Task) string {
+	if s.twiceLocked(tk) {
+		return "created while the attach was opening the events of several threads: it holds some of two threads' events, and counted twice"
+	}
 	if tk.Root && s.opened[tk.Tid] {
-		if s.holdsOthersLocked(tk) {
-			return "created while the attach was opening its events: it holds some of its creator's events besides its own"
-		}
 		return ""
 	}
 	if !s.liveOpen {
@@ -83,19 +83,42 @@ func (s *Session) partialLocked(tk *Task) string {
 	return partialWhy
 }
 
-// holdsOthersLocked says whether root task tk counted in another root's
-// events too: a thread that one being opened created, which then had its
-// own opened.
-func (s *Session) holdsOthersLocked(tk *Task) bool {
+// twiceLocked says whether task tk holds the events of two roots, which
+// count the same faults twice: a thread that an attached thread created
+// while the attach was opening the events, and which then had its own
+// opened too, and the tasks it creates.
+func (s *Session) twiceLocked(tk *Task) bool {
 	if s.group == nil {
-		return tk.foreign
+		return tk.twice
+	}
+	own := 0
+	if tk.Root && s.opened[tk.Tid] {
+		own = tk.Tid
 	}
 	for _, cc := range tk.cpuCounts {
-		if og := s.group.byLeader[cc.leader]; og != nil && og.root != tk.Tid {
+		og := s.group.byLeader[cc.leader]
+		if og == nil {
+			continue
+		}
+		if own == 0 {
+			own = og.root
+		}
+		if og.root != own {
 			return true
 		}
 	}
 	return false
+}
+
+// heldRoot notes that an event of root tid sampled task tk (classify).
+func (s *Session) heldRoot(tk *Task, root int) {
+	if tk.heldRoot == 0 {
+		tk.heldRoot = root
+		if tk.Root && s.opened[tk.Tid] {
+			tk.heldRoot = tk.Tid
+		}
+	}
+	tk.twice = tk.twice || root != tk.heldRoot
 }
 
 // forkSeen notes a FORK of a root after its events were all in place.

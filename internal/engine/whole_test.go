@@ -52,7 +52,7 @@ func TestCountRootHoldingAnothersGroups(t *testing.T) {
 	cs.groupSample(0, mSwitch, 99, 99, 3000, []uint64{0, 1, 20, 0, 0}, nil)
 	cs.groupSample(1, mSwitch, 99, 103, 3001, []uint64{0, 1, 4, 0, 0}, nil)
 	_, rows := cs.rows(t)
-	if r := rows[99]; r.PageFaults != nil || !strings.Contains(r.Unmeasured["page_faults"], "creator's events besides its own") {
+	if r := rows[99]; r.PageFaults != nil || !strings.Contains(r.Unmeasured["page_faults"], "two threads' events") {
 		t.Errorf("process 99: page faults %v, unmeasured %q", fmtU(r.PageFaults), r.Unmeasured)
 	}
 }
@@ -130,6 +130,39 @@ func TestExitAfterStop(t *testing.T) {
 	for _, tk := range s.Tasks() {
 		if want := tk.Tid == 101; tk.Exited != want {
 			t.Errorf("task %d: exited %v, want %v (end %d)", tk.Tid, tk.Exited, want, tk.EndNs)
+		}
+	}
+}
+
+// TestClassifyTwoRootsEvents: a task that two attached threads' events
+// sample (a thread created while the attach opened its creator, then
+// opened itself, and what it creates) counts each fault twice: null.
+func TestClassifyTwoRootsEvents(t *testing.T) {
+	s := synthetic(t, true, "")
+	s.cfg.Counters = false
+	s.liveOpen = true
+	s.opened = map[int]bool{99: true, 103: true}
+	const idA, idB = 501, 502
+	s.ids[idA] = eventInfo{kind: kindFault, root: 99}
+	s.ids[idB] = eventInfo{kind: kindFault, root: 103}
+	s.AddRoot(99, 99, 1, "sh")
+	s.AddRoot(99, 103, 1, "sh")
+	f := feeder{t, s}
+	f.fork(0, unix.PERF_RECORD_FORK, 104, 99, 104, 103, 2000)
+	f.sample(0, idA, 99, 99, 2100, userPg, 0x7)
+	for _, id := range []uint64{idA, idB} {
+		f.sample(0, id, 104, 104, 2200, userPg, 0x7)
+		f.sample(0, id, 99, 103, 2300, userPg, 0x7)
+	}
+	f.fork(0, unix.PERF_RECORD_EXIT, 104, 99, 104, 103, 2400)
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range s.Tasks() {
+		var r report.Process
+		s.RowOf(&r, []*Task{tk})
+		if twice := tk.Tid != 99; twice != (r.WPFaults == nil) || twice && !strings.Contains(r.Unmeasured["wp_faults"], "two threads' events") {
+			t.Errorf("task %d: wp faults %v, unmeasured %q", tk.Tid, fmtU(r.WPFaults), r.Unmeasured)
 		}
 	}
 }
