@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,36 +43,13 @@ func TestRunUnderPerf(t *testing.T) {
 }
 
 func underPerf(t *testing.T, prog []string, mode string, procs int) {
-	data := filepath.Join(t.TempDir(), "perf.data")
 	// perf's default ring (516 KiB) drops samples of the command's burst
 	// of 25000 first writes when the machine is busy: the anchor must be
-	// whole, so a bigger one, and its losses checked below.
-	args := append([]string{"record", "-q", "-m", "16M", "-o", data, "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "--",
-		os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--mode", mode, "--"}, prog...)
-	cmd := exec.Command("perf", args...)
-	cmd.Env = append(os.Environ(), asMainEnv+"=1")
-	// perf mounts tracefs where it finds none and leaves it
-	// mounted: in a mount namespace of its own, that mount goes
-	// with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	// whole, so a bigger one, and its losses checked.
+	run, script, err := cowtraceUnderPerf(t, []string{"-m", "16M", "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel"},
+		append([]string{"run", "--format", "json", "--kprobe-method", "none", "--mode", mode, "--"}, prog...), nil)
 	if err != nil {
-		t.Fatalf("perf record -- cowtrace run: %v\n%s", err, stderr.Bytes())
-	}
-	var run report.Run
-	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
-		t.Fatalf("cowtrace's JSON: %v\n%s", err, out)
-	}
-	sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events", "--show-lost-events")
-	sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	script, err := sc.Output()
-	if err != nil {
-		t.Fatalf("perf script: %v", err)
-	}
-	if n := bytes.Count(script, []byte("PERF_RECORD_LOST")); n > 0 {
-		t.Fatalf("perf record lost samples (%d PERF_RECORD_LOST records): no anchor to compare with", n)
+		t.Fatal(err)
 	}
 	theirs := perfClasses(t, script, run.Processes[0].Pid)
 	if len(run.Processes) != procs || len(theirs) != procs {
@@ -104,6 +83,42 @@ func underPerf(t *testing.T, prog []string, mode string, procs int) {
 	if run.LostRecords != 0 {
 		t.Errorf("%d records lost", run.LostRecords)
 	}
+}
+
+// errPerfLost: perf record lost records, so there is no anchor to compare
+// with.
+var errPerfLost = errors.New("perf record lost samples: no anchor to compare with")
+
+// cowtraceUnderPerf runs `perf record PERFARGS -- cowtrace ARGS` (this test
+// binary as cowtrace, with env added) and returns cowtrace's JSON report
+// and perf script's lines (pid, time, event, trace, with the task events).
+// perf runs in a mount namespace of its own: it mounts tracefs where it
+// finds none and leaves it mounted, and that mount goes with it.
+func cowtraceUnderPerf(t *testing.T, perfArgs, args, env []string) (*report.Run, []byte, error) {
+	data := filepath.Join(t.TempDir(), "perf.data")
+	cmd := exec.Command("perf", append(append(append([]string{"record", "-q", "-o", data}, perfArgs...), "--", os.Args[0]), args...)...)
+	cmd.Env = append(append(os.Environ(), asMainEnv+"=1"), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("perf record -- cowtrace %s: %v\n%s", args[0], err, stderr.Bytes())
+	}
+	var run report.Run
+	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
+		return nil, nil, fmt.Errorf("cowtrace's JSON: %v\n%s", err, out)
+	}
+	sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events", "--show-lost-events")
+	sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	script, err := sc.Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("perf script: %v", err)
+	}
+	if n := bytes.Count(script, []byte("PERF_RECORD_LOST")); n > 0 {
+		return nil, nil, fmt.Errorf("%w (%d PERF_RECORD_LOST records)", errPerfLost, n)
+	}
+	return &run, script, nil
 }
 
 var (

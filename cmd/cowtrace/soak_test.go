@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/cowtrace/cowtrace/internal/testenv"
@@ -114,36 +110,14 @@ func cProject(t *testing.T, dir string, n int) string {
 // cowtrace count as on 6.12.
 func treeUnderPerf(t *testing.T, cmd []string, method string) bool {
 	t.Helper()
-	data := filepath.Join(t.TempDir(), "perf.data")
-	args := append([]string{"record", "-q", "-m", "32M", "-c", "1", "-o", data, "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "-e", "page-faults", "--",
-		os.Args[0], "run", "--format", "json", "--kprobe-method", "none", "--"}, cmd...)
-	c := exec.Command("perf", args...)
-	c.Env = append(os.Environ(), asMainEnv+"=1")
+	var env []string
 	if method == "exit-syscall" {
-		c.Env = append(c.Env, "COWTRACE_TEST_EXIT_SYSCALL=1")
+		env = []string{"COWTRACE_TEST_EXIT_SYSCALL=1"}
 	}
-	c.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	var stderr bytes.Buffer
-	c.Stderr = &stderr
-	out, err := c.Output()
+	run, script, err := cowtraceUnderPerf(t, []string{"-m", "32M", "-c", "1", "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "-e", "page-faults"},
+		append([]string{"run", "--format", "json", "--kprobe-method", "none", "--"}, cmd...), env)
 	if err != nil {
-		t.Errorf("perf record -- cowtrace run: %v\n%s", err, stderr.Bytes())
-		return false
-	}
-	var run report.Run
-	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &run); err != nil {
-		t.Errorf("cowtrace's JSON: %v\n%s", err, out)
-		return false
-	}
-	sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events", "--show-lost-events")
-	sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	script, err := sc.Output()
-	if err != nil {
-		t.Errorf("perf script: %v", err)
-		return false
-	}
-	if n := bytes.Count(script, []byte("PERF_RECORD_LOST")); n > 0 {
-		t.Errorf("perf record lost samples (%d PERF_RECORD_LOST records): no anchor to compare with", n)
+		t.Error(err)
 		return false
 	}
 	command := run.Processes[0].Pid
