@@ -57,10 +57,12 @@ test:
 
 # Busy process trees (pipelines, make -j2, threads that exec, perf stat
 # inside, orphans) under cowtrace run under perf record, every process
-# held to perf's counts, SOAK_ROUNDS times each (root; perf, gcc, make).
+# held to perf's counts, SOAK_ROUNDS times each, and 4*SOAK_ROUNDS
+# attaches per mode to a shell forking every millisecond under perf
+# record -a (root; perf, gcc, make).
 SOAK_ROUNDS ?= 30
 soak:
-	COWTRACE_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 120m -run 'TestTreesUnderPerf' -v ./cmd/cowtrace
+	COWTRACE_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 120m -run 'TestTreesUnderPerf|TestAttachWhileForkingUnderPerf' -v ./cmd/cowtrace
 
 # Unit tests only: no kernel, no root.
 test-short:
