@@ -233,10 +233,12 @@ func (s *Session) streamExit(tk *Task, ns uint64) {
 	}
 	tk.pendingForks = nil
 	if on := s.cfg.OnTaskEnd; on != nil {
-		te := TaskEnd{TimeNs: ns, Task: s.refLocked(tk), Counts: s.countsLocked(tk)}
+		te := TaskEnd{TimeNs: ns, Task: s.refLocked(tk), Counts: s.countsLocked(tk), Why: s.partialLocked(tk)}
 		switch {
-		case s.partialLocked(tk) != "":
-			te.Why = s.partialLocked(tk)
+		case te.Why != "":
+		case s.endNs != 0 && ns > s.endNs:
+			// Read in Stop's drain: it ended after counting did.
+			te.Why = "still running when the trace ended (it exited while the trace was stopping): its counts are those until the end"
 		case s.group != nil && !s.final(tk):
 			te.Why = "its last counts were not sampled at its exit"
 		}

@@ -166,3 +166,29 @@ func TestClassifyTwoRootsEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamExitAfterEnd: followed as it goes, a task whose exit is read
+// after Stop began to end the trace (it exited while the counters were
+// being frozen) ends with counts that are not its whole life's, and says
+// so.
+func TestStreamExitAfterEnd(t *testing.T) {
+	cs := newCountSession(t)
+	var ends []TaskEnd
+	cs.cfg.OnTaskEnd = func(e TaskEnd) { ends = append(ends, e) }
+	cs.AddRoot(100, 100, 1, "sh")
+	f := feeder{t, cs.Session}
+	f.comm(0, 100, 100, "prog", 1100, true)
+	f.fork(0, unix.PERF_RECORD_FORK, 101, 100, 101, 100, 2000)
+	f.fork(0, unix.PERF_RECORD_FORK, 102, 100, 102, 100, 2001)
+	cs.groupSample(1, mExit, 101, 101, 2400, []uint64{1, 0, 7, 3, 0}, nil)
+	f.fork(1, unix.PERF_RECORD_EXIT, 101, 100, 101, 100, 2401)
+	cs.endNs = 2500
+	cs.groupSample(1, mExit, 102, 102, 2900, []uint64{1, 0, 5, 1, 0}, nil)
+	f.fork(1, unix.PERF_RECORD_EXIT, 102, 100, 102, 100, 3000)
+	if err := cs.apply(^uint64(0)); err != nil {
+		t.Fatal(err)
+	}
+	if len(ends) != 2 || ends[0].Why != "" || !strings.Contains(ends[1].Why, "exited while the trace was stopping") {
+		t.Errorf("ends %+v: want 101 whole, 102 still running at the end", ends)
+	}
+}
