@@ -299,9 +299,8 @@ func (s *Session) openCountGroup(tid, ci int, enableOnExec bool) error {
 			a.SampleType = countSampleType
 		}
 		if i == 0 {
-			// The leader carries the task records of tid's tasks.
 			s.ringOwnerAttr(&a)
-			a.TaskRecords = true
+			a.TaskRecords = true // the records of tid's tasks
 		} else if !enableOnExec {
 			// The leader's enable starts the whole group.
 			a.Disabled = false

@@ -93,14 +93,7 @@ func (s *Session) settleCountsLocked() error {
 			}
 		}
 	}
-	for _, tk := range s.all {
-		if why := s.partialLocked(tk); why != "" && !tk.forgotten {
-			for m := range g.members {
-				c.setUnknown(tk, m, why)
-			}
-			c.copiesUnknown[tk] = why
-		}
-	}
+	s.nullPartialLocked(c)
 	for _, rg := range order {
 		s.settleRootLocked(rg, c)
 	}
@@ -108,6 +101,22 @@ func (s *Session) settleCountsLocked() error {
 		c.incomplete = append(c.incomplete, fmt.Sprintf("%d records were read after later ones were applied (a ring was read over %d ms late): tasks' records may be out of order", n, orderSlack/1_000_000))
 	}
 	return nil
+}
+
+// nullPartialLocked makes unknown the counts of every task that may hold
+// only some of its root's events (partialLocked).
+func (s *Session) nullPartialLocked(c *settledCounts) {
+	for _, tk := range s.all {
+		if tk.forgotten {
+			continue
+		}
+		if why := s.partialLocked(tk); why != "" {
+			for m := range s.group.members {
+				c.setUnknown(tk, m, why)
+			}
+			c.copiesUnknown[tk] = why
+		}
+	}
 }
 
 // rootOfLocked is the tid of the root whose groups tk holds copies of: the
