@@ -29,13 +29,20 @@ func TestAttachWhileForkingUnderPerf(t *testing.T) {
 	defer func() { loop.Process.Kill(); loop.Wait() }()
 	for _, mode := range []string{"count", "classify"} {
 		t.Run(mode, func(t *testing.T) {
-			var compared, nulled int
-			for r := 0; r < 4*soakRounds(t); r++ {
-				c, n := attachUnderPerf(t, loop.Process.Pid, mode)
+			var compared, nulled, anchored int
+			rounds := 4 * soakRounds(t)
+			for r := 0; r < rounds; r++ {
+				c, n, ok := attachUnderPerf(t, loop.Process.Pid, mode)
 				compared, nulled = compared+c, nulled+n
+				if ok {
+					anchored++
+				}
 			}
-			t.Logf("%d children compared with perf, %d null as created while the events were being opened", compared, nulled)
-			if compared == 0 {
+			t.Logf("%d children compared with perf in %d attaches, %d null as created while the events were being opened", compared, anchored, nulled)
+			switch {
+			case anchored == 0:
+				t.Skipf("perf gave nothing to compare with in %d attaches", rounds)
+			case compared == 0:
 				t.Error("no child ended inside an attach")
 			}
 		})
@@ -44,16 +51,18 @@ func TestAttachWhileForkingUnderPerf(t *testing.T) {
 
 // attachUnderPerf attaches to pid for 150 ms under perf record -a and
 // compares each child that ended inside the trace; it returns how many it
-// compared and how many were null.
-func attachUnderPerf(t *testing.T, pid int, mode string) (compared, nulled int) {
+// compared and how many were null, and whether perf gave an anchor.
+func attachUnderPerf(t *testing.T, pid int, mode string) (compared, nulled int, anchored bool) {
 	t.Helper()
 	run, script, err := cowtraceUnderPerf(t, []string{"-a", "-m", "32M", "-c", "1", "-e", "exceptions:page_fault_user", "-e", "exceptions:page_fault_kernel", "-e", "page-faults"},
 		[]string{"attach", "-p", strconv.Itoa(pid), "--duration", "150ms", "--format", "json", "--kprobe-method", "none", "--mode", mode}, nil)
-	if errors.Is(err, errPerfLost) {
+	if errors.Is(err, errNoAnchor) {
 		// The whole system's faults: a burst elsewhere can fill perf's
-		// rings. This round has no anchor; the others do.
+		// rings, and perf script fails on some other processes' samples
+		// ("failed to process type: 9 [Bad address]" while qemu ran).
+		// This round has no anchor; the others do.
 		t.Log(err)
-		return 0, 0
+		return 0, 0, false
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -76,13 +85,18 @@ func attachUnderPerf(t *testing.T, pid int, mode string) (compared, nulled int) 
 			continue
 		}
 		compared++
-		want := classes[p.Pid]
-		if *p.WPFaults != want.WP || mode == "count" && *p.PageFaults != pageFaults[p.Pid] {
-			bad = append(bad, fmt.Sprintf("%d (%s): wp faults %d, page faults %d; perf %d, %d", p.Pid, p.Comm, *p.WPFaults, *p.PageFaults, want.WP, pageFaults[p.Pid]))
+		// Page faults: count mode's are the software counter's, classify
+		// mode's the faults the tracepoints classified.
+		want, wantPF := classes[p.Pid], pageFaults[p.Pid]
+		if mode == "classify" {
+			wantPF = want.Total()
+		}
+		if *p.WPFaults != want.WP || *p.PageFaults != wantPF {
+			bad = append(bad, fmt.Sprintf("%d (%s): wp faults %d, page faults %d; perf %d, %d", p.Pid, p.Comm, *p.WPFaults, *p.PageFaults, want.WP, wantPF))
 		}
 	}
 	if len(bad) > 0 {
 		t.Errorf("%d children differ from perf record of the same attach: %s", len(bad), strings.Join(bad[:min(6, len(bad))], "; "))
 	}
-	return compared, nulled
+	return compared, nulled, true
 }

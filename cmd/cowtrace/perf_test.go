@@ -85,9 +85,9 @@ func underPerf(t *testing.T, prog []string, mode string, procs int) {
 	}
 }
 
-// errPerfLost: perf record lost records, so there is no anchor to compare
-// with.
-var errPerfLost = errors.New("perf record lost samples: no anchor to compare with")
+// errNoAnchor: perf record lost records, or perf script could not read
+// them, so there is nothing to compare with.
+var errNoAnchor = errors.New("no anchor to compare with")
 
 // cowtraceUnderPerf runs `perf record PERFARGS -- cowtrace ARGS` (this test
 // binary as cowtrace, with env added) and returns cowtrace's JSON report
@@ -111,14 +111,22 @@ func cowtraceUnderPerf(t *testing.T, perfArgs, args, env []string) (*report.Run,
 	}
 	sc := exec.Command("perf", "script", "-i", data, "--ns", "-F", "pid,time,event,trace", "--show-task-events", "--show-lost-events")
 	sc.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	stderr.Reset()
+	sc.Stderr = &stderr
 	script, err := sc.Output()
 	if err != nil {
-		return nil, nil, fmt.Errorf("perf script: %v", err)
+		return nil, nil, fmt.Errorf("%w: perf script: %v\n%s", errNoAnchor, err, lastLines(stderr.String(), 3))
 	}
 	if n := bytes.Count(script, []byte("PERF_RECORD_LOST")); n > 0 {
-		return nil, nil, fmt.Errorf("%w (%d PERF_RECORD_LOST records)", errPerfLost, n)
+		return nil, nil, fmt.Errorf("%w: perf record lost samples (%d PERF_RECORD_LOST records)", errNoAnchor, n)
 	}
 	return &run, script, nil
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
 
 var (
