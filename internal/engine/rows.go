@@ -115,6 +115,17 @@ func (s *Session) rowLocked(r *report.Process, tasks []*Task, region bool) {
 	}
 }
 
+// straysLocked counts the tasks strayLocked says are.
+func (s *Session) straysLocked() int {
+	n := 0
+	for _, tk := range s.all {
+		if !tk.forgotten && strayLocked(tk) {
+			n++
+		}
+	}
+	return n
+}
+
 // nullRow makes every figure of r null, for why.
 func nullRow(r *report.Process, why string) {
 	for _, f := range []struct {
@@ -384,6 +395,9 @@ func (s *Session) FillRun(run *report.Run, region bool) {
 	if s.foreignIDs > 0 {
 		run.Notes = append(run.Notes, fmt.Sprintf("%d samples carried another perf event's id, each told by the counts it read: "+
 			"the kernel gives every software event that fires at one fault or switch the first one's id, and another perf user samples the same events here", s.foreignIDs))
+	}
+	if n := s.straysLocked(); n > 0 {
+		run.Incomplete = append(run.Incomplete, fmt.Sprintf("%d tasks are known only by records read after the exit of the task that had their tid: those records were applied out of order", n))
 	}
 	if run.LostRecords > 0 && s.group == nil {
 		run.Incomplete = append(run.Incomplete, fmt.Sprintf("the kernel dropped %d records (a ring was full): fault, copy and probe counts are lower bounds", run.LostRecords))

@@ -62,6 +62,9 @@ type Task struct {
 	exitCalled bool
 	// ownRecord: the task wrote an EXIT or a COMM record (whole.go).
 	ownRecord bool
+	// afterExit: the task took its tid from one that had exited; without
+	// a FORK, its records came after that exit (strayLocked).
+	afterExit bool
 	// heldRoot is the root whose classify-mode events sampled the task
 	// first, and twice says another root's did too (whole.go).
 	heldRoot int
@@ -156,6 +159,7 @@ func (s *Session) taskLocked(pid, tid int) *Task {
 func (s *Session) newTaskLocked(pid, tid int) *Task {
 	s.nextID++
 	tk := &Task{Pid: pid, Tid: tid, ID: s.nextID, Proc: s.nextID, streams: map[int]*cow.Stream{}, probes: map[string]uint64{}}
+	tk.afterExit = s.tasks[tid] != nil
 	if pid != tid {
 		if l := s.tasks[pid]; l != nil && !l.Exited {
 			tk.Proc = l.Proc

@@ -45,6 +45,9 @@ const partialWhy = "created while the trace was opening its events, before they 
 // partialLocked says why task tk's counts may fall short of what it did,
 // "" when they may not.
 func (s *Session) partialLocked(tk *Task) string {
+	if strayLocked(tk) {
+		return strayWhy
+	}
 	if s.twiceLocked(tk) {
 		return "created while the attach was opening the events of several threads: it holds some of two threads' events, and counted twice"
 	}
@@ -81,6 +84,18 @@ func (s *Session) partialLocked(tk *Task) string {
 		}
 	}
 	return partialWhy
+}
+
+// strayWhy is what the counts of a task known only by records that came
+// after the exit of the task that had its tid say.
+const strayWhy = "known only by records read after the exit of the task that had its tid, with no FORK: a record applied out of order, whose counts are not this row's"
+
+// strayLocked says whether tk is known only by records that came after the
+// exit of the task that had its tid: a task created in the trace has a
+// FORK (a tid used again by one has its own), a root is opened on. Such
+// records belong to the task that exited; their place is lost.
+func strayLocked(tk *Task) bool {
+	return tk.afterExit && !tk.forked && !tk.Root
 }
 
 // twiceLocked says whether task tk holds the events of two roots, which

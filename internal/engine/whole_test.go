@@ -192,3 +192,37 @@ func TestStreamExitAfterEnd(t *testing.T) {
 		t.Errorf("ends %+v: want 101 whole, 102 still running at the end", ends)
 	}
 }
+
+// TestStrayTaskAfterExit: a sample of a task applied after its EXIT (out
+// of order) makes a task of its own with no FORK: its row is null with the
+// reason and the run is not complete, rather than a second row for the
+// pid.
+func TestStrayTaskAfterExit(t *testing.T) {
+	cs := newCountSession(t)
+	cs.AddRoot(100, 100, 1, "sh")
+	f := feeder{t, cs.Session}
+	f.comm(0, 100, 100, "prog", 1100, true)
+	f.fork(0, unix.PERF_RECORD_FORK, 101, 100, 101, 100, 2000)
+	cs.groupSample(1, mExit, 101, 101, 2900, []uint64{1, 0, 7, 3, 0}, nil)
+	f.fork(1, unix.PERF_RECORD_EXIT, 101, 100, 101, 100, 3000)
+	if err := cs.apply(^uint64(0)); err != nil {
+		t.Fatal(err)
+	}
+	cs.groupSample(0, mSwitch, 101, 101, 3100, []uint64{0, 1, 2, 0, 0}, nil)
+	run, _ := cs.rows(t)
+	var stray, whole int
+	for _, tk := range cs.Tasks() {
+		var r report.Process
+		cs.RowOf(&r, []*Task{tk})
+		switch {
+		case tk.Tid != 101:
+		case r.PageFaults == nil && r.Unmeasured["page_faults"] == strayWhy:
+			stray++
+		case r.PageFaults != nil && *r.PageFaults == 7:
+			whole++
+		}
+	}
+	if stray != 1 || whole != 1 || run.Complete {
+		t.Errorf("101: %d stray rows, %d whole rows, complete %v (%q); want one each, incomplete", stray, whole, run.Complete, run.Incomplete)
+	}
+}
